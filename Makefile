@@ -1,0 +1,32 @@
+# orders: PGXS build.  `make && make install`, then `make installcheck`
+# (every suite starts its own throw-away cluster; see test/check).
+
+EXTENSION = orders
+MODULE_big = orders
+OBJS = \
+	src/api.o \
+	src/catalog.o \
+	src/events.o \
+	src/invariants.o \
+	src/storage.o \
+	src/uuidv7.o
+DATA = orders--1.0.sql
+
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+
+# pg_regress and pg_isolation_regress each initdb and start a cluster of
+# their own (--temp-instance); nothing needs to be running.
+REGRESS = setup add invariants get_remove events security
+REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/test.conf
+
+ISOLATION = listen_notify
+ISOLATION_OPTS = --inputdir=test/isolation --temp-instance=tmp_check_iso --temp-config=test/test.conf
+
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+
+EXTRA_CLEAN = tmp_check_regress tmp_check_iso
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
