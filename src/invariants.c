@@ -107,7 +107,8 @@ order_check_currency(Relation rel, const char *order_id, Datum currency, bool is
 				 errdetail("currency is %s.",
 						   quote_text(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t))),
 				 errhint("Use an ISO 4217 code, such as \"EUR\" or \"USD\"."),
-				 errtableconstraint(rel, "order_currency_format")));
+				 errtableconstraint(rel, "order_currency_format"),
+				 errtablecol(rel, Anum_orders_currency)));
 }
 
 /*

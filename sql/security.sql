@@ -1,0 +1,122 @@
+-- Safety in a shared database: who can write, who can read, and a hostile
+-- search_path that must not change what the functions do.
+
+CREATE ROLE regress_nobody;
+CREATE ROLE regress_writer;
+CREATE ROLE regress_reader;
+GRANT EXECUTE ON FUNCTION
+    orders_add(uuid, text, order_line[], order_address, uuid),
+    orders_remove(uuid, integer)
+TO regress_writer;
+GRANT SELECT ON orders, order_events TO regress_reader;
+
+-- the write functions are not PUBLIC's; reading through orders_get needs SELECT
+SELECT p.proname, has_function_privilege('regress_nobody', p.oid, 'EXECUTE') AS nobody,
+       has_function_privilege('regress_writer', p.oid, 'EXECUTE') AS writer
+FROM pg_proc p WHERE p.proname LIKE 'orders\_%' ORDER BY 1;
+
+SET ROLE regress_nobody;
+SELECT err($$SELECT orders_add('c0000000-0000-0000-0000-000000000030', 'EUR')$$);
+SELECT err($$SELECT orders_remove('a0000000-0000-0000-0000-000000000001')$$);
+SELECT err($$SELECT * FROM orders_get('a0000000-0000-0000-0000-000000000001')$$);
+SELECT err($$SELECT count(*) FROM orders$$);
+SELECT orders_next_id() IS NOT NULL AS anyone_can_make_ids;
+RESET ROLE;
+
+-- a writer needs no grant on the tables to use the API, and has none to
+-- write them any other way
+SET ROLE regress_writer;
+SELECT id, version FROM orders_add('c0000000-0000-0000-0000-000000000030', 'EUR',
+                                   id => 'a0000000-0000-0000-0000-000000000040');
+SELECT err($$INSERT INTO orders VALUES ('a0000000-0000-0000-0000-000000000041',
+             'c0000000-0000-0000-0000-000000000030', 'pending', 'eur', '{}', NULL, -5, 1, now(), now())$$);
+SELECT err($$UPDATE orders SET total = 0$$);
+SELECT err($$DELETE FROM orders$$);
+SELECT err($$TRUNCATE orders$$);
+SELECT err($$INSERT INTO order_events VALUES (1, '1', 'a0000000-0000-0000-0000-000000000041', 'order_added', 1, '{}', now())$$);
+SELECT err($$DELETE FROM order_events$$);
+SELECT err($$SELECT nextval('order_events_position_seq')$$);
+SELECT err($$SELECT * FROM orders_get('a0000000-0000-0000-0000-000000000040')$$);
+SELECT id, version FROM orders_remove('a0000000-0000-0000-0000-000000000040');
+RESET ROLE;
+
+-- a reader reads the tables and orders_get, and writes nothing
+SET ROLE regress_reader;
+SELECT id, version FROM orders_get('a0000000-0000-0000-0000-000000000001');
+SELECT type FROM order_events WHERE order_id = 'a0000000-0000-0000-0000-000000000040' ORDER BY position;
+SELECT err($$SELECT orders_add('c0000000-0000-0000-0000-000000000030', 'EUR')$$);
+SELECT err($$UPDATE orders SET total = 0$$);
+RESET ROLE;
+
+-- row-level security is not bypassed by orders_get: it refuses
+ALTER TABLE orders ENABLE ROW LEVEL SECURITY;
+SET ROLE regress_reader;
+SELECT err($$SELECT * FROM orders_get('a0000000-0000-0000-0000-000000000001')$$);
+RESET ROLE;
+ALTER TABLE orders DISABLE ROW LEVEL SECURITY;
+
+-- A hostile search_path: look-alike tables, types, functions and operators
+-- first.  The functions resolve nothing through it.
+CREATE SCHEMA evil;
+CREATE TABLE evil.orders (LIKE orders);
+CREATE TABLE evil.order_events (LIKE order_events);
+CREATE SEQUENCE evil.order_events_position_seq START 1000000;
+CREATE TYPE evil.order_status AS ENUM ('pending', 'confirmed', 'shipped', 'delivered', 'cancelled');
+CREATE FUNCTION evil.uuid_eq(uuid, uuid) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+CREATE OPERATOR evil.= (LEFTARG = uuid, RIGHTARG = uuid, FUNCTION = evil.uuid_eq);
+CREATE FUNCTION evil.nextval(regclass) RETURNS bigint LANGUAGE sql AS 'SELECT 1000000::bigint';
+CREATE FUNCTION evil.pg_notify(text, text) RETURNS void LANGUAGE sql AS 'SELECT';
+CREATE FUNCTION evil.now() RETURNS timestamptz LANGUAGE sql AS $$SELECT '1999-01-01'::timestamptz$$;
+CREATE FUNCTION evil.to_jsonb(anyelement) RETURNS jsonb LANGUAGE sql AS $$SELECT '"evil"'::jsonb$$;
+CREATE FUNCTION evil.int8pl(bigint, bigint) RETURNS bigint LANGUAGE sql AS 'SELECT 0::bigint';
+CREATE OPERATOR evil.+ (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = evil.int8pl);
+CREATE OPERATOR evil.* (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = evil.int8pl);
+
+SET search_path = evil, pg_catalog, public, pg_temp;
+SELECT id, status, total, version, created_at = pg_catalog.now() AS real_now
+FROM public.orders_add('c0000000-0000-0000-0000-000000000031', 'EUR',
+                       ARRAY[public.line(1, 300, 2), public.line(2, 50, 1)],
+                       id => 'a0000000-0000-0000-0000-000000000042');
+SELECT id, total FROM public.orders_get('a0000000-0000-0000-0000-000000000042');
+SELECT id, total FROM public.orders_get('a0000000-0000-0000-0000-00000000beef');
+SELECT id FROM public.orders_remove('a0000000-0000-0000-0000-000000000042');
+SELECT (SELECT count(*) FROM evil.orders) AS evil_orders,
+       (SELECT count(*) FROM evil.order_events) AS evil_events,
+       (SELECT last_value FROM evil.order_events_position_seq) AS evil_seq;
+SELECT type, version, payload OPERATOR(pg_catalog.->>) 'total' AS total
+FROM public.order_events
+WHERE order_id OPERATOR(pg_catalog.=) 'a0000000-0000-0000-0000-000000000042'
+ORDER BY position;
+RESET search_path;
+DROP SCHEMA evil CASCADE;
+
+-- A table altered behind the extension's back is refused, not misread; the
+-- session's cached layout follows the change and its rollback.
+SELECT (orders_add('c0000000-0000-0000-0000-000000000030', 'EUR')).currency;
+BEGIN;
+ALTER TABLE orders ADD COLUMN note text;
+SELECT err($$SELECT orders_add('c0000000-0000-0000-0000-000000000030', 'EUR')$$);
+ROLLBACK;
+SELECT (orders_add('c0000000-0000-0000-0000-000000000030', 'EUR')).currency;
+
+-- Installed in another schema, and used with that schema nowhere on the path.
+DROP EXTENSION orders CASCADE;
+SELECT count(*) AS left_behind FROM pg_class WHERE relname IN ('orders', 'order_events', 'order_events_position_seq');
+SELECT count(*) AS left_behind FROM pg_type WHERE typname IN ('order_status', 'order_line', 'order_address');
+CREATE SCHEMA shop;
+CREATE EXTENSION orders SCHEMA shop;
+SET search_path = pg_catalog, pg_temp;
+SELECT id, status, total
+FROM shop.orders_add('c0000000-0000-0000-0000-000000000032', 'EUR',
+                     ARRAY[ROW('00000000-0000-0000-0000-000000000001', 'Tea', 2, 350)::shop.order_line],
+                     id => 'a0000000-0000-0000-0000-000000000043');
+SELECT id, total FROM shop.orders_get('a0000000-0000-0000-0000-000000000043');
+SELECT type FROM shop.order_events;
+SELECT id FROM shop.orders_remove('a0000000-0000-0000-0000-000000000043');
+RESET search_path;
+DROP EXTENSION orders;
+DROP SCHEMA shop;
+
+-- and back, for whatever runs next
+CREATE EXTENSION orders;
+DROP ROLE regress_nobody, regress_writer, regress_reader;

@@ -1,0 +1,43 @@
+-- Installs the extension and the helpers the other test files share.
+CREATE EXTENSION orders;
+
+SELECT extname, extversion, extrelocatable, nspname
+FROM pg_extension JOIN pg_namespace n ON n.oid = extnamespace
+WHERE extname = 'orders';
+
+SELECT pg_describe_object(classid, objid, 0) AS member
+FROM pg_depend
+WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+  AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'orders')
+ORDER BY 1;
+
+\d orders
+\d order_events
+
+-- err(sql): runs sql and shows, on one line, the error it raised:
+-- SQLSTATE, constraint, column, message and detail.
+CREATE FUNCTION err(sql text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    state text; cons text; col text; msg text; det text;
+BEGIN
+    EXECUTE sql;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, cons = CONSTRAINT_NAME,
+        col = COLUMN_NAME, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+    RETURN state || ' ' || coalesce(nullif(cons, ''), '-') || ' '
+        || coalesce(nullif(col, ''), '-') || ': ' || msg
+        || coalesce(' | ' || nullif(det, ''), '');
+END $$;
+
+-- line(n, price): a valid order line with a product id derived from n.
+CREATE FUNCTION line(n integer, price bigint DEFAULT 100, qty integer DEFAULT 1)
+RETURNS order_line LANGUAGE sql AS $$
+    SELECT ROW(('00000000-0000-0000-0000-' || lpad(to_hex(n), 12, '0'))::uuid,
+               'product ' || n, qty, price)::order_line
+$$;
+
+-- what the tables hold, to show that a failed call stored nothing
+CREATE VIEW stored AS
+SELECT (SELECT count(*) FROM orders) AS orders,
+       (SELECT count(*) FROM order_events) AS events;

@@ -1,0 +1,56 @@
+# Sourced by test/check and test/demo: what both need before they start.
+
+PG_MAJOR=15
+PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+PG_CONFIG=$PG_BIN/pg_config
+
+# Debian packages the build and the tests need.
+DEPS="make gcc postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libipc-run-perl python3 python3-psycopg2"
+
+say() { printf '\n== %s\n' "$*"; }
+
+install_deps() {
+	local missing=""
+	for p in $DEPS; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+	done
+	[ -z "$missing" ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "missing Debian packages:$missing (run as root, or apt-get install them)" >&2
+		exit 1
+	fi
+	say "installing from Debian's packages:$missing"
+	# The server package's own cluster is not wanted: tests start their own.
+	mkdir -p /etc/postgresql-common/createcluster.d
+	echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/orders-no-main.conf
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends $missing >/dev/null
+}
+
+build_and_install() {
+	say "building and installing the extension"
+	make -s PG_CONFIG="$PG_CONFIG" clean
+	make -s PG_CONFIG="$PG_CONFIG"
+	make -s PG_CONFIG="$PG_CONFIG" install
+}
+
+# initdb refuses to run as root; as root, run cluster work as this user.
+RUN_USER=postgres
+
+# as_user CMD...: runs CMD as RUN_USER when we are root, else as ourselves.
+as_user() {
+	if [ "$(id -u)" -eq 0 ]; then
+		runuser -u "$RUN_USER" -- "$@"
+	else
+		"$@"
+	fi
+}
+
+# make_workdir: a temporary folder RUN_USER can write; removed on exit.
+make_workdir() {
+	WORKDIR=$(mktemp -d -t orders.XXXXXX)
+	trap 'rm -rf "$WORKDIR"' EXIT
+	[ "$(id -u)" -eq 0 ] && chown "$RUN_USER" "$WORKDIR"
+	return 0
+}

@@ -1,0 +1,25 @@
+# The Python client tests (Debian's python3-psycopg2) against a cluster of
+# their own: a writer and a listener on two connections.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('client');
+$node->init;
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION orders');
+
+my $python = -x '/usr/bin/python3' ? '/usr/bin/python3' : 'python3';
+local $ENV{PGHOST} = $node->host;
+local $ENV{PGPORT} = $node->port;
+local $ENV{PGDATABASE} = 'postgres';
+
+my ($stdout, $stderr) = run_command([ $python, 'test/client/test_client.py' ]);
+note $stdout;
+is($stderr, '', 'the Python client tests print no errors') or diag $stderr;
+like($stdout, qr/^(\d+) passed, 0 failed$/m, 'the Python client tests all pass');
+
+$node->stop;
+done_testing();
