@@ -69,3 +69,10 @@ SELECT count(*) FROM orders_get('a0000000-0000-0000-0000-000000000025');
 SELECT err($$SELECT orders_remove(id) FROM (VALUES ('a0000000-0000-0000-0000-000000000025'::uuid),
                                                    ('a0000000-0000-0000-0000-000000000025'::uuid)) v(id)$$);
 SELECT count(*) FROM orders_get('a0000000-0000-0000-0000-000000000025');
+
+-- writes are refused in a read-only transaction (and so on a standby)
+BEGIN READ ONLY;
+SELECT err($$SELECT orders_add('c0000000-0000-0000-0000-000000000011', 'EUR')$$);
+SELECT err($$SELECT orders_remove('a0000000-0000-0000-0000-000000000025')$$);
+SELECT count(*) FROM orders_get('a0000000-0000-0000-0000-000000000025');
+COMMIT;

@@ -16,6 +16,7 @@
 #include "catalog/pg_class_d.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
+#include "tcop/utility.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/lsyscache.h"
@@ -82,6 +83,9 @@ orders_add(PG_FUNCTION_ARGS)
 	Datum		result;
 	Datum		payload;
 
+	/* the executor refuses writes in read-only transactions and on standbys; so do we */
+	PreventCommandIfReadOnly("orders_add()");
+
 	if (PG_ARGISNULL(4))
 		uuidv7_generate(&id);
 	else
@@ -120,7 +124,7 @@ orders_add(PG_FUNCTION_ARGS)
 	result = heap_copy_tuple_as_datum(tuple, desc);
 	storage_insert(rel, tuple);
 
-	payload = event_payload_order(cat, desc, values, nulls);
+	payload = event_payload_order(cat, values, nulls);
 	event_emit(cat, EVENT_ORDER_ADDED, &id, 1, payload, now);
 
 	table_close(rel, NoLock);
@@ -176,7 +180,7 @@ Datum
 orders_remove(PG_FUNCTION_ARGS)
 {
 	const OrdersCatalog *cat = orders_catalog(fcinfo);
-	pg_uuid_t  *id = required_id(fcinfo, 0);
+	pg_uuid_t  *id;
 	char		id_text[UUID_LEN * 2 + 5];
 	Relation	rel;
 	TupleTableSlot *slot;
@@ -185,6 +189,8 @@ orders_remove(PG_FUNCTION_ARGS)
 	Datum		result;
 	Datum		payload;
 
+	PreventCommandIfReadOnly("orders_remove()");
+	id = required_id(fcinfo, 0);
 	uuid_format(id, id_text);
 	rel = table_open(cat->orders_relid, RowExclusiveLock);
 	slot = table_slot_create(rel, NULL);
@@ -203,8 +209,7 @@ orders_remove(PG_FUNCTION_ARGS)
 	order_check_removable(rel, id_text, status);
 
 	result = ExecFetchSlotHeapTupleDatum(slot);
-	payload = event_payload_order(cat, RelationGetDescr(rel),
-								  slot->tts_values, slot->tts_isnull);
+	payload = event_payload_order(cat, slot->tts_values, slot->tts_isnull);
 	storage_delete(rel, &slot->tts_tid);
 
 	/* versions of an order's events only go up: removal is one more change */

@@ -45,13 +45,14 @@ orders_relcache_callback(Datum arg, Oid relid)
 {
 	int			i;
 
+	(void) arg;
 	if (relid == InvalidOid)
 	{
 		cache_valid = false;
 		invalidation_count++;
 		return;
 	}
-	for (i = 0; i < lengthof(watched_relids); i++)
+	for (i = 0; i < (int) lengthof(watched_relids); i++)
 	{
 		if (watched_relids[i] == relid)
 		{

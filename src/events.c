@@ -167,7 +167,7 @@ jb_lines(JsonbParseState **st, const OrdersCatalog *cat, Datum lines)
  * to_jsonb(orders), so a consumer needs nothing else to rebuild it.
  */
 Datum
-event_payload_order(const OrdersCatalog *cat, TupleDesc desc, Datum *values, bool *nulls)
+event_payload_order(const OrdersCatalog *cat, Datum *values, bool *nulls)
 {
 	JsonbParseState *st = NULL;
 	JsonbValue *res;

@@ -150,8 +150,7 @@ typedef enum OrderEventType
 	EVENT_TYPE_COUNT
 } OrderEventType;
 
-extern Datum event_payload_order(const OrdersCatalog *cat, TupleDesc desc,
-								 Datum *values, bool *nulls);
+extern Datum event_payload_order(const OrdersCatalog *cat, Datum *values, bool *nulls);
 extern int64 event_emit(const OrdersCatalog *cat, OrderEventType type,
 						pg_uuid_t *order_id, int32 version, Datum payload,
 						TimestampTz occurred_at);
