@@ -104,36 +104,69 @@ expect_column(TupleDesc desc, const char *relname, int attnum,
 									   attnum, name));
 }
 
+/* A column, or a composite's field, as the C code expects it. */
+typedef struct ColumnSpec
+{
+	const char *name;
+	Oid			typid;			/* InvalidOid: one of our own types, checked apart */
+} ColumnSpec;
+
+static const ColumnSpec orders_columns[Natts_orders] = {
+	{"id", UUIDOID}, {"customer_id", UUIDOID}, {"status", InvalidOid},
+	{"currency", TEXTOID}, {"lines", InvalidOid}, {"shipping_address", InvalidOid},
+	{"total", INT8OID}, {"version", INT4OID}, {"created_at", TIMESTAMPTZOID},
+	{"updated_at", TIMESTAMPTZOID},
+};
+static const ColumnSpec events_columns[Natts_order_events] = {
+	{"position", INT8OID}, {"xid", XID8OID}, {"order_id", UUIDOID}, {"type", TEXTOID},
+	{"version", INT4OID}, {"payload", JSONBOID}, {"occurred_at", TIMESTAMPTZOID},
+};
+static const ColumnSpec line_fields[Natts_line] = {
+	{"product_id", UUIDOID}, {"product_name", TEXTOID}, {"quantity", INT4OID},
+	{"unit_price", INT8OID},
+};
+static const ColumnSpec address_fields[Natts_address] = {
+	{"street", TEXTOID}, {"city", TEXTOID}, {"postal_code", TEXTOID}, {"country", TEXTOID},
+};
+
+static void
+expect_columns(TupleDesc desc, const char *relname, const ColumnSpec *columns, int n)
+{
+	int			i;
+
+	if (desc->natts != n)
+		layout_error(relname, "it has a different number of columns");
+	for (i = 0; i < n; i++)
+		expect_column(desc, relname, i + 1, columns[i].name, columns[i].typid);
+}
+
+/* Opens a table of ours, checking it is a heap table of the expected layout. */
+static Relation
+open_checked_table(Oid relid, const char *relname, const ColumnSpec *columns, int n)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relam != HEAP_TABLE_AM_OID)
+		layout_error(relname, "it is not a heap table");
+	expect_columns(RelationGetDescr(rel), relname, columns, n);
+	return rel;
+}
+
 static TupleDesc
-composite_desc(Oid typid, const char *typname, int natts, const char *const *names,
-			   const Oid *types)
+composite_desc(Oid typid, const char *typname, const ColumnSpec *fields, int n)
 {
 	TupleDesc	tupdesc;
-	TupleDesc	copy;
-	int			i;
 
 	if (get_typtype(typid) != TYPTYPE_COMPOSITE)
 		layout_error(typname, "it is not a composite type");
-	tupdesc = lookup_rowtype_tupdesc(typid, -1);
-	if (tupdesc->natts != natts)
-	{
-		ReleaseTupleDesc(tupdesc);
-		layout_error(typname, "it has a different number of fields");
-	}
-	for (i = 0; i < natts; i++)
-		expect_column(tupdesc, typname, i + 1, names[i], types[i]);
-	copy = CreateTupleDescCopy(tupdesc);
-	ReleaseTupleDesc(tupdesc);
-	return copy;
+	tupdesc = lookup_rowtype_tupdesc_copy(typid, -1);
+	expect_columns(tupdesc, typname, fields, n);
+	return tupdesc;
 }
 
 static void
 build_catalog(Oid nsp, OrdersCatalog *c)
 {
-	static const char *const line_names[] = {"product_id", "product_name", "quantity", "unit_price"};
-	static const Oid line_types[] = {UUIDOID, TEXTOID, INT4OID, INT8OID};
-	static const char *const address_names[] = {"street", "city", "postal_code", "country"};
-	static const Oid address_types[] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 	Relation	rel;
 	TupleDesc	desc;
 	Oid			lines_array_typid;
@@ -153,22 +186,8 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 		layout_error("order_events_position_seq", "it is not a sequence");
 
 	/* orders: the aggregate's row */
-	rel = table_open(c->orders_relid, AccessShareLock);
+	rel = open_checked_table(c->orders_relid, "orders", orders_columns, Natts_orders);
 	desc = RelationGetDescr(rel);
-	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relam != HEAP_TABLE_AM_OID)
-		layout_error("orders", "it is not a heap table");
-	if (desc->natts != Natts_orders)
-		layout_error("orders", "it has a different number of columns");
-	expect_column(desc, "orders", Anum_orders_id, "id", UUIDOID);
-	expect_column(desc, "orders", Anum_orders_customer_id, "customer_id", UUIDOID);
-	expect_column(desc, "orders", Anum_orders_status, "status", InvalidOid);
-	expect_column(desc, "orders", Anum_orders_currency, "currency", TEXTOID);
-	expect_column(desc, "orders", Anum_orders_lines, "lines", InvalidOid);
-	expect_column(desc, "orders", Anum_orders_shipping_address, "shipping_address", InvalidOid);
-	expect_column(desc, "orders", Anum_orders_total, "total", INT8OID);
-	expect_column(desc, "orders", Anum_orders_version, "version", INT4OID);
-	expect_column(desc, "orders", Anum_orders_created_at, "created_at", TIMESTAMPTZOID);
-	expect_column(desc, "orders", Anum_orders_updated_at, "updated_at", TIMESTAMPTZOID);
 	c->status_typid = TupleDescAttr(desc, Anum_orders_status - 1)->atttypid;
 	lines_array_typid = TupleDescAttr(desc, Anum_orders_lines - 1)->atttypid;
 	c->address_typid = TupleDescAttr(desc, Anum_orders_shipping_address - 1)->atttypid;
@@ -182,19 +201,8 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 	table_close(rel, AccessShareLock);
 
 	/* order_events: the outbox */
-	rel = table_open(c->events_relid, AccessShareLock);
-	desc = RelationGetDescr(rel);
-	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relam != HEAP_TABLE_AM_OID)
-		layout_error("order_events", "it is not a heap table");
-	if (desc->natts != Natts_order_events)
-		layout_error("order_events", "it has a different number of columns");
-	expect_column(desc, "order_events", Anum_order_events_position, "position", INT8OID);
-	expect_column(desc, "order_events", Anum_order_events_xid, "xid", XID8OID);
-	expect_column(desc, "order_events", Anum_order_events_order_id, "order_id", UUIDOID);
-	expect_column(desc, "order_events", Anum_order_events_type, "type", TEXTOID);
-	expect_column(desc, "order_events", Anum_order_events_version, "version", INT4OID);
-	expect_column(desc, "order_events", Anum_order_events_payload, "payload", JSONBOID);
-	expect_column(desc, "order_events", Anum_order_events_occurred_at, "occurred_at", TIMESTAMPTZOID);
+	rel = open_checked_table(c->events_relid, "order_events", events_columns,
+							 Natts_order_events);
 	table_close(rel, AccessShareLock);
 
 	/* order_status: the label OIDs, which are what a stored enum value is */
@@ -219,10 +227,9 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 		layout_error("orders", "column \"lines\" is not an array");
 	watched_relids[2] = get_typ_typrelid(c->line_typid);
 	watched_relids[3] = get_typ_typrelid(c->address_typid);
-	c->line_desc = composite_desc(c->line_typid, "order_line", Natts_line,
-								  line_names, line_types);
-	c->address_desc = composite_desc(c->address_typid, "order_address", Natts_address,
-									 address_names, address_types);
+	c->line_desc = composite_desc(c->line_typid, "order_line", line_fields, Natts_line);
+	c->address_desc = composite_desc(c->address_typid, "order_address", address_fields,
+									 Natts_address);
 }
 
 /*
@@ -273,6 +280,20 @@ orders_catalog(FunctionCallInfo fcinfo)
 	}
 	cache_valid = true;
 	return &cache;
+}
+
+/* The fields of a composite value (an order_line, an order_address). */
+void
+composite_deform(Datum value, TupleDesc desc, Datum *values, bool *nulls)
+{
+	HeapTupleHeader th = DatumGetHeapTupleHeader(value);
+	HeapTupleData tuple;
+
+	tuple.t_len = HeapTupleHeaderGetDatumLength(th);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = th;
+	heap_deform_tuple(&tuple, desc, values, nulls);
 }
 
 OrderStatus

@@ -107,19 +107,14 @@ jb_timestamptz(JsonbParseState **st, Datum d)
 }
 
 static void
-jb_composite_fields(JsonbParseState **st, TupleDesc desc, HeapTupleHeader th)
+jb_composite_fields(JsonbParseState **st, TupleDesc desc, Datum value)
 {
-	HeapTupleData tuple;
 	Datum		values[Max((int) Natts_line, (int) Natts_address)];
 	bool		nulls[Max((int) Natts_line, (int) Natts_address)];
 	int			i;
 
 	Assert(desc->natts <= lengthof(values));
-	tuple.t_len = HeapTupleHeaderGetDatumLength(th);
-	ItemPointerSetInvalid(&tuple.t_self);
-	tuple.t_tableOid = InvalidOid;
-	tuple.t_data = th;
-	heap_deform_tuple(&tuple, desc, values, nulls);
+	composite_deform(value, desc, values, nulls);
 
 	pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
 	for (i = 0; i < desc->natts; i++)
@@ -157,7 +152,7 @@ jb_lines(JsonbParseState **st, const OrdersCatalog *cat, Datum lines)
 		Datum		elem = array_iter_next(&it, &isnull, i, -1, false, TYPALIGN_DOUBLE);
 
 		/* stored lines are never NULL; the invariants saw to that */
-		jb_composite_fields(st, cat->line_desc, DatumGetHeapTupleHeader(elem));
+		jb_composite_fields(st, cat->line_desc, elem);
 	}
 	pushJsonbValue(st, WJB_END_ARRAY, NULL);
 }
@@ -188,8 +183,7 @@ event_payload_order(const OrdersCatalog *cat, Datum *values, bool *nulls)
 	if (nulls[Anum_orders_shipping_address - 1])
 		jb_null(&st);
 	else
-		jb_composite_fields(&st, cat->address_desc,
-							DatumGetHeapTupleHeader(values[Anum_orders_shipping_address - 1]));
+		jb_composite_fields(&st, cat->address_desc, values[Anum_orders_shipping_address - 1]);
 	jb_key(&st, "total");
 	jb_int(&st, DatumGetInt64(values[Anum_orders_total - 1]));
 	jb_key(&st, "version");

@@ -193,9 +193,8 @@ check_product_unique(Relation rel, const char *order_id, LineProduct *products, 
  */
 static int64
 check_line(Relation rel, const OrdersCatalog *cat, const char *order_id,
-		   HeapTupleHeader th, int line, LineProduct *product)
+		   Datum value, int line, LineProduct *product)
 {
-	HeapTupleData tuple;
 	Datum		values[Natts_line];
 	bool		nulls[Natts_line];
 	static const char *const field_names[Natts_line] = {
@@ -209,11 +208,7 @@ check_line(Relation rel, const OrdersCatalog *cat, const char *order_id,
 	int64		unit_price;
 	int64		amount;
 
-	tuple.t_len = HeapTupleHeaderGetDatumLength(th);
-	ItemPointerSetInvalid(&tuple.t_self);
-	tuple.t_tableOid = InvalidOid;
-	tuple.t_data = th;
-	heap_deform_tuple(&tuple, cat->line_desc, values, nulls);
+	composite_deform(value, cat->line_desc, values, nulls);
 
 	for (i = 0; i < Natts_line; i++)
 		if (nulls[i])
@@ -329,7 +324,7 @@ order_check_lines(Relation rel, const OrdersCatalog *cat, const char *order_id,
 			not_null_violation(rel, Anum_orders_lines, order_id,
 							   psprintf("lines[%d]", i + 1));
 
-		amount = check_line(rel, cat, order_id, DatumGetHeapTupleHeader(elem),
+		amount = check_line(rel, cat, order_id, elem,
 							i + 1, &products[i]);
 		if (pg_add_s64_overflow(total, amount, &total))
 			ereport(ERROR,
@@ -370,8 +365,6 @@ void
 order_check_address(Relation rel, const OrdersCatalog *cat, const char *order_id,
 					Datum address, bool isnull)
 {
-	HeapTupleHeader th;
-	HeapTupleData tuple;
 	Datum		values[Natts_address];
 	bool		nulls[Natts_address];
 	static const char *const field_names[Natts_address] = {
@@ -383,12 +376,7 @@ order_check_address(Relation rel, const OrdersCatalog *cat, const char *order_id
 	if (isnull)
 		return;
 
-	th = DatumGetHeapTupleHeader(address);
-	tuple.t_len = HeapTupleHeaderGetDatumLength(th);
-	ItemPointerSetInvalid(&tuple.t_self);
-	tuple.t_tableOid = InvalidOid;
-	tuple.t_data = th;
-	heap_deform_tuple(&tuple, cat->address_desc, values, nulls);
+	composite_deform(address, cat->address_desc, values, nulls);
 
 	for (i = 0; i < Natts_address; i++)
 		if (nulls[i])

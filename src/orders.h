@@ -113,6 +113,7 @@ typedef struct OrdersCatalog
 
 extern const OrdersCatalog *orders_catalog(FunctionCallInfo fcinfo);
 extern OrderStatus order_status_from_oid(const OrdersCatalog *cat, Oid label);
+extern void composite_deform(Datum value, TupleDesc desc, Datum *values, bool *nulls);
 
 /* ---- invariants.c ---- */
 
