@@ -6,11 +6,12 @@ MODULE_big = orders
 OBJS = \
 	src/api.o \
 	src/catalog.o \
+	src/changes.o \
 	src/events.o \
 	src/invariants.o \
 	src/storage.o \
 	src/uuidv7.o
-DATA = orders--1.0.sql
+DATA = orders--1.0.sql orders--1.1.sql orders--1.0--1.1.sql
 
 # -Wextra, less the two warnings PostgreSQL's own headers raise
 # (unused parameters and sign comparisons in their inline functions).
@@ -18,7 +19,7 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare
 
 # pg_regress and pg_isolation_regress each initdb and start a cluster of
 # their own (--temp-instance); nothing needs to be running.
-REGRESS = setup add invariants get_remove events security
+REGRESS = upgrade setup add invariants get_remove events save queries security
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/test.conf
 
 ISOLATION = listen_notify

@@ -6,6 +6,7 @@ CREATE ROLE regress_writer;
 CREATE ROLE regress_reader;
 GRANT EXECUTE ON FUNCTION
     orders_add(uuid, text, order_line[], order_address, uuid),
+    orders_save(orders),
     orders_remove(uuid, integer)
 TO regress_writer;
 GRANT SELECT ON orders, order_events TO regress_reader;
@@ -18,7 +19,11 @@ FROM pg_proc p WHERE p.proname LIKE 'orders\_%' ORDER BY 1;
 SET ROLE regress_nobody;
 SELECT err($$SELECT orders_add('c0000000-0000-0000-0000-000000000030', 'EUR')$$);
 SELECT err($$SELECT orders_remove('a0000000-0000-0000-0000-000000000001')$$);
+SELECT err($$SELECT orders_save(NULL::orders)$$);
 SELECT err($$SELECT * FROM orders_get('a0000000-0000-0000-0000-000000000001')$$);
+SELECT err($$SELECT * FROM orders_find()$$);
+SELECT err($$SELECT orders_count()$$);
+SELECT err($$SELECT * FROM orders_total()$$);
 SELECT err($$SELECT count(*) FROM orders$$);
 SELECT orders_next_id() IS NOT NULL AS anyone_can_make_ids;
 RESET ROLE;
@@ -37,6 +42,8 @@ SELECT err($$INSERT INTO order_events VALUES (1, '1', 'a0000000-0000-0000-0000-0
 SELECT err($$DELETE FROM order_events$$);
 SELECT err($$SELECT nextval('order_events_position_seq')$$);
 SELECT err($$SELECT * FROM orders_get('a0000000-0000-0000-0000-000000000040')$$);
+SELECT id, status, version FROM orders_save(ROW('a0000000-0000-0000-0000-000000000040',
+    'c0000000-0000-0000-0000-000000000030', 'cancelled', 'EUR', '{}', NULL, 0, 1, NULL, NULL)::orders);
 SELECT id, version FROM orders_remove('a0000000-0000-0000-0000-000000000040');
 RESET ROLE;
 
@@ -71,6 +78,8 @@ CREATE FUNCTION evil.to_jsonb(anyelement) RETURNS jsonb LANGUAGE sql AS $$SELECT
 CREATE FUNCTION evil.int8pl(bigint, bigint) RETURNS bigint LANGUAGE sql AS 'SELECT 0::bigint';
 CREATE OPERATOR evil.+ (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = evil.int8pl);
 CREATE OPERATOR evil.* (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = evil.int8pl);
+CREATE FUNCTION evil.int8ge(bigint, bigint) RETURNS boolean LANGUAGE sql AS 'SELECT false';
+CREATE OPERATOR evil.>= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = evil.int8ge);
 
 SET search_path = evil, pg_catalog, public, pg_temp;
 SELECT id, status, total, version, created_at = pg_catalog.now() AS real_now
@@ -79,6 +88,12 @@ FROM public.orders_add('c0000000-0000-0000-0000-000000000031', 'EUR',
                        id => 'a0000000-0000-0000-0000-000000000042');
 SELECT id, total FROM public.orders_get('a0000000-0000-0000-0000-000000000042');
 SELECT id, total FROM public.orders_get('a0000000-0000-0000-0000-00000000beef');
+SELECT id, status, version FROM public.orders_save(pg_catalog.jsonb_populate_record(
+    public.cur('a0000000-0000-0000-0000-000000000042'), '{"status": "cancelled"}'));
+SELECT id, total FROM public.orders_find(customer_id => 'c0000000-0000-0000-0000-000000000031');
+SELECT public.orders_count(customer_id => 'c0000000-0000-0000-0000-000000000031'),
+       public.orders_count(customer_id => 'c0000000-0000-0000-0000-0000000000ff');
+SELECT * FROM public.orders_total(customer_id => 'c0000000-0000-0000-0000-000000000031');
 SELECT id FROM public.orders_remove('a0000000-0000-0000-0000-000000000042');
 SELECT (SELECT count(*) FROM evil.orders) AS evil_orders,
        (SELECT count(*) FROM evil.order_events) AS evil_events,

@@ -41,3 +41,28 @@ $$;
 CREATE VIEW stored AS
 SELECT (SELECT count(*) FROM orders) AS orders,
        (SELECT count(*) FROM order_events) AS events;
+
+-- cur(id): the stored order as one composite value, to change and save
+CREATE FUNCTION cur(id uuid) RETURNS orders LANGUAGE sql AS $$
+    SELECT o FROM orders_get(id) o
+$$;
+
+-- move(id, statuses...): saves the order through each status in turn
+CREATE FUNCTION move(order_id uuid, VARIADIC statuses order_status[])
+RETURNS order_status LANGUAGE plpgsql AS $$
+DECLARE
+    s order_status;
+    o orders;
+BEGIN
+    FOREACH s IN ARRAY statuses LOOP
+        o := cur(order_id);
+        o.status := s;
+        o := orders_save(o);
+    END LOOP;
+    RETURN o.status;
+END $$;
+
+-- the events of one order, without their times
+CREATE VIEW events_of AS
+SELECT order_id, position, type, version, payload - 'created_at' - 'updated_at' AS payload
+FROM order_events;

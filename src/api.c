@@ -19,6 +19,8 @@
 #include "tcop/utility.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
@@ -30,6 +32,7 @@ PG_MODULE_MAGIC;
 PG_FUNCTION_INFO_V1(orders_add);
 PG_FUNCTION_INFO_V1(orders_get);
 PG_FUNCTION_INFO_V1(orders_remove);
+PG_FUNCTION_INFO_V1(orders_save);
 
 /*
  * The functions read the table directly, so the table's privileges and row
@@ -215,6 +218,183 @@ orders_remove(PG_FUNCTION_ARGS)
 	/* versions of an order's events only go up: removal is one more change */
 	event_emit(cat, EVENT_ORDER_REMOVED, id, version + 1, payload,
 			   GetCurrentTransactionStartTimestamp());
+
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, NoLock);
+	PG_RETURN_DATUM(result);
+}
+
+static OrderEventType
+status_event(OrderStatus to)
+{
+	switch (to)
+	{
+		case ORDER_CONFIRMED:
+			return EVENT_ORDER_CONFIRMED;
+		case ORDER_SHIPPED:
+			return EVENT_ORDER_SHIPPED;
+		case ORDER_DELIVERED:
+			return EVENT_ORDER_DELIVERED;
+		case ORDER_CANCELLED:
+			return EVENT_ORDER_CANCELLED;
+		default:
+			elog(ERROR, "no event moves an order to status %d", (int) to);
+	}
+	pg_unreachable();
+}
+
+static void
+check_immutable_uuid(Relation rel, const char *order_id, int attnum, const char *field,
+					 Datum stored, Datum given)
+{
+	char		s[UUID_LEN * 2 + 5];
+	char		g[UUID_LEN * 2 + 5];
+
+	uuid_format(DatumGetUUIDP(stored), s);
+	uuid_format(DatumGetUUIDP(given), g);
+	order_check_immutable(rel, order_id, attnum, field, s, g);
+}
+
+/*
+ * orders_save(o orders) RETURNS orders: stores a changed order.  o.version is
+ * the version the caller read.  The new state is checked on its own first,
+ * then against the stored order, locked: version, fields that never change,
+ * status transition, readiness for the new status, what may still change in
+ * the stored status.  Then the
+ * row is replaced and one event emitted per kind of change.  A save that
+ * changes nothing writes nothing and returns the stored order.
+ */
+Datum
+orders_save(PG_FUNCTION_ARGS)
+{
+	const OrdersCatalog *cat = orders_catalog(fcinfo);
+	Relation	rel;
+	TupleDesc	desc;
+	Datum		given[Natts_orders];
+	bool		given_null[Natts_orders];
+	Datum	   *stored;
+	bool	   *stored_null;
+	Datum		values[Natts_orders];
+	bool		nulls[Natts_orders];
+	pg_uuid_t  *id;
+	char		id_text[UUID_LEN * 2 + 5];
+	Datum		lines;
+	int64		total;
+	int			nlines;
+	OrderStatus new_status;
+	OrderStatus old_status;
+	int32		version;
+	bool		lines_changed;
+	bool		address_changed;
+	TupleTableSlot *slot;
+	HeapTuple	tuple;
+	Datum		result;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+
+	PreventCommandIfReadOnly("orders_save()");
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("order to save must not be null")));
+
+	rel = table_open(cat->orders_relid, RowExclusiveLock);
+	desc = RelationGetDescr(rel);
+	composite_deform(PG_GETARG_DATUM(0), desc, given, given_null);
+
+	if (given_null[Anum_orders_id - 1])
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("order id must not be null"),
+				 errhint("Save an order read with orders_get; add a new one with orders_add.")));
+	id = DatumGetUUIDP(given[Anum_orders_id - 1]);
+	uuid_format(id, id_text);
+
+	/* the new state, on its own */
+	if (given_null[Anum_orders_version - 1])
+		not_null_violation(rel, Anum_orders_version, id_text, "version");
+	if (given_null[Anum_orders_status - 1])
+		not_null_violation(rel, Anum_orders_status, id_text, "status");
+	order_check_customer_id(rel, id_text, given_null[Anum_orders_customer_id - 1]);
+	order_check_currency(rel, id_text, given[Anum_orders_currency - 1],
+						 given_null[Anum_orders_currency - 1]);
+	total = order_check_lines(rel, cat, id_text, given[Anum_orders_lines - 1],
+							  given_null[Anum_orders_lines - 1], &lines);
+	order_check_address(rel, cat, id_text, given[Anum_orders_shipping_address - 1],
+						given_null[Anum_orders_shipping_address - 1]);
+	new_status = order_status_from_oid(cat, DatumGetObjectId(given[Anum_orders_status - 1]));
+	nlines = ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(lines)),
+							ARR_DIMS(DatumGetArrayTypeP(lines)));
+
+	/* against the stored order, locked until the end of the transaction */
+	slot = table_slot_create(rel, NULL);
+	if (!storage_lock(rel, cat->orders_pkey, id, LockTupleNoKeyExclusive, slot))
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("order %s does not exist", id_text),
+				 errhint("It may have been removed; add a new order with orders_add.")));
+	slot_getallattrs(slot);
+	stored = slot->tts_values;
+	stored_null = slot->tts_isnull;
+
+	version = DatumGetInt32(stored[Anum_orders_version - 1]);
+	order_check_version(id_text, version, DatumGetInt32(given[Anum_orders_version - 1]));
+	check_immutable_uuid(rel, id_text, Anum_orders_customer_id, "customer_id",
+						 stored[Anum_orders_customer_id - 1], given[Anum_orders_customer_id - 1]);
+	order_check_immutable(rel, id_text, Anum_orders_currency, "currency",
+						  quote_text_datum(stored[Anum_orders_currency - 1]),
+						  quote_text_datum(given[Anum_orders_currency - 1]));
+	old_status = order_status_from_oid(cat, DatumGetObjectId(stored[Anum_orders_status - 1]));
+	order_check_status_transition(rel, id_text, old_status, new_status);
+	order_check_ready(rel, id_text, new_status, nlines,
+					  given_null[Anum_orders_shipping_address - 1]);
+	lines_changed = !order_lines_equal(cat, stored[Anum_orders_lines - 1], lines);
+	address_changed = !order_address_equal(cat,
+										   stored[Anum_orders_shipping_address - 1],
+										   stored_null[Anum_orders_shipping_address - 1],
+										   given[Anum_orders_shipping_address - 1],
+										   given_null[Anum_orders_shipping_address - 1]);
+	order_check_frozen(rel, id_text, old_status, lines_changed, address_changed);
+
+	if (!lines_changed && !address_changed && old_status == new_status)
+	{
+		result = ExecFetchSlotHeapTupleDatum(slot);
+		ExecDropSingleTupleTableSlot(slot);
+		table_close(rel, NoLock);
+		PG_RETURN_DATUM(result);
+	}
+	if (version == PG_INT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("order %s has reached the highest version", id_text)));
+
+	/* the new row: what may change from the caller, the rest as stored */
+	memcpy(values, stored, sizeof(values));
+	memcpy(nulls, stored_null, sizeof(nulls));
+	values[Anum_orders_status - 1] = given[Anum_orders_status - 1];
+	if (lines_changed)			/* else keep the stored, maybe toasted, value */
+		values[Anum_orders_lines - 1] = lines;
+	values[Anum_orders_shipping_address - 1] = given[Anum_orders_shipping_address - 1];
+	nulls[Anum_orders_shipping_address - 1] = given_null[Anum_orders_shipping_address - 1];
+	values[Anum_orders_total - 1] = Int64GetDatum(total);
+	values[Anum_orders_version - 1] = Int32GetDatum(version + 1);
+	values[Anum_orders_updated_at - 1] = TimestampTzGetDatum(now);
+
+	tuple = heap_form_tuple(desc, values, nulls);
+	result = heap_copy_tuple_as_datum(tuple, desc);
+	storage_update(rel, &slot->tts_tid, tuple);
+
+	/* the events, in the contract's order */
+	if (lines_changed)
+		event_emit(cat, EVENT_ORDER_LINES_CHANGED, id, version + 1,
+				   event_payload_lines(cat, lines, total), now);
+	if (address_changed)
+		event_emit(cat, EVENT_ORDER_SHIPPING_ADDRESS_CHANGED, id, version + 1,
+				   event_payload_address(cat, given[Anum_orders_shipping_address - 1],
+										 given_null[Anum_orders_shipping_address - 1]),
+				   now);
+	if (old_status != new_status)
+		event_emit(cat, status_event(new_status), id, version + 1,
+				   event_payload_status(old_status, new_status), now);
 
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, NoLock);

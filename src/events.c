@@ -157,6 +157,13 @@ jb_lines(JsonbParseState **st, const OrdersCatalog *cat, Datum lines)
 	pushJsonbValue(st, WJB_END_ARRAY, NULL);
 }
 
+/* closes the object begun with WJB_BEGIN_OBJECT, and makes it a jsonb datum */
+static Datum
+jb_finish(JsonbParseState **st)
+{
+	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(st, WJB_END_OBJECT, NULL)));
+}
+
 /*
  * The whole order as a jsonb object, with the keys and value formats of
  * to_jsonb(orders), so a consumer needs nothing else to rebuild it.
@@ -165,7 +172,6 @@ Datum
 event_payload_order(const OrdersCatalog *cat, Datum *values, bool *nulls)
 {
 	JsonbParseState *st = NULL;
-	JsonbValue *res;
 
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
 	jb_key(&st, "id");
@@ -192,9 +198,50 @@ event_payload_order(const OrdersCatalog *cat, Datum *values, bool *nulls)
 	jb_timestamptz(&st, values[Anum_orders_created_at - 1]);
 	jb_key(&st, "updated_at");
 	jb_timestamptz(&st, values[Anum_orders_updated_at - 1]);
-	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	return jb_finish(&st);
+}
 
-	return JsonbPGetDatum(JsonbValueToJsonb(res));
+/* order_lines_changed: the new lines and the new total. */
+Datum
+event_payload_lines(const OrdersCatalog *cat, Datum lines, int64 total)
+{
+	JsonbParseState *st = NULL;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	jb_key(&st, "lines");
+	jb_lines(&st, cat, lines);
+	jb_key(&st, "total");
+	jb_int(&st, total);
+	return jb_finish(&st);
+}
+
+/* order_shipping_address_changed: the new address (null when removed). */
+Datum
+event_payload_address(const OrdersCatalog *cat, Datum address, bool isnull)
+{
+	JsonbParseState *st = NULL;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	jb_key(&st, "shipping_address");
+	if (isnull)
+		jb_null(&st);
+	else
+		jb_composite_fields(&st, cat->address_desc, address);
+	return jb_finish(&st);
+}
+
+/* the status events: where the order came from and where it is now. */
+Datum
+event_payload_status(OrderStatus from, OrderStatus to)
+{
+	JsonbParseState *st = NULL;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	jb_key(&st, "status");
+	jb_cstring(&st, order_status_names[to]);
+	jb_key(&st, "previous_status");
+	jb_cstring(&st, order_status_names[from]);
+	return jb_finish(&st);
 }
 
 /*

@@ -54,7 +54,7 @@ quote_text(const char *s, int len)
 	return buf.data;
 }
 
-static char *
+char *
 quote_text_datum(Datum d)
 {
 	text	   *t = DatumGetTextPP(d);
@@ -62,8 +62,7 @@ quote_text_datum(Datum d)
 	return quote_text(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 }
 
-pg_attribute_noreturn()
-static void
+void
 not_null_violation(Relation rel, int attnum, const char *order_id, const char *field)
 {
 	ereport(ERROR,
@@ -429,4 +428,106 @@ order_check_version(const char *order_id, int32 stored, int32 expected)
 				 errdetail("Expected version %d, but the stored version is %d.",
 						   expected, stored),
 				 errhint("Read the order again, reapply the change and retry.")));
+}
+
+/*
+ * Status moves only along pending -> confirmed -> shipped -> delivered, and
+ * from pending or confirmed to cancelled; delivered and cancelled are final.
+ */
+static bool
+status_transition_allowed(OrderStatus from, OrderStatus to)
+{
+	switch (from)
+	{
+		case ORDER_PENDING:
+			return to == ORDER_CONFIRMED || to == ORDER_CANCELLED;
+		case ORDER_CONFIRMED:
+			return to == ORDER_SHIPPED || to == ORDER_CANCELLED;
+		case ORDER_SHIPPED:
+			return to == ORDER_DELIVERED;
+		default:
+			return false;
+	}
+}
+
+void
+order_check_status_transition(Relation rel, const char *order_id, OrderStatus from,
+							  OrderStatus to)
+{
+	if (from != to && !status_transition_allowed(from, to))
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("order %s: status cannot move from %s to %s",
+						order_id, order_status_names[from], order_status_names[to]),
+				 errdetail("status is \"%s\"; the new status is \"%s\".",
+						   order_status_names[from], order_status_names[to]),
+				 (from == ORDER_DELIVERED || from == ORDER_CANCELLED) ?
+				 errhint("A %s order is final.", order_status_names[from]) :
+				 errhint("Status moves pending, confirmed, shipped, delivered, one step at a time; "
+						 "a pending or confirmed order can be cancelled."),
+				 errtableconstraint(rel, "order_status_transition"),
+				 errtablecol(rel, Anum_orders_status)));
+}
+
+/* Beyond pending (except cancelled), an order needs lines and an address. */
+void
+order_check_ready(Relation rel, const char *order_id, OrderStatus status, int nlines,
+				  bool address_isnull)
+{
+	if (status == ORDER_PENDING || status == ORDER_CANCELLED)
+		return;
+	if (nlines == 0 || address_isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("order %s cannot be %s without %s", order_id,
+						order_status_names[status],
+						nlines == 0 ? "lines" : "a shipping address"),
+				 nlines == 0 ?
+				 errdetail("lines is empty.") :
+				 errdetail("shipping_address is null."),
+				 errtableconstraint(rel, "order_ready_to_confirm"),
+				 errtablecol(rel, nlines == 0 ? Anum_orders_lines : Anum_orders_shipping_address)));
+}
+
+/*
+ * Lines change only while the stored order is pending; the shipping address
+ * only while it is pending or confirmed.  The stored status is the one that
+ * counts, so one save may change the lines and confirm.
+ */
+void
+order_check_frozen(Relation rel, const char *order_id, OrderStatus stored,
+				   bool lines_changed, bool address_changed)
+{
+	if (lines_changed && stored != ORDER_PENDING)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("order %s: lines cannot change once the order is %s",
+						order_id, order_status_names[stored]),
+				 errdetail("status is \"%s\"; lines change only while it is \"pending\".",
+						   order_status_names[stored]),
+				 errtableconstraint(rel, "order_frozen_after_confirm"),
+				 errtablecol(rel, Anum_orders_lines)));
+	if (address_changed && stored != ORDER_PENDING && stored != ORDER_CONFIRMED)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("order %s: shipping_address cannot change once the order is %s",
+						order_id, order_status_names[stored]),
+				 errdetail("status is \"%s\"; the address changes only while it is \"pending\" or \"confirmed\".",
+						   order_status_names[stored]),
+				 errtableconstraint(rel, "order_frozen_after_confirm"),
+				 errtablecol(rel, Anum_orders_shipping_address)));
+}
+
+/* customer_id and currency are the order's for ever (id is how it is found). */
+void
+order_check_immutable(Relation rel, const char *order_id, int attnum,
+					  const char *field, const char *stored, const char *given)
+{
+	if (strcmp(stored, given) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("order %s: %s cannot change", order_id, field),
+				 errdetail("%s is %s; the save gives %s.", field, stored, given),
+				 errtableconstraint(rel, "order_immutable_fields"),
+				 errtablecol(rel, attnum)));
 }

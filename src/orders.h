@@ -4,6 +4,7 @@
  * One file per concern:
  *   catalog.c     where our tables and types are, looked up once per session
  *   invariants.c  every rule of the aggregate, checked before anything is written
+ *   changes.c     what a save changed, from which its events follow
  *   storage.c     reading, locking, inserting and deleting rows, through the heap
  *   events.c      the outbox row and the NOTIFY of each domain event
  *   uuidv7.c      time-ordered ids
@@ -117,6 +118,10 @@ extern void composite_deform(Datum value, TupleDesc desc, Datum *values, bool *n
 
 /* ---- invariants.c ---- */
 
+extern char *quote_text_datum(Datum d);
+pg_attribute_noreturn()
+extern void not_null_violation(Relation rel, int attnum, const char *order_id,
+							   const char *field);
 extern void order_check_customer_id(Relation rel, const char *order_id, bool isnull);
 extern void order_check_currency(Relation rel, const char *order_id, Datum currency, bool isnull);
 extern int64 order_check_lines(Relation rel, const OrdersCatalog *cat,
@@ -126,6 +131,20 @@ extern void order_check_address(Relation rel, const OrdersCatalog *cat,
 								const char *order_id, Datum address, bool isnull);
 extern void order_check_removable(Relation rel, const char *order_id, OrderStatus status);
 extern void order_check_version(const char *order_id, int32 stored, int32 expected);
+extern void order_check_status_transition(Relation rel, const char *order_id,
+										  OrderStatus from, OrderStatus to);
+extern void order_check_ready(Relation rel, const char *order_id, OrderStatus status,
+							  int nlines, bool address_isnull);
+extern void order_check_frozen(Relation rel, const char *order_id, OrderStatus stored,
+							   bool lines_changed, bool address_changed);
+extern void order_check_immutable(Relation rel, const char *order_id, int attnum,
+								  const char *field, const char *stored, const char *given);
+
+/* ---- changes.c ---- */
+
+extern bool order_lines_equal(const OrdersCatalog *cat, Datum a, Datum b);
+extern bool order_address_equal(const OrdersCatalog *cat, Datum a, bool a_isnull,
+								Datum b, bool b_isnull);
 
 /* ---- storage.c ---- */
 
@@ -134,6 +153,7 @@ extern bool storage_fetch(Relation rel, Oid index_oid, pg_uuid_t *id,
 						  TupleTableSlot *slot);
 extern bool storage_lock(Relation rel, Oid index_oid, pg_uuid_t *id,
 						 LockTupleMode mode, TupleTableSlot *slot);
+extern void storage_update(Relation rel, ItemPointer otid, HeapTuple tuple);
 extern void storage_delete(Relation rel, ItemPointer tid);
 
 /* ---- events.c ---- */
@@ -152,6 +172,9 @@ typedef enum OrderEventType
 } OrderEventType;
 
 extern Datum event_payload_order(const OrdersCatalog *cat, Datum *values, bool *nulls);
+extern Datum event_payload_lines(const OrdersCatalog *cat, Datum lines, int64 total);
+extern Datum event_payload_address(const OrdersCatalog *cat, Datum address, bool isnull);
+extern Datum event_payload_status(OrderStatus from, OrderStatus to);
 extern int64 event_emit(const OrdersCatalog *cat, OrderEventType type,
 						pg_uuid_t *order_id, int32 version, Datum payload,
 						TimestampTz occurred_at);

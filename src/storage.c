@@ -16,6 +16,7 @@
 
 #include "access/genam.h"
 #include "access/heapam.h"
+#include "access/htup_details.h"
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "executor/executor.h"
@@ -27,17 +28,17 @@
 #include "orders.h"
 
 /*
- * Inserts tuple into rel and its indexes.  tuple->t_self is set; tuple's
- * header is the heap's afterwards, no longer a composite datum.
+ * Adds index entries for a heap tuple just written, to every index of rel.
+ * Updates too pass update = false to the executor: its "index unchanged by
+ * the update" hint needs a range table, which we do not build; the hint only
+ * helps btree remove old versions bottom-up, earlier than VACUUM would.
  */
-void
-storage_insert(Relation rel, HeapTuple tuple)
+static void
+insert_index_entries(Relation rel, HeapTuple tuple, bool only_summarizing)
 {
 	EState	   *estate;
 	ResultRelInfo *rri;
 	TupleTableSlot *slot;
-
-	simple_heap_insert(rel, tuple);
 
 	if (!RelationGetForm(rel)->relhasindex)
 		return;
@@ -49,13 +50,46 @@ storage_insert(Relation rel, HeapTuple tuple)
 	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
 	ExecStoreHeapTuple(tuple, slot, false);
 #if PG_VERSION_NUM >= 160000
-	ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL, false);
+	ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL, only_summarizing);
 #else
+	(void) only_summarizing;
 	ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
 #endif
 	ExecDropSingleTupleTableSlot(slot);
 	ExecCloseIndices(rri);
 	FreeExecutorState(estate);
+}
+
+/*
+ * Inserts tuple into rel and its indexes.  tuple->t_self is set; tuple's
+ * header is the heap's afterwards, no longer a composite datum.
+ */
+void
+storage_insert(Relation rel, HeapTuple tuple)
+{
+	simple_heap_insert(rel, tuple);
+	insert_index_entries(rel, tuple, false);
+}
+
+/*
+ * Replaces the row at otid, which this transaction has locked, by tuple.  A
+ * HOT update (no indexed column changed, room on the page) needs no new
+ * index entries.
+ */
+void
+storage_update(Relation rel, ItemPointer otid, HeapTuple tuple)
+{
+#if PG_VERSION_NUM >= 160000
+	TU_UpdateIndexes update_indexes;
+
+	simple_heap_update(rel, otid, tuple, &update_indexes);
+	if (update_indexes != TU_None)
+		insert_index_entries(rel, tuple, update_indexes == TU_Summarizing);
+#else
+	simple_heap_update(rel, otid, tuple);
+	if (!HeapTupleIsHeapOnly(tuple))
+		insert_index_entries(rel, tuple, false);
+#endif
 }
 
 /*

@@ -1,0 +1,70 @@
+-- ALTER EXTENSION orders UPDATE from 1.0 to 1.1 gives the same objects as a
+-- fresh 1.1 install, and keeps the orders and events it had.
+
+SELECT name, version, installed FROM pg_available_extension_versions
+WHERE name = 'orders' ORDER BY version;
+
+CREATE EXTENSION orders VERSION '1.0';
+
+-- Everything that defines the installed extension, as text lines: members,
+-- their definitions, columns, indexes, privileges, comments, config tables.
+CREATE FUNCTION pg_temp.extension_state() RETURNS SETOF text LANGUAGE sql AS $$
+    WITH members AS (
+        SELECT classid, objid FROM pg_depend
+        WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+          AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'orders'))
+    SELECT 'member ' || pg_describe_object(classid, objid, 0)
+        || coalesce(' comment ' || obj_description(objid, (SELECT relname FROM pg_class WHERE oid = classid)), '')
+    FROM members
+    UNION ALL
+    SELECT 'function ' || pg_get_functiondef(p.oid) || ' acl ' || coalesce(p.proacl::text, 'default')
+    FROM members m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid
+    UNION ALL
+    SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+        || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END || ' #' || a.attnum
+    FROM members m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid
+    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+    UNION ALL
+    SELECT 'relation ' || c.relname || ' ' || c.relkind::text || ' acl ' || coalesce(c.relacl::text, 'default')
+    FROM members m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid
+    UNION ALL
+    SELECT 'index ' || pg_get_indexdef(i.indexrelid)
+    FROM pg_index i WHERE i.indrelid IN ('orders'::regclass, 'order_events'::regclass)
+    UNION ALL
+    SELECT 'constraint ' || conname || ' ' || pg_get_constraintdef(oid)
+    FROM pg_constraint WHERE conrelid IN ('orders'::regclass, 'order_events'::regclass)
+    UNION ALL
+    SELECT 'type ' || t.typname || ' ' || coalesce((SELECT string_agg(enumlabel, ',' ORDER BY enumsortorder)
+                                                    FROM pg_enum WHERE enumtypid = t.oid), '')
+    FROM members m JOIN pg_type t ON m.classid = 'pg_type'::regclass AND t.oid = m.objid
+    UNION ALL
+    SELECT 'config ' || extconfig::regclass[]::text || ' ' || extcondition::text
+    FROM pg_extension WHERE extname = 'orders'
+$$;
+
+SELECT id FROM orders_add('c0000000-0000-0000-0000-000000000001', 'EUR',
+    ARRAY[ROW('00000000-0000-0000-0000-000000000001', 'Tea', 2, 350)::order_line],
+    ROW('Main St 1', 'Berlin', '10115', 'DE')::order_address,
+    'a0000000-0000-0000-0000-000000000001');
+ALTER EXTENSION orders UPDATE TO '1.1';
+SELECT extversion FROM pg_extension WHERE extname = 'orders';
+
+-- the data is there, and 1.1 works on it
+SELECT id, status, version, total FROM orders_get('a0000000-0000-0000-0000-000000000001');
+SELECT id, status, version FROM orders_save(jsonb_populate_record(
+    (SELECT o FROM orders_get('a0000000-0000-0000-0000-000000000001') o), '{"status": "confirmed"}'));
+SELECT id FROM orders_find(customer_id => 'c0000000-0000-0000-0000-000000000001');
+SELECT type, version FROM order_events ORDER BY position;
+
+CREATE TEMP TABLE updated AS SELECT * FROM pg_temp.extension_state() s;
+DROP EXTENSION orders;
+CREATE EXTENSION orders;
+CREATE TEMP TABLE fresh AS SELECT * FROM pg_temp.extension_state() s;
+
+-- the same, line for line: nothing only in one of them
+SELECT 'only after update' AS where_, s FROM (SELECT s FROM updated EXCEPT SELECT s FROM fresh) x
+UNION ALL
+SELECT 'only in fresh install', s FROM (SELECT s FROM fresh EXCEPT SELECT s FROM updated) x;
+SELECT count(*) > 40 AS compared_enough FROM fresh;
+
+DROP EXTENSION orders;
