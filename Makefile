@@ -22,7 +22,7 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare
 REGRESS = upgrade setup add invariants get_remove events save queries security
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/test.conf
 
-ISOLATION = listen_notify
+ISOLATION = listen_notify save_races
 ISOLATION_OPTS = --inputdir=test/isolation --temp-instance=tmp_check_iso --temp-config=test/test.conf
 
 TAP_TESTS = 1

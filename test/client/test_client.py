@@ -161,6 +161,99 @@ def lines_from_json():
     writer.close()
 
 
+GET_JSON = "SELECT to_jsonb(o) FROM orders_get(%s) o"
+SAVE_JSON = "SELECT to_jsonb(s) FROM orders_save(jsonb_populate_record(NULL::orders, %s)) s"
+
+
+@test
+def json_round_trip_and_save():
+    """The README's recipe: hold the order as a JSON document, change it, save it."""
+    writer = connect()
+    listener = Listener()
+    with writer.cursor() as cur:
+        order_id = add(cur, [(uuid.uuid4(), "Tea", 1, 200)])[0]
+        listener.expect(1)
+        cur.execute(GET_JSON, (str(order_id),))
+        (doc,) = cur.fetchone()
+        assert doc["version"] == 1 and doc["status"] == "pending", doc
+        doc["lines"][0]["quantity"] = 4
+        doc["shipping_address"] = {"street": "Main St 1", "city": "Berlin", "postal_code": "10115", "country": "DE"}
+        doc["status"] = "confirmed"
+        doc["total"] = 1  # derived: ignored
+        cur.execute(SAVE_JSON, (json.dumps(doc),))
+        (saved,) = cur.fetchone()
+        assert saved["version"] == 2 and saved["status"] == "confirmed", saved
+        assert saved["total"] == 800, saved
+        events = listener.expect(3)
+        assert [e["type"] for e in events] == [
+            "order_lines_changed", "order_shipping_address_changed", "order_confirmed"], events
+        assert {e["version"] for e in events} == {2}, events
+        # saving the document as read again changes nothing and emits nothing
+        cur.execute(SAVE_JSON, (json.dumps(saved),))
+        assert cur.fetchone()[0]["version"] == 2
+        assert listener.receive(0.5) == []
+        # the old document is stale now
+        e = expect_error(cur, SAVE_JSON, (json.dumps(doc),), "40001")
+        assert isinstance(e, psycopg2.errors.SerializationFailure)
+    writer.close()
+    listener.close()
+
+
+@test
+def concurrent_read_change_save_loses_no_update():
+    """Threads each add 1 to a line's quantity, many times, retrying on 40001."""
+    import threading
+
+    threads, rounds = 4, 15
+    setup = connect()
+    with setup.cursor() as cur:
+        order_id = add(cur, [(uuid.uuid4(), "Counter", 1, 1)])[0]
+    retries = []
+    failures = []
+
+    def worker():
+        conn = connect(autocommit=False)
+        tried = 0
+        try:
+            with conn.cursor() as cur:
+                for _ in range(rounds):
+                    while True:
+                        try:
+                            cur.execute(GET_JSON, (str(order_id),))
+                            (doc,) = cur.fetchone()
+                            doc["lines"][0]["quantity"] += 1
+                            cur.execute(SAVE_JSON, (json.dumps(doc),))
+                            conn.commit()
+                            break
+                        except psycopg2.errors.SerializationFailure:
+                            conn.rollback()
+                            tried += 1
+        except Exception as exc:  # reported by the main thread
+            failures.append(exc)
+        finally:
+            retries.append(tried)
+            conn.close()
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(120)
+    assert not failures, failures
+    with setup.cursor() as cur:
+        cur.execute("SELECT version, (lines[1]).quantity, total FROM orders WHERE id = %s", (order_id,))
+        version, quantity, total = cur.fetchone()
+        assert quantity == 1 + threads * rounds, (quantity, retries)
+        assert version == 1 + threads * rounds, version
+        assert total == quantity, total
+        cur.execute("""SELECT count(*), count(DISTINCT version), min(version), max(version)
+                       FROM order_events WHERE order_id = %s AND type = 'order_lines_changed'""",
+                    (order_id,))
+        assert cur.fetchone() == (threads * rounds, threads * rounds, 2, 1 + threads * rounds)
+    print(f"   {threads} threads x {rounds} saves, {sum(retries)} retries on 40001")
+    setup.close()
+
+
 def expect_error(cur, sql, args, pgcode, constraint=None, column=None, detail_has=None):
     try:
         cur.execute(sql, args)
