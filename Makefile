@@ -9,9 +9,10 @@ OBJS = \
 	src/changes.o \
 	src/events.o \
 	src/invariants.o \
+	src/module.o \
 	src/storage.o \
 	src/uuidv7.o
-DATA = orders--1.0.sql orders--1.1.sql orders--1.0--1.1.sql
+DATA = orders--1.0.sql orders--1.1.sql orders--1.2.sql orders--1.0--1.1.sql orders--1.1--1.2.sql
 
 # -Wextra, less the two warnings PostgreSQL's own headers raise
 # (unused parameters and sign comparisons in their inline functions).
@@ -19,10 +20,10 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare
 
 # pg_regress and pg_isolation_regress each initdb and start a cluster of
 # their own (--temp-instance); nothing needs to be running.
-REGRESS = upgrade setup add invariants get_remove events save queries security
+REGRESS = upgrade setup add invariants get_remove events save queries consumers security
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/test.conf
 
-ISOLATION = listen_notify save_races
+ISOLATION = listen_notify save_races events_gap
 ISOLATION_OPTS = --inputdir=test/isolation --temp-instance=tmp_check_iso --temp-config=test/test.conf
 
 TAP_TESTS = 1

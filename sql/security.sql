@@ -55,6 +55,23 @@ SELECT err($$SELECT orders_add('c0000000-0000-0000-0000-000000000030', 'EUR')$$)
 SELECT err($$UPDATE orders SET total = 0$$);
 RESET ROLE;
 
+-- consuming the outbox is granted by function, and the checkpoints are
+-- written only through those functions
+SET ROLE regress_reader;
+SELECT err($$SELECT orders_events_register('regress')$$);
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION orders_events_register(text, boolean), orders_events_read(text, integer),
+                          orders_events_ack(text, bigint) TO regress_reader;
+SET ROLE regress_reader;
+SELECT orders_events_register('regress');
+SELECT count(*) FROM orders_events_read('regress');
+SELECT orders_events_ack('regress', 0);
+SELECT err($$UPDATE order_event_consumers SET batch_position = 0$$);
+SELECT err($$SELECT * FROM orders_events_batch('1:1:', '1:1:', 0, 1)$$);
+SELECT err($$SELECT orders_events_purge()$$);
+RESET ROLE;
+SELECT orders_events_unregister('regress');
+
 -- row-level security is not bypassed by orders_get: it refuses
 ALTER TABLE orders ENABLE ROW LEVEL SECURITY;
 SET ROLE regress_reader;

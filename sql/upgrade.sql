@@ -1,5 +1,5 @@
--- ALTER EXTENSION orders UPDATE from 1.0 to 1.1 gives the same objects as a
--- fresh 1.1 install, and keeps the orders and events it had.
+-- ALTER EXTENSION orders UPDATE from 1.0 to the latest version gives the same objects as a
+-- fresh install of it, and keeps the orders and events it had.
 
 SELECT name, version, installed FROM pg_available_extension_versions
 WHERE name = 'orders' ORDER BY version;
@@ -46,10 +46,10 @@ SELECT id FROM orders_add('c0000000-0000-0000-0000-000000000001', 'EUR',
     ARRAY[ROW('00000000-0000-0000-0000-000000000001', 'Tea', 2, 350)::order_line],
     ROW('Main St 1', 'Berlin', '10115', 'DE')::order_address,
     'a0000000-0000-0000-0000-000000000001');
-ALTER EXTENSION orders UPDATE TO '1.1';
+ALTER EXTENSION orders UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'orders';
 
--- the data is there, and 1.1 works on it
+-- the data is there, and the new version works on it
 SELECT id, status, version, total FROM orders_get('a0000000-0000-0000-0000-000000000001');
 SELECT id, status, version FROM orders_save(jsonb_populate_record(
     (SELECT o FROM orders_get('a0000000-0000-0000-0000-000000000001') o), '{"status": "confirmed"}'));

@@ -27,7 +27,6 @@
 
 #include "orders.h"
 
-PG_MODULE_MAGIC;
 
 PG_FUNCTION_INFO_V1(orders_add);
 PG_FUNCTION_INFO_V1(orders_get);

@@ -16,6 +16,7 @@
 #include "utils/array.h"
 #include "utils/arrayaccess.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
@@ -25,6 +26,103 @@
 #include "orders.h"
 
 #define EVENTS_CHANNEL "orders_events"
+
+/* orders.notify: whether a write also sends NOTIFY in the caller's transaction */
+typedef enum NotifyMode
+{
+	NOTIFY_OFF = 0,
+	NOTIFY_ON
+} NotifyMode;
+
+static const struct config_enum_entry notify_mode_options[] = {
+	{"on", NOTIFY_ON, false},
+	{"off", NOTIFY_OFF, false},
+	{"true", NOTIFY_ON, true},
+	{"false", NOTIFY_OFF, true},
+	{"yes", NOTIFY_ON, true},
+	{"no", NOTIFY_OFF, true},
+	{"1", NOTIFY_ON, true},
+	{"0", NOTIFY_OFF, true},
+	{NULL, 0, false}
+};
+
+static int	notify_mode = NOTIFY_ON;
+
+/*
+ * Which open (sub)transaction levels have sent a NOTIFY of ours, one bit a
+ * level (deeper levels share the last bit).  PREPARE TRANSACTION refuses a
+ * transaction that notified; knowing it first lets us say what to do.
+ */
+static uint64 notified_levels = 0;
+
+static uint64
+level_bit(int level)
+{
+	return UINT64CONST(1) << (Min(level, 64) - 1);
+}
+
+static void
+events_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			if (notified_levels != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot prepare a transaction that wrote orders with orders.notify = on"),
+						 errdetail("PREPARE TRANSACTION refuses a transaction that has sent NOTIFY."),
+						 errhint("SET LOCAL orders.notify = off in transactions you prepare; "
+								 "the events are in the outbox all the same.")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			notified_levels = 0;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+events_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+
+	if (level < 2 || (notified_levels & level_bit(level)) == 0)
+		return;
+	if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		/* the parent now holds the notification, unless levels share a bit */
+		if (level <= 64)
+			notified_levels &= ~level_bit(level);
+		notified_levels |= level_bit(level - 1);
+	}
+	else if (event == SUBXACT_EVENT_ABORT_SUB && level <= 64)
+		notified_levels &= ~level_bit(level);
+}
+
+void
+events_init(void)
+{
+	DefineCustomEnumVariable("orders.notify",
+							 "Whether orders' writes send NOTIFY on channel orders_events.",
+							 "on: in the writer's transaction; off: the outbox row only "
+							 "(two-phase commit, or consumers that poll).",
+							 &notify_mode,
+							 NOTIFY_ON,
+							 notify_mode_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+	MarkGUCPrefixReserved("orders");
+	RegisterXactCallback(events_xact_callback, NULL);
+	RegisterSubXactCallback(events_subxact_callback, NULL);
+}
 
 static const char *const event_type_names[EVENT_TYPE_COUNT] = {
 	"order_added",
@@ -279,6 +377,9 @@ event_emit(const OrdersCatalog *cat, OrderEventType type, pg_uuid_t *order_id,
 	heap_freetuple(tuple);
 	table_close(rel, NoLock);
 
+	if (notify_mode == NOTIFY_OFF)
+		return position;
+
 	/*
 	 * Small and fixed-shape, far below NOTIFY's 8000-byte limit: a listener
 	 * reads the rest from the outbox.
@@ -288,6 +389,7 @@ event_emit(const OrdersCatalog *cat, OrderEventType type, pg_uuid_t *order_id,
 			 "{\"position\": " INT64_FORMAT ", \"type\": \"%s\", \"order_id\": \"%s\", \"version\": %d}",
 			 position, event_type_names[type], order_id_text, version);
 	Async_Notify(EVENTS_CHANNEL, notify_payload);
+	notified_levels |= level_bit(GetCurrentTransactionNestLevel());
 
 	return position;
 }

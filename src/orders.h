@@ -9,6 +9,7 @@
  *   events.c      the outbox row and the NOTIFY of each domain event
  *   uuidv7.c      time-ordered ids
  *   api.c         the SQL-callable functions, composing the above
+ *   module.c      loading the library: the orders.* settings
  */
 #ifndef ORDERS_H
 #define ORDERS_H
@@ -175,6 +176,7 @@ extern Datum event_payload_order(const OrdersCatalog *cat, Datum *values, bool *
 extern Datum event_payload_lines(const OrdersCatalog *cat, Datum lines, int64 total);
 extern Datum event_payload_address(const OrdersCatalog *cat, Datum address, bool isnull);
 extern Datum event_payload_status(OrderStatus from, OrderStatus to);
+extern void events_init(void);
 extern int64 event_emit(const OrdersCatalog *cat, OrderEventType type,
 						pg_uuid_t *order_id, int32 version, Datum payload,
 						TimestampTz occurred_at);

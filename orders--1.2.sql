@@ -1,0 +1,489 @@
+/* orders--1.2.sql: the Order aggregate, its outbox and its repository API */
+
+\echo Use "CREATE EXTENSION orders" to load this file. \quit
+
+-- The aggregate's value types ------------------------------------------------
+
+CREATE TYPE @extschema@.order_status AS ENUM
+    ('pending', 'confirmed', 'shipped', 'delivered', 'cancelled');
+
+CREATE TYPE @extschema@.order_line AS (
+    product_id   uuid,
+    product_name text,
+    quantity     integer,
+    unit_price   bigint          -- minor units (cents)
+);
+
+CREATE TYPE @extschema@.order_address AS (
+    street      text,
+    city        text,
+    postal_code text,
+    country     text
+);
+
+-- The aggregate: one row per order, its row type is the aggregate ------------
+--
+-- The invariants live in C (src/invariants.c) and run before any write; the
+-- table carries only what the storage itself relies on.  Its columns must stay
+-- in this order: the C code checks the layout once per session and refuses a
+-- table that was altered behind its back.
+
+CREATE TABLE @extschema@.orders (
+    id               uuid                       NOT NULL,
+    customer_id      uuid                       NOT NULL,
+    status           @extschema@.order_status   NOT NULL,
+    currency         text                       NOT NULL,
+    lines            @extschema@.order_line[]   NOT NULL,
+    shipping_address @extschema@.order_address,
+    total            bigint                     NOT NULL,
+    version          integer                    NOT NULL,
+    created_at       timestamptz                NOT NULL,
+    updated_at       timestamptz                NOT NULL,
+    CONSTRAINT orders_pkey PRIMARY KEY (id)
+);
+
+COMMENT ON TABLE @extschema@.orders IS
+    'Order aggregates; written only through orders_add, orders_save and orders_remove';
+
+-- The outbox: one row per domain event, written in the writer's transaction --
+
+CREATE SEQUENCE @extschema@.order_events_position_seq AS bigint;
+
+CREATE TABLE @extschema@.order_events (
+    position    bigint      NOT NULL,
+    xid         xid8        NOT NULL,   -- writer's transaction, for gap-free reading
+    order_id    uuid        NOT NULL,
+    type        text        NOT NULL,
+    version     integer     NOT NULL,   -- the order's version after the event
+    payload     jsonb       NOT NULL,
+    occurred_at timestamptz NOT NULL,
+    CONSTRAINT order_events_pkey PRIMARY KEY (position)
+);
+
+ALTER SEQUENCE @extschema@.order_events_position_seq
+    OWNED BY @extschema@.order_events.position;
+
+COMMENT ON TABLE @extschema@.order_events IS
+    'Outbox of order domain events; written only by the orders_* functions';
+
+-- Nobody writes these tables directly; the functions write them through the
+-- table access method and so need no grant on them.
+REVOKE ALL ON @extschema@.orders, @extschema@.order_events,
+              @extschema@.order_events_position_seq FROM PUBLIC;
+
+-- pg_dump keeps member tables' definitions only; these keep their data too.
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.orders', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.order_events', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.order_events_position_seq', '');
+
+-- The repository API ---------------------------------------------------------
+
+CREATE FUNCTION @extschema@.orders_next_id()
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'orders_next_id'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.orders_next_id() IS
+    'A new time-ordered UUID (version 7)';
+
+CREATE FUNCTION @extschema@.orders_add(
+    customer_id      uuid,
+    currency         text,
+    lines            @extschema@.order_line[] DEFAULT '{}',
+    shipping_address @extschema@.order_address DEFAULT NULL,
+    id               uuid DEFAULT NULL)
+RETURNS @extschema@.orders
+AS 'MODULE_PATHNAME', 'orders_add'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.orders_add(uuid, text, @extschema@.order_line[], @extschema@.order_address, uuid) IS
+    'Adds a pending order after checking every invariant; emits order_added';
+
+CREATE FUNCTION @extschema@.orders_get(id uuid)
+RETURNS SETOF @extschema@.orders
+AS 'MODULE_PATHNAME', 'orders_get'
+LANGUAGE C STABLE STRICT PARALLEL SAFE ROWS 1;
+
+COMMENT ON FUNCTION @extschema@.orders_get(uuid) IS
+    'The whole order, or no row; needs SELECT on orders';
+
+CREATE FUNCTION @extschema@.orders_remove(id uuid, expected_version integer DEFAULT NULL)
+RETURNS @extschema@.orders
+AS 'MODULE_PATHNAME', 'orders_remove'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.orders_remove(uuid, integer) IS
+    'Removes an order that is not in flight; emits order_removed';
+
+-- Writing is a privilege: granted explicitly, never to PUBLIC by default.
+REVOKE ALL ON FUNCTION
+    @extschema@.orders_add(uuid, text, @extschema@.order_line[], @extschema@.order_address, uuid),
+    @extschema@.orders_remove(uuid, integer)
+FROM PUBLIC;
+
+
+-- Saving a changed order --------------------------------------------------------
+
+CREATE FUNCTION @extschema@.orders_save(o @extschema@.orders)
+RETURNS @extschema@.orders
+AS 'MODULE_PATHNAME', 'orders_save'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.orders_save(@extschema@.orders) IS
+    'Stores a changed order read at o.version; emits the events the change means';
+
+REVOKE ALL ON FUNCTION @extschema@.orders_save(@extschema@.orders) FROM PUBLIC;
+
+-- Queries -------------------------------------------------------------------------
+--
+-- Keyset pagination goes by id, which is time-ordered (UUIDv7): each index
+-- ends in id, so a filtered page is one ordered index range scan.
+
+CREATE INDEX orders_customer_idx ON @extschema@.orders (customer_id, id);
+CREATE INDEX orders_status_idx ON @extschema@.orders (status, id);
+
+-- A single SQL statement, so the planner inlines it into the caller's query
+-- and plans it with the caller's values: a filter that is NULL folds away,
+-- and the one that is given picks its index.  Every name in it is qualified,
+-- operators too, because an inlined body is parsed under the caller's
+-- search_path.
+CREATE FUNCTION @extschema@.orders_find(
+    customer_id    uuid DEFAULT NULL,
+    status         @extschema@.order_status DEFAULT NULL,
+    min_total      bigint DEFAULT NULL,
+    max_total      bigint DEFAULT NULL,
+    created_from   timestamptz DEFAULT NULL,
+    created_before timestamptz DEFAULT NULL,
+    after_id       uuid DEFAULT NULL,
+    max_rows       integer DEFAULT 100)
+RETURNS SETOF @extschema@.orders
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT o.*
+    FROM @extschema@.orders o
+    WHERE ($1 IS NULL OR o.customer_id OPERATOR(pg_catalog.=) $1)
+      AND ($2 IS NULL OR o.status OPERATOR(pg_catalog.=) $2)
+      AND ($3 IS NULL OR o.total OPERATOR(pg_catalog.>=) $3)
+      AND ($4 IS NULL OR o.total OPERATOR(pg_catalog.<=) $4)
+      AND ($5 IS NULL OR o.created_at OPERATOR(pg_catalog.>=) $5)
+      AND ($6 IS NULL OR o.created_at OPERATOR(pg_catalog.<) $6)
+      AND ($7 IS NULL OR o.id OPERATOR(pg_catalog.>) $7)
+    ORDER BY o.id
+    LIMIT $8
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_find(uuid, @extschema@.order_status, bigint, bigint, timestamptz, timestamptz, uuid, integer) IS
+    'Orders matching every filter given, by id (creation order), after after_id, at most max_rows (NULL: all)';
+
+-- The WHERE clause of orders_count and orders_total: only the filters given,
+-- so each call is planned for the filters it has.  Parameters, not values,
+-- go into the text.
+CREATE FUNCTION @extschema@.orders_filter_sql(
+    customer_id uuid, status @extschema@.order_status, min_total bigint, max_total bigint,
+    created_from timestamptz, created_before timestamptz)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'true'
+        || CASE WHEN $1 IS NULL THEN '' ELSE ' AND o.customer_id OPERATOR(pg_catalog.=) $1' END
+        || CASE WHEN $2 IS NULL THEN '' ELSE ' AND o.status OPERATOR(pg_catalog.=) $2' END
+        || CASE WHEN $3 IS NULL THEN '' ELSE ' AND o.total OPERATOR(pg_catalog.>=) $3' END
+        || CASE WHEN $4 IS NULL THEN '' ELSE ' AND o.total OPERATOR(pg_catalog.<=) $4' END
+        || CASE WHEN $5 IS NULL THEN '' ELSE ' AND o.created_at OPERATOR(pg_catalog.>=) $5' END
+        || CASE WHEN $6 IS NULL THEN '' ELSE ' AND o.created_at OPERATOR(pg_catalog.<) $6' END
+$$;
+
+CREATE FUNCTION @extschema@.orders_count(
+    customer_id    uuid DEFAULT NULL,
+    status         @extschema@.order_status DEFAULT NULL,
+    min_total      bigint DEFAULT NULL,
+    max_total      bigint DEFAULT NULL,
+    created_from   timestamptz DEFAULT NULL,
+    created_before timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    EXECUTE 'SELECT count(*) FROM @extschema@.orders o WHERE '
+            || @extschema@.orders_filter_sql($1, $2, $3, $4, $5, $6)
+        INTO n USING $1, $2, $3, $4, $5, $6;
+    RETURN n;
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_count(uuid, @extschema@.order_status, bigint, bigint, timestamptz, timestamptz) IS
+    'How many orders match every filter given';
+
+-- Totals are only added up within a currency: one row per currency.
+CREATE FUNCTION @extschema@.orders_total(
+    customer_id    uuid DEFAULT NULL,
+    status         @extschema@.order_status DEFAULT NULL,
+    min_total      bigint DEFAULT NULL,
+    max_total      bigint DEFAULT NULL,
+    created_from   timestamptz DEFAULT NULL,
+    created_before timestamptz DEFAULT NULL)
+RETURNS TABLE (currency text, orders bigint, total numeric)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE
+        'SELECT o.currency, count(*), sum(o.total) FROM @extschema@.orders o WHERE '
+        || @extschema@.orders_filter_sql($1, $2, $3, $4, $5, $6)
+        || ' GROUP BY o.currency ORDER BY o.currency'
+        USING $1, $2, $3, $4, $5, $6;
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_total(uuid, @extschema@.order_status, bigint, bigint, timestamptz, timestamptz) IS
+    'Per currency: how many orders match every filter given, and the sum of their totals';
+
+
+-- Gap-free reading ---------------------------------------------------------------
+--
+-- Positions are taken when a transaction writes and become visible when it
+-- commits, in another order: a reader that moved past position 11 while 10
+-- was still in flight would lose 10.  So a consumer's checkpoint is not a
+-- position but a transaction snapshot, as in PgQ: the events it has
+-- acknowledged are exactly those whose writing transaction is visible in its
+-- acked_snapshot.  Its next batch is the events visible in a newer snapshot
+-- (batch_snapshot) and not in the acknowledged one, read in position order;
+-- batch_position is how far into that batch it has acknowledged.  Every
+-- committed event falls into exactly one batch, whatever the commit order.
+-- Reading takes no lock a writer waits for.
+
+CREATE INDEX order_events_xid_idx ON @extschema@.order_events (xid);
+
+CREATE TABLE @extschema@.order_event_consumers (
+    name           text        NOT NULL,
+    acked_snapshot pg_snapshot NOT NULL,
+    batch_snapshot pg_snapshot,
+    batch_position bigint      NOT NULL DEFAULT 0,
+    registered_at  timestamptz NOT NULL DEFAULT now(),
+    acked_at       timestamptz,
+    CONSTRAINT order_event_consumers_pkey PRIMARY KEY (name),
+    CONSTRAINT order_event_consumers_name CHECK (name <> '')
+);
+
+COMMENT ON TABLE @extschema@.order_event_consumers IS
+    'Named consumers of the outbox and their checkpoints; written only by the orders_events_* functions';
+
+REVOKE ALL ON @extschema@.order_event_consumers FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.order_event_consumers', '');
+
+-- The events of a batch: visible in batch, not in acked, after position.
+-- Planned at each call with the snapshots' values, so the xid range picks
+-- the index however large the outbox has grown.
+CREATE FUNCTION @extschema@.orders_events_batch(
+    acked pg_snapshot, batch pg_snapshot, after_position bigint, max_events integer)
+RETURNS SETOF @extschema@.order_events
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE
+        'SELECT e.* FROM @extschema@.order_events e
+         WHERE e.xid >= pg_snapshot_xmin($1)
+           AND e.xid < pg_snapshot_xmax($2)
+           AND pg_visible_in_snapshot(e.xid, $2)
+           AND NOT pg_visible_in_snapshot(e.xid, $1)
+           AND e.position > $3
+         ORDER BY e.position
+         LIMIT $4'
+        USING acked, batch, after_position, max_events;
+END
+$$;
+
+REVOKE ALL ON FUNCTION @extschema@.orders_events_batch(pg_snapshot, pg_snapshot, bigint, integer) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.orders_events_register(consumer text, from_start boolean DEFAULT false)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF consumer IS NULL OR consumer = '' THEN
+        RAISE EXCEPTION 'consumer name must not be empty' USING ERRCODE = '22023';
+    END IF;
+    -- from now: what is committed now counts as acknowledged; from the start:
+    -- nothing does ('1:1:' sees no transaction)
+    INSERT INTO @extschema@.order_event_consumers (name, acked_snapshot)
+    VALUES (consumer, CASE WHEN from_start THEN '1:1:'::pg_snapshot ELSE pg_current_snapshot() END)
+    ON CONFLICT (name) DO NOTHING;
+    RETURN FOUND;
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_events_register(text, boolean) IS
+    'Registers a named consumer, from now on or from the first event kept; false if it exists';
+
+CREATE FUNCTION @extschema@.orders_events_unregister(consumer text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM @extschema@.order_event_consumers WHERE name = consumer;
+    RETURN FOUND;
+END
+$$;
+
+-- The consumer's row, locked: one reader or acknowledger of a name at a time.
+CREATE FUNCTION @extschema@.orders_events_consumer(consumer text)
+RETURNS @extschema@.order_event_consumers
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c @extschema@.order_event_consumers;
+BEGIN
+    SELECT * INTO c FROM @extschema@.order_event_consumers WHERE name = consumer FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'consumer "%" is not registered', consumer
+            USING ERRCODE = '42704', HINT = 'Register it with orders_events_register().';
+    END IF;
+    RETURN c;
+END
+$$;
+
+REVOKE ALL ON FUNCTION @extschema@.orders_events_consumer(text) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.orders_events_read(consumer text, max_events integer DEFAULT 100)
+RETURNS SETOF @extschema@.order_events
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c @extschema@.order_event_consumers;
+    now_snapshot pg_snapshot;
+    n bigint;
+BEGIN
+    IF max_events IS NULL OR max_events < 1 THEN
+        RAISE EXCEPTION 'max_events must be at least 1' USING ERRCODE = '22023';
+    END IF;
+    c := @extschema@.orders_events_consumer(consumer);
+    -- taken once the consumer is ours: a reader that waited for another
+    -- must not open a batch older than the checkpoint that one left
+    now_snapshot := pg_current_snapshot();
+
+    IF c.batch_snapshot IS NOT NULL THEN
+        -- what is left of the batch in progress: events not acknowledged
+        -- before a crash come again
+        RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(
+            c.acked_snapshot, c.batch_snapshot, c.batch_position, max_events);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        IF n > 0 THEN
+            RETURN;
+        END IF;
+        -- the batch is done: its snapshot is the new checkpoint
+        c.acked_snapshot := c.batch_snapshot;
+    END IF;
+
+    -- a new batch: everything committed since the checkpoint
+    UPDATE @extschema@.order_event_consumers
+    SET acked_snapshot = c.acked_snapshot, batch_snapshot = now_snapshot, batch_position = 0
+    WHERE name = consumer;
+    RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(
+        c.acked_snapshot, now_snapshot, 0, max_events);
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_events_read(text, integer) IS
+    'The consumer''s next events in position order, from its checkpoint; unacknowledged ones again';
+
+CREATE FUNCTION @extschema@.orders_events_ack(consumer text, last_position bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c @extschema@.order_event_consumers;
+BEGIN
+    IF last_position IS NULL THEN
+        RAISE EXCEPTION 'last_position must not be null' USING ERRCODE = '22004';
+    END IF;
+    c := @extschema@.orders_events_consumer(consumer);
+    IF c.batch_snapshot IS NULL THEN
+        RETURN;                         -- nothing read, nothing to acknowledge
+    END IF;
+    IF EXISTS (SELECT FROM @extschema@.orders_events_batch(
+                   c.acked_snapshot, c.batch_snapshot, last_position, 1)) THEN
+        UPDATE @extschema@.order_event_consumers
+        SET batch_position = greatest(batch_position, last_position), acked_at = now()
+        WHERE name = consumer;
+    ELSE
+        -- the whole batch is acknowledged: it becomes the checkpoint
+        UPDATE @extschema@.order_event_consumers
+        SET acked_snapshot = batch_snapshot, batch_snapshot = NULL, batch_position = 0,
+            acked_at = now()
+        WHERE name = consumer;
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_events_ack(text, bigint) IS
+    'Acknowledges the events read, up to and including last_position';
+
+CREATE FUNCTION @extschema@.orders_events_consumers()
+RETURNS TABLE (name text, pending bigint, oldest_pending timestamptz, lag interval,
+               registered_at timestamptz, acked_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.name, p.pending, p.oldest, now() - p.oldest, c.registered_at, c.acked_at
+    FROM @extschema@.order_event_consumers c,
+         LATERAL (SELECT count(*) AS pending, min(e.occurred_at) AS oldest
+                  FROM @extschema@.order_events e
+                  WHERE e.xid >= pg_snapshot_xmin(c.acked_snapshot)
+                    AND NOT pg_visible_in_snapshot(e.xid, c.acked_snapshot)
+                    AND NOT (c.batch_snapshot IS NOT NULL
+                             AND pg_visible_in_snapshot(e.xid, c.batch_snapshot)
+                             AND e.position <= c.batch_position)) p
+    ORDER BY c.name
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_events_consumers() IS
+    'Each consumer, with the committed events it has not acknowledged and how old the oldest is';
+
+-- Retention ---------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.orders_events_purge(older_than interval DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    horizon xid8;
+    n bigint;
+BEGIN
+    -- below the smallest checkpoint's xmax, an event every checkpoint sees is
+    -- acknowledged by all; events still in flight are never seen, so kept
+    SELECT min(pg_snapshot_xmax(acked_snapshot)) INTO horizon
+    FROM @extschema@.order_event_consumers;
+
+    DELETE FROM @extschema@.order_events e
+    WHERE (horizon IS NOT NULL
+           AND e.xid < horizon
+           AND NOT EXISTS (SELECT FROM @extschema@.order_event_consumers c
+                           WHERE NOT pg_visible_in_snapshot(e.xid, c.acked_snapshot)))
+       OR (older_than IS NOT NULL AND e.occurred_at < now() - older_than);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_events_purge(interval) IS
+    'Removes the events every registered consumer has acknowledged, and those older than older_than';
+
+REVOKE ALL ON FUNCTION
+    @extschema@.orders_events_register(text, boolean),
+    @extschema@.orders_events_unregister(text),
+    @extschema@.orders_events_read(text, integer),
+    @extschema@.orders_events_ack(text, bigint),
+    @extschema@.orders_events_consumers(),
+    @extschema@.orders_events_purge(interval)
+FROM PUBLIC;
