@@ -1,5 +1,6 @@
 # The Python client tests (Debian's python3-psycopg2) against a cluster of
-# their own: a writer and a listener on two connections.
+# their own: a writer and a listener on two connections; the README's
+# consumer, killed and restarted under a writer.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -16,10 +17,13 @@ local $ENV{PGHOST} = $node->host;
 local $ENV{PGPORT} = $node->port;
 local $ENV{PGDATABASE} = 'postgres';
 
-my ($stdout, $stderr) = run_command([ $python, 'test/client/test_client.py' ]);
-note $stdout;
-is($stderr, '', 'the Python client tests print no errors') or diag $stderr;
-like($stdout, qr/^(\d+) passed, 0 failed$/m, 'the Python client tests all pass');
+for my $script ('test/client/test_client.py', 'test/client/test_consumer.py')
+{
+	my ($stdout, $stderr) = run_command([ $python, $script ]);
+	note $stdout;
+	is($stderr, '', "$script prints no errors") or diag $stderr;
+	like($stdout, qr/^(\d+) passed, 0 failed$/m, "$script: all pass") or diag $stdout;
+}
 
 $node->stop;
 done_testing();
