@@ -10,9 +10,11 @@ OBJS = \
 	src/events.o \
 	src/invariants.o \
 	src/module.o \
+	src/relay.o \
 	src/storage.o \
 	src/uuidv7.o
-DATA = orders--1.0.sql orders--1.1.sql orders--1.2.sql orders--1.0--1.1.sql orders--1.1--1.2.sql
+DATA = orders--1.0.sql orders--1.3.sql \
+	orders--1.0--1.1.sql orders--1.1--1.2.sql orders--1.2--1.3.sql
 
 # -Wextra, less the two warnings PostgreSQL's own headers raise
 # (unused parameters and sign comparisons in their inline functions).
@@ -34,3 +36,6 @@ EXTRA_CLEAN = tmp_check_regress tmp_check_iso
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# every source file shares the one header
+$(OBJS): src/orders.h

@@ -65,6 +65,22 @@ RESET orders.notify;
 SELECT err($$SET orders.notify = maybe$$);
 SELECT err($$SET orders.notfy = off$$);
 
+-- relay needs the library in shared_preload_libraries, which this server
+-- does not have: refused, and the mode stays
+SELECT err($$SET orders.notify = relay$$);
+SHOW orders.notify;
+-- modes switch within a session; only relay marks events for the relay worker
+SET orders.notify = off;
+SELECT id FROM orders_add('c0000000-0000-0000-0000-000000000060', 'EUR',
+                          id => 'a0000000-0000-0000-0000-000000000068');
+SET orders.notify = on;
+SELECT id FROM orders_add('c0000000-0000-0000-0000-000000000060', 'EUR',
+                          id => 'a0000000-0000-0000-0000-000000000069');
+RESET orders.notify;
+SELECT order_id, type, relay FROM order_events
+WHERE order_id IN ('a0000000-0000-0000-0000-000000000068', 'a0000000-0000-0000-0000-000000000069')
+ORDER BY position;
+
 -- two-phase commit: with orders.notify = off, the event becomes readable at
 -- COMMIT PREPARED, not before
 SELECT order_id, type FROM orders_events_read('billing');

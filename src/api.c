@@ -24,6 +24,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
+#include "utils/tuplestore.h"
 
 #include "orders.h"
 
@@ -135,43 +136,45 @@ orders_add(PG_FUNCTION_ARGS)
 
 /*
  * orders_get(id uuid) RETURNS SETOF orders: the order, or no row.
+ *
+ * In materialize mode: the stored row goes from the heap buffer into the
+ * executor's tuplestore in one copy, in one call, without a composite datum
+ * or a per-call memory context in between.
  */
 Datum
 orders_get(PG_FUNCTION_ARGS)
 {
-	FuncCallContext *funcctx;
+	const OrdersCatalog *cat = orders_catalog(fcinfo);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext oldcontext;
+	Tuplestorestate *tupstore;
+	Relation	rel;
+	TupleTableSlot *slot;
 
-	if (SRF_IS_FIRSTCALL())
-	{
-		const OrdersCatalog *cat = orders_catalog(fcinfo);
-		MemoryContext oldcontext;
-		Relation	rel;
-		TupleTableSlot *slot;
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		(rsinfo->allowedModes & SFRM_Materialize) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("orders_get must be called where a set is accepted, as in SELECT * FROM orders_get(...)")));
 
-		check_can_read_orders(cat);
+	check_can_read_orders(cat);
 
-		funcctx = SRF_FIRSTCALL_INIT();
-		oldcontext = MemoryContextSwitchTo(funcctx->multi_call_memory_ctx);
+	oldcontext = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	tupstore = tuplestore_begin_heap((rsinfo->allowedModes & SFRM_Materialize_Random) != 0,
+									 false, work_mem);
+	MemoryContextSwitchTo(oldcontext);
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = tupstore;
+	rsinfo->setDesc = NULL;		/* the declared row type: the table's */
 
-		rel = table_open(cat->orders_relid, AccessShareLock);
-		slot = table_slot_create(rel, NULL);
-		if (storage_fetch(rel, cat->orders_pkey, PG_GETARG_UUID_P(0), slot))
-			funcctx->user_fctx = DatumGetPointer(ExecFetchSlotHeapTupleDatum(slot));
-		ExecDropSingleTupleTableSlot(slot);
-		table_close(rel, NoLock);
+	rel = table_open(cat->orders_relid, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	if (storage_fetch(rel, cat->orders_pkey, PG_GETARG_UUID_P(0), slot))
+		tuplestore_puttupleslot(tupstore, slot);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, NoLock);
 
-		MemoryContextSwitchTo(oldcontext);
-	}
-
-	funcctx = SRF_PERCALL_SETUP();
-	if (funcctx->user_fctx != NULL)
-	{
-		Datum		order = PointerGetDatum(funcctx->user_fctx);
-
-		funcctx->user_fctx = NULL;
-		SRF_RETURN_NEXT(funcctx, order);
-	}
-	SRF_RETURN_DONE(funcctx);
+	return (Datum) 0;
 }
 
 /*

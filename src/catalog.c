@@ -120,6 +120,7 @@ static const ColumnSpec orders_columns[Natts_orders] = {
 static const ColumnSpec events_columns[Natts_order_events] = {
 	{"position", INT8OID}, {"xid", XID8OID}, {"order_id", UUIDOID}, {"type", TEXTOID},
 	{"version", INT4OID}, {"payload", JSONBOID}, {"occurred_at", TIMESTAMPTZOID},
+	{"relay", BOOLOID},
 };
 static const ColumnSpec line_fields[Natts_line] = {
 	{"product_id", UUIDOID}, {"product_name", TEXTOID}, {"quantity", INT4OID},
@@ -200,9 +201,12 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 		layout_error("orders", "it has no primary key");
 	table_close(rel, AccessShareLock);
 
-	/* order_events: the outbox */
+	/* order_events: the outbox; its relay column came with 1.3 */
+	rel = table_open(c->events_relid, AccessShareLock);
+	c->events_have_relay = RelationGetDescr(rel)->natts >= Anum_order_events_relay;
+	table_close(rel, AccessShareLock);
 	rel = open_checked_table(c->events_relid, "order_events", events_columns,
-							 Natts_order_events);
+							 c->events_have_relay ? Natts_order_events : Natts_order_events - 1);
 	table_close(rel, AccessShareLock);
 
 	/* order_status: the label OIDs, which are what a stored enum value is */

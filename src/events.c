@@ -31,12 +31,14 @@
 typedef enum NotifyMode
 {
 	NOTIFY_OFF = 0,
-	NOTIFY_ON
+	NOTIFY_ON,
+	NOTIFY_RELAY
 } NotifyMode;
 
 static const struct config_enum_entry notify_mode_options[] = {
 	{"on", NOTIFY_ON, false},
 	{"off", NOTIFY_OFF, false},
+	{"relay", NOTIFY_RELAY, false},
 	{"true", NOTIFY_ON, true},
 	{"false", NOTIFY_OFF, true},
 	{"yes", NOTIFY_ON, true},
@@ -106,19 +108,33 @@ events_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		notified_levels &= ~level_bit(level);
 }
 
+static bool
+notify_mode_check(int *newval, void **extra, GucSource source)
+{
+	if (*newval == NOTIFY_RELAY && !relay_available())
+	{
+		GUC_check_errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE);
+		GUC_check_errmsg("orders.notify = relay needs the orders library preloaded");
+		GUC_check_errhint("Add orders to shared_preload_libraries in postgresql.conf and restart the server.");
+		return false;
+	}
+	return true;
+}
+
 void
 events_init(void)
 {
 	DefineCustomEnumVariable("orders.notify",
 							 "Whether orders' writes send NOTIFY on channel orders_events.",
-							 "on: in the writer's transaction; off: the outbox row only "
-							 "(two-phase commit, or consumers that poll).",
+							 "on: in the writer's transaction; relay: by the relay worker after "
+							 "the writer commits (needs shared_preload_libraries); off: the "
+							 "outbox row only (two-phase commit, or consumers that poll).",
 							 &notify_mode,
 							 NOTIFY_ON,
 							 notify_mode_options,
 							 PGC_USERSET,
 							 0,
-							 NULL, NULL, NULL);
+							 notify_mode_check, NULL, NULL);
 	MarkGUCPrefixReserved("orders");
 	RegisterXactCallback(events_xact_callback, NULL);
 	RegisterSubXactCallback(events_subxact_callback, NULL);
@@ -343,7 +359,27 @@ event_payload_status(OrderStatus from, OrderStatus to)
 }
 
 /*
- * Emits one event: the outbox row, then the NOTIFY.  Returns its position.
+ * Sends one event's NOTIFY, at the commit of the current transaction.  Small
+ * and fixed-shape, far below NOTIFY's 8000-byte limit: a listener reads the
+ * rest from the outbox.  The relay worker sends the same.
+ */
+void
+event_notify(int64 position, const char *type, const pg_uuid_t *order_id, int32 version)
+{
+	char		order_id_text[UUID_LEN * 2 + 5];
+	char		payload[256];
+
+	uuid_format(order_id, order_id_text);
+	snprintf(payload, sizeof(payload),
+			 "{\"position\": " INT64_FORMAT ", \"type\": \"%s\", \"order_id\": \"%s\", \"version\": %d}",
+			 position, type, order_id_text, version);
+	Async_Notify(EVENTS_CHANNEL, payload);
+	notified_levels |= level_bit(GetCurrentTransactionNestLevel());
+}
+
+/*
+ * Emits one event: the outbox row, then, as orders.notify says, the NOTIFY
+ * now, or the relay worker's wake-up at commit, or nothing.  Returns its position.
  */
 int64
 event_emit(const OrdersCatalog *cat, OrderEventType type, pg_uuid_t *order_id,
@@ -354,8 +390,6 @@ event_emit(const OrdersCatalog *cat, OrderEventType type, pg_uuid_t *order_id,
 	bool		nulls[Natts_order_events] = {0};
 	HeapTuple	tuple;
 	int64		position;
-	char		order_id_text[UUID_LEN * 2 + 5];
-	char		notify_payload[256];
 
 	Assert(type >= 0 && type < EVENT_TYPE_COUNT);
 
@@ -371,25 +405,22 @@ event_emit(const OrdersCatalog *cat, OrderEventType type, pg_uuid_t *order_id,
 	values[Anum_order_events_version - 1] = Int32GetDatum(version);
 	values[Anum_order_events_payload - 1] = payload;
 	values[Anum_order_events_occurred_at - 1] = TimestampTzGetDatum(occurred_at);
+	if (cat->events_have_relay)
+		values[Anum_order_events_relay - 1] = BoolGetDatum(notify_mode == NOTIFY_RELAY);
+	else if (notify_mode == NOTIFY_RELAY)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("orders.notify = relay needs extension orders 1.3 or later"),
+				 errhint("ALTER EXTENSION orders UPDATE")));
+	if (notify_mode == NOTIFY_RELAY)
+		relay_note_write();
 
 	tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
 	storage_insert(rel, tuple);
 	heap_freetuple(tuple);
 	table_close(rel, NoLock);
 
-	if (notify_mode == NOTIFY_OFF)
-		return position;
-
-	/*
-	 * Small and fixed-shape, far below NOTIFY's 8000-byte limit: a listener
-	 * reads the rest from the outbox.
-	 */
-	uuid_format(order_id, order_id_text);
-	snprintf(notify_payload, sizeof(notify_payload),
-			 "{\"position\": " INT64_FORMAT ", \"type\": \"%s\", \"order_id\": \"%s\", \"version\": %d}",
-			 position, event_type_names[type], order_id_text, version);
-	Async_Notify(EVENTS_CHANNEL, notify_payload);
-	notified_levels |= level_bit(GetCurrentTransactionNestLevel());
-
+	if (notify_mode == NOTIFY_ON)
+		event_notify(position, event_type_names[type], order_id, version);
 	return position;
 }

@@ -18,5 +18,6 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	relay_init();				/* first: whether relay mode is possible */
 	events_init();
 }

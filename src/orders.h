@@ -9,6 +9,7 @@
  *   events.c      the outbox row and the NOTIFY of each domain event
  *   uuidv7.c      time-ordered ids
  *   api.c         the SQL-callable functions, composing the above
+ *   relay.c       orders.notify = relay: the background worker that sends NOTIFY
  *   module.c      loading the library: the orders.* settings
  */
 #ifndef ORDERS_H
@@ -51,7 +52,8 @@ enum
 	Anum_order_events_version,
 	Anum_order_events_payload,
 	Anum_order_events_occurred_at,
-	Natts_order_events = Anum_order_events_occurred_at
+	Anum_order_events_relay,	/* from 1.3 */
+	Natts_order_events = Anum_order_events_relay
 };
 
 /* Fields of the composite order_line. */
@@ -103,6 +105,7 @@ typedef struct OrdersCatalog
 	Oid			orders_pkey;
 	Oid			events_relid;
 	Oid			events_seqid;
+	bool		events_have_relay;	/* installed at 1.3 or later */
 
 	Oid			status_typid;
 	Oid			status_oids[ORDER_STATUS_COUNT];
@@ -177,9 +180,17 @@ extern Datum event_payload_lines(const OrdersCatalog *cat, Datum lines, int64 to
 extern Datum event_payload_address(const OrdersCatalog *cat, Datum address, bool isnull);
 extern Datum event_payload_status(OrderStatus from, OrderStatus to);
 extern void events_init(void);
+extern void event_notify(int64 position, const char *type, const pg_uuid_t *order_id,
+						 int32 version);
 extern int64 event_emit(const OrdersCatalog *cat, OrderEventType type,
 						pg_uuid_t *order_id, int32 version, Datum payload,
 						TimestampTz occurred_at);
+
+/* ---- relay.c ---- */
+
+extern void relay_init(void);
+extern bool relay_available(void);
+extern void relay_note_write(void);
 
 /* ---- uuidv7.c ---- */
 

@@ -1,4 +1,4 @@
-/* orders--1.2.sql: the Order aggregate, its outbox and its repository API */
+/* orders--1.3.sql: the Order aggregate, its outbox and its repository API */
 
 \echo Use "CREATE EXTENSION orders" to load this file. \quit
 
@@ -57,6 +57,7 @@ CREATE TABLE @extschema@.order_events (
     version     integer     NOT NULL,   -- the order's version after the event
     payload     jsonb       NOT NULL,
     occurred_at timestamptz NOT NULL,
+    relay       boolean     NOT NULL DEFAULT false,   -- NOTIFY sent by the relay worker
     CONSTRAINT order_events_pkey PRIMARY KEY (position)
 );
 
@@ -65,6 +66,8 @@ ALTER SEQUENCE @extschema@.order_events_position_seq
 
 COMMENT ON TABLE @extschema@.order_events IS
     'Outbox of order domain events; written only by the orders_* functions';
+COMMENT ON COLUMN @extschema@.order_events.relay IS
+    'true: the relay worker sends this event''s NOTIFY (orders.notify = relay)';
 
 -- Nobody writes these tables directly; the functions write them through the
 -- table access method and so need no grant on them.

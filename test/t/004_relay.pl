@@ -1,0 +1,161 @@
+# orders.notify = relay on a server with the library preloaded: writers send
+# no NOTIFY, the relay worker sends them after commit.  A listener records
+# every notification while the worker is killed mid-stream and the server
+# crashes once; at the end every committed relay event was notified at least
+# once, and each order's events arrived in the order they happened.
+#
+# NOTIFY reaches only listeners connected when it is sent, and a crash drops
+# every connection: the events the worker sends right after the restart may
+# go out before the listener is back.  Those are exactly the ones it had not
+# acknowledged before the crash; the test checks that it sent them all after
+# the restart (it acknowledges an event in the transaction that sends it),
+# and that the listener heard every other one.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+use Time::HiRes qw(usleep);
+
+my $node = PostgreSQL::Test::Cluster->new('relay');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'orders'
+orders.relay_database = 'postgres'
+max_connections = 30
+restart_after_crash = on
+});
+$node->start;
+
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION orders;
+	SELECT count(*) FROM (
+		SELECT orders_add(gen_random_uuid(), 'EUR',
+			ARRAY[ROW('00000000-0000-0000-0000-000000000001', 'Tea', 1, 100)::order_line],
+			ROW('Main St 1', 'Berlin', '10115', 'DE')::order_address,
+			('00000000-0000-7000-8000-' || lpad(to_hex(n), 12, '0'))::uuid)
+		FROM generate_series(1, 200) n) s;
+});
+
+sub worker_pid
+{
+	my $deadline = time + 60;
+	while (time < $deadline)
+	{
+		my $pid = $node->safe_psql('postgres',
+			q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'orders relay'});
+		return $pid if $pid;
+		usleep(100_000);
+	}
+	die 'the relay worker is not running';
+}
+
+sub relay_caught_up
+{
+	$node->poll_query_until('postgres',
+		q{SELECT coalesce((SELECT pending FROM orders_events_consumers() WHERE name = 'orders_relay'), -1) = 0})
+	  or die 'the relay worker did not catch up';
+}
+
+my $first = worker_pid();
+ok($first, "the relay worker runs (pid $first)");
+is($node->safe_psql('postgres', 'SET orders.notify = relay; SHOW orders.notify'), 'relay',
+	'orders.notify = relay is accepted where the library is preloaded');
+
+local $ENV{PGHOST} = $node->host;
+local $ENV{PGPORT} = $node->port;
+local $ENV{PGDATABASE} = 'postgres';
+my $python = -x '/usr/bin/python3' ? '/usr/bin/python3' : 'python3';
+my $log = $node->basedir . '/heard.log';
+my $stop = $node->basedir . '/stop';
+my $listener = IPC::Run::start([ $python, 'test/t/relay/listen_log.py', $log, $stop ],
+	'>', \my $lout, '2>', \my $lerr);
+usleep(100_000) until -e $log;
+
+sub pgbench
+{
+	my ($seconds) = @_;
+	local $ENV{PGOPTIONS} = '-c orders.notify=relay';
+	return IPC::Run::start(
+		[
+			'pgbench', '-n', '-c', '4', '-j', '2', '-T', $seconds, '--max-tries', '50',
+			'-f', 'test/t/crash/add.sql@1', '-f', 'test/t/crash/save.sql@1', 'postgres'
+		],
+		'>', \my $out, '2>', \my $err);
+}
+
+# writers in relay mode; the worker is killed mid-stream and comes back
+my $bench = pgbench(4);
+sleep 1;
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($first)");
+my $second = worker_pid();
+isnt($second, $first, "the postmaster restarted the killed worker (pid $second)");
+$bench->finish;
+relay_caught_up();
+
+# the worker stops (SIGSTOP) while writers go on, then dies by SIGKILL: the
+# server crashes, recovers, restarts the worker, which resumes from its
+# checkpoint and notifies what it had not
+kill 'STOP', $second;
+$bench = pgbench(2);
+$bench->finish;
+my %backlog = map { $_ => 1 } split /,/, $node->safe_psql('postgres', q{
+	SELECT string_agg(e.position::text, ',')
+	FROM order_events e, order_event_consumers c
+	WHERE c.name = 'orders_relay' AND e.relay
+	  AND NOT pg_visible_in_snapshot(e.xid, c.acked_snapshot)
+	  AND NOT (c.batch_snapshot IS NOT NULL AND pg_visible_in_snapshot(e.xid, c.batch_snapshot)
+	           AND e.position <= c.batch_position)});
+cmp_ok(scalar keys %backlog, '>', 0, scalar(keys %backlog) . ' events wait for the stopped worker');
+kill 'KILL', $second;
+$node->poll_query_until('postgres', 'SELECT true') or die 'the server did not come back';
+my $third = worker_pid();
+isnt($third, $second, "after the crash the worker runs again (pid $third)");
+relay_caught_up();
+
+# the listener is back: writers again, and the worker killed once more
+$node->poll_query_until('postgres',
+	q{SELECT count(*) > 0 FROM pg_stat_activity WHERE query = 'LISTEN orders_events'})
+  or die 'the listener did not come back';
+$bench = pgbench(2);
+sleep 1;
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($third)");
+$bench->finish;
+worker_pid();
+relay_caught_up();
+
+open my $touch, '>', $stop or die;
+close $touch;
+$listener->finish;
+
+my %heard;
+my %order_versions;
+my $notifications = 0;
+my $in_order = 1;
+open my $in, '<', $log or die "no $log";
+while (<$in>)
+{
+	my ($position, $order_id, $version, $pid) = split;
+	$notifications++;
+	$heard{$position}++;
+	my $last = $order_versions{$order_id} // 0;
+	$in_order = 0 if $version < $last;
+	$order_versions{$order_id} = $version;
+}
+close $in;
+
+my @relayed = split /,/, $node->safe_psql('postgres',
+	q{SELECT string_agg(position::text, ',') FROM order_events WHERE relay});
+my @missing = grep { !$heard{$_} && !$backlog{$_} } @relayed;
+my $backlog_heard = grep { $heard{$_} } keys %backlog;
+cmp_ok(scalar @relayed, '>', 100, scalar(@relayed) . ' events were written in relay mode');
+is(scalar @missing, 0, 'every committed relay event was notified at least once'
+	. " ($notifications notifications heard; of the crash backlog, $backlog_heard of "
+	. scalar(keys %backlog) . ' reached the reconnecting listener)');
+ok($in_order, "each order's events were heard in the order they happened");
+is($node->safe_psql('postgres', q{SELECT count(*) FROM order_events WHERE NOT relay AND position > 200}),
+	'0', 'in relay mode writers mark every event for the relay');
+
+$node->stop;
+done_testing();
