@@ -36,13 +36,14 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
 #include "orders.h"
 
-#define RELAY_CONSUMER		"orders_relay"
 #define RELAY_BATCH			1000
 #define RELAY_IDLE_MS		1000	/* also catches a wake-up lost in a crash */
+#define RELAY_GATHER_MS		2
 
 PGDLLEXPORT void orders_relay_main(Datum arg);
 
@@ -194,7 +195,7 @@ relay_detach(int code, Datum arg)
 
 /*
  * The extension's schema when the extension is installed at a version with
- * relay marks (1.3 or later), else NULL: then there is nothing to do.
+ * relay marks (1.3 or later), else NULL: then there is nothing to do yet.
  */
 static char *
 relay_schema(void)
@@ -217,14 +218,14 @@ relay_schema(void)
 }
 
 /*
- * One pass: one transaction that reads up to RELAY_BATCH events after the
- * worker's checkpoint, sends the marked ones' NOTIFY, and acknowledges them.
- * Returns how many events it read.
+ * One pass: one transaction that takes up to RELAY_BATCH of the relay events
+ * committed after the worker's checkpoint (acknowledging them), and sends
+ * their NOTIFYs, which go out at its commit.  Returns how many it sent.
  */
 static uint64
 relay_pass(void)
 {
-	char	   *nsp;
+	static char *schema = NULL;	/* found once; a dropped extension makes the pass fail */
 	uint64		n = 0;
 
 	SetCurrentStatementStartTimestamp();
@@ -234,23 +235,21 @@ relay_pass(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "relaying orders events");
 
-	nsp = relay_schema();
-	if (nsp != NULL)
+	if (schema == NULL)
 	{
-		const char *qnsp = quote_identifier(nsp);
+		char	   *found = relay_schema();
+
+		if (found != NULL)
+			schema = MemoryContextStrdup(TopMemoryContext, quote_identifier(found));
+	}
+	if (schema != NULL)
+	{
 		int			ret;
-		int64		last = 0;
 		uint64		i;
 
-		/* registered from the start: nothing after the install is missed */
-		ret = SPI_execute(psprintf("SELECT %s.orders_events_register('" RELAY_CONSUMER "', true)", qnsp),
-						  false, 1);
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "could not register the relay consumer: %d", ret);
-
-		ret = SPI_execute(psprintf("SELECT position, type, order_id, version, relay"
-								   " FROM %s.orders_events_read('" RELAY_CONSUMER "', %d)",
-								   qnsp, RELAY_BATCH),
+		ret = SPI_execute(psprintf("SELECT position, type, order_id, version"
+								   " FROM %s.orders_events_relay_batch(%d)",
+								   schema, RELAY_BATCH),
 						  false, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "could not read the outbox: %d", ret);
@@ -261,21 +260,10 @@ relay_pass(void)
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			bool		isnull;
 
-			last = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
-			if (!DatumGetBool(SPI_getbinval(row, desc, 5, &isnull)))
-				continue;		/* its writer notified it, or chose not to */
-			event_notify(last,
+			event_notify(DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull)),
 						 TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull)),
 						 DatumGetUUIDP(SPI_getbinval(row, desc, 3, &isnull)),
 						 DatumGetInt32(SPI_getbinval(row, desc, 4, &isnull)));
-		}
-		if (n > 0)
-		{
-			ret = SPI_execute(psprintf("SELECT %s.orders_events_ack('" RELAY_CONSUMER "', " INT64_FORMAT ")",
-									   qnsp, last),
-							  false, 1);
-			if (ret != SPI_OK_SELECT)
-				elog(ERROR, "could not acknowledge the outbox: %d", ret);
 		}
 	}
 
@@ -309,9 +297,19 @@ orders_relay_main(Datum arg)
 
 	for (;;)
 	{
+		uint64		sent;
+
 		/* drain what has committed, then sleep until a writer's commit wakes us */
-		while (relay_pass() == RELAY_BATCH)
+		while ((sent = relay_pass()) == RELAY_BATCH)
 			CHECK_FOR_INTERRUPTS();
+
+		/*
+		 * Under load, let events gather for a moment, so that a pass (and its
+		 * commit) carries many of them; after an idle spell, the first event
+		 * goes out at once.
+		 */
+		if (sent > 0)
+			pg_usleep(RELAY_GATHER_MS * 1000L);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 RELAY_IDLE_MS, PG_WAIT_EXTENSION);
