@@ -245,25 +245,13 @@ status_event(OrderStatus to)
 	pg_unreachable();
 }
 
-static void
-check_immutable_uuid(Relation rel, const char *order_id, int attnum, const char *field,
-					 Datum stored, Datum given)
-{
-	char		s[UUID_LEN * 2 + 5];
-	char		g[UUID_LEN * 2 + 5];
-
-	uuid_format(DatumGetUUIDP(stored), s);
-	uuid_format(DatumGetUUIDP(given), g);
-	order_check_immutable(rel, order_id, attnum, field, s, g);
-}
-
 /*
  * orders_save(o orders) RETURNS orders: stores a changed order.  o.version is
  * the version the caller read.  The new state is checked on its own first,
  * then against the stored order, locked: version, fields that never change,
  * status transition, readiness for the new status, what may still change in
- * the stored status.  Then the
- * row is replaced and one event emitted per kind of change.  A save that
+ * the stored status.  Then the row is replaced and one event emitted per kind
+ * of change.  A save that
  * changes nothing writes nothing and returns the stored order.
  */
 Datum
@@ -281,6 +269,7 @@ orders_save(PG_FUNCTION_ARGS)
 	pg_uuid_t  *id;
 	char		id_text[UUID_LEN * 2 + 5];
 	Datum		lines;
+	ArrayType  *lines_array;
 	int64		total;
 	int			nlines;
 	OrderStatus new_status;
@@ -324,8 +313,8 @@ orders_save(PG_FUNCTION_ARGS)
 	order_check_address(rel, cat, id_text, given[Anum_orders_shipping_address - 1],
 						given_null[Anum_orders_shipping_address - 1]);
 	new_status = order_status_from_oid(cat, DatumGetObjectId(given[Anum_orders_status - 1]));
-	nlines = ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(lines)),
-							ARR_DIMS(DatumGetArrayTypeP(lines)));
+	lines_array = DatumGetArrayTypeP(lines);	/* already detoasted: a cast */
+	nlines = ArrayGetNItems(ARR_NDIM(lines_array), ARR_DIMS(lines_array));
 
 	/* against the stored order, locked until the end of the transaction */
 	slot = table_slot_create(rel, NULL);
@@ -340,11 +329,10 @@ orders_save(PG_FUNCTION_ARGS)
 
 	version = DatumGetInt32(stored[Anum_orders_version - 1]);
 	order_check_version(id_text, version, DatumGetInt32(given[Anum_orders_version - 1]));
-	check_immutable_uuid(rel, id_text, Anum_orders_customer_id, "customer_id",
-						 stored[Anum_orders_customer_id - 1], given[Anum_orders_customer_id - 1]);
-	order_check_immutable(rel, id_text, Anum_orders_currency, "currency",
-						  quote_text_datum(stored[Anum_orders_currency - 1]),
-						  quote_text_datum(given[Anum_orders_currency - 1]));
+	order_check_immutable(rel, id_text, Anum_orders_customer_id,
+						  stored[Anum_orders_customer_id - 1], given[Anum_orders_customer_id - 1]);
+	order_check_immutable(rel, id_text, Anum_orders_currency,
+						  stored[Anum_orders_currency - 1], given[Anum_orders_currency - 1]);
 	old_status = order_status_from_oid(cat, DatumGetObjectId(stored[Anum_orders_status - 1]));
 	order_check_status_transition(rel, id_text, old_status, new_status);
 	order_check_ready(rel, id_text, new_status, nlines,

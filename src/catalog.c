@@ -88,22 +88,6 @@ lookup_relid(Oid nsp, const char *nspname, const char *relname)
 	return relid;
 }
 
-/* Checks that the relation's attribute attnum has the given name and type. */
-static void
-expect_column(TupleDesc desc, const char *relname, int attnum,
-			  const char *name, Oid typid)
-{
-	Form_pg_attribute att;
-
-	if (attnum > desc->natts)
-		layout_error(relname, psprintf("column \"%s\" is missing", name));
-	att = TupleDescAttr(desc, attnum - 1);
-	if (att->attisdropped || strcmp(NameStr(att->attname), name) != 0 ||
-		(OidIsValid(typid) && att->atttypid != typid))
-		layout_error(relname, psprintf("column %d is not \"%s\" of the expected type",
-									   attnum, name));
-}
-
 /* A column, or a composite's field, as the C code expects it. */
 typedef struct ColumnSpec
 {
@@ -138,19 +122,23 @@ expect_columns(TupleDesc desc, const char *relname, const ColumnSpec *columns, i
 	if (desc->natts != n)
 		layout_error(relname, "it has a different number of columns");
 	for (i = 0; i < n; i++)
-		expect_column(desc, relname, i + 1, columns[i].name, columns[i].typid);
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped || strcmp(NameStr(att->attname), columns[i].name) != 0 ||
+			(OidIsValid(columns[i].typid) && att->atttypid != columns[i].typid))
+			layout_error(relname, psprintf("column %d is not \"%s\" of the expected type",
+										   i + 1, columns[i].name));
+	}
 }
 
-/* Opens a table of ours, checking it is a heap table of the expected layout. */
-static Relation
-open_checked_table(Oid relid, const char *relname, const ColumnSpec *columns, int n)
+/* Checks that a table of ours is a heap table of the expected layout. */
+static void
+check_heap_table(Relation rel, const char *relname, const ColumnSpec *columns, int n)
 {
-	Relation	rel = table_open(relid, AccessShareLock);
-
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relam != HEAP_TABLE_AM_OID)
 		layout_error(relname, "it is not a heap table");
 	expect_columns(RelationGetDescr(rel), relname, columns, n);
-	return rel;
 }
 
 static TupleDesc
@@ -187,7 +175,8 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 		layout_error("order_events_position_seq", "it is not a sequence");
 
 	/* orders: the aggregate's row */
-	rel = open_checked_table(c->orders_relid, "orders", orders_columns, Natts_orders);
+	rel = table_open(c->orders_relid, AccessShareLock);
+	check_heap_table(rel, "orders", orders_columns, Natts_orders);
 	desc = RelationGetDescr(rel);
 	c->status_typid = TupleDescAttr(desc, Anum_orders_status - 1)->atttypid;
 	lines_array_typid = TupleDescAttr(desc, Anum_orders_lines - 1)->atttypid;
@@ -204,9 +193,8 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 	/* order_events: the outbox; its relay column came with 1.3 */
 	rel = table_open(c->events_relid, AccessShareLock);
 	c->events_have_relay = RelationGetDescr(rel)->natts >= Anum_order_events_relay;
-	table_close(rel, AccessShareLock);
-	rel = open_checked_table(c->events_relid, "order_events", events_columns,
-							 c->events_have_relay ? Natts_order_events : Natts_order_events - 1);
+	check_heap_table(rel, "order_events", events_columns,
+					 c->events_have_relay ? Natts_order_events : Natts_order_events - 1);
 	table_close(rel, AccessShareLock);
 
 	/* order_status: the label OIDs, which are what a stored enum value is */

@@ -17,8 +17,9 @@
 
 #include "orders.h"
 
-static bool
-field_equal(Oid typid, Datum a, Datum b)
+/* Two values of a field of ours: uuid, integer, bigint or text. */
+bool
+order_field_equal(Oid typid, Datum a, Datum b)
 {
 	switch (typid)
 	{
@@ -59,7 +60,7 @@ composite_equal(TupleDesc desc, Datum a, Datum b)
 	{
 		if (na[i] != nb[i])
 			return false;
-		if (!na[i] && !field_equal(TupleDescAttr(desc, i)->atttypid, va[i], vb[i]))
+		if (!na[i] && !order_field_equal(TupleDescAttr(desc, i)->atttypid, va[i], vb[i]))
 			return false;
 	}
 	return true;

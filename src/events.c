@@ -251,6 +251,15 @@ jb_composite_fields(JsonbParseState **st, TupleDesc desc, Datum value)
 }
 
 static void
+jb_address(JsonbParseState **st, const OrdersCatalog *cat, Datum address, bool isnull)
+{
+	if (isnull)
+		jb_null(st);
+	else
+		jb_composite_fields(st, cat->address_desc, address);
+}
+
+static void
 jb_lines(JsonbParseState **st, const OrdersCatalog *cat, Datum lines)
 {
 	ArrayType  *arr = DatumGetArrayTypeP(lines);
@@ -300,10 +309,8 @@ event_payload_order(const OrdersCatalog *cat, Datum *values, bool *nulls)
 	jb_key(&st, "lines");
 	jb_lines(&st, cat, values[Anum_orders_lines - 1]);
 	jb_key(&st, "shipping_address");
-	if (nulls[Anum_orders_shipping_address - 1])
-		jb_null(&st);
-	else
-		jb_composite_fields(&st, cat->address_desc, values[Anum_orders_shipping_address - 1]);
+	jb_address(&st, cat, values[Anum_orders_shipping_address - 1],
+			   nulls[Anum_orders_shipping_address - 1]);
 	jb_key(&st, "total");
 	jb_int(&st, DatumGetInt64(values[Anum_orders_total - 1]));
 	jb_key(&st, "version");
@@ -337,10 +344,7 @@ event_payload_address(const OrdersCatalog *cat, Datum address, bool isnull)
 
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
 	jb_key(&st, "shipping_address");
-	if (isnull)
-		jb_null(&st);
-	else
-		jb_composite_fields(&st, cat->address_desc, address);
+	jb_address(&st, cat, address, isnull);
 	return jb_finish(&st);
 }
 

@@ -518,16 +518,37 @@ order_check_frozen(Relation rel, const char *order_id, OrderStatus stored,
 				 errtablecol(rel, Anum_orders_shipping_address)));
 }
 
-/* customer_id and currency are the order's for ever (id is how it is found). */
+/* A uuid or text column's value, as a detail message shows it. */
+static char *
+detail_value(Oid typid, Datum value)
+{
+	char	   *buf;
+
+	if (typid != UUIDOID)
+		return quote_text_datum(value);
+	buf = palloc(UUID_LEN * 2 + 5);
+	uuid_format(DatumGetUUIDP(value), buf);
+	return buf;
+}
+
+/*
+ * customer_id and currency are the order's for ever (id is how it is found).
+ * attnum names the column, of type uuid or text.
+ */
 void
 order_check_immutable(Relation rel, const char *order_id, int attnum,
-					  const char *field, const char *stored, const char *given)
+					  Datum stored, Datum given)
 {
-	if (strcmp(stored, given) != 0)
+	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
+	const char *field = NameStr(att->attname);
+
+	if (!order_field_equal(att->atttypid, stored, given))
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
 				 errmsg("order %s: %s cannot change", order_id, field),
-				 errdetail("%s is %s; the save gives %s.", field, stored, given),
+				 errdetail("%s is %s; the save gives %s.", field,
+						   detail_value(att->atttypid, stored),
+						   detail_value(att->atttypid, given)),
 				 errtableconstraint(rel, "order_immutable_fields"),
 				 errtablecol(rel, attnum)));
 }

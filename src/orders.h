@@ -142,10 +142,11 @@ extern void order_check_ready(Relation rel, const char *order_id, OrderStatus st
 extern void order_check_frozen(Relation rel, const char *order_id, OrderStatus stored,
 							   bool lines_changed, bool address_changed);
 extern void order_check_immutable(Relation rel, const char *order_id, int attnum,
-								  const char *field, const char *stored, const char *given);
+								  Datum stored, Datum given);
 
 /* ---- changes.c ---- */
 
+extern bool order_field_equal(Oid typid, Datum a, Datum b);
 extern bool order_lines_equal(const OrdersCatalog *cat, Datum a, Datum b);
 extern bool order_address_equal(const OrdersCatalog *cat, Datum a, bool a_isnull,
 								Datum b, bool b_isnull);

@@ -117,17 +117,13 @@ relay_available(void)
 }
 
 /*
- * Called by a write in relay mode, in its transaction: refuses a database
- * the worker does not serve, and arranges the wake-up at commit.
+ * Called by a write in relay mode, in its transaction (the setting cannot
+ * be relay unless the library was preloaded): refuses a database the worker
+ * does not serve, and arranges the wake-up at commit.
  */
 void
 relay_note_write(void)
 {
-	if (!relay_preloaded)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("orders.notify = relay needs the orders library preloaded"),
-				 errhint("Add orders to shared_preload_libraries in postgresql.conf and restart the server.")));
 	if (!OidIsValid(relay_database_oid))
 		relay_database_oid = get_database_oid(relay_database, true);
 	if (relay_database_oid != MyDatabaseId)

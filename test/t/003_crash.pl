@@ -18,16 +18,9 @@ $node->init;
 $node->append_conf('postgresql.conf', "max_connections = 30\nfsync = on\n");
 $node->start;
 
-$node->safe_psql('postgres', q{
-	CREATE EXTENSION orders;
-	SELECT orders_events_register('behind');
-	SELECT count(*) FROM (
-		SELECT orders_add(gen_random_uuid(), 'EUR',
-			ARRAY[ROW('00000000-0000-0000-0000-000000000001', 'Tea', 1, 100)::order_line],
-			ROW('Main St 1', 'Berlin', '10115', 'DE')::order_address,
-			('00000000-0000-7000-8000-' || lpad(to_hex(n), 12, '0'))::uuid)
-		FROM generate_series(1, 200) n) s;
-});
+$node->safe_psql('postgres', q{CREATE EXTENSION orders;
+	SELECT orders_events_register('behind');});
+$node->safe_psql('postgres', slurp_file('test/t/crash/seed.sql'));
 
 local $ENV{PGHOST} = $node->host;
 local $ENV{PGPORT} = $node->port;
