@@ -7,14 +7,15 @@ OBJS = \
 	src/api.o \
 	src/catalog.o \
 	src/changes.o \
+	src/consumers.o \
 	src/events.o \
 	src/invariants.o \
 	src/module.o \
 	src/relay.o \
 	src/storage.o \
 	src/uuidv7.o
-DATA = orders--1.0.sql orders--1.3.sql \
-	orders--1.0--1.1.sql orders--1.1--1.2.sql orders--1.2--1.3.sql
+DATA = orders--1.0.sql orders--1.4.sql \
+	orders--1.0--1.1.sql orders--1.1--1.2.sql orders--1.2--1.3.sql orders--1.3--1.4.sql
 
 # -Wextra, less the two warnings PostgreSQL's own headers raise
 # (unused parameters and sign comparisons in their inline functions).

@@ -34,25 +34,26 @@ PG_FUNCTION_INFO_V1(orders_get);
 PG_FUNCTION_INFO_V1(orders_remove);
 PG_FUNCTION_INFO_V1(orders_save);
 
-/*
- * The functions read the table directly, so the table's privileges and row
- * security are not applied by the executor: reading functions apply them
- * here, as a SELECT would.
- */
-static void
-check_can_read_orders(const OrdersCatalog *cat)
-{
-	AclResult	aclresult = pg_class_aclcheck(cat->orders_relid, GetUserId(), ACL_SELECT);
+/* Locks of a write: the order's table and the outbox. */
+static const LOCKMODE write_locks[TABLE_COUNT] = {RowExclusiveLock, RowExclusiveLock, NoLock};
+static const LOCKMODE read_locks[TABLE_COUNT] = {AccessShareLock, NoLock, NoLock};
 
-	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(cat->orders_relid));
-	if (check_enable_rls(cat->orders_relid, InvalidOid, false) == RLS_ENABLED)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("orders_get does not apply row-level security"),
-				 errdetail("Row-level security is enabled on table \"%s.orders\".",
-						   cat->namespace_name),
-				 errhint("Read the table with SELECT, which applies its policies.")));
+/*
+ * What every write checks before it reads or writes anything: a
+ * transaction that may write (the executor refuses writes in read-only
+ * transactions, on standbys and in parallel workers; so do we), and no
+ * row-level security on our tables that the direct path would bypass.
+ * Returns whether the caller may read orders, which decides what its
+ * errors and results show of the stored order.
+ */
+static bool
+prepare_write(const char *what, OrdersCall *call)
+{
+	PreventCommandIfReadOnly(what);
+	PreventCommandIfParallelMode(what);
+	orders_check_rls_write(call->rel[TABLE_ORDERS]);
+	orders_check_rls_write(call->rel[TABLE_EVENTS]);
+	return orders_may_read(call->cat);
 }
 
 static pg_uuid_t *
@@ -66,17 +67,39 @@ required_id(FunctionCallInfo fcinfo, int argno)
 }
 
 /*
+ * The composite a write returns.  A role that may not read orders gets
+ * back what it gave and what the call derived from it, never a value only
+ * the stored order held: reveal == false keeps just the columns listed.
+ */
+static Datum
+result_row(TupleDesc desc, Datum *values, bool *nulls, bool reveal, int nkeep,
+		   const int *keep)
+{
+	bool		masked[Natts_orders];
+	int			i;
+
+	if (reveal)
+		return heap_copy_tuple_as_datum(heap_form_tuple(desc, values, nulls), desc);
+	for (i = 0; i < Natts_orders; i++)
+		masked[i] = true;
+	for (i = 0; i < nkeep; i++)
+		masked[keep[i] - 1] = nulls[keep[i] - 1];
+	return heap_copy_tuple_as_datum(heap_form_tuple(desc, values, masked), desc);
+}
+
+/*
  * orders_add(customer_id uuid, currency text, lines order_line[],
  *            shipping_address order_address, id uuid) RETURNS orders
  */
 Datum
 orders_add(PG_FUNCTION_ARGS)
 {
-	const OrdersCatalog *cat = orders_catalog(fcinfo);
+	OrdersCall	call;
+	const OrdersCatalog *cat = orders_open(fcinfo, write_locks, &call);
+	Relation	rel = call.rel[TABLE_ORDERS];
+	TupleDesc	desc = RelationGetDescr(rel);
 	pg_uuid_t	id;
 	char		id_text[UUID_LEN * 2 + 5];
-	Relation	rel;
-	TupleDesc	desc;
 	Datum		values[Natts_orders];
 	bool		nulls[Natts_orders] = {0};
 	Datum		lines;
@@ -86,17 +109,13 @@ orders_add(PG_FUNCTION_ARGS)
 	Datum		result;
 	Datum		payload;
 
-	/* the executor refuses writes in read-only transactions and on standbys; so do we */
-	PreventCommandIfReadOnly("orders_add()");
+	prepare_write("orders_add()", &call);
 
 	if (PG_ARGISNULL(4))
 		uuidv7_generate(&id);
 	else
 		id = *PG_GETARG_UUID_P(4);
 	uuid_format(&id, id_text);
-
-	rel = table_open(cat->orders_relid, RowExclusiveLock);
-	desc = RelationGetDescr(rel);
 
 	order_check_customer_id(rel, id_text, PG_ARGISNULL(0));
 	order_check_currency(rel, id_text, PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1),
@@ -127,10 +146,26 @@ orders_add(PG_FUNCTION_ARGS)
 	result = heap_copy_tuple_as_datum(tuple, desc);
 	storage_insert(rel, tuple);
 
-	payload = event_payload_order(cat, values, nulls);
-	event_emit(cat, EVENT_ORDER_ADDED, &id, 1, payload, now);
+	/*
+	 * An id is never used twice: an order's events are told apart by id and
+	 * version, and its versions only go up.  The insertion above has waited
+	 * for any transaction that was removing an order of this id; the outbox
+	 * holds the events of every order that had it, until they are purged.
+	 */
+	if (OidIsValid(cat->events_order_index) &&
+		storage_exists_any(call.rel[TABLE_EVENTS], cat->events_order_index,
+						   UUIDPGetDatum(&id)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("order id %s was used by an order before", id_text),
+				 errdetail("The outbox holds events of an order with this id."),
+				 errhint("Add the order with a new id, such as orders_next_id()."),
+				 errtableconstraint(rel, "orders_id_not_reused")));
 
-	table_close(rel, NoLock);
+	payload = event_payload_order(cat, values, nulls);
+	event_emit(&call, EVENT_ORDER_ADDED, &id, 1, payload, now);
+
+	orders_close(&call);
 	PG_RETURN_DATUM(result);
 }
 
@@ -144,11 +179,11 @@ orders_add(PG_FUNCTION_ARGS)
 Datum
 orders_get(PG_FUNCTION_ARGS)
 {
-	const OrdersCatalog *cat = orders_catalog(fcinfo);
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	OrdersCall	call;
+	const OrdersCatalog *cat;
 	MemoryContext oldcontext;
 	Tuplestorestate *tupstore;
-	Relation	rel;
 	TupleTableSlot *slot;
 
 	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
@@ -157,7 +192,8 @@ orders_get(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("orders_get must be called where a set is accepted, as in SELECT * FROM orders_get(...)")));
 
-	check_can_read_orders(cat);
+	cat = orders_open(fcinfo, read_locks, &call);
+	orders_check_can_read(cat, "orders_get");
 
 	oldcontext = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
 	tupstore = tuplestore_begin_heap((rsinfo->allowedModes & SFRM_Materialize_Random) != 0,
@@ -167,12 +203,11 @@ orders_get(PG_FUNCTION_ARGS)
 	rsinfo->setResult = tupstore;
 	rsinfo->setDesc = NULL;		/* the declared row type: the table's */
 
-	rel = table_open(cat->orders_relid, AccessShareLock);
-	slot = table_slot_create(rel, NULL);
-	if (storage_fetch(rel, cat->orders_pkey, PG_GETARG_UUID_P(0), slot))
+	slot = table_slot_create(call.rel[TABLE_ORDERS], NULL);
+	if (storage_fetch(call.rel[TABLE_ORDERS], cat->orders_pkey, PG_GETARG_DATUM(0), slot))
 		tuplestore_puttupleslot(tupstore, slot);
 	ExecDropSingleTupleTableSlot(slot);
-	table_close(rel, NoLock);
+	orders_close(&call);
 
 	return (Datum) 0;
 }
@@ -184,45 +219,50 @@ orders_get(PG_FUNCTION_ARGS)
 Datum
 orders_remove(PG_FUNCTION_ARGS)
 {
-	const OrdersCatalog *cat = orders_catalog(fcinfo);
+	static const int removed_keep[] = {Anum_orders_id};
+	OrdersCall	call;
+	const OrdersCatalog *cat = orders_open(fcinfo, write_locks, &call);
+	Relation	rel = call.rel[TABLE_ORDERS];
 	pg_uuid_t  *id;
 	char		id_text[UUID_LEN * 2 + 5];
-	Relation	rel;
 	TupleTableSlot *slot;
 	int32		version;
 	OrderStatus status;
 	Datum		result;
 	Datum		payload;
+	bool		reveal = prepare_write("orders_remove()", &call);
 
-	PreventCommandIfReadOnly("orders_remove()");
 	id = required_id(fcinfo, 0);
 	uuid_format(id, id_text);
-	rel = table_open(cat->orders_relid, RowExclusiveLock);
 	slot = table_slot_create(rel, NULL);
 
-	if (!storage_lock(rel, cat->orders_pkey, id, LockTupleExclusive, slot))
+	if (!storage_lock(rel, cat->orders_pkey, UUIDPGetDatum(id), Anum_orders_id,
+					  LockTupleExclusive, slot))
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("order %s does not exist", id_text)));
 
 	slot_getallattrs(slot);
 	version = DatumGetInt32(slot->tts_values[Anum_orders_version - 1]);
-	status = order_status_from_oid(cat, DatumGetObjectId(slot->tts_values[Anum_orders_status - 1]));
+	status = order_status_from_oid(cat, DatumGetObjectId(slot->tts_values[Anum_orders_status - 1]),
+								   false);
 
 	if (!PG_ARGISNULL(1))
-		order_check_version(id_text, version, PG_GETARG_INT32(1));
-	order_check_removable(rel, id_text, status);
+		order_check_version(id_text, version, PG_GETARG_INT32(1), reveal);
+	order_check_removable(rel, id_text, status, reveal);
+	/* versions of an order's events only go up: removal is one more change */
+	order_check_next_version(id_text, version);
 
-	result = ExecFetchSlotHeapTupleDatum(slot);
+	result = result_row(RelationGetDescr(rel), slot->tts_values, slot->tts_isnull, reveal,
+						lengthof(removed_keep), removed_keep);
 	payload = event_payload_order(cat, slot->tts_values, slot->tts_isnull);
 	storage_delete(rel, &slot->tts_tid);
 
-	/* versions of an order's events only go up: removal is one more change */
-	event_emit(cat, EVENT_ORDER_REMOVED, id, version + 1, payload,
+	event_emit(&call, EVENT_ORDER_REMOVED, id, version + 1, payload,
 			   GetCurrentTransactionStartTimestamp());
 
 	ExecDropSingleTupleTableSlot(slot);
-	table_close(rel, NoLock);
+	orders_close(&call);
 	PG_RETURN_DATUM(result);
 }
 
@@ -257,9 +297,16 @@ status_event(OrderStatus to)
 Datum
 orders_save(PG_FUNCTION_ARGS)
 {
-	const OrdersCatalog *cat = orders_catalog(fcinfo);
-	Relation	rel;
-	TupleDesc	desc;
+	/* what a save gives back to a role that may not read orders */
+	static const int saved_keep[] = {
+		Anum_orders_id, Anum_orders_customer_id, Anum_orders_status, Anum_orders_currency,
+		Anum_orders_lines, Anum_orders_shipping_address, Anum_orders_total,
+		Anum_orders_version, Anum_orders_updated_at
+	};
+	OrdersCall	call;
+	const OrdersCatalog *cat = orders_open(fcinfo, write_locks, &call);
+	Relation	rel = call.rel[TABLE_ORDERS];
+	TupleDesc	desc = RelationGetDescr(rel);
 	Datum		given[Natts_orders];
 	bool		given_null[Natts_orders];
 	Datum	   *stored;
@@ -281,15 +328,13 @@ orders_save(PG_FUNCTION_ARGS)
 	HeapTuple	tuple;
 	Datum		result;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	bool		reveal = prepare_write("orders_save()", &call);
 
-	PreventCommandIfReadOnly("orders_save()");
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("order to save must not be null")));
 
-	rel = table_open(cat->orders_relid, RowExclusiveLock);
-	desc = RelationGetDescr(rel);
 	composite_deform(PG_GETARG_DATUM(0), desc, given, given_null);
 
 	if (given_null[Anum_orders_id - 1])
@@ -312,13 +357,14 @@ orders_save(PG_FUNCTION_ARGS)
 							  given_null[Anum_orders_lines - 1], &lines);
 	order_check_address(rel, cat, id_text, given[Anum_orders_shipping_address - 1],
 						given_null[Anum_orders_shipping_address - 1]);
-	new_status = order_status_from_oid(cat, DatumGetObjectId(given[Anum_orders_status - 1]));
+	new_status = order_status_from_oid(cat, DatumGetObjectId(given[Anum_orders_status - 1]), true);
 	lines_array = DatumGetArrayTypeP(lines);	/* already detoasted: a cast */
 	nlines = ArrayGetNItems(ARR_NDIM(lines_array), ARR_DIMS(lines_array));
 
 	/* against the stored order, locked until the end of the transaction */
 	slot = table_slot_create(rel, NULL);
-	if (!storage_lock(rel, cat->orders_pkey, id, LockTupleNoKeyExclusive, slot))
+	if (!storage_lock(rel, cat->orders_pkey, UUIDPGetDatum(id), Anum_orders_id,
+					  LockTupleNoKeyExclusive, slot))
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("order %s does not exist", id_text),
@@ -328,13 +374,16 @@ orders_save(PG_FUNCTION_ARGS)
 	stored_null = slot->tts_isnull;
 
 	version = DatumGetInt32(stored[Anum_orders_version - 1]);
-	order_check_version(id_text, version, DatumGetInt32(given[Anum_orders_version - 1]));
+	order_check_version(id_text, version, DatumGetInt32(given[Anum_orders_version - 1]), reveal);
 	order_check_immutable(rel, id_text, Anum_orders_customer_id,
-						  stored[Anum_orders_customer_id - 1], given[Anum_orders_customer_id - 1]);
+						  stored[Anum_orders_customer_id - 1], given[Anum_orders_customer_id - 1],
+						  reveal);
 	order_check_immutable(rel, id_text, Anum_orders_currency,
-						  stored[Anum_orders_currency - 1], given[Anum_orders_currency - 1]);
-	old_status = order_status_from_oid(cat, DatumGetObjectId(stored[Anum_orders_status - 1]));
-	order_check_status_transition(rel, id_text, old_status, new_status);
+						  stored[Anum_orders_currency - 1], given[Anum_orders_currency - 1],
+						  reveal);
+	old_status = order_status_from_oid(cat, DatumGetObjectId(stored[Anum_orders_status - 1]),
+									   false);
+	order_check_status_transition(rel, id_text, old_status, new_status, reveal);
 	order_check_ready(rel, id_text, new_status, nlines,
 					  given_null[Anum_orders_shipping_address - 1]);
 	lines_changed = !order_lines_equal(cat, stored[Anum_orders_lines - 1], lines);
@@ -343,19 +392,18 @@ orders_save(PG_FUNCTION_ARGS)
 										   stored_null[Anum_orders_shipping_address - 1],
 										   given[Anum_orders_shipping_address - 1],
 										   given_null[Anum_orders_shipping_address - 1]);
-	order_check_frozen(rel, id_text, old_status, lines_changed, address_changed);
+	order_check_frozen(rel, id_text, old_status, lines_changed, address_changed, reveal);
 
 	if (!lines_changed && !address_changed && old_status == new_status)
 	{
-		result = ExecFetchSlotHeapTupleDatum(slot);
+		/* the stored order; its update time is not the caller's to learn */
+		result = result_row(desc, stored, stored_null, reveal,
+							lengthof(saved_keep) - 1, saved_keep);
 		ExecDropSingleTupleTableSlot(slot);
-		table_close(rel, NoLock);
+		orders_close(&call);
 		PG_RETURN_DATUM(result);
 	}
-	if (version == PG_INT32_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("order %s has reached the highest version", id_text)));
+	order_check_next_version(id_text, version);
 
 	/* the new row: what may change from the caller, the rest as stored */
 	memcpy(values, stored, sizeof(values));
@@ -370,23 +418,23 @@ orders_save(PG_FUNCTION_ARGS)
 	values[Anum_orders_updated_at - 1] = TimestampTzGetDatum(now);
 
 	tuple = heap_form_tuple(desc, values, nulls);
-	result = heap_copy_tuple_as_datum(tuple, desc);
+	result = result_row(desc, values, nulls, reveal, lengthof(saved_keep), saved_keep);
 	storage_update(rel, &slot->tts_tid, tuple);
 
 	/* the events, in the contract's order */
 	if (lines_changed)
-		event_emit(cat, EVENT_ORDER_LINES_CHANGED, id, version + 1,
+		event_emit(&call, EVENT_ORDER_LINES_CHANGED, id, version + 1,
 				   event_payload_lines(cat, lines, total), now);
 	if (address_changed)
-		event_emit(cat, EVENT_ORDER_SHIPPING_ADDRESS_CHANGED, id, version + 1,
+		event_emit(&call, EVENT_ORDER_SHIPPING_ADDRESS_CHANGED, id, version + 1,
 				   event_payload_address(cat, given[Anum_orders_shipping_address - 1],
 										 given_null[Anum_orders_shipping_address - 1]),
 				   now);
 	if (old_status != new_status)
-		event_emit(cat, status_event(new_status), id, version + 1,
+		event_emit(&call, status_event(new_status), id, version + 1,
 				   event_payload_status(old_status, new_status), now);
 
 	ExecDropSingleTupleTableSlot(slot);
-	table_close(rel, NoLock);
+	orders_close(&call);
 	PG_RETURN_DATUM(result);
 }

@@ -1,25 +1,50 @@
 /*
- * catalog.c: finding the extension's own tables and types.
+ * catalog.c: finding the extension's own tables and types, and opening them.
  *
  * The functions never resolve a name through the caller's search_path: the
  * schema is the one the called function itself lives in (the extension's
- * schema), and every relation and type is looked up there by name once per
- * session, checked against the layout the C code expects, and kept by OID.
- * A relcache invalidation of any of those relations (ALTER, DROP, DROP
- * EXTENSION) throws the whole lookup away; the next call redoes it.
+ * schema), found by OID, and every relation and type is looked up there by
+ * name, checked against the layout the C code expects, and kept by OID.
+ *
+ * The lookup is cached per session, and the cache is judged under the locks
+ * of the call that uses it: a call first locks the tables it will touch,
+ * then processes pending invalidations, and only then asks whether the cache
+ * still holds.  A relcache invalidation of any of our relations (ALTER,
+ * CREATE INDEX, CREATE TRIGGER, DROP EXTENSION ...) clears it, and the next
+ * call rebuilds it while it holds those locks, so no concurrent DDL can slip
+ * in between the check and the write.
+ *
+ * The functions write the tables directly, not through the executor, so a
+ * table that carries anything the direct path would skip (a trigger, a
+ * rule, a CHECK or foreign-key constraint, a deferrable constraint, child
+ * tables, row-level security the caller is subject to) is refused with an
+ * error that names it.  NOT NULL is enforced (storage.c), and so is the
+ * replica identity a publication needs.
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/pg_am_d.h"
+#include "catalog/pg_authid_d.h"
+#include "catalog/pg_database.h"
 #include "catalog/pg_enum.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_sequence.h"
 #include "catalog/pg_type_d.h"
+#include "commands/defrem.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 
@@ -29,13 +54,18 @@ const char *const order_status_names[ORDER_STATUS_COUNT] = {
 	"pending", "confirmed", "shipped", "delivered", "cancelled"
 };
 
+static const char *const table_names[TABLE_COUNT] = {
+	"orders", "order_events", "order_event_consumers"
+};
+
 static OrdersCatalog cache;
 static bool cache_valid = false;
 static bool callback_registered = false;
 static MemoryContext cache_context = NULL;
 
-/* Relations whose change invalidates the cache (the two tables, two row types). */
-static Oid	watched_relids[4];
+/* Relations whose change invalidates the cache: our tables, two row types. */
+#define WATCHED_RELIDS (TABLE_COUNT + 2)
+static Oid	watched_relids[WATCHED_RELIDS];
 
 /* Bumped by every relevant invalidation, so a lookup can tell it raced one. */
 static uint64 invalidation_count = 0;
@@ -45,16 +75,9 @@ orders_relcache_callback(Datum arg, Oid relid)
 {
 	int			i;
 
-	(void) arg;
-	if (relid == InvalidOid)
+	for (i = 0; i < WATCHED_RELIDS; i++)
 	{
-		cache_valid = false;
-		invalidation_count++;
-		return;
-	}
-	for (i = 0; i < (int) lengthof(watched_relids); i++)
-	{
-		if (watched_relids[i] == relid)
+		if (relid == InvalidOid || watched_relids[i] == relid)
 		{
 			cache_valid = false;
 			invalidation_count++;
@@ -72,6 +95,22 @@ layout_error(const char *relname, const char *what)
 			 errmsg("extension \"orders\" cannot use %s: %s", relname, what),
 			 errhint("The extension's tables and types must keep the layout its install script gave them; "
 					 "reinstall the extension or undo the change.")));
+}
+
+/*
+ * What the direct write path cannot honour, refused by name: the server
+ * would enforce it on an INSERT, UPDATE or DELETE, and we will not skip it
+ * silently.
+ */
+pg_attribute_noreturn()
+static void
+unsupported_error(const char *relname, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("extension \"orders\" cannot write table \"%s\": it has %s", relname, what),
+			 errdetail("The extension's functions write the table directly and would not honour it."),
+			 errhint("Remove it; react to changes through the outbox, order_events.")));
 }
 
 static Oid
@@ -106,6 +145,11 @@ static const ColumnSpec events_columns[Natts_order_events] = {
 	{"version", INT4OID}, {"payload", JSONBOID}, {"occurred_at", TIMESTAMPTZOID},
 	{"relay", BOOLOID},
 };
+static const ColumnSpec consumers_columns[Natts_consumers] = {
+	{"name", TEXTOID}, {"acked_snapshot", PG_SNAPSHOTOID}, {"batch_snapshot", PG_SNAPSHOTOID},
+	{"batch_position", INT8OID}, {"registered_at", TIMESTAMPTZOID},
+	{"acked_at", TIMESTAMPTZOID}, {"owner", REGROLEOID},
+};
 static const ColumnSpec line_fields[Natts_line] = {
 	{"product_id", UUIDOID}, {"product_name", TEXTOID}, {"quantity", INT4OID},
 	{"unit_price", INT8OID},
@@ -129,16 +173,125 @@ expect_columns(TupleDesc desc, const char *relname, const ColumnSpec *columns, i
 			(OidIsValid(columns[i].typid) && att->atttypid != columns[i].typid))
 			layout_error(relname, psprintf("column %d is not \"%s\" of the expected type",
 										   i + 1, columns[i].name));
+		if (att->attgenerated)
+			layout_error(relname, psprintf("column \"%s\" is generated", columns[i].name));
 	}
 }
 
-/* Checks that a table of ours is a heap table of the expected layout. */
+/*
+ * Refuses what a direct write would skip.  Indexes are written through the
+ * executor's own routine, which checks unique and exclusion constraints at
+ * once; a deferrable one would need a recheck at commit that only the
+ * executor's triggers do.
+ */
+static void
+check_direct_writable(Relation rel, const char *relname)
+{
+	TupleConstr *constr = RelationGetDescr(rel)->constr;
+	List	   *indexes;
+	ListCell   *lc;
+
+	if (rel->trigdesc != NULL)
+		unsupported_error(relname, psprintf("trigger \"%s\" (foreign keys are triggers too)",
+											rel->trigdesc->triggers[0].tgname));
+	if (rel->rd_rules != NULL)
+		unsupported_error(relname, "a rule");
+	if (constr != NULL && constr->num_check > 0)
+		unsupported_error(relname, psprintf("check constraint \"%s\"", constr->check[0].ccname));
+	if (rel->rd_rel->relhassubclass)
+		unsupported_error(relname, "child tables");
+
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
+		bool		deferrable = !index->rd_index->indimmediate;
+		char	   *name = pstrdup(RelationGetRelationName(index));
+
+		index_close(index, AccessShareLock);
+		if (deferrable)
+			unsupported_error(relname, psprintf("deferrable constraint \"%s\"", name));
+	}
+	list_free(indexes);
+}
+
+/* Checks that a table of ours is a plain heap table of the expected layout. */
 static void
 check_heap_table(Relation rel, const char *relname, const ColumnSpec *columns, int n)
 {
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relam != HEAP_TABLE_AM_OID)
 		layout_error(relname, "it is not a heap table");
 	expect_columns(RelationGetDescr(rel), relname, columns, n);
+	check_direct_writable(rel, relname);
+}
+
+/*
+ * The primary key the C code looks rows up by: a plain, immediate, unique
+ * btree index on exactly the one key column, with the type's default
+ * operator class, so that an equality probe on it finds the row by that key
+ * and nothing else.  Returns its OID.
+ */
+static Oid
+check_primary_key(Relation rel, const char *relname, AttrNumber keyatt, Oid keytype)
+{
+	Oid			pkey;
+	Relation	index;
+	bool		ok;
+
+#if PG_VERSION_NUM >= 170000
+	pkey = RelationGetPrimaryKeyIndex(rel, false);
+#else
+	pkey = RelationGetPrimaryKeyIndex(rel);
+#endif
+	if (!OidIsValid(pkey))
+		layout_error(relname, "it has no primary key");
+
+	index = index_open(pkey, AccessShareLock);
+	ok = index->rd_rel->relam == BTREE_AM_OID &&
+		index->rd_index->indnatts == 1 &&
+		index->rd_index->indnkeyatts == 1 &&
+		index->rd_index->indkey.values[0] == keyatt &&
+		index->rd_index->indisunique &&
+		index->rd_index->indimmediate &&
+		index->rd_opfamily[0] == get_opclass_family(GetDefaultOpClass(keytype, BTREE_AM_OID)) &&
+		RelationGetIndexExpressions(index) == NIL &&
+		RelationGetIndexPredicate(index) == NIL;
+	index_close(index, AccessShareLock);
+	if (!ok)
+		layout_error(relname, psprintf("its primary key is not on column \"%s\" alone",
+									   NameStr(TupleDescAttr(RelationGetDescr(rel), keyatt - 1)->attname)));
+	return pkey;
+}
+
+/*
+ * The index on order_events (order_id, version): how orders_add learns
+ * that an id was used before.  Found by what it indexes.
+ */
+static Oid
+find_events_order_index(Relation rel)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	Oid			found = InvalidOid;
+
+	foreach(lc, indexes)
+	{
+		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
+
+		if (index->rd_rel->relam == BTREE_AM_OID &&
+			index->rd_index->indnkeyatts >= 1 &&
+			index->rd_index->indkey.values[0] == Anum_order_events_order_id &&
+			index->rd_opfamily[0] == get_opclass_family(GetDefaultOpClass(UUIDOID, BTREE_AM_OID)) &&
+			index->rd_index->indisvalid &&
+			RelationGetIndexExpressions(index) == NIL &&
+			RelationGetIndexPredicate(index) == NIL)
+			found = RelationGetRelid(index);
+		index_close(index, AccessShareLock);
+		if (OidIsValid(found))
+			break;
+	}
+	list_free(indexes);
+	return found;
 }
 
 static TupleDesc
@@ -153,6 +306,34 @@ composite_desc(Oid typid, const char *typname, const ColumnSpec *fields, int n)
 	return tupdesc;
 }
 
+/*
+ * The position sequence must hand out values one at a time, in the order
+ * they are asked for, without cycling: readers rely on "allocated earlier,
+ * numbered lower".
+ */
+static void
+check_position_sequence(Oid seqid)
+{
+	HeapTuple	tup;
+	Form_pg_sequence seq;
+	bool		ok;
+
+	if (get_rel_relkind(seqid) != RELKIND_SEQUENCE)
+		layout_error("order_events_position_seq", "it is not a sequence");
+	tup = SearchSysCache1(SEQRELID, ObjectIdGetDatum(seqid));
+	if (!HeapTupleIsValid(tup))
+		layout_error("order_events_position_seq", "it is not a sequence");
+	seq = (Form_pg_sequence) GETSTRUCT(tup);
+	ok = seq->seqcache == 1 && !seq->seqcycle && seq->seqincrement > 0;
+	ReleaseSysCache(tup);
+	if (!ok)
+		layout_error("order_events_position_seq", "it must have CACHE 1, NO CYCLE and a positive increment");
+}
+
+/*
+ * Builds the catalog.  The caller holds the locks of the call's tables; the
+ * others are opened here only long enough to read their definition.
+ */
 static void
 build_catalog(Oid nsp, OrdersCatalog *c)
 {
@@ -166,36 +347,51 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 	if (c->namespace_name == NULL)
 		elog(ERROR, "cache lookup failed for namespace %u", nsp);
 
-	c->orders_relid = lookup_relid(nsp, c->namespace_name, "orders");
-	c->events_relid = lookup_relid(nsp, c->namespace_name, "order_events");
+	/* the consumers' table came with 1.2 */
+	for (i = 0; i < TABLE_COUNT; i++)
+	{
+		c->relids[i] = i == TABLE_CONSUMERS ? get_relname_relid(table_names[i], nsp) :
+			lookup_relid(nsp, c->namespace_name, table_names[i]);
+		watched_relids[i] = c->relids[i];
+	}
 	c->events_seqid = lookup_relid(nsp, c->namespace_name, "order_events_position_seq");
-	watched_relids[0] = c->orders_relid;
-	watched_relids[1] = c->events_relid;
-	if (get_rel_relkind(c->events_seqid) != RELKIND_SEQUENCE)
-		layout_error("order_events_position_seq", "it is not a sequence");
+	check_position_sequence(c->events_seqid);
 
 	/* orders: the aggregate's row */
-	rel = table_open(c->orders_relid, AccessShareLock);
+	rel = table_open(c->relids[TABLE_ORDERS], AccessShareLock);
 	check_heap_table(rel, "orders", orders_columns, Natts_orders);
 	desc = RelationGetDescr(rel);
+	c->orders_rowtype = rel->rd_rel->reltype;
 	c->status_typid = TupleDescAttr(desc, Anum_orders_status - 1)->atttypid;
 	lines_array_typid = TupleDescAttr(desc, Anum_orders_lines - 1)->atttypid;
 	c->address_typid = TupleDescAttr(desc, Anum_orders_shipping_address - 1)->atttypid;
-#if PG_VERSION_NUM >= 170000
-	c->orders_pkey = RelationGetPrimaryKeyIndex(rel, false);
-#else
-	c->orders_pkey = RelationGetPrimaryKeyIndex(rel);
-#endif
-	if (!OidIsValid(c->orders_pkey))
-		layout_error("orders", "it has no primary key");
+	c->orders_pkey = check_primary_key(rel, "orders", Anum_orders_id, UUIDOID);
 	table_close(rel, AccessShareLock);
 
-	/* order_events: the outbox; its relay column came with 1.3 */
-	rel = table_open(c->events_relid, AccessShareLock);
+	/*
+	 * order_events: the outbox; its relay column came with 1.3, its index by
+	 * order with 1.4.  A library newer than the installed scripts serves the
+	 * older layouts until ALTER EXTENSION orders UPDATE.
+	 */
+	rel = table_open(c->relids[TABLE_EVENTS], AccessShareLock);
 	c->events_have_relay = RelationGetDescr(rel)->natts >= Anum_order_events_relay;
 	check_heap_table(rel, "order_events", events_columns,
 					 c->events_have_relay ? Natts_order_events : Natts_order_events - 1);
+	c->events_order_index = find_events_order_index(rel);
 	table_close(rel, AccessShareLock);
+
+	/* order_event_consumers: named checkpoints, written in C from 1.4 */
+	if (OidIsValid(c->relids[TABLE_CONSUMERS]))
+	{
+		rel = table_open(c->relids[TABLE_CONSUMERS], AccessShareLock);
+		if (RelationGetDescr(rel)->natts == Natts_consumers)
+		{
+			check_heap_table(rel, "order_event_consumers", consumers_columns, Natts_consumers);
+			c->consumers_pkey = check_primary_key(rel, "order_event_consumers",
+												  Anum_consumers_name, TEXTOID);
+		}
+		table_close(rel, AccessShareLock);
+	}
 
 	/* order_status: the label OIDs, which are what a stored enum value is */
 	if (!type_is_enum(c->status_typid))
@@ -217,25 +413,17 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 	c->line_typid = get_element_type(lines_array_typid);
 	if (!OidIsValid(c->line_typid))
 		layout_error("orders", "column \"lines\" is not an array");
-	watched_relids[2] = get_typ_typrelid(c->line_typid);
-	watched_relids[3] = get_typ_typrelid(c->address_typid);
+	watched_relids[TABLE_COUNT] = get_typ_typrelid(c->line_typid);
+	watched_relids[TABLE_COUNT + 1] = get_typ_typrelid(c->address_typid);
 	c->line_desc = composite_desc(c->line_typid, "order_line", line_fields, Natts_line);
 	c->address_desc = composite_desc(c->address_typid, "order_address", address_fields,
 									 Natts_address);
 }
 
-/*
- * The catalog of the extension the called function belongs to.  Cheap after
- * the first call of a session: one comparison.
- */
-const OrdersCatalog *
-orders_catalog(FunctionCallInfo fcinfo)
+/* Rebuilds the cache for schema nsp; the caller holds its call's locks. */
+static void
+rebuild_cache(Oid nsp)
 {
-	Oid			nsp;
-
-	if (likely(cache_valid))
-		return &cache;
-
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(orders_relcache_callback, (Datum) 0);
@@ -244,14 +432,12 @@ orders_catalog(FunctionCallInfo fcinfo)
 	if (cache_context == NULL)
 		cache_context = AllocSetContextCreate(TopMemoryContext, "orders catalog",
 											  ALLOCSET_SMALL_SIZES);
-
-	nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
-
 	for (;;)
 	{
 		uint64		seen = invalidation_count;
 		MemoryContext old;
 
+		cache_valid = false;
 		MemoryContextReset(cache_context);
 		memset(&cache, 0, sizeof(cache));
 		memset(watched_relids, 0, sizeof(watched_relids));
@@ -271,15 +457,131 @@ orders_catalog(FunctionCallInfo fcinfo)
 			break;
 	}
 	cache_valid = true;
+}
+
+/*
+ * The schema of the called function.  A function that no longer exists
+ * was dropped (with the extension) after the statement was planned.
+ */
+static Oid
+called_function_namespace(FunctionCallInfo fcinfo)
+{
+	Oid			nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
+
+	if (!OidIsValid(nsp))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"orders\" was dropped or re-created during the statement"),
+				 errhint("Run the statement again.")));
+	return nsp;
+}
+
+/*
+ * Opens what a call needs: locks[t] is the lock to take on table t, or
+ * NoLock for a table the call does not touch.  Every lock is taken first;
+ * then pending invalidations are processed, so that any DDL committed
+ * before our locks were granted is seen; then the cache is judged, and
+ * rebuilt if it is stale.  On return, call->rel[t] is open for each table
+ * locked, and the layout the C code relies on holds until the transaction
+ * ends.
+ */
+const OrdersCatalog *
+orders_open(FunctionCallInfo fcinfo, const LOCKMODE locks[TABLE_COUNT], OrdersCall *call)
+{
+	Oid			nsp = called_function_namespace(fcinfo);
+	int			t;
+
+	for (;;)
+	{
+		Oid			relids[TABLE_COUNT];
+		bool		same = true;
+
+		/* by the cached OIDs if we have them, else by name */
+		for (t = 0; t < TABLE_COUNT; t++)
+		{
+			relids[t] = (cache_valid && cache.namespace_id == nsp) ? cache.relids[t] :
+				get_relname_relid(table_names[t], nsp);
+			if (locks[t] != NoLock && OidIsValid(relids[t]))
+				LockRelationOid(relids[t], locks[t]);
+		}
+		AcceptInvalidationMessages();
+
+		if (cache_valid && cache.namespace_id == nsp)
+			break;
+
+		/*
+		 * Stale: the names may now belong to other relations (the extension
+		 * dropped and created again while we waited).  Rebuild only when
+		 * what we locked is still what the names mean; else lock again.
+		 */
+		nsp = called_function_namespace(fcinfo);
+		for (t = 0; t < TABLE_COUNT; t++)
+			if (locks[t] != NoLock && get_relname_relid(table_names[t], nsp) != relids[t])
+				same = false;
+		/* a missing table is reported by the rebuild */
+		if (same)
+		{
+			rebuild_cache(nsp);
+			break;
+		}
+		for (t = 0; t < TABLE_COUNT; t++)
+			if (locks[t] != NoLock && OidIsValid(relids[t]))
+				UnlockRelationOid(relids[t], locks[t]);
+	}
+
+	call->cat = &cache;
+	for (t = 0; t < TABLE_COUNT; t++)
+		call->rel[t] = (locks[t] != NoLock && OidIsValid(cache.relids[t])) ?
+			table_open(cache.relids[t], NoLock) : NULL;
 	return &cache;
 }
 
-/* The fields of a composite value (an order_line, an order_address). */
+/* Closes what orders_open opened; the locks are kept until the transaction ends. */
+void
+orders_close(OrdersCall *call)
+{
+	int			t;
+
+	for (t = 0; t < TABLE_COUNT; t++)
+		if (call->rel[t] != NULL)
+			table_close(call->rel[t], NoLock);
+}
+
+/*
+ * A write is refused where row-level security applies to the caller: the
+ * direct path would bypass the policies that an INSERT, UPDATE or DELETE by
+ * the same role would meet.  The owner and roles with BYPASSRLS are not
+ * subject to them (unless FORCE ROW LEVEL SECURITY), and pass.
+ */
+void
+orders_check_rls_write(Relation rel)
+{
+	if (rel->rd_rel->relrowsecurity &&
+		check_enable_rls(RelationGetRelid(rel), InvalidOid, false) == RLS_ENABLED)
+		unsupported_error(RelationGetRelationName(rel),
+						  "row-level security that applies to the current role");
+}
+
+/*
+ * The fields of a composite value (an order_line, an order_address, an
+ * orders row).  The value must be of the type desc describes: a row built
+ * for another layout is refused, not misread.
+ */
 void
 composite_deform(Datum value, TupleDesc desc, Datum *values, bool *nulls)
 {
 	HeapTupleHeader th = DatumGetHeapTupleHeader(value);
 	HeapTupleData tuple;
+
+	if (HeapTupleHeaderGetNatts(th) != desc->natts ||
+		(OidIsValid(desc->tdtypeid) && desc->tdtypeid != RECORDOID &&
+		 HeapTupleHeaderGetTypeId(th) != desc->tdtypeid))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("a composite value does not have the layout of its type"),
+				 errdetail("The value has %d fields; the type has %d.",
+						   HeapTupleHeaderGetNatts(th), desc->natts),
+				 errhint("The type changed while the statement ran; run it again.")));
 
 	tuple.t_len = HeapTupleHeaderGetDatumLength(th);
 	ItemPointerSetInvalid(&tuple.t_self);
@@ -288,14 +590,153 @@ composite_deform(Datum value, TupleDesc desc, Datum *values, bool *nulls)
 	heap_deform_tuple(&tuple, desc, values, nulls);
 }
 
+/*
+ * The status an enum label stands for.  Only the five labels the
+ * extension defines mean anything to the rules; a label added to the type
+ * since (ALTER TYPE ... ADD VALUE) is refused.  given: the value comes from
+ * the caller, not from the table.
+ */
 OrderStatus
-order_status_from_oid(const OrdersCatalog *cat, Oid label)
+order_status_from_oid(const OrdersCatalog *cat, Oid label, bool given)
 {
 	int			i;
+	HeapTuple	tup;
+	char	   *name;
 
 	for (i = 0; i < ORDER_STATUS_COUNT; i++)
 		if (cat->status_oids[i] == label)
 			return (OrderStatus) i;
-	elog(ERROR, "unknown order_status label %u", label);
+
+	tup = SearchSysCache1(ENUMOID, ObjectIdGetDatum(label));
+	name = HeapTupleIsValid(tup) ?
+		pstrdup(NameStr(((Form_pg_enum) GETSTRUCT(tup))->enumlabel)) : psprintf("%u", label);
+	if (HeapTupleIsValid(tup))
+		ReleaseSysCache(tup);
+	ereport(ERROR,
+			(errcode(given ? ERRCODE_INVALID_PARAMETER_VALUE : ERRCODE_CHECK_VIOLATION),
+			 errmsg("status \"%s\" is not one the extension \"orders\" knows", name),
+			 errdetail("An order's status is one of pending, confirmed, shipped, delivered and cancelled."),
+			 errhint("Labels added to type order_status are not statuses of an order.")));
 	pg_unreachable();
+}
+
+/* Whether the current role may read the orders table (SELECT on it). */
+bool
+orders_may_read(const OrdersCatalog *cat)
+{
+	return pg_class_aclcheck(cat->relids[TABLE_ORDERS], GetUserId(), ACL_SELECT) == ACLCHECK_OK;
+}
+
+/*
+ * The functions read the tables directly, so neither the tables' privileges
+ * nor their row-level security are applied by the executor.  What returns
+ * an order, or an event (whose payload is an order), needs what a SELECT
+ * from orders needs, and refuses where policies would filter that SELECT.
+ */
+void
+orders_check_can_read(const OrdersCatalog *cat, const char *what)
+{
+	Oid			relid = cat->relids[TABLE_ORDERS];
+	AclResult	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_SELECT);
+
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(relid));
+	if (check_enable_rls(relid, InvalidOid, false) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s does not apply row-level security", what),
+				 errdetail("Row-level security is enabled on table \"%s.orders\".",
+						   cat->namespace_name),
+				 errhint("Read the table with SELECT, which applies its policies.")));
+}
+
+/*
+ * Why schema nsp cannot be trusted with the extension's SQL functions, or
+ * NULL when it can.  Those functions name their helpers and tables by the
+ * schema's name, fixed at install: whoever owns the schema can rename it
+ * and put look-alikes under the old name, and whoever may create in it can
+ * add objects beside ours.  Only superusers may do either.  The public
+ * schema's owner pg_database_owner stands for the database's owner.
+ */
+static Oid
+role_standing_for(Oid role)
+{
+	HeapTuple	dbtup;
+
+	if (role != ROLE_PG_DATABASE_OWNER)
+		return role;
+	dbtup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(MyDatabaseId));
+	if (HeapTupleIsValid(dbtup))
+	{
+		role = ((Form_pg_database) GETSTRUCT(dbtup))->datdba;
+		ReleaseSysCache(dbtup);
+	}
+	return role;
+}
+
+char *
+orders_schema_untrusted(Oid nsp)
+{
+	HeapTuple	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+	Form_pg_namespace form;
+	Oid			owner;
+	Datum		aclDatum;
+	bool		isnull;
+	char	   *reason = NULL;
+
+	if (!HeapTupleIsValid(tup))
+		return psprintf("schema %u does not exist", nsp);
+	form = (Form_pg_namespace) GETSTRUCT(tup);
+	owner = role_standing_for(form->nspowner);
+	if (!superuser_arg(owner))
+		reason = psprintf("its owner, role \"%s\", is not a superuser",
+						  GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "?");
+
+	aclDatum = SysCacheGetAttr(NAMESPACEOID, tup, Anum_pg_namespace_nspacl, &isnull);
+	if (reason == NULL && !isnull)
+	{
+		Acl		   *acl = DatumGetAclP(aclDatum);
+		AclItem    *items = ACL_DAT(acl);
+		int			i;
+
+		for (i = 0; i < ACL_NUM(acl) && reason == NULL; i++)
+		{
+			Oid			grantee = role_standing_for(items[i].ai_grantee);
+
+			if ((ACLITEM_GET_PRIVS(items[i]) & ACL_CREATE) == 0)
+				continue;
+			if (grantee == ACL_ID_PUBLIC)
+				reason = pstrdup("every role (PUBLIC) may create objects in it");
+			else if (!superuser_arg(grantee))
+				reason = psprintf("role \"%s\", not a superuser, may create objects in it",
+								  GetUserNameFromId(grantee, true) ? GetUserNameFromId(grantee, true) : "?");
+		}
+	}
+	ReleaseSysCache(tup);
+	return reason;
+}
+
+/*
+ * orders_assert_trusted_schema(): refuses the extension's schema when it
+ * cannot be trusted; the install and update scripts call it first.
+ */
+PG_FUNCTION_INFO_V1(orders_assert_trusted_schema);
+
+Datum
+orders_assert_trusted_schema(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = called_function_namespace(fcinfo);
+	char	   *reason = orders_schema_untrusted(nsp);
+
+	if (reason != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("extension \"orders\" cannot be installed in schema \"%s\"",
+						get_namespace_name(nsp)),
+				 errdetail("The schema cannot be trusted: %s.  Its owner, or a role that may create "
+						   "objects in it, could make the extension's functions run its code.",
+						   reason),
+				 errhint("Install the extension in a schema that only superusers own and create in: "
+						 "CREATE SCHEMA orders; CREATE EXTENSION orders SCHEMA orders;")));
+	PG_RETURN_VOID();
 }

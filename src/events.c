@@ -8,7 +8,6 @@
  */
 #include "postgres.h"
 
-#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_type_d.h"
 #include "commands/async.h"
@@ -303,7 +302,7 @@ event_payload_order(const OrdersCatalog *cat, Datum *values, bool *nulls)
 	jb_uuid(&st, values[Anum_orders_customer_id - 1]);
 	jb_key(&st, "status");
 	jb_cstring(&st, order_status_names[order_status_from_oid(cat,
-															 DatumGetObjectId(values[Anum_orders_status - 1]))]);
+															 DatumGetObjectId(values[Anum_orders_status - 1]), false)]);
 	jb_key(&st, "currency");
 	jb_text(&st, values[Anum_orders_currency - 1]);
 	jb_key(&st, "lines");
@@ -386,24 +385,29 @@ event_notify(int64 position, const char *type, const pg_uuid_t *order_id, int32 
  * now, or the relay worker's wake-up at commit, or nothing.  Returns its position.
  */
 int64
-event_emit(const OrdersCatalog *cat, OrderEventType type, pg_uuid_t *order_id,
+event_emit(OrdersCall *call, OrderEventType type, pg_uuid_t *order_id,
 		   int32 version, Datum payload, TimestampTz occurred_at)
 {
-	Relation	rel;
+	const OrdersCatalog *cat = call->cat;
+	Relation	rel = call->rel[TABLE_EVENTS];
 	Datum		values[Natts_order_events];
 	bool		nulls[Natts_order_events] = {0};
 	HeapTuple	tuple;
+	FullTransactionId xid;
 	int64		position;
 
 	Assert(type >= 0 && type < EVENT_TYPE_COUNT);
 
-	rel = table_open(cat->events_relid, RowExclusiveLock);
-
+	/*
+	 * The transaction id first, the position after: a reader relies on an
+	 * event's transaction having its id before the event had its position.
+	 */
+	xid = GetTopFullTransactionId();
 	/* the sequence is the extension's own: no privilege on it is needed */
 	position = nextval_internal(cat->events_seqid, false);
 
 	values[Anum_order_events_position - 1] = Int64GetDatum(position);
-	values[Anum_order_events_xid - 1] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	values[Anum_order_events_xid - 1] = FullTransactionIdGetDatum(xid);
 	values[Anum_order_events_order_id - 1] = UUIDPGetDatum(order_id);
 	values[Anum_order_events_type - 1] = CStringGetTextDatum(event_type_names[type]);
 	values[Anum_order_events_version - 1] = Int32GetDatum(version);
@@ -422,7 +426,6 @@ event_emit(const OrdersCatalog *cat, OrderEventType type, pg_uuid_t *order_id,
 	tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
 	storage_insert(rel, tuple);
 	heap_freetuple(tuple);
-	table_close(rel, NoLock);
 
 	if (notify_mode == NOTIFY_ON)
 		event_notify(position, event_type_names[type], order_id, version);

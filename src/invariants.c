@@ -16,7 +16,6 @@
 #include "utils/array.h"
 #include "utils/arrayaccess.h"
 #include "utils/builtins.h"
-#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
@@ -36,21 +35,65 @@
 #define QUOTE_MAX_CHARS			64
 
 /*
- * A text value as a detail shows it: double-quoted, control characters
- * escaped (a message must not carry them raw), cut after QUOTE_MAX_CHARS.
+ * Whether the database encoding gives bytes 0x80 to 0x9F the C1 control
+ * characters (the ISO 8859 family; Windows code pages print them).
+ */
+static bool
+encoding_has_c1_bytes(void)
+{
+	int			enc = GetDatabaseEncoding();
+
+	return (enc >= PG_LATIN1 && enc <= PG_LATIN10) ||
+		(enc >= PG_ISO_8859_5 && enc <= PG_ISO_8859_8);
+}
+
+/*
+ * The length in bytes of a control character at p (C0, DEL, and C1: in
+ * UTF-8 U+0080 to U+009F, in ISO 8859 the bytes 0x80 to 0x9F), or 0.
+ */
+static int
+control_char_len(const unsigned char *p, int left)
+{
+	if (p[0] < 0x20 || p[0] == 0x7F)
+		return 1;
+	if (GetDatabaseEncoding() == PG_UTF8)
+		return (p[0] == 0xC2 && left > 1 && p[1] >= 0x80 && p[1] <= 0x9F) ? 2 : 0;
+	return (p[0] >= 0x80 && p[0] <= 0x9F && encoding_has_c1_bytes()) ? 1 : 0;
+}
+
+/*
+ * A text value as a detail shows it: double-quoted, cut after
+ * QUOTE_MAX_CHARS, and every control character written as \uXXXX, so that
+ * no message or log line carries one raw.
  */
 static char *
 quote_text(const char *s, int len)
 {
 	StringInfoData buf;
 	int			cut = pg_mbcharcliplen(s, len, QUOTE_MAX_CHARS);
-	char	   *piece = pnstrdup(s, cut);
+	const unsigned char *p = (const unsigned char *) s;
+	int			i = 0;
 
 	initStringInfo(&buf);
-	escape_json(&buf, piece);
+	appendStringInfoChar(&buf, '"');
+	while (i < cut)
+	{
+		int			n = control_char_len(p + i, cut - i);
+
+		if (n > 0)
+		{
+			appendStringInfo(&buf, "\\u%04x", n == 2 ? p[i + 1] : p[i]);
+			i += n;
+			continue;
+		}
+		if (p[i] == '"' || p[i] == '\\')
+			appendStringInfoChar(&buf, '\\');
+		appendStringInfoChar(&buf, (char) p[i]);
+		i++;
+	}
+	appendStringInfoChar(&buf, '"');
 	if (cut < len)
 		appendStringInfoString(&buf, "...");
-	pfree(piece);
 	return buf.data;
 }
 
@@ -112,31 +155,18 @@ order_check_currency(Relation rel, const char *order_id, Datum currency, bool is
 
 /*
  * Length in characters of a text value, or -1 when it holds a control
- * character (C0, DEL, and in UTF-8 the C1 range U+0080 to U+009F).
+ * character.
  */
 static int
 text_chars_without_controls(const char *s, int len)
 {
 	const unsigned char *p = (const unsigned char *) s;
 	int			i;
-	int			chars = 0;
-	bool		utf8 = GetDatabaseEncoding() == PG_UTF8;
 
 	for (i = 0; i < len; i++)
-	{
-		unsigned char c = p[i];
-
-		if (c < 0x20 || c == 0x7F)
+		if (control_char_len(p + i, len - i) > 0)
 			return -1;
-		if (utf8 && c == 0xC2 && i + 1 < len && p[i + 1] >= 0x80 && p[i + 1] <= 0x9F)
-			return -1;
-		/* in UTF-8 a character starts at every byte that is not 10xxxxxx */
-		if (!utf8 || (c & 0xC0) != 0x80)
-			chars++;
-	}
-	if (!utf8 && pg_database_encoding_max_length() > 1)
-		chars = pg_mbstrlen_with_len(s, len);
-	return chars;
+	return pg_mbstrlen_with_len(s, len);
 }
 
 typedef struct LineProduct
@@ -347,15 +377,20 @@ check_address_text(Relation rel, const char *order_id, const char *field,
 {
 	text	   *t = DatumGetTextPP(value);
 	int			len = VARSIZE_ANY_EXHDR(t);
-	int			chars = pg_mbstrlen_with_len(VARDATA_ANY(t), len);
+	int			chars = len > max_chars * MAX_MULTIBYTE_CHAR_LEN ? -2 :
+		text_chars_without_controls(VARDATA_ANY(t), len);
 
 	if (chars < 1 || chars > max_chars)
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
-				 errmsg("order %s: shipping_address.%s must be 1 to %d characters",
+				 errmsg("order %s: shipping_address.%s must be 1 to %d characters without control characters",
 						order_id, field, max_chars),
+				 chars == -1 ?
+				 errdetail("shipping_address.%s is %s, which holds a control character.",
+						   field, quote_text(VARDATA_ANY(t), len)) :
 				 errdetail("shipping_address.%s is %s, %d characters long.",
-						   field, quote_text(VARDATA_ANY(t), len), chars),
+						   field, quote_text(VARDATA_ANY(t), len),
+						   pg_mbstrlen_with_len(VARDATA_ANY(t), len)),
 				 errtableconstraint(rel, "order_address_fields"),
 				 errtablecol(rel, Anum_orders_shipping_address)));
 }
@@ -400,14 +435,20 @@ order_check_address(Relation rel, const OrdersCatalog *cat, const char *order_id
 				 errtablecol(rel, Anum_orders_shipping_address)));
 }
 
+/*
+ * reveal: whether the caller may read orders.  The messages of a role that
+ * may write but not read quote nothing that only the stored order holds, as
+ * PostgreSQL leaves out of its own messages the row values a role may not
+ * select.
+ */
 void
-order_check_removable(Relation rel, const char *order_id, OrderStatus status)
+order_check_removable(Relation rel, const char *order_id, OrderStatus status, bool reveal)
 {
 	if (status == ORDER_CONFIRMED || status == ORDER_SHIPPED)
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
 				 errmsg("order %s cannot be removed while it is in flight", order_id),
-				 errdetail("status is \"%s\".", order_status_names[status]),
+				 reveal ? errdetail("status is \"%s\".", order_status_names[status]) : 0,
 				 errhint("Cancel a confirmed order, or wait until a shipped one is delivered."),
 				 errtableconstraint(rel, "order_remove_in_flight"),
 				 errtablecol(rel, Anum_orders_status)));
@@ -419,15 +460,28 @@ order_check_removable(Relation rel, const char *order_id, OrderStatus status)
  * retry.
  */
 void
-order_check_version(const char *order_id, int32 stored, int32 expected)
+order_check_version(const char *order_id, int32 stored, int32 expected, bool reveal)
 {
 	if (stored != expected)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("order %s was changed by someone else", order_id),
+				 reveal ?
 				 errdetail("Expected version %d, but the stored version is %d.",
-						   expected, stored),
+						   expected, stored) :
+				 errdetail("Expected version %d, but the stored version differs.", expected),
 				 errhint("Read the order again, reapply the change and retry.")));
+}
+
+/* Every change, removal too, gives the order the next version. */
+void
+order_check_next_version(const char *order_id, int32 version)
+{
+	if (version == PG_INT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("order %s has reached the highest version", order_id),
+				 errdetail("Version %d is the largest an integer holds.", PG_INT32_MAX)));
 }
 
 /*
@@ -452,8 +506,15 @@ status_transition_allowed(OrderStatus from, OrderStatus to)
 
 void
 order_check_status_transition(Relation rel, const char *order_id, OrderStatus from,
-							  OrderStatus to)
+							  OrderStatus to, bool reveal)
 {
+	if (from != to && !status_transition_allowed(from, to) && !reveal)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("order %s: status cannot move to %s from the stored status",
+						order_id, order_status_names[to]),
+				 errtableconstraint(rel, "order_status_transition"),
+				 errtablecol(rel, Anum_orders_status)));
 	if (from != to && !status_transition_allowed(from, to))
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
@@ -496,8 +557,17 @@ order_check_ready(Relation rel, const char *order_id, OrderStatus status, int nl
  */
 void
 order_check_frozen(Relation rel, const char *order_id, OrderStatus stored,
-				   bool lines_changed, bool address_changed)
+				   bool lines_changed, bool address_changed, bool reveal)
 {
+	if (!reveal && ((lines_changed && stored != ORDER_PENDING) ||
+					(address_changed && stored != ORDER_PENDING && stored != ORDER_CONFIRMED)))
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("order %s: %s cannot change in the stored status", order_id,
+						lines_changed && stored != ORDER_PENDING ? "lines" : "shipping_address"),
+				 errtableconstraint(rel, "order_frozen_after_confirm"),
+				 errtablecol(rel, lines_changed && stored != ORDER_PENDING ?
+							 Anum_orders_lines : Anum_orders_shipping_address)));
 	if (lines_changed && stored != ORDER_PENDING)
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
@@ -537,7 +607,7 @@ detail_value(Oid typid, Datum value)
  */
 void
 order_check_immutable(Relation rel, const char *order_id, int attnum,
-					  Datum stored, Datum given)
+					  Datum stored, Datum given, bool reveal)
 {
 	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
 	const char *field = NameStr(att->attname);
@@ -546,8 +616,11 @@ order_check_immutable(Relation rel, const char *order_id, int attnum,
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
 				 errmsg("order %s: %s cannot change", order_id, field),
+				 reveal ?
 				 errdetail("%s is %s; the save gives %s.", field,
 						   detail_value(att->atttypid, stored),
+						   detail_value(att->atttypid, given)) :
+				 errdetail("The save gives %s %s, which is not the stored value.", field,
 						   detail_value(att->atttypid, given)),
 				 errtableconstraint(rel, "order_immutable_fields"),
 				 errtablecol(rel, attnum)));

@@ -2,11 +2,12 @@
  * orders.h: what the extension's C files share.
  *
  * One file per concern:
- *   catalog.c     where our tables and types are, looked up once per session
+ *   catalog.c     where our tables and types are, opened under lock and checked
  *   invariants.c  every rule of the aggregate, checked before anything is written
  *   changes.c     what a save changed, from which its events follow
  *   storage.c     reading, locking, inserting and deleting rows, through the heap
  *   events.c      the outbox row and the NOTIFY of each domain event
+ *   consumers.c   named consumers' checkpoints: who owns them, how they move
  *   uuidv7.c      time-ordered ids
  *   api.c         the SQL-callable functions, composing the above
  *   relay.c       orders.notify = relay: the background worker that sends NOTIFY
@@ -22,6 +23,7 @@
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "nodes/lockoptions.h"
+#include "storage/lockdefs.h"
 #include "utils/relcache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -54,6 +56,19 @@ enum
 	Anum_order_events_occurred_at,
 	Anum_order_events_relay,	/* from 1.3 */
 	Natts_order_events = Anum_order_events_relay
+};
+
+/* Columns of table order_event_consumers. */
+enum
+{
+	Anum_consumers_name = 1,
+	Anum_consumers_acked_snapshot,
+	Anum_consumers_batch_snapshot,
+	Anum_consumers_batch_position,
+	Anum_consumers_registered_at,
+	Anum_consumers_acked_at,
+	Anum_consumers_owner,		/* from 1.4 */
+	Natts_consumers = Anum_consumers_owner
 };
 
 /* Fields of the composite order_line. */
@@ -91,21 +106,32 @@ extern const char *const order_status_names[ORDER_STATUS_COUNT];
 
 /* ---- catalog.c ---- */
 
+/* The extension's tables, as a call locks and opens them. */
+typedef enum OrdersTable
+{
+	TABLE_ORDERS = 0,
+	TABLE_EVENTS,
+	TABLE_CONSUMERS,
+	TABLE_COUNT
+} OrdersTable;
+
 /*
- * Everything the functions need to find by name, resolved once per session
- * from the extension's own schema (never through search_path), and thrown
- * away when any of these relations or types changes.
+ * Everything the functions need to find by name, resolved from the
+ * extension's own schema (never through search_path), kept by OID, and
+ * judged valid under the locks of each call.
  */
 typedef struct OrdersCatalog
 {
 	Oid			namespace_id;
 	char	   *namespace_name;
 
-	Oid			orders_relid;
+	Oid			relids[TABLE_COUNT];
+	Oid			orders_rowtype;
 	Oid			orders_pkey;
-	Oid			events_relid;
 	Oid			events_seqid;
 	bool		events_have_relay;	/* installed at 1.3 or later */
+	Oid			events_order_index; /* (order_id, version), from 1.4; else invalid */
+	Oid			consumers_pkey;		/* from 1.4, with consumers' owners; else invalid */
 
 	Oid			status_typid;
 	Oid			status_oids[ORDER_STATUS_COUNT];
@@ -116,8 +142,22 @@ typedef struct OrdersCatalog
 	TupleDesc	address_desc;
 } OrdersCatalog;
 
-extern const OrdersCatalog *orders_catalog(FunctionCallInfo fcinfo);
-extern OrderStatus order_status_from_oid(const OrdersCatalog *cat, Oid label);
+/* What one call has open: the catalog, and its tables (NULL: not used). */
+typedef struct OrdersCall
+{
+	const OrdersCatalog *cat;
+	Relation	rel[TABLE_COUNT];
+} OrdersCall;
+
+extern const OrdersCatalog *orders_open(FunctionCallInfo fcinfo,
+										const LOCKMODE locks[TABLE_COUNT],
+										OrdersCall *call);
+extern void orders_close(OrdersCall *call);
+extern void orders_check_rls_write(Relation rel);
+extern bool orders_may_read(const OrdersCatalog *cat);
+extern void orders_check_can_read(const OrdersCatalog *cat, const char *what);
+extern char *orders_schema_untrusted(Oid nsp);
+extern OrderStatus order_status_from_oid(const OrdersCatalog *cat, Oid label, bool given);
 extern void composite_deform(Datum value, TupleDesc desc, Datum *values, bool *nulls);
 
 /* ---- invariants.c ---- */
@@ -133,16 +173,19 @@ extern int64 order_check_lines(Relation rel, const OrdersCatalog *cat,
 							   Datum *checked);
 extern void order_check_address(Relation rel, const OrdersCatalog *cat,
 								const char *order_id, Datum address, bool isnull);
-extern void order_check_removable(Relation rel, const char *order_id, OrderStatus status);
-extern void order_check_version(const char *order_id, int32 stored, int32 expected);
+extern void order_check_removable(Relation rel, const char *order_id, OrderStatus status,
+								  bool reveal);
+extern void order_check_version(const char *order_id, int32 stored, int32 expected,
+								bool reveal);
+extern void order_check_next_version(const char *order_id, int32 version);
 extern void order_check_status_transition(Relation rel, const char *order_id,
-										  OrderStatus from, OrderStatus to);
+										  OrderStatus from, OrderStatus to, bool reveal);
 extern void order_check_ready(Relation rel, const char *order_id, OrderStatus status,
 							  int nlines, bool address_isnull);
 extern void order_check_frozen(Relation rel, const char *order_id, OrderStatus stored,
-							   bool lines_changed, bool address_changed);
+							   bool lines_changed, bool address_changed, bool reveal);
 extern void order_check_immutable(Relation rel, const char *order_id, int attnum,
-								  Datum stored, Datum given);
+								  Datum stored, Datum given, bool reveal);
 
 /* ---- changes.c ---- */
 
@@ -154,10 +197,10 @@ extern bool order_address_equal(const OrdersCatalog *cat, Datum a, bool a_isnull
 /* ---- storage.c ---- */
 
 extern void storage_insert(Relation rel, HeapTuple tuple);
-extern bool storage_fetch(Relation rel, Oid index_oid, pg_uuid_t *id,
-						  TupleTableSlot *slot);
-extern bool storage_lock(Relation rel, Oid index_oid, pg_uuid_t *id,
+extern bool storage_fetch(Relation rel, Oid index_oid, Datum key, TupleTableSlot *slot);
+extern bool storage_lock(Relation rel, Oid index_oid, Datum key, AttrNumber key_attnum,
 						 LockTupleMode mode, TupleTableSlot *slot);
+extern bool storage_exists_any(Relation rel, Oid index_oid, Datum key);
 extern void storage_update(Relation rel, ItemPointer otid, HeapTuple tuple);
 extern void storage_delete(Relation rel, ItemPointer tid);
 
@@ -183,7 +226,7 @@ extern Datum event_payload_status(OrderStatus from, OrderStatus to);
 extern void events_init(void);
 extern void event_notify(int64 position, const char *type, const pg_uuid_t *order_id,
 						 int32 version);
-extern int64 event_emit(const OrdersCatalog *cat, OrderEventType type,
+extern int64 event_emit(OrdersCall *call, OrderEventType type,
 						pg_uuid_t *order_id, int32 version, Datum payload,
 						TimestampTz occurred_at);
 

@@ -18,7 +18,12 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_database.h"
 #include "commands/async.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
@@ -38,12 +43,14 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "orders.h"
 
 #define RELAY_BATCH			1000
 #define RELAY_IDLE_MS		1000	/* also catches a wake-up lost in a crash */
 #define RELAY_GATHER_MS		2
+#define RELAY_DATABASE_WAIT_MS	10000	/* how often a missing database is looked for */
 
 PGDLLEXPORT void orders_relay_main(Datum arg);
 
@@ -52,6 +59,8 @@ typedef struct RelayShared
 	/* the worker's latch while it runs, else NULL */
 	Latch	   *latch;
 	pid_t		pid;
+	/* the worker's last start found orders.relay_database: connect to it */
+	bool		database_seen;
 } RelayShared;
 
 static RelayShared *relay_shared = NULL;
@@ -110,6 +119,13 @@ relay_xact_callback(XactEvent event, void *arg)
 		wake_at_commit = false;
 }
 
+/* A new orders.relay_database: writers look its OID up again. */
+static void
+relay_database_assign(const char *newval, void *extra)
+{
+	relay_database_oid = InvalidOid;
+}
+
 bool
 relay_available(void)
 {
@@ -153,9 +169,9 @@ relay_init(void)
 							   "orders.notify = relay works in this database only.",
 							   &relay_database,
 							   "postgres",
-							   PGC_POSTMASTER,
+							   PGC_SIGHUP,
 							   0,
-							   NULL, NULL, NULL);
+							   NULL, relay_database_assign, NULL);
 
 #if PG_VERSION_NUM >= 150000
 	prev_shmem_request_hook = shmem_request_hook;
@@ -191,17 +207,20 @@ relay_detach(int code, Datum arg)
 
 /*
  * The extension's schema when the extension is installed at a version with
- * relay marks (1.3 or later), else NULL: then there is nothing to do yet.
+ * relay marks (1.3 or later), else InvalidOid: then there is nothing to do
+ * yet.  Only the system catalogs are read, every name qualified.
  */
-static char *
-relay_schema(void)
+static Oid
+relay_namespace(void)
 {
 	int			ret;
+	bool		isnull;
+	Datum		nsp;
 
-	ret = SPI_execute("SELECT n.nspname"
+	ret = SPI_execute("SELECT e.extnamespace"
 					  " FROM pg_catalog.pg_extension e"
-					  " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
-					  " JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = 'order_events'"
+					  " JOIN pg_catalog.pg_class c ON c.relnamespace = e.extnamespace"
+					  "      AND c.relname = 'order_events'"
 					  " JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = 'relay'"
 					  "      AND NOT a.attisdropped"
 					  " WHERE e.extname = 'orders'",
@@ -209,8 +228,47 @@ relay_schema(void)
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not look for the orders extension: %d", ret);
 	if (SPI_processed != 1)
+		return InvalidOid;
+	nsp = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? InvalidOid : DatumGetObjectId(nsp);
+}
+
+/*
+ * The schema to call the relay function in, quoted, or NULL when there is
+ * none or it cannot be trusted.  The worker runs as a superuser and calls a
+ * function by the schema's name: in a schema that a non-superuser owns or
+ * may create in, that role could put its own code under the name.  It is
+ * checked before every pass, by OID, in the catalogs alone.
+ */
+static const char *
+relay_trusted_schema(void)
+{
+	static Oid	nsp = InvalidOid;	/* found once, while it exists */
+	static bool warned = false;
+	char	   *reason;
+
+	if (OidIsValid(nsp) && !SearchSysCacheExists1(NAMESPACEOID, ObjectIdGetDatum(nsp)))
+		nsp = InvalidOid;
+	if (!OidIsValid(nsp))
+		nsp = relay_namespace();
+	if (!OidIsValid(nsp))
 		return NULL;
-	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+	reason = orders_schema_untrusted(nsp);
+	if (reason != NULL)
+	{
+		if (!warned)
+			ereport(WARNING,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("orders relay worker is not relaying: schema \"%s\" cannot be trusted",
+							get_namespace_name(nsp)),
+					 errdetail("%s.", reason),
+					 errhint("Give the schema back to a superuser, and revoke CREATE on it from other roles.")));
+		warned = true;
+		return NULL;
+	}
+	warned = false;
+	return quote_identifier(get_namespace_name(nsp));
 }
 
 /*
@@ -221,7 +279,7 @@ relay_schema(void)
 static uint64
 relay_pass(void)
 {
-	static char *schema = NULL;	/* found once; a dropped extension makes the pass fail */
+	const char *schema;
 	uint64		n = 0;
 
 	SetCurrentStatementStartTimestamp();
@@ -231,13 +289,7 @@ relay_pass(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "relaying orders events");
 
-	if (schema == NULL)
-	{
-		char	   *found = relay_schema();
-
-		if (found != NULL)
-			schema = MemoryContextStrdup(TopMemoryContext, quote_identifier(found));
-	}
+	schema = relay_trusted_schema();
 	if (schema != NULL)
 	{
 		int			ret;
@@ -270,14 +322,89 @@ relay_pass(void)
 	return n;
 }
 
+/*
+ * Whether a database of that name exists, read from pg_database with a
+ * plain scan: a process connected to no database cannot open its indexes.
+ */
+static bool
+database_exists(const char *name)
+{
+	Relation	rel = table_open(DatabaseRelationId, AccessShareLock);
+	TableScanDesc scan = table_beginscan_catalog(rel, 0, NULL);
+	HeapTuple	tup;
+	bool		found = false;
+
+	while (!found && (tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+		found = strcmp(NameStr(((Form_pg_database) GETSTRUCT(tup))->datname), name) == 0;
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
+ * Connected to no database, waits until orders.relay_database exists, then
+ * exits to be started again (a process connects to one database, once).
+ * A missing database is said once, not with a FATAL error a second.
+ */
+pg_attribute_noreturn()
+static void
+relay_wait_for_database(void)
+{
+	bool		said = false;
+
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	for (;;)
+	{
+		bool		exists;
+
+		StartTransactionCommand();
+		exists = database_exists(relay_database);
+		CommitTransactionCommand();
+		if (exists)
+		{
+			relay_shared->database_seen = true;
+			proc_exit(1);		/* the postmaster starts us again, connected to it */
+		}
+		if (!said)
+			ereport(LOG,
+					(errmsg("orders relay worker is waiting for database \"%s\", which does not exist",
+							relay_database),
+					 errhint("Create the database, or set orders.relay_database and reload.")));
+		said = true;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 RELAY_DATABASE_WAIT_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			said = false;
+		}
+	}
+}
+
 void
 orders_relay_main(Datum arg)
 {
+	char	   *database;
+
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
+	/*
+	 * Connecting to a database that does not exist is a FATAL error, and
+	 * the postmaster would start us again every second: only connect to one
+	 * that a previous start saw.  Cleared first, so that a failed
+	 * connection (the database dropped since) makes the next start look.
+	 */
+	if (!relay_shared->database_seen)
+		relay_wait_for_database();
+	relay_shared->database_seen = false;
 	BackgroundWorkerInitializeConnection(relay_database, NULL, 0);
+	relay_shared->database_seen = true;
+	database = pstrdup(relay_database);
 
 	/*
 	 * Its acknowledgement must be durable before its notifications go out,
@@ -315,6 +442,13 @@ orders_relay_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			if (strcmp(database, relay_database) != 0)
+			{
+				ereport(LOG,
+						(errmsg("orders relay worker restarts for database \"%s\"", relay_database)));
+				relay_shared->database_seen = false;
+				proc_exit(1);
+			}
 		}
 	}
 }

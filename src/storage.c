@@ -8,9 +8,10 @@
  * the table (so a unique index raises 23505 and waits for a concurrent
  * inserter of the same key, as an INSERT does), and row locking that follows
  * the update chain in READ COMMITTED and fails with 40001 under REPEATABLE
- * READ and SERIALIZABLE, as UPDATE and DELETE do.  Triggers and row-level
- * security on these tables are not applied; the outbox is the way to react to
- * a change.
+ * READ and SERIALIZABLE, as UPDATE and DELETE do; NOT NULL, and the replica
+ * identity that a publication of the table needs.  What it cannot do as the
+ * executor would (triggers, rules, CHECK and foreign-key constraints,
+ * row-level security) catalog.c refuses before anything is written.
  */
 #include "postgres.h"
 
@@ -21,7 +22,9 @@
 #include "access/xact.h"
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
+#include "storage/lmgr.h"
 #include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
@@ -61,12 +64,38 @@ insert_index_entries(Relation rel, HeapTuple tuple, bool only_summarizing)
 }
 
 /*
+ * NOT NULL, as ExecConstraints checks it: the owner may have set it on a
+ * column the extension leaves nullable.
+ */
+static void
+check_not_null(Relation rel, HeapTuple tuple)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			i;
+
+	if (desc->constr == NULL || !desc->constr->has_not_null)
+		return;
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attnotnull && heap_attisnull(tuple, i + 1, desc))
+			ereport(ERROR,
+					(errcode(ERRCODE_NOT_NULL_VIOLATION),
+					 errmsg("null value in column \"%s\" of relation \"%s\" violates not-null constraint",
+							NameStr(att->attname), RelationGetRelationName(rel)),
+					 errtablecol(rel, i + 1)));
+	}
+}
+
+/*
  * Inserts tuple into rel and its indexes.  tuple->t_self is set; tuple's
  * header is the heap's afterwards, no longer a composite datum.
  */
 void
 storage_insert(Relation rel, HeapTuple tuple)
 {
+	check_not_null(rel, tuple);
 	simple_heap_insert(rel, tuple);
 	insert_index_entries(rel, tuple, false);
 }
@@ -81,7 +110,11 @@ storage_update(Relation rel, ItemPointer otid, HeapTuple tuple)
 {
 #if PG_VERSION_NUM >= 160000
 	TU_UpdateIndexes update_indexes;
+#endif
 
+	check_not_null(rel, tuple);
+	CheckCmdReplicaIdentity(rel, CMD_UPDATE);
+#if PG_VERSION_NUM >= 160000
 	simple_heap_update(rel, otid, tuple, &update_indexes);
 	if (update_indexes != TU_None)
 		insert_index_entries(rel, tuple, update_indexes == TU_Summarizing);
@@ -93,18 +126,21 @@ storage_update(Relation rel, ItemPointer otid, HeapTuple tuple)
 }
 
 /*
- * Finds the row with the given uuid key through index index_oid, as the
+ * Finds the row with the given key through its primary key index, as the
  * active snapshot sees it; stores it in slot.
  */
 bool
-storage_fetch(Relation rel, Oid index_oid, pg_uuid_t *id, TupleTableSlot *slot)
+storage_fetch(Relation rel, Oid index_oid, Datum value, TupleTableSlot *slot)
 {
 	Relation	index = index_open(index_oid, AccessShareLock);
 	IndexScanDesc scan;
 	ScanKeyData key;
 	bool		found;
 
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(id));
+	/* a uuid or a text key; catalog.c checked the index is a btree on it */
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0],
+						   index->rd_opcintype[0] == UUIDOID ? F_UUID_EQ : F_TEXTEQ, value);
 	scan = index_beginscan(rel, index, GetActiveSnapshot(), 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
@@ -113,21 +149,34 @@ storage_fetch(Relation rel, Oid index_oid, pg_uuid_t *id, TupleTableSlot *slot)
 	return found;
 }
 
+/* Whether the row in slot still has the key it was found by. */
+static bool
+slot_has_key(TupleTableSlot *slot, AttrNumber attnum, Datum key)
+{
+	bool		isnull;
+	Datum		value = slot_getattr(slot, attnum, &isnull);
+	Oid			typid = TupleDescAttr(slot->tts_tupleDescriptor, attnum - 1)->atttypid;
+
+	return !isnull && order_field_equal(typid, value, key);
+}
+
 /*
  * Finds and locks the row with the given key, like SELECT ... FOR UPDATE:
  * waits for a concurrent writer of the row; in READ COMMITTED then takes the
  * newest version (or finds it gone), under a transaction snapshot fails with
- * 40001.  Returns false when there is no such row; slot holds the locked row.
+ * 40001.  A newer version whose key was changed meanwhile is no longer the
+ * row asked for: as EvalPlanQual would, it counts as gone.  Returns false
+ * when there is no such row; slot holds the locked row.
  */
 bool
-storage_lock(Relation rel, Oid index_oid, pg_uuid_t *id, LockTupleMode mode,
-			 TupleTableSlot *slot)
+storage_lock(Relation rel, Oid index_oid, Datum key, AttrNumber key_attnum,
+			 LockTupleMode mode, TupleTableSlot *slot)
 {
 	TM_FailureData tmfd;
 	TM_Result	result;
 	ItemPointerData tid;
 
-	if (!storage_fetch(rel, index_oid, id, slot))
+	if (!storage_fetch(rel, index_oid, key, slot))
 		return false;
 
 	tid = slot->tts_tid;
@@ -138,6 +187,8 @@ storage_lock(Relation rel, Oid index_oid, pg_uuid_t *id, LockTupleMode mode,
 	switch (result)
 	{
 		case TM_Ok:
+			if (tmfd.traversed && !slot_has_key(slot, key_attnum, key))
+				return false;
 			return true;
 
 		case TM_SelfModified:
@@ -146,7 +197,7 @@ storage_lock(Relation rel, Oid index_oid, pg_uuid_t *id, LockTupleMode mode,
 				return false;	/* deleted: it is gone */
 			ereport(ERROR,
 					(errcode(ERRCODE_CARDINALITY_VIOLATION),
-					 errmsg("order was already changed by this statement"),
+					 errmsg("row was already changed by this statement"),
 					 errhint("Change an order at most once per statement.")));
 			break;
 
@@ -169,9 +220,49 @@ storage_lock(Relation rel, Oid index_oid, pg_uuid_t *id, LockTupleMode mode,
 	pg_unreachable();
 }
 
+/*
+ * Whether rel holds a row whose first indexed column of index_oid (a
+ * btree on a uuid or text column) equals key, committed or written by this
+ * transaction, this very statement included.  A row that another
+ * transaction is still writing is waited for, as a unique index waits:
+ * what counts is whether that transaction commits.
+ */
+bool
+storage_exists_any(Relation rel, Oid index_oid, Datum key)
+{
+	Relation	index = index_open(index_oid, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	ScanKeyData skey;
+	bool		found;
+
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0],
+						   index->rd_opcintype[0] == UUIDOID ? F_UUID_EQ : F_TEXTEQ, key);
+	for (;;)
+	{
+		SnapshotData dirty;
+		IndexScanDesc scan;
+		TransactionId wait_for;
+
+		InitDirtySnapshot(dirty);
+		scan = index_beginscan(rel, index, &dirty, 1, 0);
+		index_rescan(scan, &skey, 1, NULL, 0);
+		found = index_getnext_slot(scan, ForwardScanDirection, slot);
+		index_endscan(scan);
+		wait_for = TransactionIdIsValid(dirty.xmin) ? dirty.xmin : dirty.xmax;
+		if (!found || !TransactionIdIsValid(wait_for))
+			break;
+		XactLockTableWait(wait_for, rel, &slot->tts_tid, XLTW_InsertIndex);
+	}
+	index_close(index, AccessShareLock);
+	ExecDropSingleTupleTableSlot(slot);
+	return found;
+}
+
 /* Deletes a row this transaction has locked. */
 void
 storage_delete(Relation rel, ItemPointer tid)
 {
+	CheckCmdReplicaIdentity(rel, CMD_DELETE);
 	simple_heap_delete(rel, tid);
 }

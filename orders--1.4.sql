@@ -1,6 +1,16 @@
-/* orders--1.3.sql: the Order aggregate, its outbox and its repository API */
+/* orders--1.4.sql: the Order aggregate, its outbox and its repository API */
 
 \echo Use "CREATE EXTENSION orders" to load this file. \quit
+
+-- The schema must be one only superusers own and create in: the SQL
+-- functions below name their helpers and tables by the schema's name, and
+-- whoever could rename the schema or add objects to it could make them run
+-- code of its own, with the privileges of whoever calls them.
+CREATE FUNCTION @extschema@.orders_assert_trusted_schema()
+RETURNS void
+AS 'MODULE_PATHNAME', 'orders_assert_trusted_schema'
+LANGUAGE C STABLE;
+SELECT @extschema@.orders_assert_trusted_schema();
 
 -- The aggregate's value types ------------------------------------------------
 
@@ -261,6 +271,13 @@ COMMENT ON FUNCTION @extschema@.orders_total(uuid, @extschema@.order_status, big
 
 CREATE INDEX order_events_xid_idx ON @extschema@.order_events (xid);
 
+-- One order's events, by version: how orders_add knows an id was used
+-- before (an id is never reused: an order's versions only go up).
+CREATE INDEX order_events_order_idx ON @extschema@.order_events (order_id, version);
+
+-- A consumer belongs to the role that registered it (owner): only that
+-- role, its members and superusers may read, acknowledge or unregister it.
+-- Written by the C functions of src/consumers.c, which check that.
 CREATE TABLE @extschema@.order_event_consumers (
     name           text        NOT NULL,
     acked_snapshot pg_snapshot NOT NULL,
@@ -268,8 +285,8 @@ CREATE TABLE @extschema@.order_event_consumers (
     batch_position bigint      NOT NULL DEFAULT 0,
     registered_at  timestamptz NOT NULL DEFAULT now(),
     acked_at       timestamptz,
-    CONSTRAINT order_event_consumers_pkey PRIMARY KEY (name),
-    CONSTRAINT order_event_consumers_name CHECK (name <> '')
+    owner          regrole     NOT NULL,
+    CONSTRAINT order_event_consumers_pkey PRIMARY KEY (name)
 );
 
 COMMENT ON TABLE @extschema@.order_event_consumers IS
@@ -308,16 +325,50 @@ BEGIN
 END
 $$;
 
-REVOKE ALL ON FUNCTION @extschema@.orders_events_batch(pg_snapshot, pg_snapshot, bigint, integer, boolean) FROM PUBLIC;
 
 CREATE INDEX order_events_relay_idx ON @extschema@.order_events (xid) WHERE relay;
+
+-- Consumers ----------------------------------------------------------------------
+--
+-- Nothing here is SECURITY DEFINER: each function runs as its caller, reads
+-- order_events with the caller's own privileges and row-level security (an
+-- event carries a whole order, so consuming needs SELECT on orders and on
+-- order_events), and changes a checkpoint only through the C functions
+-- below, which check that the caller owns the consumer.
+
+CREATE OR REPLACE FUNCTION @extschema@.orders_events_register(consumer text, from_start boolean DEFAULT false)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'orders_events_register'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION @extschema@.orders_events_register(text, boolean) IS
+    'Registers a named consumer owned by the current role, from now on or from the first event kept; false if it exists';
+
+CREATE OR REPLACE FUNCTION @extschema@.orders_events_unregister(consumer text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'orders_events_unregister'
+LANGUAGE C VOLATILE;
+
+-- The consumer's row, locked: one reader or acknowledger of a name at a time.
+CREATE OR REPLACE FUNCTION @extschema@.orders_events_consumer(consumer text)
+RETURNS @extschema@.order_event_consumers
+AS 'MODULE_PATHNAME', 'orders_events_consumer'
+LANGUAGE C VOLATILE;
+
+-- Moves the checkpoint of a consumer the caller owns.
+CREATE OR REPLACE FUNCTION @extschema@.orders_events_checkpoint(
+    consumer text, acked_snapshot pg_snapshot, batch_snapshot pg_snapshot,
+    batch_position bigint, acked boolean)
+RETURNS void
+AS 'MODULE_PATHNAME', 'orders_events_checkpoint'
+LANGUAGE C VOLATILE;
 
 -- The relay worker's pass (src/relay.c): the next events it must notify,
 -- acknowledged in the same transaction as the NOTIFYs it then sends, so
 -- that they are sent at its commit or not at all.  It reads only relay
 -- events, through the partial index: the outbox's other traffic costs it
--- nothing.
-CREATE FUNCTION @extschema@.orders_events_relay_batch(max_events integer)
+-- nothing.  Its consumer belongs to the bootstrap superuser.
+CREATE OR REPLACE FUNCTION @extschema@.orders_events_relay_batch(max_events integer)
 RETURNS SETOF @extschema@.order_events
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -329,9 +380,9 @@ DECLARE
     last bigint;
 BEGIN
     -- from the start: every relay event since the install is the worker's
-    INSERT INTO @extschema@.order_event_consumers (name, acked_snapshot)
-    VALUES ('orders_relay', '1:1:') ON CONFLICT (name) DO NOTHING;
-    c := @extschema@.orders_events_consumer('orders_relay');
+    INSERT INTO @extschema@.order_event_consumers (name, acked_snapshot, owner)
+    VALUES ('orders_relay', '1:1:', 10::oid::regrole) ON CONFLICT (name) DO NOTHING;
+    c := @extschema@.orders_events_consumer('orders_relay'::text);
     IF c.batch_snapshot IS NULL THEN
         c.batch_snapshot := pg_current_snapshot();
         c.batch_position := 0;
@@ -345,75 +396,20 @@ BEGIN
     END LOOP;
     IF n < max_events THEN
         -- all of this batch's relay events are out: it is the new checkpoint
-        UPDATE @extschema@.order_event_consumers
-        SET acked_snapshot = c.batch_snapshot, batch_snapshot = NULL, batch_position = 0,
-            acked_at = now()
-        WHERE name = 'orders_relay';
+        PERFORM @extschema@.orders_events_checkpoint('orders_relay'::text, c.batch_snapshot,
+                                                     NULL::pg_snapshot, 0::bigint, true);
     ELSE
-        UPDATE @extschema@.order_event_consumers
-        SET batch_snapshot = c.batch_snapshot, batch_position = last, acked_at = now()
-        WHERE name = 'orders_relay';
+        PERFORM @extschema@.orders_events_checkpoint('orders_relay'::text, c.acked_snapshot,
+                                                     c.batch_snapshot, last, true);
     END IF;
 END
 $$;
 
 REVOKE ALL ON FUNCTION @extschema@.orders_events_relay_batch(integer) FROM PUBLIC;
 
-CREATE FUNCTION @extschema@.orders_events_register(consumer text, from_start boolean DEFAULT false)
-RETURNS boolean
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF consumer IS NULL OR consumer = '' THEN
-        RAISE EXCEPTION 'consumer name must not be empty' USING ERRCODE = '22023';
-    END IF;
-    -- from now: what is committed now counts as acknowledged; from the start:
-    -- nothing does ('1:1:' sees no transaction)
-    INSERT INTO @extschema@.order_event_consumers (name, acked_snapshot)
-    VALUES (consumer, CASE WHEN from_start THEN '1:1:'::pg_snapshot ELSE pg_current_snapshot() END)
-    ON CONFLICT (name) DO NOTHING;
-    RETURN FOUND;
-END
-$$;
-
-COMMENT ON FUNCTION @extschema@.orders_events_register(text, boolean) IS
-    'Registers a named consumer, from now on or from the first event kept; false if it exists';
-
-CREATE FUNCTION @extschema@.orders_events_unregister(consumer text)
-RETURNS boolean
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    DELETE FROM @extschema@.order_event_consumers WHERE name = consumer;
-    RETURN FOUND;
-END
-$$;
-
--- The consumer's row, locked: one reader or acknowledger of a name at a time.
-CREATE FUNCTION @extschema@.orders_events_consumer(consumer text)
-RETURNS @extschema@.order_event_consumers
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    c @extschema@.order_event_consumers;
-BEGIN
-    SELECT * INTO c FROM @extschema@.order_event_consumers WHERE name = consumer FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'consumer "%" is not registered', consumer
-            USING ERRCODE = '42704', HINT = 'Register it with orders_events_register().';
-    END IF;
-    RETURN c;
-END
-$$;
-
-REVOKE ALL ON FUNCTION @extschema@.orders_events_consumer(text) FROM PUBLIC;
-
-CREATE FUNCTION @extschema@.orders_events_read(consumer text, max_events integer DEFAULT 100)
+CREATE OR REPLACE FUNCTION @extschema@.orders_events_read(consumer text, max_events integer DEFAULT 100)
 RETURNS SETOF @extschema@.order_events
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -443,9 +439,8 @@ BEGIN
     END IF;
 
     -- a new batch: everything committed since the checkpoint
-    UPDATE @extschema@.order_event_consumers
-    SET acked_snapshot = c.acked_snapshot, batch_snapshot = now_snapshot, batch_position = 0
-    WHERE name = consumer;
+    PERFORM @extschema@.orders_events_checkpoint(consumer, c.acked_snapshot, now_snapshot,
+                                                 0::bigint, false);
     RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(
         c.acked_snapshot, now_snapshot, 0, max_events);
 END
@@ -454,9 +449,9 @@ $$;
 COMMENT ON FUNCTION @extschema@.orders_events_read(text, integer) IS
     'The consumer''s next events in position order, from its checkpoint; unacknowledged ones again';
 
-CREATE FUNCTION @extschema@.orders_events_ack(consumer text, last_position bigint)
+CREATE OR REPLACE FUNCTION @extschema@.orders_events_ack(consumer text, last_position bigint)
 RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -471,15 +466,12 @@ BEGIN
     END IF;
     IF EXISTS (SELECT FROM @extschema@.orders_events_batch(
                    c.acked_snapshot, c.batch_snapshot, last_position, 1)) THEN
-        UPDATE @extschema@.order_event_consumers
-        SET batch_position = greatest(batch_position, last_position), acked_at = now()
-        WHERE name = consumer;
+        PERFORM @extschema@.orders_events_checkpoint(consumer, c.acked_snapshot, c.batch_snapshot,
+                                                     greatest(c.batch_position, last_position), true);
     ELSE
         -- the whole batch is acknowledged: it becomes the checkpoint
-        UPDATE @extschema@.order_event_consumers
-        SET acked_snapshot = batch_snapshot, batch_snapshot = NULL, batch_position = 0,
-            acked_at = now()
-        WHERE name = consumer;
+        PERFORM @extschema@.orders_events_checkpoint(consumer, c.batch_snapshot, NULL::pg_snapshot,
+                                                     0::bigint, true);
     END IF;
 END
 $$;
@@ -487,10 +479,11 @@ $$;
 COMMENT ON FUNCTION @extschema@.orders_events_ack(text, bigint) IS
     'Acknowledges the events read, up to and including last_position';
 
-CREATE FUNCTION @extschema@.orders_events_consumers()
+-- Monitoring: needs SELECT on order_event_consumers and order_events.
+CREATE OR REPLACE FUNCTION @extschema@.orders_events_consumers()
 RETURNS TABLE (name text, pending bigint, oldest_pending timestamptz, lag interval,
                registered_at timestamptz, acked_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT c.name, p.pending, p.oldest, now() - p.oldest, c.registered_at, c.acked_at
@@ -508,11 +501,12 @@ $$;
 COMMENT ON FUNCTION @extschema@.orders_events_consumers() IS
     'Each consumer, with the committed events it has not acknowledged and how old the oldest is';
 
--- Retention ---------------------------------------------------------------------
+-- Retention: needs DELETE on order_events and SELECT on order_event_consumers
+-- (the table owner has both).
 
-CREATE FUNCTION @extschema@.orders_events_purge(older_than interval DEFAULT NULL)
+CREATE OR REPLACE FUNCTION @extschema@.orders_events_purge(older_than interval DEFAULT NULL)
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -538,6 +532,19 @@ $$;
 COMMENT ON FUNCTION @extschema@.orders_events_purge(interval) IS
     'Removes the events every registered consumer has acknowledged, and those older than older_than';
 
+-- Registering and reading are granted by function (with SELECT on orders and
+-- order_events); the helpers they call run as the caller and check ownership
+-- themselves, so anyone may call them.
+REVOKE ALL ON FUNCTION
+    @extschema@.orders_events_batch(pg_snapshot, pg_snapshot, bigint, integer, boolean),
+    @extschema@.orders_events_consumer(text),
+    @extschema@.orders_events_checkpoint(text, pg_snapshot, pg_snapshot, bigint, boolean)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    @extschema@.orders_events_batch(pg_snapshot, pg_snapshot, bigint, integer, boolean),
+    @extschema@.orders_events_consumer(text),
+    @extschema@.orders_events_checkpoint(text, pg_snapshot, pg_snapshot, bigint, boolean)
+TO PUBLIC;
 REVOKE ALL ON FUNCTION
     @extschema@.orders_events_register(text, boolean),
     @extschema@.orders_events_unregister(text),

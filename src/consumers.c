@@ -1,0 +1,265 @@
+/*
+ * consumers.c: named consumers of the outbox, and who may move them.
+ *
+ * A consumer's row in order_event_consumers is its checkpoint: where it has
+ * got to in the outbox (see "Gap-free reading" in the install script).  The
+ * row belongs to the role that registered it: only that role, a role that
+ * has its privileges, or a superuser may read its batches, acknowledge them
+ * or unregister it; acknowledging another application's consumer would
+ * make it skip events silently.  The relay worker's consumer belongs to the
+ * bootstrap superuser.
+ *
+ * These functions run as the caller (no SECURITY DEFINER: nothing here
+ * trusts a name the caller or a schema's owner could redirect) and write
+ * the table directly by OID, as the order writers do; the read functions
+ * in the install script read order_events with the caller's own
+ * privileges, so reading events needs what reading orders needs.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_authid_d.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "tcop/utility.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "orders.h"
+
+PG_FUNCTION_INFO_V1(orders_events_register);
+PG_FUNCTION_INFO_V1(orders_events_unregister);
+PG_FUNCTION_INFO_V1(orders_events_consumer);
+PG_FUNCTION_INFO_V1(orders_events_checkpoint);
+
+/* The relay worker's consumer (relay.c); nobody else may register it. */
+#define RELAY_CONSUMER "orders_relay"
+
+static const LOCKMODE consumer_locks[TABLE_COUNT] = {NoLock, NoLock, RowExclusiveLock};
+
+/*
+ * Opens the consumers' table for a change of a checkpoint.  Checkpoints are
+ * written on the primary; a standby gets a message that says so rather
+ * than the bare read-only error.
+ */
+static const OrdersCatalog *
+open_consumers(FunctionCallInfo fcinfo, const char *what, OrdersCall *call)
+{
+	const OrdersCatalog *cat;
+
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("%s cannot run on a hot standby", what),
+				 errdetail("A consumer's checkpoint is written in the database, on the primary."),
+				 errhint("Connect consumers of the outbox to the primary server.")));
+	PreventCommandIfReadOnly(what);
+	PreventCommandIfParallelMode(what);
+
+	cat = orders_open(fcinfo, consumer_locks, call);
+	if (!OidIsValid(cat->consumers_pkey))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s needs extension orders 1.4 or later", what),
+				 errhint("ALTER EXTENSION orders UPDATE")));
+	orders_check_rls_write(call->rel[TABLE_CONSUMERS]);
+	return cat;
+}
+
+static text *
+required_name(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("consumer name must not be null")));
+	return PG_GETARG_TEXT_PP(0);
+}
+
+/* Events carry whole orders: consuming them needs what reading orders needs. */
+static void
+check_can_consume(const OrdersCatalog *cat, const char *what)
+{
+	AclResult	aclresult;
+
+	orders_check_can_read(cat, what);
+	aclresult = pg_class_aclcheck(cat->relids[TABLE_EVENTS], GetUserId(), ACL_SELECT);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(cat->relids[TABLE_EVENTS]));
+}
+
+/*
+ * Finds and locks the consumer's row, and checks that the caller may use
+ * it.  Returns false when no consumer has that name.
+ */
+static bool
+lock_own_consumer(OrdersCall *call, text *name, TupleTableSlot *slot)
+{
+	Relation	rel = call->rel[TABLE_CONSUMERS];
+	bool		isnull;
+	Oid			owner;
+
+	if (!storage_lock(rel, call->cat->consumers_pkey, PointerGetDatum(name),
+					  Anum_consumers_name, LockTupleNoKeyExclusive, slot))
+		return false;
+	owner = DatumGetObjectId(slot_getattr(slot, Anum_consumers_owner, &isnull));
+	if (!has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("consumer \"%s\" belongs to another role", text_to_cstring(name)),
+				 errdetail("Only role \"%s\", its members and superusers may use it.",
+						   GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "(dropped)"),
+				 errhint("Register a consumer of your own with orders_events_register().")));
+	return true;
+}
+
+static void
+not_registered(text *name)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("consumer \"%s\" is not registered", text_to_cstring(name)),
+			 errhint("Register it with orders_events_register().")));
+}
+
+/*
+ * orders_events_register(consumer text, from_start boolean) RETURNS boolean:
+ * a new consumer, owned by the current role; false when the name is taken.
+ * From now: what is committed now counts as acknowledged.  From the start:
+ * nothing does ('1:1:' sees no transaction).
+ */
+Datum
+orders_events_register(PG_FUNCTION_ARGS)
+{
+	text	   *name = required_name(fcinfo);
+	bool		from_start = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
+	OrdersCall	call;
+	const OrdersCatalog *cat = open_consumers(fcinfo, "orders_events_register()", &call);
+	Relation	rel = call.rel[TABLE_CONSUMERS];
+	Datum		values[Natts_consumers];
+	bool		nulls[Natts_consumers] = {0};
+	bool		exists;
+	char	   *cname = text_to_cstring(name);
+
+	if (cname[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("consumer name must not be empty")));
+	if (strcmp(cname, RELAY_CONSUMER) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_RESERVED_NAME),
+				 errmsg("consumer name \"%s\" is reserved for the relay worker", cname)));
+	check_can_consume(cat, "orders_events_register()");
+
+	exists = storage_exists_any(rel, cat->consumers_pkey, PointerGetDatum(name));
+	if (!exists)
+	{
+		values[Anum_consumers_name - 1] = PointerGetDatum(name);
+		values[Anum_consumers_acked_snapshot - 1] = from_start ?
+			DirectFunctionCall1(pg_snapshot_in, CStringGetDatum("1:1:")) :
+			OidFunctionCall0Coll(F_PG_CURRENT_SNAPSHOT, InvalidOid);
+		nulls[Anum_consumers_batch_snapshot - 1] = true;
+		values[Anum_consumers_batch_position - 1] = Int64GetDatum(0);
+		values[Anum_consumers_registered_at - 1] =
+			TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		nulls[Anum_consumers_acked_at - 1] = true;
+		values[Anum_consumers_owner - 1] = ObjectIdGetDatum(GetUserId());
+		storage_insert(rel, heap_form_tuple(RelationGetDescr(rel), values, nulls));
+	}
+	orders_close(&call);
+	PG_RETURN_BOOL(!exists);
+}
+
+/* orders_events_unregister(consumer text) RETURNS boolean: false if none. */
+Datum
+orders_events_unregister(PG_FUNCTION_ARGS)
+{
+	text	   *name = required_name(fcinfo);
+	OrdersCall	call;
+
+	open_consumers(fcinfo, "orders_events_unregister()", &call);
+	{
+		TupleTableSlot *slot = table_slot_create(call.rel[TABLE_CONSUMERS], NULL);
+		bool		found = lock_own_consumer(&call, name, slot);
+
+		if (found)
+			storage_delete(call.rel[TABLE_CONSUMERS], &slot->tts_tid);
+		ExecDropSingleTupleTableSlot(slot);
+		orders_close(&call);
+		PG_RETURN_BOOL(found);
+	}
+}
+
+/*
+ * orders_events_consumer(consumer text) RETURNS order_event_consumers: the
+ * consumer's row, locked until the transaction ends, so that one reader or
+ * acknowledger of a name works at a time.
+ */
+Datum
+orders_events_consumer(PG_FUNCTION_ARGS)
+{
+	text	   *name = required_name(fcinfo);
+	OrdersCall	call;
+	const OrdersCatalog *cat = open_consumers(fcinfo, "reading events", &call);
+	TupleTableSlot *slot = table_slot_create(call.rel[TABLE_CONSUMERS], NULL);
+	Datum		result;
+
+	check_can_consume(cat, "reading events");
+	if (!lock_own_consumer(&call, name, slot))
+		not_registered(name);
+	result = ExecFetchSlotHeapTupleDatum(slot);
+	ExecDropSingleTupleTableSlot(slot);
+	orders_close(&call);
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * orders_events_checkpoint(consumer text, acked_snapshot pg_snapshot,
+ *     batch_snapshot pg_snapshot, batch_position bigint, acked boolean):
+ * moves the consumer's checkpoint; acked: an acknowledgement (stamps
+ * acked_at), not the opening of a batch.
+ */
+Datum
+orders_events_checkpoint(PG_FUNCTION_ARGS)
+{
+	text	   *name = required_name(fcinfo);
+	OrdersCall	call;
+	Relation	rel;
+	TupleTableSlot *slot;
+	Datum		values[Natts_consumers];
+	bool		nulls[Natts_consumers];
+
+	open_consumers(fcinfo, "moving a checkpoint", &call);
+	rel = call.rel[TABLE_CONSUMERS];
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("a checkpoint needs an acknowledged snapshot and a batch position")));
+
+	slot = table_slot_create(rel, NULL);
+	if (!lock_own_consumer(&call, name, slot))
+		not_registered(name);
+	slot_getallattrs(slot);
+	memcpy(values, slot->tts_values, sizeof(values));
+	memcpy(nulls, slot->tts_isnull, sizeof(nulls));
+	values[Anum_consumers_acked_snapshot - 1] = PG_GETARG_DATUM(1);
+	nulls[Anum_consumers_batch_snapshot - 1] = PG_ARGISNULL(2);
+	values[Anum_consumers_batch_snapshot - 1] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	values[Anum_consumers_batch_position - 1] = PG_GETARG_DATUM(3);
+	if (PG_GETARG_BOOL(4))
+	{
+		values[Anum_consumers_acked_at - 1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		nulls[Anum_consumers_acked_at - 1] = false;
+	}
+	storage_update(rel, &slot->tts_tid, heap_form_tuple(RelationGetDescr(rel), values, nulls));
+	ExecDropSingleTupleTableSlot(slot);
+	orders_close(&call);
+	PG_RETURN_VOID();
+}
