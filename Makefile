@@ -23,7 +23,7 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare
 
 # pg_regress and pg_isolation_regress each initdb and start a cluster of
 # their own (--temp-instance); nothing needs to be running.
-REGRESS = upgrade setup add invariants get_remove events save queries consumers security
+REGRESS = upgrade setup add invariants get_remove events save queries consumers hardening security
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/test.conf
 
 ISOLATION = listen_notify save_races events_gap

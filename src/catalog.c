@@ -32,6 +32,7 @@
 #include "catalog/pg_database.h"
 #include "catalog/pg_enum.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_sequence.h"
 #include "catalog/pg_type_d.h"
@@ -191,16 +192,6 @@ check_direct_writable(Relation rel, const char *relname)
 	List	   *indexes;
 	ListCell   *lc;
 
-	if (rel->trigdesc != NULL)
-		unsupported_error(relname, psprintf("trigger \"%s\" (foreign keys are triggers too)",
-											rel->trigdesc->triggers[0].tgname));
-	if (rel->rd_rules != NULL)
-		unsupported_error(relname, "a rule");
-	if (constr != NULL && constr->num_check > 0)
-		unsupported_error(relname, psprintf("check constraint \"%s\"", constr->check[0].ccname));
-	if (rel->rd_rel->relhassubclass)
-		unsupported_error(relname, "child tables");
-
 	indexes = RelationGetIndexList(rel);
 	foreach(lc, indexes)
 	{
@@ -213,6 +204,25 @@ check_direct_writable(Relation rel, const char *relname)
 			unsupported_error(relname, psprintf("deferrable constraint \"%s\"", name));
 	}
 	list_free(indexes);
+
+	if (rel->trigdesc != NULL)
+	{
+		Trigger    *trigger = &rel->trigdesc->triggers[0];
+
+		/* a foreign key's triggers are named after its constraint */
+		if (OidIsValid(trigger->tgconstraint))
+			unsupported_error(relname, psprintf("constraint \"%s\"",
+												get_constraint_name(trigger->tgconstraint)));
+		unsupported_error(relname, psprintf("trigger \"%s\"", trigger->tgname));
+	}
+	if (rel->rd_rules != NULL)
+		unsupported_error(relname, "a rule");
+	if (constr != NULL && constr->num_check > 0)
+		unsupported_error(relname, psprintf("check constraint \"%s\"", constr->check[0].ccname));
+	/* relhassubclass stays set after the last child is dropped: ask pg_inherits */
+	if (rel->rd_rel->relhassubclass &&
+		find_inheritance_children(RelationGetRelid(rel), NoLock) != NIL)
+		unsupported_error(relname, "child tables");
 }
 
 /* Checks that a table of ours is a plain heap table of the expected layout. */
@@ -733,8 +743,8 @@ orders_assert_trusted_schema(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("extension \"orders\" cannot be installed in schema \"%s\"",
 						get_namespace_name(nsp)),
-				 errdetail("The schema cannot be trusted: %s.  Its owner, or a role that may create "
-						   "objects in it, could make the extension's functions run its code.",
+				 errdetail("The schema cannot be trusted: %s. Whoever owns it or may create in it "
+						   "could make the extension's functions run code of theirs.",
 						   reason),
 				 errhint("Install the extension in a schema that only superusers own and create in: "
 						 "CREATE SCHEMA orders; CREATE EXTENSION orders SCHEMA orders;")));
