@@ -26,7 +26,7 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare
 REGRESS = upgrade setup add invariants get_remove events save queries consumers hardening security
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/test.conf
 
-ISOLATION = listen_notify save_races events_gap
+ISOLATION = listen_notify save_races events_gap ddl_races ddl_update key_races
 ISOLATION_OPTS = --inputdir=test/isolation --temp-instance=tmp_check_iso --temp-config=test/test.conf
 
 TAP_TESTS = 1
