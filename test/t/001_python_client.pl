@@ -26,4 +26,6 @@ for my $script ('test/client/test_client.py', 'test/client/test_consumer.py')
 }
 
 $node->stop;
+# a crash of any backend (a signal) or a failed assertion fails the test
+unlike(slurp_file($node->logfile), qr/terminated by signal|TRAP:/, 'the server log shows no crash');
 done_testing();

@@ -46,4 +46,6 @@ my $new = $node->safe_psql('restored', 'SELECT max(position) FROM shop.order_eve
 cmp_ok($new, '>', $max, 'the position sequence continues after the restored events');
 
 $node->stop;
+# a crash of any backend (a signal) or a failed assertion fails the test
+unlike(slurp_file($node->logfile), qr/terminated by signal|TRAP:/, 'the server log shows no crash');
 done_testing();

@@ -116,4 +116,6 @@ is($node->safe_psql('postgres', q{SELECT pending FROM orders_events_consumers() 
 	'0', 'the consumer is caught up');
 
 $node->stop;
+# a crash of any backend (a signal) or a failed assertion fails the test
+unlike(slurp_file($node->logfile), qr/terminated by signal|TRAP:/, 'the server log shows no crash');
 done_testing();

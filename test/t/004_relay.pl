@@ -151,4 +151,7 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM order_events WHERE NOT re
 	'0', 'in relay mode writers mark every event for the relay');
 
 $node->stop;
+# the test kills the worker with SIGKILL itself; any other signal, or a
+# failed assertion, is a crash
+unlike(slurp_file($node->logfile), qr/terminated by signal (?!9:)|TRAP:/, 'the server log shows no crash');
 done_testing();
