@@ -43,17 +43,14 @@ static const LOCKMODE read_locks[TABLE_COUNT] = {AccessShareLock, NoLock, NoLock
  * transaction that may write (the executor refuses writes in read-only
  * transactions, on standbys and in parallel workers; so do we), and no
  * row-level security on our tables that the direct path would bypass.
- * Returns whether the caller may read orders, which decides what its
- * errors and results show of the stored order.
  */
-static bool
+static void
 prepare_write(const char *what, OrdersCall *call)
 {
 	PreventCommandIfReadOnly(what);
 	PreventCommandIfParallelMode(what);
 	orders_check_rls_write(call->rel[TABLE_ORDERS]);
 	orders_check_rls_write(call->rel[TABLE_EVENTS]);
-	return orders_may_read(call->cat);
 }
 
 static pg_uuid_t *
@@ -148,11 +145,12 @@ orders_add(PG_FUNCTION_ARGS)
 
 	/*
 	 * An id is never used twice: an order's events are told apart by id and
-	 * version, and its versions only go up.  The insertion above has waited
-	 * for any transaction that was removing an order of this id; the outbox
-	 * holds the events of every order that had it, until they are purged.
+	 * version, and its versions only go up.  A new time-ordered id has never
+	 * been used; one the caller gives may have.  The insertion above has
+	 * waited for any transaction that was removing an order of this id; the
+	 * outbox holds the events of every order that had it, until purged.
 	 */
-	if (OidIsValid(cat->events_order_index) &&
+	if (!PG_ARGISNULL(4) && OidIsValid(cat->events_order_index) &&
 		storage_exists_any(call.rel[TABLE_EVENTS], cat->events_order_index,
 						   UUIDPGetDatum(&id)))
 		ereport(ERROR,
@@ -230,8 +228,11 @@ orders_remove(PG_FUNCTION_ARGS)
 	OrderStatus status;
 	Datum		result;
 	Datum		payload;
-	bool		reveal = prepare_write("orders_remove()", &call);
+	bool		reveal;
 
+	/* whether the caller may read orders decides what it is shown of the stored one */
+	prepare_write("orders_remove()", &call);
+	reveal = orders_may_read(cat);
 	id = required_id(fcinfo, 0);
 	uuid_format(id, id_text);
 	slot = table_slot_create(rel, NULL);
@@ -328,8 +329,10 @@ orders_save(PG_FUNCTION_ARGS)
 	HeapTuple	tuple;
 	Datum		result;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
-	bool		reveal = prepare_write("orders_save()", &call);
+	bool		reveal;
 
+	prepare_write("orders_save()", &call);
+	reveal = orders_may_read(cat);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
