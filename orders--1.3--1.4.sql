@@ -5,6 +5,13 @@
 \echo Use "ALTER EXTENSION orders UPDATE TO '1.4'" to load this file. \quit
 
 -- See orders--1.4.sql: the schema must be one only superusers own and create in.
+-- The name the SQL functions below use for the schema: the relay worker
+-- refuses to call them once the schema has another name (src/catalog.c).
+CREATE FUNCTION @extschema@.orders_installed_schema()
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$SELECT '@extschema@'::pg_catalog.text$$;
+
 CREATE FUNCTION @extschema@.orders_assert_trusted_schema()
 RETURNS void
 AS 'MODULE_PATHNAME', 'orders_assert_trusted_schema'

@@ -6,6 +6,13 @@
 -- functions below name their helpers and tables by the schema's name, and
 -- whoever could rename the schema or add objects to it could make them run
 -- code of its own, with the privileges of whoever calls them.
+-- The name the SQL functions below use for the schema: the relay worker
+-- refuses to call them once the schema has another name (src/catalog.c).
+CREATE FUNCTION @extschema@.orders_installed_schema()
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$SELECT '@extschema@'::pg_catalog.text$$;
+
 CREATE FUNCTION @extschema@.orders_assert_trusted_schema()
 RETURNS void
 AS 'MODULE_PATHNAME', 'orders_assert_trusted_schema'

@@ -34,6 +34,7 @@
 #include "catalog/pg_index.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_namespace.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_sequence.h"
 #include "catalog/pg_type_d.h"
 #include "commands/defrem.h"
@@ -668,6 +669,30 @@ orders_check_can_read(const OrdersCatalog *cat, const char *what)
  * add objects beside ours.  Only superusers may do either.  The public
  * schema's owner pg_database_owner stands for the database's owner.
  */
+/*
+ * The SQL functions name the schema as it was called when they were
+ * installed.  If it was renamed since, that name may now be another
+ * schema's, one a role that may create schemas made: the functions would
+ * run its objects.  orders_installed_schema() returns the name they use.
+ */
+static char *
+schema_renamed(Oid nsp, const char *current)
+{
+	oidvector  *noargs = buildoidvector(NULL, 0);
+	Oid			fn = GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid,
+									 CStringGetDatum("orders_installed_schema"),
+									 PointerGetDatum(noargs), ObjectIdGetDatum(nsp));
+	char	   *installed;
+
+	if (!OidIsValid(fn))
+		return NULL;			/* installed before 1.4 */
+	installed = TextDatumGetCString(OidFunctionCall0Coll(fn, InvalidOid));
+	if (strcmp(installed, quote_identifier(current)) == 0)
+		return NULL;
+	return psprintf("it was renamed after the extension was installed, and the extension's "
+					"SQL functions still name it %s", installed);
+}
+
 static Oid
 role_standing_for(Oid role)
 {
@@ -701,6 +726,8 @@ orders_schema_untrusted(Oid nsp)
 	if (!superuser_arg(owner))
 		reason = psprintf("its owner, role \"%s\", is not a superuser",
 						  GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "?");
+	if (reason == NULL)
+		reason = schema_renamed(nsp, NameStr(form->nspname));
 
 	aclDatum = SysCacheGetAttr(NAMESPACEOID, tup, Anum_pg_namespace_nspacl, &isnull);
 	if (reason == NULL && !isnull)

@@ -207,11 +207,11 @@ orders_events_consumer(PG_FUNCTION_ARGS)
 {
 	text	   *name = required_name(fcinfo);
 	OrdersCall	call;
-	const OrdersCatalog *cat = open_consumers(fcinfo, "reading events", &call);
+	const OrdersCatalog *cat = open_consumers(fcinfo, "consuming events", &call);
 	TupleTableSlot *slot = table_slot_create(call.rel[TABLE_CONSUMERS], NULL);
 	Datum		result;
 
-	check_can_consume(cat, "reading events");
+	check_can_consume(cat, "consuming events");
 	if (!lock_own_consumer(&call, name, slot))
 		not_registered(name);
 	result = ExecFetchSlotHeapTupleDatum(slot);

@@ -1,0 +1,69 @@
+# The extension's schema renamed after install: its SQL functions still name
+# the old name, which the database's owner (an application role, as the
+# README recommends: database owned by the application, the extension in a
+# superuser-owned schema) may now create, with look-alike helpers that would
+# make it a superuser.  The relay worker, a superuser, must not call them.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('renamed');
+$node->init;
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'orders'\norders.relay_database = 'shop'\n");
+$node->start;
+$node->safe_psql('postgres', 'CREATE ROLE app LOGIN; CREATE DATABASE shop OWNER app;');
+$node->safe_psql('shop', 'CREATE SCHEMA orders; CREATE EXTENSION orders SCHEMA orders;');
+$node->safe_psql('shop', 'SET orders.notify = relay; SELECT orders.orders_add(gen_random_uuid(), \'EUR\')');
+$node->poll_query_until('shop', q{SELECT pending = 0 FROM orders.orders_events_consumers() WHERE name = 'orders_relay'});
+is($node->safe_psql('shop', q{SELECT pending FROM orders.orders_events_consumers() WHERE name = 'orders_relay'}), '0', 'relayed');
+# a superuser renames the extension's schema; it stays superuser-owned, no CREATE grants
+$node->safe_psql('shop', 'ALTER SCHEMA orders RENAME TO orders_v1');
+# app, the database owner, may create schemas: it takes the old name
+$node->safe_psql('shop', q{
+CREATE SCHEMA orders;
+CREATE FUNCTION orders.escalate() RETURNS void LANGUAGE plpgsql AS $$BEGIN ALTER ROLE app SUPERUSER; END$$;
+CREATE TABLE orders.order_events (position bigint, xid xid8, order_id uuid, type text,
+    version integer, payload jsonb, occurred_at timestamptz, relay boolean);
+CREATE TABLE orders.order_event_consumers (name text PRIMARY KEY, acked_snapshot pg_snapshot,
+    batch_snapshot pg_snapshot, batch_position bigint, registered_at timestamptz,
+    acked_at timestamptz, owner regrole);
+GRANT ALL ON orders.order_events, orders.order_event_consumers TO PUBLIC;
+CREATE FUNCTION orders.orders_events_consumer(text) RETURNS orders.order_event_consumers
+    LANGUAGE plpgsql AS $$BEGIN PERFORM orders.escalate(); RETURN NULL; END$$;
+CREATE FUNCTION orders.orders_events_batch(pg_snapshot, pg_snapshot, bigint, integer, boolean)
+    RETURNS SETOF orders.order_events LANGUAGE plpgsql AS $$BEGIN PERFORM orders.escalate(); END$$;
+CREATE FUNCTION orders.orders_events_checkpoint(text, pg_snapshot, pg_snapshot, bigint, boolean)
+    RETURNS void LANGUAGE plpgsql AS $$BEGIN PERFORM orders.escalate(); END$$;
+}, connstr => $node->connstr('shop') . ' user=app');
+# the trap is armed: the relay function, run by a superuser, would escalate
+$node->safe_psql('shop', q{
+BEGIN;
+SELECT count(*) FROM orders_v1.orders_events_relay_batch(1000);
+SELECT rolsuper FROM pg_roles WHERE rolname = 'app';
+ROLLBACK;
+}) =~ /t$/ or die 'the trap does not work: the test would prove nothing';
+
+# the worker restarts (as after a server restart), so nothing is cached
+$node->safe_psql('shop', 'SET orders.notify = relay; SELECT orders_v1.orders_add(gen_random_uuid(), \'EUR\')');
+$node->restart;
+my $deadline = time + 20;
+sleep 1 until slurp_file($node->logfile) =~ /not relaying: schema "orders_v1" cannot be trusted/ || time > $deadline;
+like(slurp_file($node->logfile), qr/not relaying: schema "orders_v1" cannot be trusted\n.*DETAIL:  It was renamed after the extension was installed/i,
+	'the worker refuses a renamed schema, and says why');
+sleep 2;
+is($node->safe_psql('postgres', q{SELECT rolsuper FROM pg_roles WHERE rolname = 'app'}), 'f',
+	'app is not a superuser');
+
+# renamed back, it relays again
+$node->safe_psql('shop', 'DROP SCHEMA orders CASCADE; ALTER SCHEMA orders_v1 RENAME TO orders;');
+ok($node->poll_query_until('shop',
+	q{SELECT pending = 0 FROM orders.orders_events_consumers() WHERE name = 'orders_relay'}),
+	'renamed back, the event is relayed');
+is($node->safe_psql('postgres', q{SELECT rolsuper FROM pg_roles WHERE rolname = 'app'}), 'f',
+	'app is still not a superuser');
+
+$node->stop;
+unlike(slurp_file($node->logfile), qr/terminated by signal|TRAP:/, 'the server log shows no crash');
+done_testing();
