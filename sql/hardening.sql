@@ -57,11 +57,43 @@ CREATE RULE no_delete AS ON DELETE TO orders DO INSTEAD NOTHING;
 SELECT err($$SELECT orders_add('c0000000-0000-0000-0000-0000000000a2', 'EUR')$$);
 DROP RULE no_delete ON orders;
 CREATE TABLE regress_orders_child () INHERITS (orders);
-SELECT err($$SELECT * FROM orders_get('a0000000-0000-0000-0000-0000000000a0')$$);
+SELECT err($$SELECT orders_add('c0000000-0000-0000-0000-0000000000a2', 'EUR')$$);
 DROP TABLE regress_orders_child;
 -- the refused calls wrote nothing
 SELECT orders - :orders_before AS orders_written, events - :events_before AS events_written
 FROM stored;
+-- a table the call does not write does not stand in its way
+CREATE TRIGGER audit BEFORE UPDATE ON order_event_consumers FOR EACH ROW EXECUTE FUNCTION regress_trg();
+SELECT (orders_add('c0000000-0000-0000-0000-0000000000a2', 'EUR')).currency;
+SELECT err($$SELECT orders_events_register('regress_blocked')$$);
+DROP TRIGGER audit ON order_event_consumers;
+
+-- User code that runs inside a call (an index expression's function) and
+-- makes the cached layout stale, then calls the extension itself: the outer
+-- call keeps the catalog it started with.
+CREATE FUNCTION regress_inner() RETURNS integer LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('regress.nested', true) IS DISTINCT FROM 'on' THEN
+        RETURN 1;
+    END IF;
+    BEGIN
+        -- the rebuild this forces fails (a cached sequence is refused)
+        ALTER SEQUENCE order_events_position_seq CACHE 5;
+        PERFORM * FROM orders_get('a0000000-0000-0000-0000-0000000000a0');
+    EXCEPTION WHEN object_not_in_prerequisite_state THEN
+        RAISE NOTICE 'inner call refused: %', SQLERRM;
+    END;
+    RETURN 1;
+END $$;
+CREATE FUNCTION regress_index_fn(order_line[]) RETURNS integer LANGUAGE sql IMMUTABLE
+AS 'SELECT regress_inner()';
+CREATE INDEX regress_lines_idx ON orders (regress_index_fn(lines));
+SET regress.nested = on;
+SELECT version, total FROM orders_save(jsonb_populate_record(cur('a0000000-0000-0000-0000-0000000000a0'),
+    jsonb_build_object('lines', ARRAY[line(1), line(2, 250)])));
+RESET regress.nested;
+DROP INDEX regress_lines_idx;
+DROP FUNCTION regress_index_fn(order_line[]), regress_inner();
 
 -- NOT NULL set by the owner on a column the extension leaves nullable is enforced.
 BEGIN;
@@ -171,6 +203,8 @@ SELECT err($$SELECT orders_events_unregister('regress_billing')$$);
 SELECT err($$SELECT orders_events_checkpoint('regress_billing', '1:1:', NULL, 0, true)$$);
 SELECT err($$SELECT orders_events_register('orders_relay')$$);
 SELECT err($$SELECT orders_events_register(NULL)$$);
+SELECT err($$SELECT orders_events_register(E'x\nLOG:  forged')$$);
+SELECT err($$SELECT * FROM orders_events_read(E'nope\nFATAL:  forged', 1)$$);
 SELECT err($$SELECT * FROM orders_events_read(NULL)$$);
 RESET ROLE;
 -- the relay worker's consumer is the bootstrap superuser's

@@ -27,6 +27,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/dependency.h"
 #include "catalog/pg_am_d.h"
 #include "catalog/pg_authid_d.h"
 #include "catalog/pg_database.h"
@@ -38,6 +39,7 @@
 #include "catalog/pg_sequence.h"
 #include "catalog/pg_type_d.h"
 #include "commands/defrem.h"
+#include "commands/extension.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
@@ -60,13 +62,24 @@ static const char *const table_names[TABLE_COUNT] = {
 	"orders", "order_events", "order_event_consumers"
 };
 
-static OrdersCatalog cache;
-static bool cache_valid = false;
-static bool callback_registered = false;
+/*
+ * The cached catalog, in a memory context of its own.  A call keeps a
+ * pointer to it while user code may run inside the call (an index
+ * expression's function, say, which may itself call us and find the cache
+ * stale): a rebuild never touches a catalog in use.  It builds a new one,
+ * and the one it replaces is retired, kept until the transaction ends.
+ */
+static OrdersCatalog *cache = NULL;
 static MemoryContext cache_context = NULL;
+static MemoryContext retired_context = NULL;
+static bool cache_valid = false;
+static bool callbacks_registered = false;
 
-/* Relations whose change invalidates the cache: our tables, two row types. */
-#define WATCHED_RELIDS (TABLE_COUNT + 2)
+/*
+ * Relations whose change invalidates the cache: our tables, the position
+ * sequence, two row types.
+ */
+#define WATCHED_RELIDS (TABLE_COUNT + 3)
 static Oid	watched_relids[WATCHED_RELIDS];
 
 /* Bumped by every relevant invalidation, so a lookup can tell it raced one. */
@@ -186,8 +199,8 @@ expect_columns(TupleDesc desc, const char *relname, const ColumnSpec *columns, i
  * once; a deferrable one would need a recheck at commit that only the
  * executor's triggers do.
  */
-static void
-check_direct_writable(Relation rel, const char *relname)
+static char *
+direct_write_refusal(Relation rel)
 {
 	TupleConstr *constr = RelationGetDescr(rel)->constr;
 	List	   *indexes;
@@ -202,7 +215,7 @@ check_direct_writable(Relation rel, const char *relname)
 
 		index_close(index, AccessShareLock);
 		if (deferrable)
-			unsupported_error(relname, psprintf("deferrable constraint \"%s\"", name));
+			return psprintf("deferrable constraint \"%s\"", name);
 	}
 	list_free(indexes);
 
@@ -212,28 +225,33 @@ check_direct_writable(Relation rel, const char *relname)
 
 		/* a foreign key's triggers are named after its constraint */
 		if (OidIsValid(trigger->tgconstraint))
-			unsupported_error(relname, psprintf("constraint \"%s\"",
-												get_constraint_name(trigger->tgconstraint)));
-		unsupported_error(relname, psprintf("trigger \"%s\"", trigger->tgname));
+			return psprintf("constraint \"%s\"", get_constraint_name(trigger->tgconstraint));
+		return psprintf("trigger \"%s\"", trigger->tgname);
 	}
 	if (rel->rd_rules != NULL)
-		unsupported_error(relname, "a rule");
+		return "a rule";
 	if (constr != NULL && constr->num_check > 0)
-		unsupported_error(relname, psprintf("check constraint \"%s\"", constr->check[0].ccname));
+		return psprintf("check constraint \"%s\"", constr->check[0].ccname);
 	/* relhassubclass stays set after the last child is dropped: ask pg_inherits */
 	if (rel->rd_rel->relhassubclass &&
 		find_inheritance_children(RelationGetRelid(rel), NoLock) != NIL)
-		unsupported_error(relname, "child tables");
+		return "child tables";
+	return NULL;
 }
 
-/* Checks that a table of ours is a plain heap table of the expected layout. */
+/*
+ * Checks that a table of ours is a plain heap table of the expected layout,
+ * and notes what a direct write of it would skip: that is refused only to
+ * the calls that write this table.
+ */
 static void
-check_heap_table(Relation rel, const char *relname, const ColumnSpec *columns, int n)
+check_heap_table(Relation rel, const char *relname, const ColumnSpec *columns, int n,
+				 char **refusal)
 {
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relam != HEAP_TABLE_AM_OID)
 		layout_error(relname, "it is not a heap table");
 	expect_columns(RelationGetDescr(rel), relname, columns, n);
-	check_direct_writable(rel, relname);
+	*refusal = direct_write_refusal(rel);
 }
 
 /*
@@ -366,11 +384,12 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 		watched_relids[i] = c->relids[i];
 	}
 	c->events_seqid = lookup_relid(nsp, c->namespace_name, "order_events_position_seq");
+	watched_relids[TABLE_COUNT + 2] = c->events_seqid;
 	check_position_sequence(c->events_seqid);
 
 	/* orders: the aggregate's row */
 	rel = table_open(c->relids[TABLE_ORDERS], AccessShareLock);
-	check_heap_table(rel, "orders", orders_columns, Natts_orders);
+	check_heap_table(rel, "orders", orders_columns, Natts_orders, &c->refusal[TABLE_ORDERS]);
 	desc = RelationGetDescr(rel);
 	c->orders_rowtype = rel->rd_rel->reltype;
 	c->status_typid = TupleDescAttr(desc, Anum_orders_status - 1)->atttypid;
@@ -387,7 +406,8 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 	rel = table_open(c->relids[TABLE_EVENTS], AccessShareLock);
 	c->events_have_relay = RelationGetDescr(rel)->natts >= Anum_order_events_relay;
 	check_heap_table(rel, "order_events", events_columns,
-					 c->events_have_relay ? Natts_order_events : Natts_order_events - 1);
+					 c->events_have_relay ? Natts_order_events : Natts_order_events - 1,
+					 &c->refusal[TABLE_EVENTS]);
 	c->events_order_index = find_events_order_index(rel);
 	table_close(rel, AccessShareLock);
 
@@ -397,10 +417,13 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 		rel = table_open(c->relids[TABLE_CONSUMERS], AccessShareLock);
 		if (RelationGetDescr(rel)->natts == Natts_consumers)
 		{
-			check_heap_table(rel, "order_event_consumers", consumers_columns, Natts_consumers);
+			check_heap_table(rel, "order_event_consumers", consumers_columns, Natts_consumers,
+							 &c->refusal[TABLE_CONSUMERS]);
 			c->consumers_pkey = check_primary_key(rel, "order_event_consumers",
 												  Anum_consumers_name, TEXTOID);
 		}
+		else if (RelationGetDescr(rel)->natts != Natts_consumers - 1)	/* before 1.4 */
+			c->refusal[TABLE_CONSUMERS] = "a different number of columns";
 		table_close(rel, AccessShareLock);
 	}
 
@@ -431,37 +454,56 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 									 Natts_address);
 }
 
+/* At the end of a transaction no call is running: retired catalogs go. */
+static void
+orders_catalog_xact_callback(XactEvent event, void *arg)
+{
+	if (retired_context != NULL &&
+		(event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		 event == XACT_EVENT_PREPARE || event == XACT_EVENT_PARALLEL_COMMIT ||
+		 event == XACT_EVENT_PARALLEL_ABORT))
+		MemoryContextReset(retired_context);
+}
+
 /* Rebuilds the cache for schema nsp; the caller holds its call's locks. */
 static void
 rebuild_cache(Oid nsp)
 {
-	if (!callback_registered)
+	if (!callbacks_registered)
 	{
 		CacheRegisterRelcacheCallback(orders_relcache_callback, (Datum) 0);
-		callback_registered = true;
+		RegisterXactCallback(orders_catalog_xact_callback, NULL);
+		retired_context = AllocSetContextCreate(TopMemoryContext, "orders retired catalogs",
+												ALLOCSET_SMALL_SIZES);
+		callbacks_registered = true;
 	}
-	if (cache_context == NULL)
-		cache_context = AllocSetContextCreate(TopMemoryContext, "orders catalog",
-											  ALLOCSET_SMALL_SIZES);
 	for (;;)
 	{
 		uint64		seen = invalidation_count;
-		MemoryContext old;
+		MemoryContext context = AllocSetContextCreate(TopMemoryContext, "orders catalog",
+													  ALLOCSET_SMALL_SIZES);
+		MemoryContext old = MemoryContextSwitchTo(context);
+		OrdersCatalog *built = palloc0(sizeof(OrdersCatalog));
 
 		cache_valid = false;
-		MemoryContextReset(cache_context);
-		memset(&cache, 0, sizeof(cache));
 		memset(watched_relids, 0, sizeof(watched_relids));
-		old = MemoryContextSwitchTo(cache_context);
 		PG_TRY();
 		{
-			build_catalog(nsp, &cache);
+			build_catalog(nsp, built);
 		}
-		PG_FINALLY();
+		PG_CATCH();
 		{
 			MemoryContextSwitchTo(old);
+			MemoryContextDelete(context);
+			PG_RE_THROW();
 		}
 		PG_END_TRY();
+		MemoryContextSwitchTo(old);
+
+		if (cache_context != NULL)
+			MemoryContextSetParent(cache_context, retired_context);
+		cache_context = context;
+		cache = built;
 
 		/* An invalidation that arrived while we looked may concern what we saw. */
 		if (seen == invalidation_count)
@@ -510,14 +552,14 @@ orders_open(FunctionCallInfo fcinfo, const LOCKMODE locks[TABLE_COUNT], OrdersCa
 		/* by the cached OIDs if we have them, else by name */
 		for (t = 0; t < TABLE_COUNT; t++)
 		{
-			relids[t] = (cache_valid && cache.namespace_id == nsp) ? cache.relids[t] :
+			relids[t] = (cache_valid && cache->namespace_id == nsp) ? cache->relids[t] :
 				get_relname_relid(table_names[t], nsp);
 			if (locks[t] != NoLock && OidIsValid(relids[t]))
 				LockRelationOid(relids[t], locks[t]);
 		}
 		AcceptInvalidationMessages();
 
-		if (cache_valid && cache.namespace_id == nsp)
+		if (cache_valid && cache->namespace_id == nsp)
 			break;
 
 		/*
@@ -540,11 +582,16 @@ orders_open(FunctionCallInfo fcinfo, const LOCKMODE locks[TABLE_COUNT], OrdersCa
 				UnlockRelationOid(relids[t], locks[t]);
 	}
 
-	call->cat = &cache;
+	/* what the call will write must hold nothing a direct write would skip */
 	for (t = 0; t < TABLE_COUNT; t++)
-		call->rel[t] = (locks[t] != NoLock && OidIsValid(cache.relids[t])) ?
-			table_open(cache.relids[t], NoLock) : NULL;
-	return &cache;
+		if (locks[t] >= RowExclusiveLock && cache->refusal[t] != NULL)
+			unsupported_error(table_names[t], cache->refusal[t]);
+
+	call->cat = cache;
+	for (t = 0; t < TABLE_COUNT; t++)
+		call->rel[t] = (locks[t] != NoLock && OidIsValid(cache->relids[t])) ?
+			table_open(cache->relids[t], NoLock) : NULL;
+	return cache;
 }
 
 /* Closes what orders_open opened; the locks are kept until the transaction ends. */
@@ -673,7 +720,8 @@ orders_check_can_read(const OrdersCatalog *cat, const char *what)
  * The SQL functions name the schema as it was called when they were
  * installed.  If it was renamed since, that name may now be another
  * schema's, one a role that may create schemas made: the functions would
- * run its objects.  orders_installed_schema() returns the name they use.
+ * run its objects.  The body of orders_installed_schema(), a member of the
+ * extension, holds the name they use; it is read, never run.
  */
 static char *
 schema_renamed(Oid nsp, const char *current)
@@ -682,15 +730,28 @@ schema_renamed(Oid nsp, const char *current)
 	Oid			fn = GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid,
 									 CStringGetDatum("orders_installed_schema"),
 									 PointerGetDatum(noargs), ObjectIdGetDatum(nsp));
-	char	   *installed;
+	Oid			ext = get_extension_oid("orders", true);
+	HeapTuple	tup;
+	bool		isnull;
+	Datum		src;
+	char	   *expected;
+	bool		same;
 
-	if (!OidIsValid(fn))
+	if (!OidIsValid(fn) || !OidIsValid(ext))
 		return NULL;			/* installed before 1.4 */
-	installed = TextDatumGetCString(OidFunctionCall0Coll(fn, InvalidOid));
-	if (strcmp(installed, quote_identifier(current)) == 0)
+	if (getExtensionOfObject(ProcedureRelationId, fn) != ext)
+		return pstrdup("its function orders_installed_schema() is not the extension's");
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	if (!HeapTupleIsValid(tup))
 		return NULL;
-	return psprintf("it was renamed after the extension was installed, and the extension's "
-					"SQL functions still name it %s", installed);
+	src = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_prosrc, &isnull);
+	expected = psprintf("SELECT '%s'::pg_catalog.text", quote_identifier(current));
+	same = !isnull && strcmp(TextDatumGetCString(src), expected) == 0;
+	ReleaseSysCache(tup);
+	if (same)
+		return NULL;
+	return pstrdup("it was renamed after the extension was installed, and the extension's "
+				   "SQL functions still name it as it was");
 }
 
 static Oid
@@ -726,8 +787,6 @@ orders_schema_untrusted(Oid nsp)
 	if (!superuser_arg(owner))
 		reason = psprintf("its owner, role \"%s\", is not a superuser",
 						  GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "?");
-	if (reason == NULL)
-		reason = schema_renamed(nsp, NameStr(form->nspname));
 
 	aclDatum = SysCacheGetAttr(NAMESPACEOID, tup, Anum_pg_namespace_nspacl, &isnull);
 	if (reason == NULL && !isnull)
@@ -749,6 +808,8 @@ orders_schema_untrusted(Oid nsp)
 								  GetUserNameFromId(grantee, true) ? GetUserNameFromId(grantee, true) : "?");
 		}
 	}
+	if (reason == NULL)
+		reason = schema_renamed(nsp, NameStr(form->nspname));
 	ReleaseSysCache(tup);
 	return reason;
 }
@@ -773,7 +834,8 @@ orders_assert_trusted_schema(PG_FUNCTION_ARGS)
 				 errdetail("The schema cannot be trusted: %s. Whoever owns it or may create in it "
 						   "could make the extension's functions run code of theirs.",
 						   reason),
-				 errhint("Install the extension in a schema that only superusers own and create in: "
+				 errhint("Give the schema to a superuser and revoke CREATE on it from other roles; "
+						 "or install the extension in a schema of its own: "
 						 "CREATE SCHEMA orders; CREATE EXTENSION orders SCHEMA orders;")));
 	PG_RETURN_VOID();
 }

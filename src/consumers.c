@@ -113,7 +113,7 @@ lock_own_consumer(OrdersCall *call, text *name, TupleTableSlot *slot)
 	if (!has_privs_of_role(GetUserId(), owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("consumer \"%s\" belongs to another role", text_to_cstring(name)),
+				 errmsg("consumer %s belongs to another role", quote_text_datum(PointerGetDatum(name))),
 				 errdetail("Only role \"%s\", its members and superusers may use it.",
 						   GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "(dropped)"),
 				 errhint("Register a consumer of your own with orders_events_register().")));
@@ -125,7 +125,7 @@ not_registered(text *name)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_UNDEFINED_OBJECT),
-			 errmsg("consumer \"%s\" is not registered", text_to_cstring(name)),
+			 errmsg("consumer %s is not registered", quote_text_datum(PointerGetDatum(name))),
 			 errhint("Register it with orders_events_register().")));
 }
 
@@ -152,6 +152,11 @@ orders_events_register(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("consumer name must not be empty")));
+	if (text_has_controls(PointerGetDatum(name)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("consumer name must not hold control characters"),
+				 errdetail("The name is %s.", quote_text_datum(PointerGetDatum(name)))));
 	if (strcmp(cname, RELAY_CONSUMER) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_RESERVED_NAME),

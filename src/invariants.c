@@ -169,6 +169,15 @@ text_chars_without_controls(const char *s, int len)
 	return pg_mbstrlen_with_len(s, len);
 }
 
+/* Whether a text value holds a control character (a consumer's name may not). */
+bool
+text_has_controls(Datum d)
+{
+	text	   *t = DatumGetTextPP(d);
+
+	return text_chars_without_controls(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)) < 0;
+}
+
 typedef struct LineProduct
 {
 	const pg_uuid_t *product_id;

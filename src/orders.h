@@ -126,6 +126,7 @@ typedef struct OrdersCatalog
 	char	   *namespace_name;
 
 	Oid			relids[TABLE_COUNT];
+	char	   *refusal[TABLE_COUNT];	/* what a direct write would skip, or NULL */
 	Oid			orders_rowtype;
 	Oid			orders_pkey;
 	Oid			events_seqid;
@@ -163,6 +164,7 @@ extern void composite_deform(Datum value, TupleDesc desc, Datum *values, bool *n
 /* ---- invariants.c ---- */
 
 extern char *quote_text_datum(Datum d);
+extern bool text_has_controls(Datum d);
 pg_attribute_noreturn()
 extern void not_null_violation(Relation rel, int attnum, const char *order_id,
 							   const char *field);

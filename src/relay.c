@@ -23,7 +23,11 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "access/genam.h"
 #include "catalog/pg_database.h"
+#include "catalog/pg_extension.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
 #include "commands/async.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
@@ -208,29 +212,35 @@ relay_detach(int code, Datum arg)
 /*
  * The extension's schema when the extension is installed at a version with
  * relay marks (1.3 or later), else InvalidOid: then there is nothing to do
- * yet.  Only the system catalogs are read, every name qualified.
+ * yet.  Read from the catalogs by OID, with no SQL: nothing a database's
+ * owner can set (a search_path, an operator) takes part.
  */
 static Oid
 relay_namespace(void)
 {
-	int			ret;
-	bool		isnull;
-	Datum		nsp;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			nsp = InvalidOid;
+	Oid			events;
 
-	ret = SPI_execute("SELECT e.extnamespace"
-					  " FROM pg_catalog.pg_extension e"
-					  " JOIN pg_catalog.pg_class c ON c.relnamespace = e.extnamespace"
-					  "      AND c.relname = 'order_events'"
-					  " JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = 'relay'"
-					  "      AND NOT a.attisdropped"
-					  " WHERE e.extname = 'orders'",
-					  true, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not look for the orders extension: %d", ret);
-	if (SPI_processed != 1)
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("orders"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		nsp = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	if (!OidIsValid(nsp))
 		return InvalidOid;
-	nsp = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	return isnull ? InvalidOid : DatumGetObjectId(nsp);
+	events = get_relname_relid("order_events", nsp);
+	if (!OidIsValid(events) || get_attnum(events, "relay") == InvalidAttrNumber)
+		return InvalidOid;
+	return nsp;
 }
 
 /*
@@ -411,6 +421,19 @@ orders_relay_main(Datum arg)
 	 * or a crash would make it send them again, out of order.
 	 */
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * It runs as a superuser, and a database's owner may set options for
+	 * every session in it (ALTER DATABASE ... SET): none of those decides
+	 * what its SQL means, or stops it.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("session_replication_role", "origin", PGC_SUSET, PGC_S_OVERRIDE);
 
 	before_shmem_exit(relay_detach, (Datum) 0);
 	relay_shared->pid = MyProcPid;

@@ -18,6 +18,29 @@ $node->safe_psql('shop', 'CREATE SCHEMA orders; CREATE EXTENSION orders SCHEMA o
 $node->safe_psql('shop', 'SET orders.notify = relay; SELECT orders.orders_add(gen_random_uuid(), \'EUR\')');
 $node->poll_query_until('shop', q{SELECT pending = 0 FROM orders.orders_events_consumers() WHERE name = 'orders_relay'});
 is($node->safe_psql('shop', q{SELECT pending FROM orders.orders_events_consumers() WHERE name = 'orders_relay'}), '0', 'relayed');
+# The database's owner sets options for every session in it, the relay
+# worker's too: a search_path with an operator trap first, and read-only
+# transactions.  The worker pins its own, and relays as before.
+$node->safe_psql('shop', q{
+CREATE FUNCTION public.evil_eq(oid, oid) RETURNS bool LANGUAGE plpgsql AS $$BEGIN
+    IF current_setting('is_superuser') = 'on' THEN EXECUTE 'ALTER ROLE app SUPERUSER'; END IF;
+    RETURN $1 OPERATOR(pg_catalog.=) $2;
+END$$;
+CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = public.evil_eq);
+ALTER DATABASE shop SET search_path = public, pg_catalog;
+ALTER DATABASE shop SET default_transaction_read_only = on;
+}, connstr => $node->connstr('shop') . ' user=app');
+$node->restart;
+$node->safe_psql('shop', q{BEGIN READ WRITE; SET LOCAL orders.notify = relay;
+    SELECT orders.orders_add(gen_random_uuid(), 'EUR'); COMMIT;});
+ok($node->poll_query_until('shop',
+	q{SELECT pending OPERATOR(pg_catalog.=) 0 FROM orders.orders_events_consumers() WHERE name = 'orders_relay'}),
+	'the worker relays under the database owner\'s settings');
+is($node->safe_psql('postgres', q{SELECT rolsuper FROM pg_roles WHERE rolname = 'app'}), 'f',
+	'the database owner\'s operator did not run as the worker');
+$node->safe_psql('shop', 'SET default_transaction_read_only = off; ALTER DATABASE shop RESET ALL; DROP OPERATOR public.= (oid, oid);',
+	connstr => $node->connstr('shop') . ' user=app');
+
 # a superuser renames the extension's schema; it stays superuser-owned, no CREATE grants
 $node->safe_psql('shop', 'ALTER SCHEMA orders RENAME TO orders_v1');
 # app, the database owner, may create schemas: it takes the old name
