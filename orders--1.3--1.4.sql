@@ -18,6 +18,102 @@ AS 'MODULE_PATHNAME', 'orders_assert_trusted_schema'
 LANGUAGE C STABLE;
 SELECT @extschema@.orders_assert_trusted_schema();
 
+-- Every SQL function that names the schema gets its body again, with the
+-- schema's name as it is now: orders_installed_schema() above vouches for
+-- all of them (the relay worker refuses a schema renamed since).
+
+CREATE OR REPLACE FUNCTION @extschema@.orders_find(
+    customer_id    uuid DEFAULT NULL,
+    status         @extschema@.order_status DEFAULT NULL,
+    min_total      bigint DEFAULT NULL,
+    max_total      bigint DEFAULT NULL,
+    created_from   timestamptz DEFAULT NULL,
+    created_before timestamptz DEFAULT NULL,
+    after_id       uuid DEFAULT NULL,
+    max_rows       integer DEFAULT 100)
+RETURNS SETOF @extschema@.orders
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT o.*
+    FROM @extschema@.orders o
+    WHERE ($1 IS NULL OR o.customer_id OPERATOR(pg_catalog.=) $1)
+      AND ($2 IS NULL OR o.status OPERATOR(pg_catalog.=) $2)
+      AND ($3 IS NULL OR o.total OPERATOR(pg_catalog.>=) $3)
+      AND ($4 IS NULL OR o.total OPERATOR(pg_catalog.<=) $4)
+      AND ($5 IS NULL OR o.created_at OPERATOR(pg_catalog.>=) $5)
+      AND ($6 IS NULL OR o.created_at OPERATOR(pg_catalog.<) $6)
+      AND ($7 IS NULL OR o.id OPERATOR(pg_catalog.>) $7)
+    ORDER BY o.id
+    LIMIT $8
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.orders_count(
+    customer_id    uuid DEFAULT NULL,
+    status         @extschema@.order_status DEFAULT NULL,
+    min_total      bigint DEFAULT NULL,
+    max_total      bigint DEFAULT NULL,
+    created_from   timestamptz DEFAULT NULL,
+    created_before timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    EXECUTE 'SELECT count(*) FROM @extschema@.orders o WHERE '
+            || @extschema@.orders_filter_sql($1, $2, $3, $4, $5, $6)
+        INTO n USING $1, $2, $3, $4, $5, $6;
+    RETURN n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.orders_total(
+    customer_id    uuid DEFAULT NULL,
+    status         @extschema@.order_status DEFAULT NULL,
+    min_total      bigint DEFAULT NULL,
+    max_total      bigint DEFAULT NULL,
+    created_from   timestamptz DEFAULT NULL,
+    created_before timestamptz DEFAULT NULL)
+RETURNS TABLE (currency text, orders bigint, total numeric)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE
+        'SELECT o.currency, count(*), sum(o.total) FROM @extschema@.orders o WHERE '
+        || @extschema@.orders_filter_sql($1, $2, $3, $4, $5, $6)
+        || ' GROUP BY o.currency ORDER BY o.currency'
+        USING $1, $2, $3, $4, $5, $6;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.orders_events_batch(
+    acked pg_snapshot, batch pg_snapshot, after_position bigint, max_events integer,
+    relay_only boolean DEFAULT false)
+RETURNS SETOF @extschema@.order_events
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- the xid range alone picks the rows (an index on position would only
+    -- mislead the planner: every position is "> 0"); then the snapshots
+    -- decide, and position orders
+    RETURN QUERY EXECUTE
+        'WITH candidates AS MATERIALIZED (
+             SELECT e.* FROM @extschema@.order_events e
+             WHERE e.xid >= pg_snapshot_xmin($1) AND e.xid < pg_snapshot_xmax($2)'
+        || CASE WHEN relay_only THEN ' AND e.relay' ELSE '' END || ')
+         SELECT c.* FROM candidates c
+         WHERE pg_visible_in_snapshot(c.xid, $2)
+           AND NOT pg_visible_in_snapshot(c.xid, $1)
+           AND c.position > $3
+         ORDER BY c.position
+         LIMIT $4'
+        USING acked, batch, after_position, max_events;
+END
+$$;
+
 -- One order's events, by version: how orders_add knows an id was used before.
 CREATE INDEX order_events_order_idx ON @extschema@.order_events (order_id, version);
 
@@ -86,8 +182,7 @@ DECLARE
     last bigint;
 BEGIN
     -- from the start: every relay event since the install is the worker's
-    INSERT INTO @extschema@.order_event_consumers (name, acked_snapshot, owner)
-    VALUES ('orders_relay', '1:1:', 10::oid::regrole) ON CONFLICT (name) DO NOTHING;
+    PERFORM @extschema@.orders_events_register('orders_relay'::text, true);
     c := @extschema@.orders_events_consumer('orders_relay'::text);
     IF c.batch_snapshot IS NULL THEN
         c.batch_snapshot := pg_current_snapshot();

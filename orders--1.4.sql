@@ -387,8 +387,7 @@ DECLARE
     last bigint;
 BEGIN
     -- from the start: every relay event since the install is the worker's
-    INSERT INTO @extschema@.order_event_consumers (name, acked_snapshot, owner)
-    VALUES ('orders_relay', '1:1:', 10::oid::regrole) ON CONFLICT (name) DO NOTHING;
+    PERFORM @extschema@.orders_events_register('orders_relay'::text, true);
     c := @extschema@.orders_events_consumer('orders_relay'::text);
     IF c.batch_snapshot IS NULL THEN
         c.batch_snapshot := pg_current_snapshot();

@@ -258,6 +258,25 @@ CREATE EXTENSION orders SCHEMA regress_open;
 CREATE SCHEMA regress_safe;
 CREATE EXTENSION orders SCHEMA regress_safe;
 SELECT extname, extnamespace::regnamespace FROM pg_extension WHERE extname = 'orders';
+-- Updated from 1.3 in a schema renamed since: every SQL body names it anew.
+DROP EXTENSION orders;
+CREATE SCHEMA regress_before;
+CREATE EXTENSION orders SCHEMA regress_before VERSION '1.3';
+ALTER SCHEMA regress_before RENAME TO regress_after;
+ALTER EXTENSION orders UPDATE;
+SELECT p.proname FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+  AND p.prosrc LIKE '%regress_before%';
+SELECT regress_after.orders_assert_trusted_schema();
+-- A member a non-superuser owns, or a table others may put triggers on, is
+-- not trusted either: its code would run inside a superuser's call.
+ALTER TABLE regress_after.order_event_consumers OWNER TO regress_app;
+SELECT regress_after.orders_assert_trusted_schema();
+ALTER TABLE regress_after.order_event_consumers OWNER TO CURRENT_USER;
+GRANT TRIGGER ON regress_after.orders TO regress_app;
+SELECT regress_after.orders_assert_trusted_schema();
+REVOKE TRIGGER ON regress_after.orders FROM regress_app;
+SELECT regress_after.orders_assert_trusted_schema();
 \c :regress_db
 DROP DATABASE regress_hardening;
 

@@ -28,7 +28,10 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
+#include "catalog/objectaddress.h"
 #include "catalog/pg_am_d.h"
+#include "catalog/pg_depend.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_authid_d.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_enum.h"
@@ -36,6 +39,8 @@
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "utils/fmgroids.h"
 #include "catalog/pg_sequence.h"
 #include "catalog/pg_type_d.h"
 #include "commands/defrem.h"
@@ -74,6 +79,13 @@ static MemoryContext cache_context = NULL;
 static MemoryContext retired_context = NULL;
 static bool cache_valid = false;
 static bool callbacks_registered = false;
+
+/*
+ * Calls between orders_open and orders_close.  A call that failed never
+ * closes: the count only falls back to zero at the end of the transaction,
+ * and until then replaced catalogs are retired rather than freed.
+ */
+static int	calls_open = 0;
 
 /*
  * Relations whose change invalidates the cache: our tables, the position
@@ -458,11 +470,14 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 static void
 orders_catalog_xact_callback(XactEvent event, void *arg)
 {
-	if (retired_context != NULL &&
-		(event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		 event == XACT_EVENT_PREPARE || event == XACT_EVENT_PARALLEL_COMMIT ||
-		 event == XACT_EVENT_PARALLEL_ABORT))
-		MemoryContextReset(retired_context);
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PREPARE || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_PARALLEL_ABORT)
+	{
+		calls_open = 0;
+		if (retired_context != NULL)
+			MemoryContextReset(retired_context);
+	}
 }
 
 /* Rebuilds the cache for schema nsp; the caller holds its call's locks. */
@@ -500,8 +515,10 @@ rebuild_cache(Oid nsp)
 		PG_END_TRY();
 		MemoryContextSwitchTo(old);
 
-		if (cache_context != NULL)
+		if (cache_context != NULL && calls_open > 0)
 			MemoryContextSetParent(cache_context, retired_context);
+		else if (cache_context != NULL)
+			MemoryContextDelete(cache_context);
 		cache_context = context;
 		cache = built;
 
@@ -547,6 +564,7 @@ orders_open(FunctionCallInfo fcinfo, const LOCKMODE locks[TABLE_COUNT], OrdersCa
 	for (;;)
 	{
 		Oid			relids[TABLE_COUNT];
+		Oid			seqid = InvalidOid;
 		bool		same = true;
 
 		/* by the cached OIDs if we have them, else by name */
@@ -556,6 +574,14 @@ orders_open(FunctionCallInfo fcinfo, const LOCKMODE locks[TABLE_COUNT], OrdersCa
 				get_relname_relid(table_names[t], nsp);
 			if (locks[t] != NoLock && OidIsValid(relids[t]))
 				LockRelationOid(relids[t], locks[t]);
+		}
+		/* a writer of events holds off ALTER SEQUENCE until it commits */
+		if (locks[TABLE_EVENTS] >= RowExclusiveLock)
+		{
+			seqid = (cache_valid && cache->namespace_id == nsp) ? cache->events_seqid :
+				get_relname_relid("order_events_position_seq", nsp);
+			if (OidIsValid(seqid))
+				LockRelationOid(seqid, RowExclusiveLock);
 		}
 		AcceptInvalidationMessages();
 
@@ -571,6 +597,8 @@ orders_open(FunctionCallInfo fcinfo, const LOCKMODE locks[TABLE_COUNT], OrdersCa
 		for (t = 0; t < TABLE_COUNT; t++)
 			if (locks[t] != NoLock && get_relname_relid(table_names[t], nsp) != relids[t])
 				same = false;
+		if (OidIsValid(seqid) && get_relname_relid("order_events_position_seq", nsp) != seqid)
+			same = false;
 		/* a missing table is reported by the rebuild */
 		if (same)
 		{
@@ -580,6 +608,8 @@ orders_open(FunctionCallInfo fcinfo, const LOCKMODE locks[TABLE_COUNT], OrdersCa
 		for (t = 0; t < TABLE_COUNT; t++)
 			if (locks[t] != NoLock && OidIsValid(relids[t]))
 				UnlockRelationOid(relids[t], locks[t]);
+		if (OidIsValid(seqid))
+			UnlockRelationOid(seqid, RowExclusiveLock);
 	}
 
 	/* what the call will write must hold nothing a direct write would skip */
@@ -588,6 +618,7 @@ orders_open(FunctionCallInfo fcinfo, const LOCKMODE locks[TABLE_COUNT], OrdersCa
 			unsupported_error(table_names[t], cache->refusal[t]);
 
 	call->cat = cache;
+	calls_open++;
 	for (t = 0; t < TABLE_COUNT; t++)
 		call->rel[t] = (locks[t] != NoLock && OidIsValid(cache->relids[t])) ?
 			table_open(cache->relids[t], NoLock) : NULL;
@@ -603,6 +634,8 @@ orders_close(OrdersCall *call)
 	for (t = 0; t < TABLE_COUNT; t++)
 		if (call->rel[t] != NULL)
 			table_close(call->rel[t], NoLock);
+	if (calls_open > 0)
+		calls_open--;
 }
 
 /*
@@ -716,6 +749,96 @@ orders_check_can_read(const OrdersCatalog *cat, const char *what)
  * add objects beside ours.  Only superusers may do either.  The public
  * schema's owner pg_database_owner stands for the database's owner.
  */
+/* Whether acl grants a privilege of mask to PUBLIC or to a role that is not a superuser. */
+static bool
+acl_grants_untrusted(Datum aclDatum, AclMode mask)
+{
+	Acl		   *acl = DatumGetAclP(aclDatum);
+	AclItem    *items = ACL_DAT(acl);
+	int			i;
+
+	for (i = 0; i < ACL_NUM(acl); i++)
+		if ((ACLITEM_GET_PRIVS(items[i]) & mask) != 0 &&
+			(items[i].ai_grantee == ACL_ID_PUBLIC || !superuser_arg(items[i].ai_grantee)))
+			return true;
+	return false;
+}
+
+/*
+ * Why a member of the extension could run a non-superuser's code when a
+ * superuser uses it, or NULL: every member relation, function and type
+ * must be owned by a superuser, and nobody else may put a trigger on, or a
+ * foreign key to, its tables (code that would run inside our writes).
+ */
+static char *
+member_untrusted(Oid ext)
+{
+	Relation	dep = table_open(DependRelationId, AccessShareLock);
+	ScanKeyData key[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	char	   *reason = NULL;
+
+	ScanKeyInit(&key[0], Anum_pg_depend_refclassid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(ExtensionRelationId));
+	ScanKeyInit(&key[1], Anum_pg_depend_refobjid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(ext));
+	scan = systable_beginscan(dep, DependReferenceIndexId, true, NULL, 2, key);
+	while (reason == NULL && HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_depend d = (Form_pg_depend) GETSTRUCT(tup);
+		Oid			owner = InvalidOid;
+		bool		granted = false;
+
+		if (d->deptype != DEPENDENCY_EXTENSION)
+			continue;
+		if (d->classid == RelationRelationId)
+		{
+			HeapTuple	rtup = SearchSysCache1(RELOID, ObjectIdGetDatum(d->objid));
+			bool		isnull;
+			Datum		acl;
+
+			if (!HeapTupleIsValid(rtup))
+				continue;
+			owner = ((Form_pg_class) GETSTRUCT(rtup))->relowner;
+			acl = SysCacheGetAttr(RELOID, rtup, Anum_pg_class_relacl, &isnull);
+			if (!isnull)
+				granted = acl_grants_untrusted(acl, ACL_TRIGGER | ACL_REFERENCES);
+			ReleaseSysCache(rtup);
+		}
+		else if (d->classid == ProcedureRelationId)
+		{
+			HeapTuple	ptup = SearchSysCache1(PROCOID, ObjectIdGetDatum(d->objid));
+
+			if (!HeapTupleIsValid(ptup))
+				continue;
+			owner = ((Form_pg_proc) GETSTRUCT(ptup))->proowner;
+			ReleaseSysCache(ptup);
+		}
+		else if (d->classid == TypeRelationId)
+		{
+			HeapTuple	ttup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(d->objid));
+
+			if (!HeapTupleIsValid(ttup))
+				continue;
+			owner = ((Form_pg_type) GETSTRUCT(ttup))->typowner;
+			ReleaseSysCache(ttup);
+		}
+		else
+			continue;
+		if (OidIsValid(owner) && !superuser_arg(owner))
+			reason = psprintf("its member %s is owned by role \"%s\", not a superuser",
+							  getObjectDescriptionOids(d->classid, d->objid),
+							  GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "?");
+		else if (granted)
+			reason = psprintf("a role that is not a superuser may create triggers on, or references to, %s",
+							  getObjectDescriptionOids(d->classid, d->objid));
+	}
+	systable_endscan(scan);
+	table_close(dep, AccessShareLock);
+	return reason;
+}
+
 /*
  * The SQL functions name the schema as it was called when they were
  * installed.  If it was renamed since, that name may now be another
@@ -737,8 +860,11 @@ schema_renamed(Oid nsp, const char *current)
 	char	   *expected;
 	bool		same;
 
-	if (!OidIsValid(fn) || !OidIsValid(ext))
-		return NULL;			/* installed before 1.4 */
+	if (!OidIsValid(ext))
+		return NULL;
+	if (!OidIsValid(fn))
+		return pstrdup("the extension is installed at a version before 1.4, whose SQL functions "
+					   "cannot be checked; run ALTER EXTENSION orders UPDATE");
 	if (getExtensionOfObject(ProcedureRelationId, fn) != ext)
 		return pstrdup("its function orders_installed_schema() is not the extension's");
 	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
@@ -810,6 +936,8 @@ orders_schema_untrusted(Oid nsp)
 	}
 	if (reason == NULL)
 		reason = schema_renamed(nsp, NameStr(form->nspname));
+	if (reason == NULL && OidIsValid(get_extension_oid("orders", true)))
+		reason = member_untrusted(get_extension_oid("orders", true));
 	ReleaseSysCache(tup);
 	return reason;
 }

@@ -146,6 +146,7 @@ orders_events_register(PG_FUNCTION_ARGS)
 	Datum		values[Natts_consumers];
 	bool		nulls[Natts_consumers] = {0};
 	bool		exists;
+	bool		relay;
 	char	   *cname = text_to_cstring(name);
 
 	if (cname[0] == '\0')
@@ -157,7 +158,8 @@ orders_events_register(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("consumer name must not hold control characters"),
 				 errdetail("The name is %s.", quote_text_datum(PointerGetDatum(name)))));
-	if (strcmp(cname, RELAY_CONSUMER) == 0)
+	relay = strcmp(cname, RELAY_CONSUMER) == 0;
+	if (relay && !superuser())
 		ereport(ERROR,
 				(errcode(ERRCODE_RESERVED_NAME),
 				 errmsg("consumer name \"%s\" is reserved for the relay worker", cname)));
@@ -175,7 +177,8 @@ orders_events_register(PG_FUNCTION_ARGS)
 		values[Anum_consumers_registered_at - 1] =
 			TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 		nulls[Anum_consumers_acked_at - 1] = true;
-		values[Anum_consumers_owner - 1] = ObjectIdGetDatum(GetUserId());
+		/* the relay worker's consumer is nobody's but the bootstrap superuser's */
+		values[Anum_consumers_owner - 1] = ObjectIdGetDatum(relay ? BOOTSTRAP_SUPERUSERID : GetUserId());
 		storage_insert(rel, heap_form_tuple(RelationGetDescr(rel), values, nulls));
 	}
 	orders_close(&call);

@@ -24,6 +24,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "access/genam.h"
+#include "catalog/pg_authid_d.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
 #include "utils/fmgroids.h"
@@ -434,6 +435,12 @@ orders_relay_main(Datum arg)
 	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("session_replication_role", "origin", PGC_SUSET, PGC_S_OVERRIDE);
+	/* ... nor whom it runs as (their check hooks read the catalogs) */
+	StartTransactionCommand();
+	SetConfigOption("session_authorization", GetUserNameFromId(BOOTSTRAP_SUPERUSERID, false),
+					PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("role", "none", PGC_SUSET, PGC_S_OVERRIDE);
+	CommitTransactionCommand();
 
 	before_shmem_exit(relay_detach, (Datum) 0);
 	relay_shared->pid = MyProcPid;

@@ -166,6 +166,8 @@ CREATE TABLE public.order_event_consumers (name text PRIMARY KEY, acked_snapshot
     batch_snapshot pg_snapshot, batch_position bigint, registered_at timestamptz,
     acked_at timestamptz, owner regrole);
 GRANT ALL ON public.order_events, public.order_event_consumers TO PUBLIC;
+CREATE FUNCTION public.orders_events_register(text, boolean) RETURNS boolean
+    LANGUAGE plpgsql AS $$BEGIN PERFORM public.escalate(); RETURN false; END$$;
 CREATE FUNCTION public.orders_events_consumer(text) RETURNS public.order_event_consumers
     LANGUAGE plpgsql AS $$BEGIN PERFORM public.escalate(); RETURN NULL; END$$;
 CREATE FUNCTION public.orders_events_batch(pg_snapshot, pg_snapshot, bigint, integer, boolean)

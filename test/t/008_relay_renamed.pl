@@ -20,7 +20,8 @@ $node->poll_query_until('shop', q{SELECT pending = 0 FROM orders.orders_events_c
 is($node->safe_psql('shop', q{SELECT pending FROM orders.orders_events_consumers() WHERE name = 'orders_relay'}), '0', 'relayed');
 # The database's owner sets options for every session in it, the relay
 # worker's too: a search_path with an operator trap first, and read-only
-# transactions.  The worker pins its own, and relays as before.
+# transactions, and a role to run as.  The worker pins its own, and relays
+# as before.
 $node->safe_psql('shop', q{
 CREATE FUNCTION public.evil_eq(oid, oid) RETURNS bool LANGUAGE plpgsql AS $$BEGIN
     IF current_setting('is_superuser') = 'on' THEN EXECUTE 'ALTER ROLE app SUPERUSER'; END IF;
@@ -29,9 +30,10 @@ END$$;
 CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = public.evil_eq);
 ALTER DATABASE shop SET search_path = public, pg_catalog;
 ALTER DATABASE shop SET default_transaction_read_only = on;
+ALTER DATABASE shop SET role = app;
 }, connstr => $node->connstr('shop') . ' user=app');
 $node->restart;
-$node->safe_psql('shop', q{BEGIN READ WRITE; SET LOCAL orders.notify = relay;
+$node->safe_psql('shop', q{RESET ROLE; BEGIN READ WRITE; SET LOCAL orders.notify = relay;
     SELECT orders.orders_add(gen_random_uuid(), 'EUR'); COMMIT;});
 ok($node->poll_query_until('shop',
 	q{SELECT pending OPERATOR(pg_catalog.=) 0 FROM orders.orders_events_consumers() WHERE name = 'orders_relay'}),
@@ -53,6 +55,8 @@ CREATE TABLE orders.order_event_consumers (name text PRIMARY KEY, acked_snapshot
     batch_snapshot pg_snapshot, batch_position bigint, registered_at timestamptz,
     acked_at timestamptz, owner regrole);
 GRANT ALL ON orders.order_events, orders.order_event_consumers TO PUBLIC;
+CREATE FUNCTION orders.orders_events_register(text, boolean) RETURNS boolean
+    LANGUAGE plpgsql AS $$BEGIN PERFORM orders.escalate(); RETURN false; END$$;
 CREATE FUNCTION orders.orders_events_consumer(text) RETURNS orders.order_event_consumers
     LANGUAGE plpgsql AS $$BEGIN PERFORM orders.escalate(); RETURN NULL; END$$;
 CREATE FUNCTION orders.orders_events_batch(pg_snapshot, pg_snapshot, bigint, integer, boolean)
