@@ -1009,23 +1009,30 @@ class Session(threading.Thread):
                            {"status": n["status"], "previous_status": stored["status"]}))
         return v, events
 
-    def op_save(self, tx):
-        rng = self.rng
+    def pick_base(self, tx, purpose):
+        """An id to write, and what this session knows of its order: (oid,
+        base, exact), or None when locking or reading it failed."""
         oid, stable = self.pick_id(tx)
-        if rng.random() < 0.5 and not self.lock(tx, oid):
-            return False
+        if self.rng.random() < 0.5 and not self.lock(tx, oid):
+            return None
         if oid in tx["known"]:
-            base, exact = tx["known"][oid], True
-        elif stable or (self.removed_committed(oid) and not tx.get("rr")):
+            return oid, tx["known"][oid], True
+        if stable or (self.removed_committed(oid) and not tx.get("rr")):
             # nobody else knows the id, or its removal has committed (a
             # snapshot older than that sees it: 40001)
-            base, exact = None, True
-        else:
-            out = self.call("orders_get", "SELECT to_jsonb(g) FROM orders_get(%s) g", (oid,))
-            if out[0] != OK:
-                self.judge("orders_get", set(), out, f"read {oid} to save")
-                return False
-            base, exact = (out[1][0][0] if out[1] else None), False
+            return oid, None, True
+        out = self.call("orders_get", "SELECT to_jsonb(g) FROM orders_get(%s) g", (oid,))
+        if out[0] != OK:
+            self.judge("orders_get", set(), out, f"read {oid} to {purpose}")
+            return None
+        return oid, (out[1][0][0] if out[1] else None), False
+
+    def op_save(self, tx):
+        rng = self.rng
+        picked = self.pick_base(tx, "save")
+        if picked is None:
+            return False
+        oid, base, exact = picked
         n = self.mutate(base, oid)
         static = static_violations(n["customer_id"], n["currency"], n["shape"], n["lines"],
                                    n["address"], n["status"], n["version"])
@@ -1099,21 +1106,10 @@ class Session(threading.Thread):
 
     def op_remove(self, tx):
         rng = self.rng
-        oid, stable = self.pick_id(tx)
-        if rng.random() < 0.5 and not self.lock(tx, oid):
+        picked = self.pick_base(tx, "remove")
+        if picked is None:
             return False
-        if oid in tx["known"]:
-            base, exact = tx["known"][oid], True
-        elif stable or (self.removed_committed(oid) and not tx.get("rr")):
-            # nobody else knows the id, or its removal has committed (a
-            # snapshot older than that sees it: 40001)
-            base, exact = None, True
-        else:
-            out = self.call("orders_get", "SELECT to_jsonb(g) FROM orders_get(%s) g", (oid,))
-            if out[0] != OK:
-                self.judge("orders_get", set(), out, f"read {oid} to remove")
-                return False
-            base, exact = (out[1][0][0] if out[1] else None), False
+        oid, base, exact = picked
         r = rng.random()
         if r < 0.4 or base is None:
             expected_version = None if r < 0.6 else rng.choice([1, 2, 3])
