@@ -30,18 +30,17 @@
 #include "catalog/dependency.h"
 #include "catalog/objectaddress.h"
 #include "catalog/pg_am_d.h"
-#include "catalog/pg_depend.h"
-#include "catalog/pg_extension.h"
 #include "catalog/pg_authid_d.h"
 #include "catalog/pg_database.h"
+#include "catalog/pg_depend.h"
 #include "catalog/pg_enum.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_proc.h"
-#include "catalog/pg_type.h"
-#include "utils/fmgroids.h"
 #include "catalog/pg_sequence.h"
+#include "catalog/pg_type.h"
 #include "catalog/pg_type_d.h"
 #include "commands/defrem.h"
 #include "commands/extension.h"
@@ -49,6 +48,7 @@
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -206,7 +206,7 @@ expect_columns(TupleDesc desc, const char *relname, const ColumnSpec *columns, i
 }
 
 /*
- * Refuses what a direct write would skip.  Indexes are written through the
+ * What a direct write would skip, or NULL.  Indexes are written through the
  * executor's own routine, which checks unique and exclusion constraints at
  * once; a deferrable one would need a recheck at commit that only the
  * executor's triggers do.
@@ -227,7 +227,10 @@ direct_write_refusal(Relation rel)
 
 		index_close(index, AccessShareLock);
 		if (deferrable)
+		{
+			list_free(indexes);
 			return psprintf("deferrable constraint \"%s\"", name);
+		}
 	}
 	list_free(indexes);
 
@@ -258,12 +261,13 @@ direct_write_refusal(Relation rel)
  */
 static void
 check_heap_table(Relation rel, const char *relname, const ColumnSpec *columns, int n,
-				 char **refusal)
+				 OrdersCatalog *c, OrdersTable t)
 {
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relam != HEAP_TABLE_AM_OID)
 		layout_error(relname, "it is not a heap table");
 	expect_columns(RelationGetDescr(rel), relname, columns, n);
-	*refusal = direct_write_refusal(rel);
+	c->refusal[t] = direct_write_refusal(rel);
+	c->row_security[t] = rel->rd_rel->relrowsecurity;
 }
 
 /*
@@ -401,7 +405,7 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 
 	/* orders: the aggregate's row */
 	rel = table_open(c->relids[TABLE_ORDERS], AccessShareLock);
-	check_heap_table(rel, "orders", orders_columns, Natts_orders, &c->refusal[TABLE_ORDERS]);
+	check_heap_table(rel, "orders", orders_columns, Natts_orders, c, TABLE_ORDERS);
 	desc = RelationGetDescr(rel);
 	c->orders_rowtype = rel->rd_rel->reltype;
 	c->status_typid = TupleDescAttr(desc, Anum_orders_status - 1)->atttypid;
@@ -419,7 +423,7 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 	c->events_have_relay = RelationGetDescr(rel)->natts >= Anum_order_events_relay;
 	check_heap_table(rel, "order_events", events_columns,
 					 c->events_have_relay ? Natts_order_events : Natts_order_events - 1,
-					 &c->refusal[TABLE_EVENTS]);
+					 c, TABLE_EVENTS);
 	c->events_order_index = find_events_order_index(rel);
 	table_close(rel, AccessShareLock);
 
@@ -430,7 +434,7 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 		if (RelationGetDescr(rel)->natts == Natts_consumers)
 		{
 			check_heap_table(rel, "order_event_consumers", consumers_columns, Natts_consumers,
-							 &c->refusal[TABLE_CONSUMERS]);
+							 c, TABLE_CONSUMERS);
 			c->consumers_pkey = check_primary_key(rel, "order_event_consumers",
 												  Anum_consumers_name, TEXTOID);
 		}
@@ -612,10 +616,20 @@ orders_open(FunctionCallInfo fcinfo, const LOCKMODE locks[TABLE_COUNT], OrdersCa
 			UnlockRelationOid(seqid, RowExclusiveLock);
 	}
 
-	/* what the call will write must hold nothing a direct write would skip */
+	/*
+	 * What the call will write must hold nothing a direct write would skip;
+	 * row-level security depends on the role, so it is asked each time.
+	 */
 	for (t = 0; t < TABLE_COUNT; t++)
-		if (locks[t] >= RowExclusiveLock && cache->refusal[t] != NULL)
+	{
+		if (locks[t] < RowExclusiveLock || !OidIsValid(cache->relids[t]))
+			continue;
+		if (cache->refusal[t] != NULL)
 			unsupported_error(table_names[t], cache->refusal[t]);
+		if (cache->row_security[t] &&
+			check_enable_rls(cache->relids[t], InvalidOid, false) == RLS_ENABLED)
+			unsupported_error(table_names[t], "row-level security that applies to the current role");
+	}
 
 	call->cat = cache;
 	calls_open++;
@@ -636,21 +650,6 @@ orders_close(OrdersCall *call)
 			table_close(call->rel[t], NoLock);
 	if (calls_open > 0)
 		calls_open--;
-}
-
-/*
- * A write is refused where row-level security applies to the caller: the
- * direct path would bypass the policies that an INSERT, UPDATE or DELETE by
- * the same role would meet.  The owner and roles with BYPASSRLS are not
- * subject to them (unless FORCE ROW LEVEL SECURITY), and pass.
- */
-void
-orders_check_rls_write(Relation rel)
-{
-	if (rel->rd_rel->relrowsecurity &&
-		check_enable_rls(RelationGetRelid(rel), InvalidOid, false) == RLS_ENABLED)
-		unsupported_error(RelationGetRelationName(rel),
-						  "row-level security that applies to the current role");
 }
 
 /*
@@ -741,26 +740,55 @@ orders_check_can_read(const OrdersCatalog *cat, const char *what)
 				 errhint("Read the table with SELECT, which applies its policies.")));
 }
 
+/* A role's name for a message; a dropped role by its OID. */
+char *
+orders_role_name(Oid role)
+{
+	char	   *name = GetUserNameFromId(role, true);
+
+	return name != NULL ? name : psprintf("(dropped role %u)", role);
+}
+
+/* The role a grant or an ownership means: pg_database_owner is the database's owner. */
+static Oid
+role_standing_for(Oid role)
+{
+	HeapTuple	dbtup;
+
+	if (role != ROLE_PG_DATABASE_OWNER)
+		return role;
+	dbtup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(MyDatabaseId));
+	if (HeapTupleIsValid(dbtup))
+	{
+		role = ((Form_pg_database) GETSTRUCT(dbtup))->datdba;
+		ReleaseSysCache(dbtup);
+	}
+	return role;
+}
+
 /*
- * Why schema nsp cannot be trusted with the extension's SQL functions, or
- * NULL when it can.  Those functions name their helpers and tables by the
- * schema's name, fixed at install: whoever owns the schema can rename it
- * and put look-alikes under the old name, and whoever may create in it can
- * add objects beside ours.  Only superusers may do either.  The public
- * schema's owner pg_database_owner stands for the database's owner.
+ * Whether acl grants a privilege of mask to PUBLIC or to a role that is
+ * not a superuser (pg_database_owner standing for the database's owner);
+ * *grantee is that role, or ACL_ID_PUBLIC.
  */
-/* Whether acl grants a privilege of mask to PUBLIC or to a role that is not a superuser. */
 static bool
-acl_grants_untrusted(Datum aclDatum, AclMode mask)
+acl_grants_untrusted(Datum aclDatum, AclMode mask, Oid *grantee)
 {
 	Acl		   *acl = DatumGetAclP(aclDatum);
 	AclItem    *items = ACL_DAT(acl);
 	int			i;
 
 	for (i = 0; i < ACL_NUM(acl); i++)
+	{
+		Oid			role = role_standing_for(items[i].ai_grantee);
+
 		if ((ACLITEM_GET_PRIVS(items[i]) & mask) != 0 &&
-			(items[i].ai_grantee == ACL_ID_PUBLIC || !superuser_arg(items[i].ai_grantee)))
+			(role == ACL_ID_PUBLIC || !superuser_arg(role)))
+		{
+			*grantee = role;
 			return true;
+		}
+	}
 	return false;
 }
 
@@ -788,6 +816,7 @@ member_untrusted(Oid ext)
 	{
 		Form_pg_depend d = (Form_pg_depend) GETSTRUCT(tup);
 		Oid			owner = InvalidOid;
+		Oid			grantee;
 		bool		granted = false;
 
 		if (d->deptype != DEPENDENCY_EXTENSION)
@@ -803,7 +832,7 @@ member_untrusted(Oid ext)
 			owner = ((Form_pg_class) GETSTRUCT(rtup))->relowner;
 			acl = SysCacheGetAttr(RELOID, rtup, Anum_pg_class_relacl, &isnull);
 			if (!isnull)
-				granted = acl_grants_untrusted(acl, ACL_TRIGGER | ACL_REFERENCES);
+				granted = acl_grants_untrusted(acl, ACL_TRIGGER | ACL_REFERENCES, &grantee);
 			ReleaseSysCache(rtup);
 		}
 		else if (d->classid == ProcedureRelationId)
@@ -829,7 +858,7 @@ member_untrusted(Oid ext)
 		if (OidIsValid(owner) && !superuser_arg(owner))
 			reason = psprintf("its member %s is owned by role \"%s\", not a superuser",
 							  getObjectDescriptionOids(d->classid, d->objid),
-							  GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "?");
+							  orders_role_name(owner));
 		else if (granted)
 			reason = psprintf("a role that is not a superuser may create triggers on, or references to, %s",
 							  getObjectDescriptionOids(d->classid, d->objid));
@@ -847,21 +876,18 @@ member_untrusted(Oid ext)
  * extension, holds the name they use; it is read, never run.
  */
 static char *
-schema_renamed(Oid nsp, const char *current)
+schema_renamed(Oid nsp, const char *current, Oid ext)
 {
 	oidvector  *noargs = buildoidvector(NULL, 0);
 	Oid			fn = GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid,
 									 CStringGetDatum("orders_installed_schema"),
 									 PointerGetDatum(noargs), ObjectIdGetDatum(nsp));
-	Oid			ext = get_extension_oid("orders", true);
 	HeapTuple	tup;
 	bool		isnull;
 	Datum		src;
 	char	   *expected;
 	bool		same;
 
-	if (!OidIsValid(ext))
-		return NULL;
 	if (!OidIsValid(fn))
 		return pstrdup("the extension is installed at a version before 1.4, whose SQL functions "
 					   "cannot be checked; run ALTER EXTENSION orders UPDATE");
@@ -880,28 +906,23 @@ schema_renamed(Oid nsp, const char *current)
 				   "SQL functions still name it as it was");
 }
 
-static Oid
-role_standing_for(Oid role)
-{
-	HeapTuple	dbtup;
-
-	if (role != ROLE_PG_DATABASE_OWNER)
-		return role;
-	dbtup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(MyDatabaseId));
-	if (HeapTupleIsValid(dbtup))
-	{
-		role = ((Form_pg_database) GETSTRUCT(dbtup))->datdba;
-		ReleaseSysCache(dbtup);
-	}
-	return role;
-}
-
+/*
+ * Why schema nsp cannot be trusted with the extension's SQL functions, or
+ * NULL when it can.  Those functions name their helpers and tables by the
+ * schema's name, fixed at install: whoever owns the schema can rename it
+ * and put look-alikes under the old name, and whoever may create in it can
+ * add objects beside ours.  Only superusers may do either.  Then the name
+ * must still be the one the functions use, and no member of the extension
+ * may let another role's code run inside a superuser's call.
+ */
 char *
 orders_schema_untrusted(Oid nsp)
 {
 	HeapTuple	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
 	Form_pg_namespace form;
 	Oid			owner;
+	Oid			grantee;
+	Oid			ext;
 	Datum		aclDatum;
 	bool		isnull;
 	char	   *reason = NULL;
@@ -912,32 +933,19 @@ orders_schema_untrusted(Oid nsp)
 	owner = role_standing_for(form->nspowner);
 	if (!superuser_arg(owner))
 		reason = psprintf("its owner, role \"%s\", is not a superuser",
-						  GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "?");
+						  orders_role_name(owner));
 
 	aclDatum = SysCacheGetAttr(NAMESPACEOID, tup, Anum_pg_namespace_nspacl, &isnull);
-	if (reason == NULL && !isnull)
-	{
-		Acl		   *acl = DatumGetAclP(aclDatum);
-		AclItem    *items = ACL_DAT(acl);
-		int			i;
-
-		for (i = 0; i < ACL_NUM(acl) && reason == NULL; i++)
-		{
-			Oid			grantee = role_standing_for(items[i].ai_grantee);
-
-			if ((ACLITEM_GET_PRIVS(items[i]) & ACL_CREATE) == 0)
-				continue;
-			if (grantee == ACL_ID_PUBLIC)
-				reason = pstrdup("every role (PUBLIC) may create objects in it");
-			else if (!superuser_arg(grantee))
-				reason = psprintf("role \"%s\", not a superuser, may create objects in it",
-								  GetUserNameFromId(grantee, true) ? GetUserNameFromId(grantee, true) : "?");
-		}
-	}
-	if (reason == NULL)
-		reason = schema_renamed(nsp, NameStr(form->nspname));
-	if (reason == NULL && OidIsValid(get_extension_oid("orders", true)))
-		reason = member_untrusted(get_extension_oid("orders", true));
+	if (reason == NULL && !isnull && acl_grants_untrusted(aclDatum, ACL_CREATE, &grantee))
+		reason = grantee == ACL_ID_PUBLIC ?
+			pstrdup("every role (PUBLIC) may create objects in it") :
+			psprintf("role \"%s\", not a superuser, may create objects in it",
+					 orders_role_name(grantee));
+	ext = get_extension_oid("orders", true);
+	if (reason == NULL && OidIsValid(ext))
+		reason = schema_renamed(nsp, NameStr(form->nspname), ext);
+	if (reason == NULL && OidIsValid(ext))
+		reason = member_untrusted(ext);
 	ReleaseSysCache(tup);
 	return reason;
 }

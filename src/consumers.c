@@ -69,7 +69,6 @@ open_consumers(FunctionCallInfo fcinfo, const char *what, OrdersCall *call)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("%s needs extension orders 1.4 or later", what),
 				 errhint("ALTER EXTENSION orders UPDATE")));
-	orders_check_rls_write(call->rel[TABLE_CONSUMERS]);
 	return cat;
 }
 
@@ -115,7 +114,7 @@ lock_own_consumer(OrdersCall *call, text *name, TupleTableSlot *slot)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("consumer %s belongs to another role", quote_text_datum(PointerGetDatum(name))),
 				 errdetail("Only role \"%s\", its members and superusers may use it.",
-						   GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "(dropped)"),
+						   orders_role_name(owner)),
 				 errhint("Register a consumer of your own with orders_events_register().")));
 	return true;
 }

@@ -568,16 +568,18 @@ void
 order_check_frozen(Relation rel, const char *order_id, OrderStatus stored,
 				   bool lines_changed, bool address_changed, bool reveal)
 {
-	if (!reveal && ((lines_changed && stored != ORDER_PENDING) ||
-					(address_changed && stored != ORDER_PENDING && stored != ORDER_CONFIRMED)))
+	bool		lines_frozen = lines_changed && stored != ORDER_PENDING;
+	bool		address_frozen = address_changed && stored != ORDER_PENDING &&
+		stored != ORDER_CONFIRMED;
+
+	if (!reveal && (lines_frozen || address_frozen))
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
 				 errmsg("order %s: %s cannot change in the stored status", order_id,
-						lines_changed && stored != ORDER_PENDING ? "lines" : "shipping_address"),
+						lines_frozen ? "lines" : "shipping_address"),
 				 errtableconstraint(rel, "order_frozen_after_confirm"),
-				 errtablecol(rel, lines_changed && stored != ORDER_PENDING ?
-							 Anum_orders_lines : Anum_orders_shipping_address)));
-	if (lines_changed && stored != ORDER_PENDING)
+				 errtablecol(rel, lines_frozen ? Anum_orders_lines : Anum_orders_shipping_address)));
+	if (lines_frozen)
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
 				 errmsg("order %s: lines cannot change once the order is %s",
@@ -586,7 +588,7 @@ order_check_frozen(Relation rel, const char *order_id, OrderStatus stored,
 						   order_status_names[stored]),
 				 errtableconstraint(rel, "order_frozen_after_confirm"),
 				 errtablecol(rel, Anum_orders_lines)));
-	if (address_changed && stored != ORDER_PENDING && stored != ORDER_CONFIRMED)
+	if (address_frozen)
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
 				 errmsg("order %s: shipping_address cannot change once the order is %s",

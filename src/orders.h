@@ -127,6 +127,7 @@ typedef struct OrdersCatalog
 
 	Oid			relids[TABLE_COUNT];
 	char	   *refusal[TABLE_COUNT];	/* what a direct write would skip, or NULL */
+	bool		row_security[TABLE_COUNT];	/* enabled: asked per role at each write */
 	Oid			orders_rowtype;
 	Oid			orders_pkey;
 	Oid			events_seqid;
@@ -154,10 +155,10 @@ extern const OrdersCatalog *orders_open(FunctionCallInfo fcinfo,
 										const LOCKMODE locks[TABLE_COUNT],
 										OrdersCall *call);
 extern void orders_close(OrdersCall *call);
-extern void orders_check_rls_write(Relation rel);
 extern bool orders_may_read(const OrdersCatalog *cat);
 extern void orders_check_can_read(const OrdersCatalog *cat, const char *what);
 extern char *orders_schema_untrusted(Oid nsp);
+extern char *orders_role_name(Oid role);
 extern OrderStatus order_status_from_oid(const OrdersCatalog *cat, Oid label, bool given);
 extern void composite_deform(Datum value, TupleDesc desc, Datum *values, bool *nulls);
 

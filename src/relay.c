@@ -274,7 +274,7 @@ relay_trusted_schema(void)
 					 errmsg("orders relay worker is not relaying: schema \"%s\" cannot be trusted",
 							get_namespace_name(nsp)),
 					 errdetail("%s.", reason),
-					 errhint("Give the schema back to a superuser, and revoke CREATE on it from other roles.")));
+					 errhint("Undo what the detail names; the worker checks again before every pass.")));
 		warned = true;
 		return NULL;
 	}

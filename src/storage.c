@@ -126,6 +126,18 @@ storage_update(Relation rel, ItemPointer otid, HeapTuple tuple)
 }
 
 /*
+ * "first indexed column = value" for a btree index on a uuid or a text
+ * column (catalog.c checked which), in the index's collation.
+ */
+static void
+key_equals(ScanKey key, Relation index, Datum value)
+{
+	ScanKeyEntryInitialize(key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0],
+						   index->rd_opcintype[0] == UUIDOID ? F_UUID_EQ : F_TEXTEQ, value);
+}
+
+/*
  * Finds the row with the given key through its primary key index, as the
  * active snapshot sees it; stores it in slot.
  */
@@ -137,10 +149,7 @@ storage_fetch(Relation rel, Oid index_oid, Datum value, TupleTableSlot *slot)
 	ScanKeyData key;
 	bool		found;
 
-	/* a uuid or a text key; catalog.c checked the index is a btree on it */
-	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   index->rd_indcollation[0],
-						   index->rd_opcintype[0] == UUIDOID ? F_UUID_EQ : F_TEXTEQ, value);
+	key_equals(&key, index, value);
 	scan = index_beginscan(rel, index, GetActiveSnapshot(), 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
@@ -235,9 +244,7 @@ storage_exists_any(Relation rel, Oid index_oid, Datum key)
 	ScanKeyData skey;
 	bool		found;
 
-	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   index->rd_indcollation[0],
-						   index->rd_opcintype[0] == UUIDOID ? F_UUID_EQ : F_TEXTEQ, key);
+	key_equals(&skey, index, key);
 	for (;;)
 	{
 		SnapshotData dirty;
