@@ -97,6 +97,18 @@ quote_text(const char *s, int len)
 	return buf.data;
 }
 
+/*
+ * The rule an order breaks, as the fields of the error: its table, column and
+ * constraint name.  errtableconstraint() and errtablecol() would each set the
+ * schema and table, and an error's fields are set once.
+ */
+static int
+errviolation(Relation rel, const char *rule, int attnum)
+{
+	errtablecol(rel, attnum);
+	return err_generic_string(PG_DIAG_CONSTRAINT_NAME, rule);
+}
+
 char *
 quote_text_datum(Datum d)
 {
@@ -149,8 +161,7 @@ order_check_currency(Relation rel, const char *order_id, Datum currency, bool is
 				 errdetail("currency is %s.",
 						   quote_text(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t))),
 				 errhint("Use an ISO 4217 code, such as \"EUR\" or \"USD\"."),
-				 errtableconstraint(rel, "order_currency_format"),
-				 errtablecol(rel, Anum_orders_currency)));
+				 errviolation(rel, "order_currency_format", Anum_orders_currency)));
 }
 
 /*
@@ -219,8 +230,7 @@ check_product_unique(Relation rel, const char *order_id, LineProduct *products, 
 					 errdetail("lines[%d] and lines[%d] both have product_id %s.",
 							   products[i - 1].line, products[i].line, pid),
 					 errhint("Put the whole quantity of a product in one line."),
-					 errtableconstraint(rel, "order_line_product_unique"),
-					 errtablecol(rel, Anum_orders_lines)));
+					 errviolation(rel, "order_line_product_unique", Anum_orders_lines)));
 		}
 	}
 }
@@ -268,8 +278,7 @@ check_line(Relation rel, const OrdersCatalog *cat, const char *order_id,
 				 errdetail("lines[%d].product_name is %s, %d characters long.",
 						   line, quote_text(VARDATA_ANY(name), name_len),
 						   pg_mbstrlen_with_len(VARDATA_ANY(name), name_len)),
-				 errtableconstraint(rel, "order_line_product_name"),
-				 errtablecol(rel, Anum_orders_lines)));
+				 errviolation(rel, "order_line_product_name", Anum_orders_lines)));
 
 	quantity = DatumGetInt32(values[Anum_line_quantity - 1]);
 	if (quantity < QUANTITY_MIN || quantity > QUANTITY_MAX)
@@ -278,8 +287,7 @@ check_line(Relation rel, const OrdersCatalog *cat, const char *order_id,
 				 errmsg("order %s: lines[%d].quantity is out of range", order_id, line),
 				 errdetail("lines[%d].quantity is %d; it must be between %d and %d.",
 						   line, quantity, QUANTITY_MIN, QUANTITY_MAX),
-				 errtableconstraint(rel, "order_line_quantity_range"),
-				 errtablecol(rel, Anum_orders_lines)));
+				 errviolation(rel, "order_line_quantity_range", Anum_orders_lines)));
 
 	unit_price = DatumGetInt64(values[Anum_line_unit_price - 1]);
 	if (unit_price < UNIT_PRICE_MIN || unit_price > UNIT_PRICE_MAX)
@@ -289,8 +297,7 @@ check_line(Relation rel, const OrdersCatalog *cat, const char *order_id,
 				 errdetail("lines[%d].unit_price is " INT64_FORMAT "; it must be between "
 						   INT64_FORMAT " and " INT64_FORMAT " (minor units).",
 						   line, unit_price, UNIT_PRICE_MIN, UNIT_PRICE_MAX),
-				 errtableconstraint(rel, "order_line_unit_price_range"),
-				 errtablecol(rel, Anum_orders_lines)));
+				 errviolation(rel, "order_line_unit_price_range", Anum_orders_lines)));
 
 	product->product_id = DatumGetUUIDP(values[Anum_line_product_id - 1]);
 	product->line = line;
@@ -345,8 +352,7 @@ order_check_lines(Relation rel, const OrdersCatalog *cat, const char *order_id,
 				 errmsg("order %s: too many lines", order_id),
 				 errdetail("lines has %d elements; an order has at most %d.",
 						   n, ORDER_LINES_MAX),
-				 errtableconstraint(rel, "order_lines_max"),
-				 errtablecol(rel, Anum_orders_lines)));
+				 errviolation(rel, "order_lines_max", Anum_orders_lines)));
 
 	products = palloc(sizeof(LineProduct) * Max(n, 1));
 
@@ -400,8 +406,7 @@ check_address_text(Relation rel, const char *order_id, const char *field,
 				 errdetail("shipping_address.%s is %s, %d characters long.",
 						   field, quote_text(VARDATA_ANY(t), len),
 						   pg_mbstrlen_with_len(VARDATA_ANY(t), len)),
-				 errtableconstraint(rel, "order_address_fields"),
-				 errtablecol(rel, Anum_orders_shipping_address)));
+				 errviolation(rel, "order_address_fields", Anum_orders_shipping_address)));
 }
 
 void
@@ -440,8 +445,7 @@ order_check_address(Relation rel, const OrdersCatalog *cat, const char *order_id
 				 errdetail("shipping_address.country is %s.",
 						   quote_text_datum(values[Anum_address_country - 1])),
 				 errhint("Use an ISO 3166-1 alpha-2 code, such as \"DE\" or \"US\"."),
-				 errtableconstraint(rel, "order_address_fields"),
-				 errtablecol(rel, Anum_orders_shipping_address)));
+				 errviolation(rel, "order_address_fields", Anum_orders_shipping_address)));
 }
 
 /*
@@ -459,8 +463,7 @@ order_check_removable(Relation rel, const char *order_id, OrderStatus status, bo
 				 errmsg("order %s cannot be removed while it is in flight", order_id),
 				 reveal ? errdetail("status is \"%s\".", order_status_names[status]) : 0,
 				 errhint("Cancel a confirmed order, or wait until a shipped one is delivered."),
-				 errtableconstraint(rel, "order_remove_in_flight"),
-				 errtablecol(rel, Anum_orders_status)));
+				 errviolation(rel, "order_remove_in_flight", Anum_orders_status)));
 }
 
 /*
@@ -522,8 +525,7 @@ order_check_status_transition(Relation rel, const char *order_id, OrderStatus fr
 				(errcode(ERRCODE_CHECK_VIOLATION),
 				 errmsg("order %s: status cannot move to %s from the stored status",
 						order_id, order_status_names[to]),
-				 errtableconstraint(rel, "order_status_transition"),
-				 errtablecol(rel, Anum_orders_status)));
+				 errviolation(rel, "order_status_transition", Anum_orders_status)));
 	if (from != to && !status_transition_allowed(from, to))
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
@@ -535,8 +537,7 @@ order_check_status_transition(Relation rel, const char *order_id, OrderStatus fr
 				 errhint("A %s order is final.", order_status_names[from]) :
 				 errhint("Status moves pending, confirmed, shipped, delivered, one step at a time; "
 						 "a pending or confirmed order can be cancelled."),
-				 errtableconstraint(rel, "order_status_transition"),
-				 errtablecol(rel, Anum_orders_status)));
+				 errviolation(rel, "order_status_transition", Anum_orders_status)));
 }
 
 /* Beyond pending (except cancelled), an order needs lines and an address. */
@@ -555,8 +556,7 @@ order_check_ready(Relation rel, const char *order_id, OrderStatus status, int nl
 				 nlines == 0 ?
 				 errdetail("lines is empty.") :
 				 errdetail("shipping_address is null."),
-				 errtableconstraint(rel, "order_ready_to_confirm"),
-				 errtablecol(rel, nlines == 0 ? Anum_orders_lines : Anum_orders_shipping_address)));
+				 errviolation(rel, "order_ready_to_confirm", nlines == 0 ? Anum_orders_lines : Anum_orders_shipping_address)));
 }
 
 /*
@@ -577,8 +577,7 @@ order_check_frozen(Relation rel, const char *order_id, OrderStatus stored,
 				(errcode(ERRCODE_CHECK_VIOLATION),
 				 errmsg("order %s: %s cannot change in the stored status", order_id,
 						lines_frozen ? "lines" : "shipping_address"),
-				 errtableconstraint(rel, "order_frozen_after_confirm"),
-				 errtablecol(rel, lines_frozen ? Anum_orders_lines : Anum_orders_shipping_address)));
+				 errviolation(rel, "order_frozen_after_confirm", lines_frozen ? Anum_orders_lines : Anum_orders_shipping_address)));
 	if (lines_frozen)
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
@@ -586,8 +585,7 @@ order_check_frozen(Relation rel, const char *order_id, OrderStatus stored,
 						order_id, order_status_names[stored]),
 				 errdetail("status is \"%s\"; lines change only while it is \"pending\".",
 						   order_status_names[stored]),
-				 errtableconstraint(rel, "order_frozen_after_confirm"),
-				 errtablecol(rel, Anum_orders_lines)));
+				 errviolation(rel, "order_frozen_after_confirm", Anum_orders_lines)));
 	if (address_frozen)
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
@@ -595,8 +593,7 @@ order_check_frozen(Relation rel, const char *order_id, OrderStatus stored,
 						order_id, order_status_names[stored]),
 				 errdetail("status is \"%s\"; the address changes only while it is \"pending\" or \"confirmed\".",
 						   order_status_names[stored]),
-				 errtableconstraint(rel, "order_frozen_after_confirm"),
-				 errtablecol(rel, Anum_orders_shipping_address)));
+				 errviolation(rel, "order_frozen_after_confirm", Anum_orders_shipping_address)));
 }
 
 /* A uuid or text column's value, as a detail message shows it. */
@@ -633,6 +630,5 @@ order_check_immutable(Relation rel, const char *order_id, int attnum,
 						   detail_value(att->atttypid, given)) :
 				 errdetail("The save gives %s %s, which is not the stored value.", field,
 						   detail_value(att->atttypid, given)),
-				 errtableconstraint(rel, "order_immutable_fields"),
-				 errtablecol(rel, attnum)));
+				 errviolation(rel, "order_immutable_fields", attnum)));
 }
