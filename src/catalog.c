@@ -113,8 +113,7 @@ orders_relcache_callback(Datum arg, Oid relid)
 	}
 }
 
-pg_attribute_noreturn()
-static void
+pg_noreturn static void
 layout_error(const char *relname, const char *what)
 {
 	ereport(ERROR,
@@ -129,8 +128,7 @@ layout_error(const char *relname, const char *what)
  * would enforce it on an INSERT, UPDATE or DELETE, and we will not skip it
  * silently.
  */
-pg_attribute_noreturn()
-static void
+pg_noreturn static void
 unsupported_error(const char *relname, const char *what)
 {
 	ereport(ERROR,
@@ -283,11 +281,7 @@ check_primary_key(Relation rel, const char *relname, AttrNumber keyatt, Oid keyt
 	Relation	index;
 	bool		ok;
 
-#if PG_VERSION_NUM >= 170000
-	pkey = RelationGetPrimaryKeyIndex(rel, false);
-#else
-	pkey = RelationGetPrimaryKeyIndex(rel);
-#endif
+	pkey = compat_primary_key_index(rel);
 	if (!OidIsValid(pkey))
 		layout_error(relname, "it has no primary key");
 
@@ -848,9 +842,19 @@ member_untrusted(Oid ext)
 		{
 			HeapTuple	ttup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(d->objid));
 
+			Form_pg_type typ;
+
 			if (!HeapTupleIsValid(ttup))
 				continue;
-			owner = ((Form_pg_type) GETSTRUCT(ttup))->typowner;
+			typ = (Form_pg_type) GETSTRUCT(ttup);
+			/*
+			 * A table's row type and an array type are members too from 18
+			 * on; their owner is their table's or element's, judged there.
+			 */
+			if (!IsTrueArrayType(typ) &&
+				!(OidIsValid(typ->typrelid) &&
+				  get_rel_relkind(typ->typrelid) != RELKIND_COMPOSITE_TYPE))
+				owner = typ->typowner;
 			ReleaseSysCache(ttup);
 		}
 		else

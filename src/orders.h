@@ -18,6 +18,8 @@
 
 #include "postgres.h"
 
+#include "compat.h"
+
 #include "access/htup.h"
 #include "access/tupdesc.h"
 #include "executor/tuptable.h"
@@ -166,8 +168,7 @@ extern void composite_deform(Datum value, TupleDesc desc, Datum *values, bool *n
 
 extern char *quote_text_datum(Datum d);
 extern bool text_has_controls(Datum d);
-pg_attribute_noreturn()
-extern void not_null_violation(Relation rel, int attnum, const char *order_id,
+pg_noreturn extern void not_null_violation(Relation rel, int attnum, const char *order_id,
 							   const char *field);
 extern void order_check_customer_id(Relation rel, const char *order_id, bool isnull);
 extern void order_check_currency(Relation rel, const char *order_id, Datum currency, bool isnull);

@@ -76,18 +76,14 @@ static Oid	relay_database_oid = InvalidOid;
 /* Set by a write in relay mode; the commit then wakes the worker. */
 static bool wake_at_commit = false;
 
-#if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static void
 relay_shmem_request(void)
 {
-#if PG_VERSION_NUM >= 150000
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-#endif
 	RequestAddinShmemSpace(MAXALIGN(sizeof(RelayShared)));
 }
 
@@ -178,12 +174,8 @@ relay_init(void)
 							   0,
 							   NULL, relay_database_assign, NULL);
 
-#if PG_VERSION_NUM >= 150000
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = relay_shmem_request;
-#else
-	relay_shmem_request();
-#endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = relay_shmem_startup;
 
@@ -357,8 +349,7 @@ database_exists(const char *name)
  * exits to be started again (a process connects to one database, once).
  * A missing database is said once, not with a FATAL error a second.
  */
-pg_attribute_noreturn()
-static void
+pg_noreturn static void
 relay_wait_for_database(void)
 {
 	bool		said = false;
@@ -383,7 +374,7 @@ relay_wait_for_database(void)
 					 errhint("Create the database, or set orders.relay_database and reload.")));
 		said = true;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 RELAY_DATABASE_WAIT_MS, PG_WAIT_EXTENSION);
+						 RELAY_DATABASE_WAIT_MS, compat_wait_event("OrdersRelayDatabase"));
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -399,6 +390,7 @@ void
 orders_relay_main(Datum arg)
 {
 	char	   *database;
+	uint32		wait_idle;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -447,6 +439,7 @@ orders_relay_main(Datum arg)
 	relay_shared->latch = MyLatch;
 
 	ereport(LOG, (errmsg("orders relay worker started for database \"%s\"", relay_database)));
+	wait_idle = compat_wait_event("OrdersRelayIdle");
 
 	for (;;)
 	{
@@ -465,7 +458,7 @@ orders_relay_main(Datum arg)
 			pg_usleep(RELAY_GATHER_MS * 1000L);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 RELAY_IDLE_MS, PG_WAIT_EXTENSION);
+						 RELAY_IDLE_MS, wait_idle);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)

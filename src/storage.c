@@ -52,12 +52,7 @@ insert_index_entries(Relation rel, HeapTuple tuple, bool only_summarizing)
 	ExecOpenIndices(rri, false);
 	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
 	ExecStoreHeapTuple(tuple, slot, false);
-#if PG_VERSION_NUM >= 160000
-	ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL, only_summarizing);
-#else
-	(void) only_summarizing;
-	ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
-#endif
+	compat_insert_index_tuples(rri, slot, estate, only_summarizing);
 	ExecDropSingleTupleTableSlot(slot);
 	ExecCloseIndices(rri);
 	FreeExecutorState(estate);
@@ -108,21 +103,13 @@ storage_insert(Relation rel, HeapTuple tuple)
 void
 storage_update(Relation rel, ItemPointer otid, HeapTuple tuple)
 {
-#if PG_VERSION_NUM >= 160000
 	TU_UpdateIndexes update_indexes;
-#endif
 
 	check_not_null(rel, tuple);
 	CheckCmdReplicaIdentity(rel, CMD_UPDATE);
-#if PG_VERSION_NUM >= 160000
-	simple_heap_update(rel, otid, tuple, &update_indexes);
+	compat_simple_heap_update(rel, otid, tuple, &update_indexes);
 	if (update_indexes != TU_None)
 		insert_index_entries(rel, tuple, update_indexes == TU_Summarizing);
-#else
-	simple_heap_update(rel, otid, tuple);
-	if (!HeapTupleIsHeapOnly(tuple))
-		insert_index_entries(rel, tuple, false);
-#endif
 }
 
 /*
@@ -150,7 +137,7 @@ storage_fetch(Relation rel, Oid index_oid, Datum value, TupleTableSlot *slot)
 	bool		found;
 
 	key_equals(&key, index, value);
-	scan = index_beginscan(rel, index, GetActiveSnapshot(), 1, 0);
+	scan = compat_index_beginscan(rel, index, GetActiveSnapshot(), 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	index_endscan(scan);
@@ -252,7 +239,7 @@ storage_exists_any(Relation rel, Oid index_oid, Datum key)
 		TransactionId wait_for;
 
 		InitDirtySnapshot(dirty);
-		scan = index_beginscan(rel, index, &dirty, 1, 0);
+		scan = compat_index_beginscan(rel, index, &dirty, 1, 0);
 		index_rescan(scan, &skey, 1, NULL, 0);
 		found = index_getnext_slot(scan, ForwardScanDirection, slot);
 		index_endscan(scan);

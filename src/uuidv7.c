@@ -6,14 +6,34 @@
  * increasing even within a millisecond (RFC 9562 section 6.2, method 3), so an
  * order's id sorts with its creation time and keyset pagination by id follows
  * creation order.
+ *
+ * PostgreSQL 18 makes the same kind of id itself, from a nanosecond clock;
+ * there we use its generator rather than ours.
  */
 #include "postgres.h"
 
+#include "utils/fmgrprotos.h"
 #include "utils/timestamp.h"
 
 #include "orders.h"
 
 PG_FUNCTION_INFO_V1(orders_next_id);
+
+#if HAVE_BUILTIN_UUIDV7
+
+void
+uuidv7_generate(pg_uuid_t *out)
+{
+	LOCAL_FCINFO(fcinfo, 0);
+	pg_uuid_t  *made;
+
+	InitFunctionCallInfoData(*fcinfo, NULL, 0, InvalidOid, NULL, NULL);
+	made = DatumGetUUIDP(uuidv7(fcinfo));
+	memcpy(out, made, sizeof(pg_uuid_t));
+	pfree(made);
+}
+
+#else
 
 /* Microseconds between the Unix epoch and PostgreSQL's (2000-01-01). */
 #define UNIX_TO_PG_EPOCH_USEC \
@@ -50,6 +70,8 @@ uuidv7_generate(pg_uuid_t *out)
 	/* byte 8: the RFC 4122 variant */
 	out->data[8] = (out->data[8] & 0x3F) | 0x80;
 }
+
+#endif							/* HAVE_BUILTIN_UUIDV7 */
 
 void
 uuid_format(const pg_uuid_t *uuid, char *out)

@@ -53,6 +53,12 @@ sub relay_caught_up
 
 my $first = worker_pid();
 ok($first, "the relay worker runs (pid $first)");
+# From 17 on, pg_stat_activity names what the idle worker waits for.
+my $idle_event = $node->safe_psql('postgres', 'SHOW server_version_num') >= 170000
+  ? 'OrdersRelayIdle' : 'Extension';
+ok($node->poll_query_until('postgres',
+		qq{SELECT wait_event = '$idle_event' FROM pg_stat_activity WHERE backend_type = 'orders relay'}),
+	"the idle relay worker waits on wait event $idle_event");
 is($node->safe_psql('postgres', 'SET orders.notify = relay; SHOW orders.notify'), 'relay',
 	'orders.notify = relay is accepted where the library is preloaded');
 

@@ -1,0 +1,121 @@
+/*
+ * compat.h: every difference between the PostgreSQL majors orders builds
+ * against (15, 17 and 18; 16 builds too), in one place.
+ *
+ * The rest of the code is written against the newest server's API; this
+ * header supplies it on older ones.  Where a newer major has something better
+ * than our own code, a HAVE_ macro here says so and the code uses it there.
+ * No other file tests PG_VERSION_NUM.
+ */
+#ifndef ORDERS_COMPAT_H
+#define ORDERS_COMPAT_H
+
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "executor/executor.h"
+#include "utils/wait_event.h"
+#include "utils/relcache.h"
+
+#if PG_VERSION_NUM < 150000
+#error "orders needs PostgreSQL 15 or later"
+#endif
+
+/*
+ * 18 replaced the pg_attribute_noreturn() attribute by pg_noreturn, a C11
+ * function specifier written first in the declaration.
+ */
+#ifndef pg_noreturn
+#define pg_noreturn pg_attribute_noreturn()
+#endif
+
+/*
+ * 18 can return a deferrable primary key too; catalog.c wants what 15 and
+ * 17 return, an immediate one or none.
+ */
+static inline Oid
+compat_primary_key_index(Relation rel)
+{
+#if PG_VERSION_NUM >= 180000
+	return RelationGetPrimaryKeyIndex(rel, false);
+#else
+	return RelationGetPrimaryKeyIndex(rel);
+#endif
+}
+
+/*
+ * 16 has summarizing indexes (BRIN) that a HOT update must still be told
+ * about; heap updates say which indexes need new entries, and index
+ * insertion is told whether it is for summarizing indexes only.
+ */
+#if PG_VERSION_NUM < 160000
+typedef enum TU_UpdateIndexes
+{
+	TU_None,
+	TU_All,
+	TU_Summarizing
+} TU_UpdateIndexes;
+#endif
+
+static inline void
+compat_simple_heap_update(Relation rel, ItemPointer otid, HeapTuple tuple,
+						  TU_UpdateIndexes *update_indexes)
+{
+#if PG_VERSION_NUM >= 160000
+	simple_heap_update(rel, otid, tuple, update_indexes);
+#else
+	simple_heap_update(rel, otid, tuple);
+	*update_indexes = HeapTupleIsHeapOnly(tuple) ? TU_None : TU_All;
+#endif
+}
+
+static inline void
+compat_insert_index_tuples(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate,
+						   bool only_summarizing)
+{
+#if PG_VERSION_NUM >= 160000
+	(void) ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL,
+								 only_summarizing);
+#else
+	Assert(!only_summarizing);
+	(void) ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
+#endif
+}
+
+/*
+ * 18 lets an index scan count its searches for EXPLAIN; ours are not
+ * explained.
+ */
+static inline IndexScanDesc
+compat_index_beginscan(Relation heap, Relation index, Snapshot snapshot,
+					   int nkeys, int norderbys)
+{
+#if PG_VERSION_NUM >= 180000
+	return index_beginscan(heap, index, snapshot, NULL, nkeys, norderbys);
+#else
+	return index_beginscan(heap, index, snapshot, nkeys, norderbys);
+#endif
+}
+
+/*
+ * 17 lets an extension name its wait events, as pg_stat_activity shows
+ * them; before, every one is "Extension".
+ */
+static inline uint32
+compat_wait_event(const char *name)
+{
+#if PG_VERSION_NUM >= 170000
+	return WaitEventExtensionNew(name);
+#else
+	return PG_WAIT_EXTENSION;
+#endif
+}
+
+/*
+ * 18 generates version 7 UUIDs itself, from a nanosecond clock and
+ * monotonic within a backend: orders_next_id() uses it there.
+ */
+#define HAVE_BUILTIN_UUIDV7 (PG_VERSION_NUM >= 180000)
+
+#endif							/* ORDERS_COMPAT_H */
