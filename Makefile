@@ -38,5 +38,5 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# every source file shares the one header
-$(OBJS): src/orders.h
+# every source file shares the one header, and through it the compat header
+$(OBJS): src/orders.h src/compat.h

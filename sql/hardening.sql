@@ -85,8 +85,9 @@ BEGIN
     END;
     RETURN 1;
 END $$;
+-- (An index build runs with a search_path of pg_catalog from 17 on.)
 CREATE FUNCTION regress_index_fn(order_line[]) RETURNS integer LANGUAGE sql IMMUTABLE
-AS 'SELECT regress_inner()';
+SET search_path = public AS 'SELECT regress_inner()';
 CREATE INDEX regress_lines_idx ON orders (regress_index_fn(lines));
 SET regress.nested = on;
 SELECT version, total FROM orders_save(jsonb_populate_record(cur('a0000000-0000-0000-0000-0000000000a0'),
@@ -119,7 +120,9 @@ ALTER TABLE orders DISABLE ROW LEVEL SECURITY;
 
 -- A publication that publishes deletes needs a replica identity, as DELETE does.
 ALTER TABLE orders REPLICA IDENTITY NOTHING;
+SET client_min_messages = error;  -- the wal_level warning is worded per major
 CREATE PUBLICATION regress_pub FOR TABLE orders;
+RESET client_min_messages;
 SELECT err($$SELECT orders_remove('a0000000-0000-0000-0000-0000000000a3')$$);
 DROP PUBLICATION regress_pub;
 ALTER TABLE orders REPLICA IDENTITY DEFAULT;
@@ -249,6 +252,8 @@ RESET ROLE;
 \set regress_db :DBNAME
 CREATE DATABASE regress_hardening OWNER regress_app;
 \c regress_hardening
+-- From 18 on, an error in an extension script names its line.
+\set SHOW_CONTEXT never
 CREATE EXTENSION orders;
 CREATE SCHEMA regress_owned AUTHORIZATION regress_app;
 CREATE EXTENSION orders SCHEMA regress_owned;

@@ -848,8 +848,9 @@ member_untrusted(Oid ext)
 				continue;
 			typ = (Form_pg_type) GETSTRUCT(ttup);
 			/*
-			 * A table's row type and an array type are members too from 18
-			 * on; their owner is their table's or element's, judged there.
+			 * A table's row type and an array type are members too on 17
+			 * and 18; their owner is their table's or element's, judged
+			 * there.
 			 */
 			if (!IsTrueArrayType(typ) &&
 				!(OidIsValid(typ->typrelid) &&

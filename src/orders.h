@@ -12,6 +12,7 @@
  *   api.c         the SQL-callable functions, composing the above
  *   relay.c       orders.notify = relay: the background worker that sends NOTIFY
  *   module.c      loading the library: the orders.* settings
+ *   compat.h      the differences between PostgreSQL majors
  */
 #ifndef ORDERS_H
 #define ORDERS_H

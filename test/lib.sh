@@ -1,11 +1,31 @@
-# Sourced by test/check and test/demo: what both need before they start.
+# Sourced by the scripts in test/: what they need before they start.
 
+# The major tested by default: Debian 12's own packages.
 PG_MAJOR=15
-PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
-PG_CONFIG=$PG_BIN/pg_config
 
-# Debian packages the build and the tests need.
-DEPS="make gcc postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libipc-run-perl python3 python3-psycopg2"
+# set_pg_config PATH: the PostgreSQL installation to build and test against.
+set_pg_config() {
+	PG_CONFIG=$1
+	PG_BIN=$("$PG_CONFIG" --bindir)
+}
+
+# PG_CONFIG from the environment picks another installation.
+PG_CONFIG_GIVEN=${PG_CONFIG:+1}
+
+# use_pg [MAJOR]: picks the PostgreSQL to build and test against: MAJOR as
+# test/pg-build makes it, else PG_CONFIG from the environment, else Debian's
+# own PG_MAJOR.
+use_pg() {
+	if [ -n "${1:-}" ] || [ -z "$PG_CONFIG_GIVEN" ]; then
+		set_pg_config "$(test/pg-build "${1:-$PG_MAJOR}")"
+	else
+		set_pg_config "$PG_CONFIG"
+	fi
+}
+
+# Debian packages the build and the tests need (test/pg-build installs the
+# server itself).
+DEPS=${DEPS:-"make gcc libipc-run-perl python3 python3-psycopg2"}
 
 say() { printf '\n== %s\n' "$*"; }
 
