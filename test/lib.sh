@@ -48,10 +48,11 @@ install_deps() {
 	apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
 
+# build_and_install [MAKE-ARGS...]
 build_and_install() {
 	say "building and installing the extension"
 	make -s PG_CONFIG="$PG_CONFIG" clean
-	make -s PG_CONFIG="$PG_CONFIG"
+	make -s PG_CONFIG="$PG_CONFIG" "$@"
 	make -s PG_CONFIG="$PG_CONFIG" install
 }
 
