@@ -67,7 +67,7 @@ SELECT orders_events_register('regress');
 SELECT count(*) FROM orders_events_read('regress');
 SELECT orders_events_ack('regress', 0);
 SELECT err($$UPDATE order_event_consumers SET batch_position = 0$$);
-SELECT err($$SELECT * FROM orders_events_batch('1:1:', '1:1:', 0, 1)$$);
+SELECT err($$SELECT * FROM orders_events_batch(NULL::order_event_consumers, 1)$$);
 SELECT err($$SELECT orders_events_purge()$$);
 RESET ROLE;
 SELECT orders_events_unregister('regress');

@@ -174,6 +174,8 @@ static const ColumnSpec consumers_columns[Natts_consumers] = {
 	{"name", TEXTOID}, {"acked_snapshot", PG_SNAPSHOTOID}, {"batch_snapshot", PG_SNAPSHOTOID},
 	{"batch_position", INT8OID}, {"registered_at", TIMESTAMPTZOID},
 	{"acked_at", TIMESTAMPTZOID}, {"owner", REGROLEOID},
+	{"acked_top_position", INT8OID}, {"acked_next_xid", XID8OID},
+	{"batch_top_position", INT8OID}, {"batch_next_xid", XID8OID},
 };
 static const ColumnSpec line_fields[Natts_line] = {
 	{"product_id", UUIDOID}, {"product_name", TEXTOID}, {"quantity", INT4OID},
@@ -421,18 +423,25 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 	c->events_order_index = find_events_order_index(rel);
 	table_close(rel, AccessShareLock);
 
-	/* order_event_consumers: named checkpoints, written in C from 1.4 */
+	/*
+	 * order_event_consumers: named checkpoints, written in C from 1.4, each
+	 * snapshot with its bounds from 1.5.
+	 */
 	if (OidIsValid(c->relids[TABLE_CONSUMERS]))
 	{
+		int			natts;
+
 		rel = table_open(c->relids[TABLE_CONSUMERS], AccessShareLock);
-		if (RelationGetDescr(rel)->natts == Natts_consumers)
+		natts = RelationGetDescr(rel)->natts;
+		if (natts == Natts_consumers || natts == Anum_consumers_owner)
 		{
-			check_heap_table(rel, "order_event_consumers", consumers_columns, Natts_consumers,
+			c->consumers_have_bounds = natts == Natts_consumers;
+			check_heap_table(rel, "order_event_consumers", consumers_columns, natts,
 							 c, TABLE_CONSUMERS);
 			c->consumers_pkey = check_primary_key(rel, "order_event_consumers",
 												  Anum_consumers_name, TEXTOID);
 		}
-		else if (RelationGetDescr(rel)->natts != Natts_consumers - 1)	/* before 1.4 */
+		else if (natts != Anum_consumers_owner - 1) /* before 1.4 */
 			c->refusal[TABLE_CONSUMERS] = "a different number of columns";
 		table_close(rel, AccessShareLock);
 	}

@@ -19,8 +19,11 @@
 
 #include "access/htup_details.h"
 #include "access/tableam.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "commands/sequence.h"
+#include "storage/bufmgr.h"
 #include "catalog/pg_authid_d.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
@@ -31,6 +34,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/xid8.h"
 
 #include "orders.h"
 
@@ -38,6 +42,8 @@ PG_FUNCTION_INFO_V1(orders_events_register);
 PG_FUNCTION_INFO_V1(orders_events_unregister);
 PG_FUNCTION_INFO_V1(orders_events_consumer);
 PG_FUNCTION_INFO_V1(orders_events_checkpoint);
+PG_FUNCTION_INFO_V1(orders_events_open_batch);
+PG_FUNCTION_INFO_V1(orders_events_advance);
 
 /* The relay worker's consumer (relay.c); nobody else may register it. */
 #define RELAY_CONSUMER "orders_relay"
@@ -129,6 +135,58 @@ not_registered(text *name)
 }
 
 /*
+ * The last position the sequence has handed out, read from its page as
+ * nextval() leaves it (CACHE 1: every value is written there as it is
+ * taken).  Needs no privilege on the sequence: it is the extension's own.
+ */
+static int64
+last_position_taken(Oid seqid)
+{
+	Relation	seqrel = relation_open(seqid, AccessShareLock);
+	Buffer		buf = ReadBuffer(seqrel, 0);
+	Page		page;
+	ItemId		lp;
+	HeapTupleHeader tuple;
+	Form_pg_sequence_data seq;
+	int64		last;
+
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	lp = PageGetItemId(page, FirstOffsetNumber);
+	Assert(ItemIdIsNormal(lp));
+	tuple = (HeapTupleHeader) PageGetItem(page, lp);
+	seq = (Form_pg_sequence_data) ((char *) tuple + tuple->t_hoff);
+	/* not called yet: nothing taken, and the first value is last_value */
+	last = seq->is_called ? seq->last_value : seq->last_value - 1;
+	UnlockReleaseBuffer(buf);
+	relation_close(seqrel, AccessShareLock);
+	return last;
+}
+
+/*
+ * A consumer's cut of the outbox: a snapshot, and what bounds the events it
+ * does not see.  This is what keeps a batch's cost to the batch, whatever
+ * the backlog (see "Gap-free reading" in the install script).
+ *
+ * The snapshot is the statement's, taken before this runs; the last
+ * position taken is read after it, and the next transaction id after that.
+ * So every event above top_position took its position after the snapshot
+ * and is not in it; and an event at or below it that the snapshot does not
+ * see belongs to a transaction that had its id before top_position was
+ * read (event_emit takes the id first): one the snapshot saw running (its
+ * xip) or one at or above its xmax and below next_xid.  Those are a few
+ * transactions, found through the (xid, position) index, never a scan of
+ * the backlog.
+ */
+static void
+read_cut(const OrdersCatalog *cat, Datum *snapshot, Datum *top_position, Datum *next_xid)
+{
+	*snapshot = OidFunctionCall0Coll(F_PG_CURRENT_SNAPSHOT, InvalidOid);
+	*top_position = Int64GetDatum(last_position_taken(cat->events_seqid));
+	*next_xid = FullTransactionIdGetDatum(ReadNextFullTransactionId());
+}
+
+/*
  * orders_events_register(consumer text, from_start boolean) RETURNS boolean:
  * a new consumer, owned by the current role; false when the name is taken.
  * From now: what is committed now counts as acknowledged.  From the start:
@@ -178,6 +236,22 @@ orders_events_register(PG_FUNCTION_ARGS)
 		nulls[Anum_consumers_acked_at - 1] = true;
 		/* the relay worker's consumer is nobody's but the bootstrap superuser's */
 		values[Anum_consumers_owner - 1] = ObjectIdGetDatum(relay ? BOOTSTRAP_SUPERUSERID : GetUserId());
+		if (cat->consumers_have_bounds)
+		{
+			if (from_start)
+			{
+				/* before every position and every transaction */
+				values[Anum_consumers_acked_top_position - 1] = Int64GetDatum(0);
+				values[Anum_consumers_acked_next_xid - 1] =
+					FullTransactionIdGetDatum(FullTransactionIdFromU64(1));
+			}
+			else
+				read_cut(cat, &values[Anum_consumers_acked_snapshot - 1],
+						 &values[Anum_consumers_acked_top_position - 1],
+						 &values[Anum_consumers_acked_next_xid - 1]);
+			nulls[Anum_consumers_batch_top_position - 1] = true;
+			nulls[Anum_consumers_batch_next_xid - 1] = true;
+		}
 		storage_insert(rel, heap_form_tuple(RelationGetDescr(rel), values, nulls));
 	}
 	orders_close(&call);
@@ -228,6 +302,28 @@ orders_events_consumer(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Writes the consumer's changed row over the locked one in slot; an
+ * acknowledgement stamps acked_at.  Returns the row written.
+ */
+static HeapTuple
+store_checkpoint(OrdersCall *call, TupleTableSlot *slot, Datum *values, bool *nulls,
+				 bool acked)
+{
+	Relation	rel = call->rel[TABLE_CONSUMERS];
+	HeapTuple	tuple;
+
+	if (acked)
+	{
+		values[Anum_consumers_acked_at - 1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		nulls[Anum_consumers_acked_at - 1] = false;
+	}
+	tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+	storage_update(rel, &slot->tts_tid, tuple);
+	ExecDropSingleTupleTableSlot(slot);
+	return tuple;
+}
+
+/*
  * orders_events_checkpoint(consumer text, acked_snapshot pg_snapshot,
  *     batch_snapshot pg_snapshot, batch_position bigint, acked boolean):
  * moves the consumer's checkpoint; acked: an acknowledgement (stamps
@@ -253,20 +349,113 @@ orders_events_checkpoint(PG_FUNCTION_ARGS)
 	slot = table_slot_create(rel, NULL);
 	if (!lock_own_consumer(&call, name, slot))
 		not_registered(name);
+	if (call.cat->consumers_have_bounds)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("orders_events_checkpoint() serves extension orders 1.4 only"),
+				 errdetail("From 1.5 on, orders_events_open_batch() and orders_events_advance() move checkpoints.")));
 	slot_getallattrs(slot);
-	memcpy(values, slot->tts_values, sizeof(values));
-	memcpy(nulls, slot->tts_isnull, sizeof(nulls));
+	memcpy(values, slot->tts_values, sizeof(Datum) * Anum_consumers_owner);
+	memcpy(nulls, slot->tts_isnull, sizeof(bool) * Anum_consumers_owner);
 	values[Anum_consumers_acked_snapshot - 1] = PG_GETARG_DATUM(1);
 	nulls[Anum_consumers_batch_snapshot - 1] = PG_ARGISNULL(2);
 	values[Anum_consumers_batch_snapshot - 1] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	values[Anum_consumers_batch_position - 1] = PG_GETARG_DATUM(3);
-	if (PG_GETARG_BOOL(4))
+	store_checkpoint(&call, slot, values, nulls, PG_GETARG_BOOL(4));
+	orders_close(&call);
+	PG_RETURN_VOID();
+}
+
+/* The consumer's row, locked, for a change on a 1.5 table or later. */
+static TupleTableSlot *
+lock_checkpoint(FunctionCallInfo fcinfo, text *name, const char *what, OrdersCall *call,
+				Datum *values, bool *nulls)
+{
+	const OrdersCatalog *cat = open_consumers(fcinfo, what, call);
+	TupleTableSlot *slot;
+
+	if (!cat->consumers_have_bounds)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s needs extension orders 1.5 or later", what),
+				 errhint("ALTER EXTENSION orders UPDATE")));
+	slot = table_slot_create(call->rel[TABLE_CONSUMERS], NULL);
+	if (!lock_own_consumer(call, name, slot))
+		not_registered(name);
+	slot_getallattrs(slot);
+	memcpy(values, slot->tts_values, sizeof(Datum) * Natts_consumers);
+	memcpy(nulls, slot->tts_isnull, sizeof(bool) * Natts_consumers);
+	return slot;
+}
+
+/*
+ * orders_events_open_batch(consumer text) RETURNS order_event_consumers:
+ * opens the consumer's next batch, everything committed after its
+ * checkpoint up to now: the batch's cut is taken now.  Returns the row.
+ */
+Datum
+orders_events_open_batch(PG_FUNCTION_ARGS)
+{
+	text	   *name = required_name(fcinfo);
+	OrdersCall	call;
+	Datum		values[Natts_consumers];
+	bool		nulls[Natts_consumers];
+	TupleTableSlot *slot = lock_checkpoint(fcinfo, name, "opening a batch", &call, values, nulls);
+	HeapTuple	tuple;
+	Datum		result;
+
+	read_cut(call.cat, &values[Anum_consumers_batch_snapshot - 1],
+			 &values[Anum_consumers_batch_top_position - 1],
+			 &values[Anum_consumers_batch_next_xid - 1]);
+	nulls[Anum_consumers_batch_snapshot - 1] = false;
+	nulls[Anum_consumers_batch_top_position - 1] = false;
+	nulls[Anum_consumers_batch_next_xid - 1] = false;
+	values[Anum_consumers_batch_position - 1] = Int64GetDatum(0);
+	tuple = store_checkpoint(&call, slot, values, nulls, false);
+	result = heap_copy_tuple_as_datum(tuple, RelationGetDescr(call.rel[TABLE_CONSUMERS]));
+	orders_close(&call);
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * orders_events_advance(consumer text, batch_position bigint,
+ *     batch_done boolean): acknowledges the open batch up to batch_position,
+ * or, when batch_done, all of it: its cut becomes the checkpoint.
+ */
+Datum
+orders_events_advance(PG_FUNCTION_ARGS)
+{
+	text	   *name = required_name(fcinfo);
+	OrdersCall	call;
+	Datum		values[Natts_consumers];
+	bool		nulls[Natts_consumers];
+	TupleTableSlot *slot;
+
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("acknowledging needs a batch position and whether the batch is done")));
+	slot = lock_checkpoint(fcinfo, name, "acknowledging events", &call, values, nulls);
+	if (nulls[Anum_consumers_batch_snapshot - 1])
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("consumer %s has no batch open", quote_text_datum(PointerGetDatum(name)))));
+	if (PG_GETARG_BOOL(2))
 	{
-		values[Anum_consumers_acked_at - 1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-		nulls[Anum_consumers_acked_at - 1] = false;
+		/* the batch's cut becomes the checkpoint; no batch is open */
+		values[Anum_consumers_acked_snapshot - 1] = values[Anum_consumers_batch_snapshot - 1];
+		values[Anum_consumers_acked_top_position - 1] = values[Anum_consumers_batch_top_position - 1];
+		values[Anum_consumers_acked_next_xid - 1] = values[Anum_consumers_batch_next_xid - 1];
+		nulls[Anum_consumers_acked_top_position - 1] = nulls[Anum_consumers_batch_top_position - 1];
+		nulls[Anum_consumers_acked_next_xid - 1] = nulls[Anum_consumers_batch_next_xid - 1];
+		nulls[Anum_consumers_batch_snapshot - 1] = true;
+		nulls[Anum_consumers_batch_top_position - 1] = true;
+		nulls[Anum_consumers_batch_next_xid - 1] = true;
+		values[Anum_consumers_batch_position - 1] = Int64GetDatum(0);
 	}
-	storage_update(rel, &slot->tts_tid, heap_form_tuple(RelationGetDescr(rel), values, nulls));
-	ExecDropSingleTupleTableSlot(slot);
+	else
+		values[Anum_consumers_batch_position - 1] = PG_GETARG_DATUM(1);
+	store_checkpoint(&call, slot, values, nulls, true);
 	orders_close(&call);
 	PG_RETURN_VOID();
 }

@@ -71,7 +71,11 @@ enum
 	Anum_consumers_registered_at,
 	Anum_consumers_acked_at,
 	Anum_consumers_owner,		/* from 1.4 */
-	Natts_consumers = Anum_consumers_owner
+	Anum_consumers_acked_top_position,	/* from 1.5: the bounds of each snapshot */
+	Anum_consumers_acked_next_xid,
+	Anum_consumers_batch_top_position,
+	Anum_consumers_batch_next_xid,
+	Natts_consumers = Anum_consumers_batch_next_xid
 };
 
 /* Fields of the composite order_line. */
@@ -137,6 +141,7 @@ typedef struct OrdersCatalog
 	bool		events_have_relay;	/* installed at 1.3 or later */
 	Oid			events_order_index; /* (order_id, version), from 1.4; else invalid */
 	Oid			consumers_pkey;		/* from 1.4, with consumers' owners; else invalid */
+	bool		consumers_have_bounds;	/* from 1.5: snapshots with their bounds */
 
 	Oid			status_typid;
 	Oid			status_oids[ORDER_STATUS_COUNT];

@@ -164,15 +164,18 @@ CREATE TABLE public.order_events (position bigint, xid xid8, order_id uuid, type
     version integer, payload jsonb, occurred_at timestamptz, relay boolean);
 CREATE TABLE public.order_event_consumers (name text PRIMARY KEY, acked_snapshot pg_snapshot,
     batch_snapshot pg_snapshot, batch_position bigint, registered_at timestamptz,
-    acked_at timestamptz, owner regrole);
+    acked_at timestamptz, owner regrole, acked_top_position bigint, acked_next_xid xid8,
+    batch_top_position bigint, batch_next_xid xid8);
 GRANT ALL ON public.order_events, public.order_event_consumers TO PUBLIC;
 CREATE FUNCTION public.orders_events_register(text, boolean) RETURNS boolean
     LANGUAGE plpgsql AS $$BEGIN PERFORM public.escalate(); RETURN false; END$$;
 CREATE FUNCTION public.orders_events_consumer(text) RETURNS public.order_event_consumers
     LANGUAGE plpgsql AS $$BEGIN PERFORM public.escalate(); RETURN NULL; END$$;
-CREATE FUNCTION public.orders_events_batch(pg_snapshot, pg_snapshot, bigint, integer, boolean)
+CREATE FUNCTION public.orders_events_open_batch(text) RETURNS public.order_event_consumers
+    LANGUAGE plpgsql AS $$BEGIN PERFORM public.escalate(); RETURN NULL; END$$;
+CREATE FUNCTION public.orders_events_batch(public.order_event_consumers, integer, boolean)
     RETURNS SETOF public.order_events LANGUAGE plpgsql AS $$BEGIN PERFORM public.escalate(); END$$;
-CREATE FUNCTION public.orders_events_checkpoint(text, pg_snapshot, pg_snapshot, bigint, boolean)
+CREATE FUNCTION public.orders_events_advance(text, bigint, boolean)
     RETURNS void LANGUAGE plpgsql AS $$BEGIN PERFORM public.escalate(); END$$;
 CREATE FUNCTION public.orders_events_relay_batch(integer)
     RETURNS TABLE ("position" bigint, type text, order_id uuid, version integer)

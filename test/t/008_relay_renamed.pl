@@ -59,15 +59,18 @@ CREATE TABLE orders.order_events (position bigint, xid xid8, order_id uuid, type
     version integer, payload jsonb, occurred_at timestamptz, relay boolean);
 CREATE TABLE orders.order_event_consumers (name text PRIMARY KEY, acked_snapshot pg_snapshot,
     batch_snapshot pg_snapshot, batch_position bigint, registered_at timestamptz,
-    acked_at timestamptz, owner regrole);
+    acked_at timestamptz, owner regrole, acked_top_position bigint, acked_next_xid xid8,
+    batch_top_position bigint, batch_next_xid xid8);
 GRANT ALL ON orders.order_events, orders.order_event_consumers TO PUBLIC;
 CREATE FUNCTION orders.orders_events_register(text, boolean) RETURNS boolean
     LANGUAGE plpgsql AS $$BEGIN PERFORM orders.escalate(); RETURN false; END$$;
 CREATE FUNCTION orders.orders_events_consumer(text) RETURNS orders.order_event_consumers
     LANGUAGE plpgsql AS $$BEGIN PERFORM orders.escalate(); RETURN NULL; END$$;
-CREATE FUNCTION orders.orders_events_batch(pg_snapshot, pg_snapshot, bigint, integer, boolean)
+CREATE FUNCTION orders.orders_events_open_batch(text) RETURNS orders.order_event_consumers
+    LANGUAGE plpgsql AS $$BEGIN PERFORM orders.escalate(); RETURN NULL; END$$;
+CREATE FUNCTION orders.orders_events_batch(orders.order_event_consumers, integer, boolean)
     RETURNS SETOF orders.order_events LANGUAGE plpgsql AS $$BEGIN PERFORM orders.escalate(); END$$;
-CREATE FUNCTION orders.orders_events_checkpoint(text, pg_snapshot, pg_snapshot, bigint, boolean)
+CREATE FUNCTION orders.orders_events_advance(text, bigint, boolean)
     RETURNS void LANGUAGE plpgsql AS $$BEGIN PERFORM orders.escalate(); END$$;
 }, connstr => $node->connstr('shop') . ' user=app');
 # the trap is armed: the relay function, run by a superuser, would escalate
