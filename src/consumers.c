@@ -22,11 +22,12 @@
 #include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
-#include "commands/sequence.h"
-#include "storage/bufmgr.h"
 #include "catalog/pg_authid_d.h"
+#include "commands/sequence.h"
 #include "executor/tuptable.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/bufmgr.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -164,24 +165,99 @@ last_position_taken(Oid seqid)
 }
 
 /*
+ * A snapshot never lists its own transaction, and so calls it visible: a
+ * consumer that handles its events by writing orders in the same
+ * transaction would count its own new events as acknowledged.  The cut
+ * counts this transaction as running.  Rewritten through the type's text
+ * form, the one public way to build a pg_snapshot.
+ */
+static Datum
+snapshot_counting_own_xid(Datum snapshot)
+{
+	FullTransactionId own = GetTopFullTransactionIdIfAny();
+	uint64		own_xid;
+	uint64		xmin;
+	uint64		xmax;
+	int			consumed;
+	char	   *text;
+	char	   *p;
+	bool		placed = false;
+	StringInfoData buf;
+
+	if (!FullTransactionIdIsValid(own) ||
+		!DatumGetBool(DirectFunctionCall2(pg_visible_in_snapshot,
+										  FullTransactionIdGetDatum(own), snapshot)))
+		return snapshot;
+
+	own_xid = U64FromFullTransactionId(own);
+	text = DatumGetCString(DirectFunctionCall1(pg_snapshot_out, snapshot));
+	if (sscanf(text, UINT64_FORMAT ":" UINT64_FORMAT ":%n", &xmin, &xmax, &consumed) != 2)
+		elog(ERROR, "unexpected snapshot \"%s\"", text);
+	initStringInfo(&buf);
+	appendStringInfo(&buf, UINT64_FORMAT ":" UINT64_FORMAT ":", Min(xmin, own_xid), xmax);
+	/* the xip list is sorted: own_xid goes in its place */
+	for (p = text + consumed; *p != '\0';)
+	{
+		char	   *end;
+		uint64		xid = strtou64(p, &end, 10);
+
+		if (!placed && own_xid < xid)
+		{
+			appendStringInfo(&buf, UINT64_FORMAT ",", own_xid);
+			placed = true;
+		}
+		appendStringInfo(&buf, UINT64_FORMAT, xid);
+		p = end;
+		if (*p == ',')
+		{
+			appendStringInfoChar(&buf, ',');
+			p++;
+		}
+	}
+	if (!placed)
+		appendStringInfo(&buf, "%s" UINT64_FORMAT, buf.data[buf.len - 1] == ':' ? "" : ",", own_xid);
+	return DirectFunctionCall1(pg_snapshot_in, CStringGetDatum(buf.data));
+}
+
+static uint64
+snapshot_xmax(Datum snapshot)
+{
+	return U64FromFullTransactionId(DatumGetFullTransactionId(DirectFunctionCall1(pg_snapshot_xmax,
+																					snapshot)));
+}
+
+/*
  * A consumer's cut of the outbox: a snapshot, and what bounds the events it
  * does not see.  This is what keeps a batch's cost to the batch, whatever
- * the backlog (see "Gap-free reading" in the install script).
+ * the backlog (see "Gap-free reading" in orders--1.4--1.5.sql).
  *
- * The snapshot is the statement's, taken before this runs; the last
- * position taken is read after it, and the next transaction id after that.
- * So every event above top_position took its position after the snapshot
- * and is not in it; and an event at or below it that the snapshot does not
- * see belongs to a transaction that had its id before top_position was
- * read (event_emit takes the id first): one the snapshot saw running (its
- * xip) or one at or above its xmax and below next_xid.  Those are a few
- * transactions, found through the (xid, position) index, never a scan of
- * the backlog.
+ * The last position taken is read after the snapshot was taken, and the
+ * next transaction id after that.  So every event above top_position took
+ * its position after the snapshot and is not in it; and an event at or
+ * below it that the snapshot does not see belongs to a transaction that had
+ * its id before top_position was read (event_emit takes the id first): one
+ * the snapshot saw running (its xip) or one at or above its xmax and below
+ * next_xid.  Those are a few transactions, found through the (xid,
+ * position) index, never a scan of the backlog.
+ *
+ * In READ COMMITTED the snapshot is taken now, after the caller locked the
+ * consumer's row: never older than the checkpoint another reader left, and
+ * what the next statement reads sees all of it.  In REPEATABLE READ it is
+ * the transaction's, the one its reads see (a checkpoint moved since would
+ * have failed the lock with a serialization error).
  */
 static void
 read_cut(const OrdersCatalog *cat, Datum *snapshot, Datum *top_position, Datum *next_xid)
 {
-	*snapshot = OidFunctionCall0Coll(F_PG_CURRENT_SNAPSHOT, InvalidOid);
+	if (IsolationUsesXactSnapshot())
+		*snapshot = OidFunctionCall0Coll(F_PG_CURRENT_SNAPSHOT, InvalidOid);
+	else
+	{
+		PushActiveSnapshot(GetLatestSnapshot());
+		*snapshot = OidFunctionCall0Coll(F_PG_CURRENT_SNAPSHOT, InvalidOid);
+		PopActiveSnapshot();
+	}
+	*snapshot = snapshot_counting_own_xid(*snapshot);
 	*top_position = Int64GetDatum(last_position_taken(cat->events_seqid));
 	*next_xid = FullTransactionIdGetDatum(ReadNextFullTransactionId());
 }
@@ -404,9 +480,22 @@ orders_events_open_batch(PG_FUNCTION_ARGS)
 	HeapTuple	tuple;
 	Datum		result;
 
+	if (!nulls[Anum_consumers_batch_snapshot - 1])
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("consumer %s has a batch open", quote_text_datum(PointerGetDatum(name))),
+				 errhint("Acknowledge it with orders_events_ack(), or read on with orders_events_read().")));
 	read_cut(call.cat, &values[Anum_consumers_batch_snapshot - 1],
 			 &values[Anum_consumers_batch_top_position - 1],
 			 &values[Anum_consumers_batch_next_xid - 1]);
+	/* a batch that ends before the checkpoint would move it back */
+	if (snapshot_xmax(values[Anum_consumers_batch_snapshot - 1]) <
+		snapshot_xmax(values[Anum_consumers_acked_snapshot - 1]))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not open a batch of consumer %s: its checkpoint is newer than this transaction's snapshot",
+						quote_text_datum(PointerGetDatum(name))),
+				 errhint("Retry the transaction.")));
 	nulls[Anum_consumers_batch_snapshot - 1] = false;
 	nulls[Anum_consumers_batch_top_position - 1] = false;
 	nulls[Anum_consumers_batch_next_xid - 1] = false;
