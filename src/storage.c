@@ -243,8 +243,11 @@ storage_exists_any(Relation rel, Oid index_oid, Datum key)
 		index_rescan(scan, &skey, 1, NULL, 0);
 		found = index_getnext_slot(scan, ForwardScanDirection, slot);
 		index_endscan(scan);
+		/* the dirty snapshot says who is writing only when it saw a row */
+		if (!found)
+			break;
 		wait_for = TransactionIdIsValid(dirty.xmin) ? dirty.xmin : dirty.xmax;
-		if (!found || !TransactionIdIsValid(wait_for))
+		if (!TransactionIdIsValid(wait_for))
 			break;
 		XactLockTableWait(wait_for, rel, &slot->tts_tid, XLTW_InsertIndex);
 	}
