@@ -15,7 +15,9 @@ SELECT @extschema@.orders_assert_trusted_schema();
 -- next transaction id.  Every event above top_position is newer than the
 -- snapshot.  An event at or below it that the snapshot does not see was
 -- written by a transaction whose id is in the snapshot's xip list or in
--- [xmax, next_xid): the few transactions running when it was taken.  So
+-- [xmax, next_xid): the few transactions running when it was taken (the
+-- reading transaction among them: a snapshot never lists its own, so the
+-- cut adds it).  So
 -- the batch after a checkpoint is
 --   the events of those few transactions, if they have committed since,
 --     each read through (xid, position), and
