@@ -353,8 +353,10 @@ pg_noreturn static void
 relay_wait_for_database(void)
 {
 	bool		said = false;
+	uint32		wait_database;
 
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	wait_database = compat_wait_event("OrdersRelayDatabase");
 	for (;;)
 	{
 		bool		exists;
@@ -374,7 +376,7 @@ relay_wait_for_database(void)
 					 errhint("Create the database, or set orders.relay_database and reload.")));
 		said = true;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 RELAY_DATABASE_WAIT_MS, compat_wait_event("OrdersRelayDatabase"));
+						 RELAY_DATABASE_WAIT_MS, wait_database);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
