@@ -93,7 +93,7 @@ orders_add(PG_FUNCTION_ARGS)
 	Relation	rel = call.rel[TABLE_ORDERS];
 	TupleDesc	desc = RelationGetDescr(rel);
 	pg_uuid_t	id;
-	char		id_text[UUID_LEN * 2 + 5];
+	char		id_text[UUID_TEXT_SIZE];
 	Datum		values[Natts_orders];
 	bool		nulls[Natts_orders] = {0};
 	Datum		lines;
@@ -219,7 +219,7 @@ orders_remove(PG_FUNCTION_ARGS)
 	const OrdersCatalog *cat = orders_open(fcinfo, write_locks, &call);
 	Relation	rel = call.rel[TABLE_ORDERS];
 	pg_uuid_t  *id;
-	char		id_text[UUID_LEN * 2 + 5];
+	char		id_text[UUID_TEXT_SIZE];
 	TupleTableSlot *slot;
 	int32		version;
 	OrderStatus status;
@@ -312,7 +312,7 @@ orders_save(PG_FUNCTION_ARGS)
 	Datum		values[Natts_orders];
 	bool		nulls[Natts_orders];
 	pg_uuid_t  *id;
-	char		id_text[UUID_LEN * 2 + 5];
+	char		id_text[UUID_TEXT_SIZE];
 	Datum		lines;
 	ArrayType  *lines_array;
 	int64		total;

@@ -47,10 +47,10 @@ order_field_equal(Oid typid, Datum a, Datum b)
 static bool
 composite_equal(TupleDesc desc, Datum a, Datum b)
 {
-	Datum		va[Max((int) Natts_line, (int) Natts_address)];
-	Datum		vb[Max((int) Natts_line, (int) Natts_address)];
-	bool		na[Max((int) Natts_line, (int) Natts_address)];
-	bool		nb[Max((int) Natts_line, (int) Natts_address)];
+	Datum		va[COMPOSITE_MAX_FIELDS];
+	Datum		vb[COMPOSITE_MAX_FIELDS];
+	bool		na[COMPOSITE_MAX_FIELDS];
+	bool		nb[COMPOSITE_MAX_FIELDS];
 	int			i;
 
 	Assert(desc->natts <= lengthof(va));

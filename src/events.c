@@ -187,10 +187,10 @@ jb_cstring(JsonbParseState **st, const char *s)
 static void
 jb_uuid(JsonbParseState **st, Datum d)
 {
-	char	   *buf = palloc(UUID_LEN * 2 + 5);
+	char	   *buf = palloc(UUID_TEXT_SIZE);
 
 	uuid_format(DatumGetUUIDP(d), buf);
-	jb_push_string(st, WJB_VALUE, buf, UUID_LEN * 2 + 4);
+	jb_push_string(st, WJB_VALUE, buf, UUID_TEXT_LEN);
 }
 
 static void
@@ -222,8 +222,8 @@ jb_timestamptz(JsonbParseState **st, Datum d)
 static void
 jb_composite_fields(JsonbParseState **st, TupleDesc desc, Datum value)
 {
-	Datum		values[Max((int) Natts_line, (int) Natts_address)];
-	bool		nulls[Max((int) Natts_line, (int) Natts_address)];
+	Datum		values[COMPOSITE_MAX_FIELDS];
+	bool		nulls[COMPOSITE_MAX_FIELDS];
 	int			i;
 
 	Assert(desc->natts <= lengthof(values));
@@ -369,7 +369,7 @@ event_payload_status(OrderStatus from, OrderStatus to)
 void
 event_notify(int64 position, const char *type, const pg_uuid_t *order_id, int32 version)
 {
-	char		order_id_text[UUID_LEN * 2 + 5];
+	char		order_id_text[UUID_TEXT_SIZE];
 	char		payload[256];
 
 	uuid_format(order_id, order_id_text);

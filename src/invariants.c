@@ -220,7 +220,7 @@ check_product_unique(Relation rel, const char *order_id, LineProduct *products, 
 		if (memcmp(products[i - 1].product_id->data, products[i].product_id->data,
 				   UUID_LEN) == 0)
 		{
-			char		pid[UUID_LEN * 2 + 5];
+			char		pid[UUID_TEXT_SIZE];
 
 			uuid_format(products[i].product_id, pid);
 			ereport(ERROR,
@@ -604,7 +604,7 @@ detail_value(Oid typid, Datum value)
 
 	if (typid != UUIDOID)
 		return quote_text_datum(value);
-	buf = palloc(UUID_LEN * 2 + 5);
+	buf = palloc(UUID_TEXT_SIZE);
 	uuid_format(DatumGetUUIDP(value), buf);
 	return buf;
 }

@@ -98,6 +98,13 @@ enum
 	Natts_address = Anum_address_country
 };
 
+/* Room for the fields of either composite, order_line or order_address. */
+#define COMPOSITE_MAX_FIELDS Max((int) Natts_line, (int) Natts_address)
+
+/* A uuid's text form: 36 characters; the size adds the terminating zero. */
+#define UUID_TEXT_LEN (UUID_LEN * 2 + 4)
+#define UUID_TEXT_SIZE (UUID_TEXT_LEN + 1)
+
 /* order_status labels, in the enum's order. */
 typedef enum OrderStatus
 {
@@ -249,6 +256,6 @@ extern void relay_note_write(void);
 /* ---- uuidv7.c ---- */
 
 extern void uuidv7_generate(pg_uuid_t *out);
-extern void uuid_format(const pg_uuid_t *uuid, char *out);	/* 37 bytes */
+extern void uuid_format(const pg_uuid_t *uuid, char *out);	/* UUID_TEXT_SIZE bytes */
 
 #endif							/* ORDERS_H */
