@@ -11,6 +11,7 @@ OBJS = \
 	src/events.o \
 	src/invariants.o \
 	src/module.o \
+	src/notify.o \
 	src/relay.o \
 	src/storage.o \
 	src/uuidv7.o

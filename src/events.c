@@ -2,20 +2,19 @@
  * events.c: domain events, in the caller's transaction.
  *
  * Each event is first a row in the outbox table order_events (durable, the
- * truth), then a NOTIFY on channel orders_events (the wake-up).  Both belong
- * to the caller's transaction: a rollback, of the transaction or of a
- * savepoint around the call, takes back the row and the notification.
+ * truth), then a NOTIFY on channel orders_events (the wake-up: notify.c, or
+ * the relay worker's after commit: relay.c).  Both belong to the caller's
+ * transaction: a rollback, of the transaction or of a savepoint around the
+ * call, takes back the row and the notification.
  */
 #include "postgres.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type_d.h"
-#include "commands/async.h"
 #include "commands/sequence.h"
 #include "utils/array.h"
 #include "utils/arrayaccess.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
@@ -23,121 +22,6 @@
 #include "utils/xid8.h"
 
 #include "orders.h"
-
-#define EVENTS_CHANNEL "orders_events"
-
-/* orders.notify: whether a write also sends NOTIFY in the caller's transaction */
-typedef enum NotifyMode
-{
-	NOTIFY_OFF = 0,
-	NOTIFY_ON,
-	NOTIFY_RELAY
-} NotifyMode;
-
-static const struct config_enum_entry notify_mode_options[] = {
-	{"on", NOTIFY_ON, false},
-	{"off", NOTIFY_OFF, false},
-	{"relay", NOTIFY_RELAY, false},
-	{"true", NOTIFY_ON, true},
-	{"false", NOTIFY_OFF, true},
-	{"yes", NOTIFY_ON, true},
-	{"no", NOTIFY_OFF, true},
-	{"1", NOTIFY_ON, true},
-	{"0", NOTIFY_OFF, true},
-	{NULL, 0, false}
-};
-
-static int	notify_mode = NOTIFY_ON;
-
-/*
- * Which open (sub)transaction levels have sent a NOTIFY of ours, one bit a
- * level (deeper levels share the last bit).  PREPARE TRANSACTION refuses a
- * transaction that notified; knowing it first lets us say what to do.
- */
-static uint64 notified_levels = 0;
-
-static uint64
-level_bit(int level)
-{
-	return UINT64CONST(1) << (Min(level, 64) - 1);
-}
-
-static void
-events_xact_callback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_PRE_PREPARE:
-			if (notified_levels != 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("cannot prepare a transaction that wrote orders with orders.notify = on"),
-						 errdetail("PREPARE TRANSACTION refuses a transaction that has sent NOTIFY."),
-						 errhint("SET LOCAL orders.notify = off in transactions you prepare; "
-								 "the events are in the outbox all the same.")));
-			break;
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			notified_levels = 0;
-			break;
-		default:
-			break;
-	}
-}
-
-static void
-events_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-						SubTransactionId parentSubid, void *arg)
-{
-	int			level = GetCurrentTransactionNestLevel();
-
-	if (level < 2 || (notified_levels & level_bit(level)) == 0)
-		return;
-	if (event == SUBXACT_EVENT_COMMIT_SUB)
-	{
-		/* the parent now holds the notification, unless levels share a bit */
-		if (level <= 64)
-			notified_levels &= ~level_bit(level);
-		notified_levels |= level_bit(level - 1);
-	}
-	else if (event == SUBXACT_EVENT_ABORT_SUB && level <= 64)
-		notified_levels &= ~level_bit(level);
-}
-
-static bool
-notify_mode_check(int *newval, void **extra, GucSource source)
-{
-	if (*newval == NOTIFY_RELAY && !relay_available())
-	{
-		GUC_check_errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE);
-		GUC_check_errmsg("orders.notify = relay needs the orders library preloaded");
-		GUC_check_errhint("Add orders to shared_preload_libraries in postgresql.conf and restart the server.");
-		return false;
-	}
-	return true;
-}
-
-void
-events_init(void)
-{
-	DefineCustomEnumVariable("orders.notify",
-							 "Whether orders' writes send NOTIFY on channel orders_events.",
-							 "on: in the writer's transaction; relay: by the relay worker after "
-							 "the writer commits (needs shared_preload_libraries); off: the "
-							 "outbox row only (two-phase commit, or consumers that poll).",
-							 &notify_mode,
-							 NOTIFY_ON,
-							 notify_mode_options,
-							 PGC_USERSET,
-							 0,
-							 notify_mode_check, NULL, NULL);
-	MarkGUCPrefixReserved("orders");
-	RegisterXactCallback(events_xact_callback, NULL);
-	RegisterSubXactCallback(events_subxact_callback, NULL);
-}
 
 static const char *const event_type_names[EVENT_TYPE_COUNT] = {
 	"order_added",
@@ -362,25 +246,6 @@ event_payload_status(OrderStatus from, OrderStatus to)
 }
 
 /*
- * Sends one event's NOTIFY, at the commit of the current transaction.  Small
- * and fixed-shape, far below NOTIFY's 8000-byte limit: a listener reads the
- * rest from the outbox.  The relay worker sends the same.
- */
-void
-event_notify(int64 position, const char *type, const pg_uuid_t *order_id, int32 version)
-{
-	char		order_id_text[UUID_TEXT_SIZE];
-	char		payload[256];
-
-	uuid_format(order_id, order_id_text);
-	snprintf(payload, sizeof(payload),
-			 "{\"position\": " INT64_FORMAT ", \"type\": \"%s\", \"order_id\": \"%s\", \"version\": %d}",
-			 position, type, order_id_text, version);
-	Async_Notify(EVENTS_CHANNEL, payload);
-	notified_levels |= level_bit(GetCurrentTransactionNestLevel());
-}
-
-/*
  * Emits one event: the outbox row, then, as orders.notify says, the NOTIFY
  * now, or the relay worker's wake-up at commit, or nothing.  Returns its position.
  */
@@ -414,20 +279,20 @@ event_emit(OrdersCall *call, OrderEventType type, pg_uuid_t *order_id,
 	values[Anum_order_events_payload - 1] = payload;
 	values[Anum_order_events_occurred_at - 1] = TimestampTzGetDatum(occurred_at);
 	if (cat->events_have_relay)
-		values[Anum_order_events_relay - 1] = BoolGetDatum(notify_mode == NOTIFY_RELAY);
-	else if (notify_mode == NOTIFY_RELAY)
+		values[Anum_order_events_relay - 1] = BoolGetDatum(orders_notify_mode == NOTIFY_RELAY);
+	else if (orders_notify_mode == NOTIFY_RELAY)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("orders.notify = relay needs extension orders 1.3 or later"),
-				 errhint("ALTER EXTENSION orders UPDATE")));
-	if (notify_mode == NOTIFY_RELAY)
+				 errhint("Run ALTER EXTENSION orders UPDATE.")));
+	if (orders_notify_mode == NOTIFY_RELAY)
 		relay_note_write();
 
 	tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
 	storage_insert(rel, tuple);
 	heap_freetuple(tuple);
 
-	if (notify_mode == NOTIFY_ON)
-		event_notify(position, event_type_names[type], order_id, version);
+	if (orders_notify_mode == NOTIFY_ON)
+		notify_event(position, event_type_names[type], order_id, version);
 	return position;
 }

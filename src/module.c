@@ -1,23 +1,90 @@
 /*
- * module.c: what happens when the server loads the library.
+ * module.c: what happens when the server loads the library, and the orders.*
+ * settings, all defined here.
  *
  * The library is loaded by the first call of one of its functions in a
- * session (or at server start, from shared_preload_libraries).  It defines
- * the orders.* settings then; a value SET before that is kept.
+ * session, or at server start from shared_preload_libraries.  Only a
+ * preloaded library has the shared memory and the background worker that
+ * orders.notify = relay needs, so that value is refused otherwise.  A value
+ * SET before the library was loaded is kept.
  */
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
 
 #include "orders.h"
 
 PG_MODULE_MAGIC;
 
-void		_PG_init(void);
+PGDLLEXPORT void _PG_init(void);
+
+int			orders_notify_mode = NOTIFY_ON;
+char	   *orders_relay_database = NULL;
+
+/* loaded from shared_preload_libraries: the relay worker exists */
+static bool preloaded = false;
+
+static const struct config_enum_entry notify_mode_options[] = {
+	{"on", NOTIFY_ON, false},
+	{"off", NOTIFY_OFF, false},
+	{"relay", NOTIFY_RELAY, false},
+	{"true", NOTIFY_ON, true},
+	{"false", NOTIFY_OFF, true},
+	{"yes", NOTIFY_ON, true},
+	{"no", NOTIFY_OFF, true},
+	{"1", NOTIFY_ON, true},
+	{"0", NOTIFY_OFF, true},
+	{NULL, 0, false}
+};
+
+static bool
+notify_mode_check(int *newval, void **extra, GucSource source)
+{
+	if (*newval == NOTIFY_RELAY && !preloaded)
+	{
+		GUC_check_errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE);
+		GUC_check_errmsg("orders.notify = relay needs the orders library preloaded");
+		GUC_check_errhint("Add orders to shared_preload_libraries in postgresql.conf and restart the server.");
+		return false;
+	}
+	return true;
+}
 
 void
 _PG_init(void)
 {
-	relay_init();				/* first: whether relay mode is possible */
-	events_init();
+	preloaded = process_shared_preload_libraries_in_progress;
+
+	DefineCustomEnumVariable("orders.notify",
+							 "Whether orders' writes send NOTIFY on channel orders_events.",
+							 "on: in the writer's transaction; relay: by the relay worker after "
+							 "the writer commits (needs shared_preload_libraries); off: the "
+							 "outbox row only (two-phase commit, or consumers that poll).",
+							 &orders_notify_mode,
+							 NOTIFY_ON,
+							 notify_mode_options,
+							 PGC_USERSET,
+							 0,
+							 notify_mode_check, NULL, NULL);
+
+	/*
+	 * Defined whether preloaded or not, so that a session that loads the
+	 * library later finds the server's value, not a placeholder to remove.
+	 */
+	DefineCustomStringVariable("orders.relay_database",
+							   "The database whose outbox the relay worker notifies.",
+							   "orders.notify = relay works in this database only.",
+							   &orders_relay_database,
+							   "postgres",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("orders");
+
+	notify_init();
+	if (preloaded)
+		relay_init();
 }

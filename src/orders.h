@@ -6,12 +6,13 @@
  *   invariants.c  every rule of the aggregate, checked before anything is written
  *   changes.c     what a save changed, from which its events follow
  *   storage.c     reading, locking, inserting and deleting rows, through the heap
- *   events.c      the outbox row and the NOTIFY of each domain event
+ *   events.c      the outbox row of each domain event, and its payload
+ *   notify.c      the NOTIFY of each event, sent by writers and the relay worker
  *   consumers.c   named consumers' checkpoints: who owns them, how they move
  *   uuidv7.c      time-ordered ids
  *   api.c         the SQL-callable functions, composing the above
  *   relay.c       orders.notify = relay: the background worker that sends NOTIFY
- *   module.c      loading the library: the orders.* settings
+ *   module.c      loading the library, and every orders.* setting
  *   compat.h      the differences between PostgreSQL majors
  */
 #ifndef ORDERS_H
@@ -240,18 +241,33 @@ extern Datum event_payload_order(const OrdersCatalog *cat, Datum *values, bool *
 extern Datum event_payload_lines(const OrdersCatalog *cat, Datum lines, int64 total);
 extern Datum event_payload_address(const OrdersCatalog *cat, Datum address, bool isnull);
 extern Datum event_payload_status(OrderStatus from, OrderStatus to);
-extern void events_init(void);
-extern void event_notify(int64 position, const char *type, const pg_uuid_t *order_id,
-						 int32 version);
 extern int64 event_emit(OrdersCall *call, OrderEventType type,
 						pg_uuid_t *order_id, int32 version, Datum payload,
 						TimestampTz occurred_at);
 
+/* ---- notify.c ---- */
+
+extern void notify_init(void);
+extern void notify_event(int64 position, const char *type, const pg_uuid_t *order_id,
+						 int32 version);
+
 /* ---- relay.c ---- */
 
 extern void relay_init(void);
-extern bool relay_available(void);
 extern void relay_note_write(void);
+
+/* ---- module.c: the settings ---- */
+
+/* orders.notify: whether a write also sends NOTIFY, and who sends it */
+typedef enum NotifyMode
+{
+	NOTIFY_OFF = 0,
+	NOTIFY_ON,					/* the writer, in its transaction */
+	NOTIFY_RELAY				/* the relay worker, after the writer commits */
+} NotifyMode;
+
+extern int	orders_notify_mode;
+extern char *orders_relay_database;
 
 /* ---- uuidv7.c ---- */
 

@@ -27,6 +27,7 @@
 #include "catalog/pg_authid_d.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_type_d.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
 #include "commands/async.h"
@@ -42,9 +43,11 @@
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -53,24 +56,32 @@
 #include "orders.h"
 
 #define RELAY_BATCH			1000
-#define RELAY_IDLE_MS		1000	/* also catches a wake-up lost in a crash */
 #define RELAY_GATHER_MS		2
 #define RELAY_DATABASE_WAIT_MS	10000	/* how often a missing database is looked for */
+
+/*
+ * How often an idle worker looks, read-only, for what no wake-up announced:
+ * a prepared transaction committed later, events written with orders.notify
+ * on or off (its checkpoint must follow them, or it would hold back
+ * orders_events_purge), a wake-up lost in a crash.
+ */
+#define RELAY_IDLE_MS		1000
 
 PGDLLEXPORT void orders_relay_main(Datum arg);
 
 typedef struct RelayShared
 {
-	/* the worker's latch while it runs, else NULL */
-	Latch	   *latch;
-	pid_t		pid;
+	slock_t		mutex;			/* guards the fields below */
+	pid_t		pid;			/* the running worker, else 0 */
+	Latch	   *latch;			/* its latch, else NULL */
 	/* the worker's last start found orders.relay_database: connect to it */
 	bool		database_seen;
 } RelayShared;
 
 static RelayShared *relay_shared = NULL;
-static bool relay_preloaded = false;
-static char *relay_database = NULL;
+
+/* The database orders.relay_database named when this backend last looked. */
+static char relay_database_name[NAMEDATALEN];
 static Oid	relay_database_oid = InvalidOid;
 
 /* Set by a write in relay mode; the commit then wakes the worker. */
@@ -97,7 +108,10 @@ relay_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	relay_shared = ShmemInitStruct("orders relay", sizeof(RelayShared), &found);
 	if (!found)
+	{
 		memset(relay_shared, 0, sizeof(RelayShared));
+		SpinLockInit(&relay_shared->mutex);
+	}
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -109,8 +123,11 @@ relay_xact_callback(XactEvent event, void *arg)
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
 	{
 		/* the commit is visible to others by now: the worker will see it */
-		Latch	   *latch = relay_shared ? relay_shared->latch : NULL;
+		Latch	   *latch;
 
+		SpinLockAcquire(&relay_shared->mutex);
+		latch = relay_shared->latch;
+		SpinLockRelease(&relay_shared->mutex);
 		if (latch != NULL)
 			SetLatch(latch);
 		wake_at_commit = false;
@@ -118,19 +135,6 @@ relay_xact_callback(XactEvent event, void *arg)
 	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
 			 event == XACT_EVENT_PREPARE)
 		wake_at_commit = false;
-}
-
-/* A new orders.relay_database: writers look its OID up again. */
-static void
-relay_database_assign(const char *newval, void *extra)
-{
-	relay_database_oid = InvalidOid;
-}
-
-bool
-relay_available(void)
-{
-	return relay_preloaded;
 }
 
 /*
@@ -141,38 +145,28 @@ relay_available(void)
 void
 relay_note_write(void)
 {
-	if (!OidIsValid(relay_database_oid))
-		relay_database_oid = get_database_oid(relay_database, true);
+	if (strcmp(relay_database_name, orders_relay_database) != 0)
+	{
+		relay_database_oid = get_database_oid(orders_relay_database, true);
+		strlcpy(relay_database_name, orders_relay_database, NAMEDATALEN);
+	}
 	if (relay_database_oid != MyDatabaseId)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("orders.notify = relay serves database \"%s\" only", relay_database),
+				 errmsg("orders.notify = relay serves database \"%s\" only",
+						orders_relay_database),
 				 errhint("Set orders.relay_database in postgresql.conf to this database, "
 						 "or use orders.notify = on or off here.")));
 	wake_at_commit = true;
 }
 
+/* At load from shared_preload_libraries: shared memory and the worker. */
 void
 relay_init(void)
 {
 	BackgroundWorker worker;
 
-	relay_preloaded = process_shared_preload_libraries_in_progress;
-
 	RegisterXactCallback(relay_xact_callback, NULL);
-
-	/* relay mode exists only with the library preloaded, and so does its setting */
-	if (!relay_preloaded)
-		return;
-
-	DefineCustomStringVariable("orders.relay_database",
-							   "The database whose outbox the relay worker notifies.",
-							   "orders.notify = relay works in this database only.",
-							   &relay_database,
-							   "postgres",
-							   PGC_SIGHUP,
-							   0,
-							   NULL, relay_database_assign, NULL);
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = relay_shmem_request;
@@ -192,24 +186,44 @@ relay_init(void)
 
 /* ---- the worker ---- */
 
+/*
+ * The extension's tables the worker found, by OID, and whether its
+ * checkpoint has the bounds that let an idle pass stay read-only (1.5).
+ * Forgotten when either table's relcache entry is invalidated: a DROP and
+ * CREATE EXTENSION, or an update, makes the next pass look again.
+ */
+static Oid	relay_nsp = InvalidOid;
+static Oid	relay_events_relid = InvalidOid;
+static Oid	relay_consumers_relid = InvalidOid;
+static bool relay_can_probe = false;
+
+static void
+relay_relcache_callback(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == relay_events_relid || relid == relay_consumers_relid)
+		relay_nsp = relay_events_relid = relay_consumers_relid = InvalidOid;
+}
+
 static void
 relay_detach(int code, Datum arg)
 {
-	if (relay_shared && relay_shared->pid == MyProcPid)
+	SpinLockAcquire(&relay_shared->mutex);
+	if (relay_shared->pid == MyProcPid)
 	{
 		relay_shared->latch = NULL;
 		relay_shared->pid = 0;
 	}
+	SpinLockRelease(&relay_shared->mutex);
 }
 
 /*
- * The extension's schema when the extension is installed at a version with
- * relay marks (1.3 or later), else InvalidOid: then there is nothing to do
- * yet.  Read from the catalogs by OID, with no SQL: nothing a database's
- * owner can set (a search_path, an operator) takes part.
+ * Finds the extension's schema when the extension is installed at a version
+ * with relay marks (1.3 or later); else leaves relay_nsp invalid: there is
+ * nothing to do yet.  Read from the catalogs by OID, with no SQL: nothing a
+ * database's owner can set (a search_path, an operator) takes part.
  */
-static Oid
-relay_namespace(void)
+static void
+relay_find_tables(void)
 {
 	Relation	rel;
 	ScanKeyData key;
@@ -217,6 +231,7 @@ relay_namespace(void)
 	HeapTuple	tup;
 	Oid			nsp = InvalidOid;
 	Oid			events;
+	Oid			consumers;
 
 	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
@@ -229,11 +244,16 @@ relay_namespace(void)
 	table_close(rel, AccessShareLock);
 
 	if (!OidIsValid(nsp))
-		return InvalidOid;
+		return;
 	events = get_relname_relid("order_events", nsp);
-	if (!OidIsValid(events) || get_attnum(events, "relay") == InvalidAttrNumber)
-		return InvalidOid;
-	return nsp;
+	consumers = get_relname_relid("order_event_consumers", nsp);
+	if (!OidIsValid(events) || !OidIsValid(consumers) ||
+		get_attnum(events, "relay") == InvalidAttrNumber)
+		return;
+	relay_can_probe = get_attnum(consumers, "acked_top_position") != InvalidAttrNumber;
+	relay_events_relid = events;
+	relay_consumers_relid = consumers;
+	relay_nsp = nsp;
 }
 
 /*
@@ -246,41 +266,87 @@ relay_namespace(void)
 static const char *
 relay_trusted_schema(void)
 {
-	static Oid	nsp = InvalidOid;	/* found once, while it exists */
 	static bool warned = false;
 	char	   *reason;
 
-	if (OidIsValid(nsp) && !SearchSysCacheExists1(NAMESPACEOID, ObjectIdGetDatum(nsp)))
-		nsp = InvalidOid;
-	if (!OidIsValid(nsp))
-		nsp = relay_namespace();
-	if (!OidIsValid(nsp))
+	if (!OidIsValid(relay_nsp))
+		relay_find_tables();
+	if (!OidIsValid(relay_nsp))
 		return NULL;
 
-	reason = orders_schema_untrusted(nsp);
+	reason = orders_schema_untrusted(relay_nsp);
 	if (reason != NULL)
 	{
 		if (!warned)
 			ereport(WARNING,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("orders relay worker is not relaying: schema \"%s\" cannot be trusted",
-							get_namespace_name(nsp)),
+							get_namespace_name(relay_nsp)),
 					 errdetail("%s.", reason),
 					 errhint("Undo what the detail names; the worker checks again before every pass.")));
 		warned = true;
 		return NULL;
 	}
 	warned = false;
-	return quote_identifier(get_namespace_name(nsp));
+	return quote_identifier(get_namespace_name(relay_nsp));
+}
+
+/*
+ * Whether the worker's checkpoint is behind, read-only: an event committed
+ * above its top position, or a late one of a transaction it saw running;
+ * or a batch left open.  Any of these, relay or not, needs a pass: the
+ * checkpoint must follow every event, or purging would stop at it.  The
+ * same cut as orders_events_batch, as a yes or no.  The checkpoint's bounds
+ * go in as values, so that each probe is planned as one index range.
+ */
+static bool
+relay_checkpoint_behind(const char *schema)
+{
+	Oid			argtypes[4] = {INT8OID, XID8ARRAYOID, XID8OID, XID8OID};
+	Datum		args[4];
+	char		argnulls[4];
+	bool		isnull;
+	int			i;
+
+	if (SPI_execute(psprintf("SELECT c.batch_snapshot IS NOT NULL,"
+							 " coalesce(c.acked_top_position, 0),"
+							 " ARRAY(SELECT pg_snapshot_xip(c.acked_snapshot)),"
+							 " pg_snapshot_xmax(c.acked_snapshot), c.acked_next_xid"
+							 " FROM %s.order_event_consumers c WHERE c.name = 'orders_relay'",
+							 schema),
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the relay worker's checkpoint");
+	/* no checkpoint yet (the pass registers it), or a batch left open */
+	if (SPI_processed == 0 ||
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		return true;
+	for (i = 0; i < lengthof(args); i++)
+	{
+		args[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 2, &isnull);
+		argnulls[i] = isnull ? 'n' : ' ';
+	}
+
+	if (SPI_execute_with_args(psprintf("SELECT EXISTS (SELECT FROM %1$s.order_events"
+									   "               WHERE position > $1)"
+									   " OR EXISTS (SELECT FROM %1$s.order_events"
+									   "            WHERE xid = ANY ($2))"
+									   " OR EXISTS (SELECT FROM %1$s.order_events"
+									   "            WHERE xid >= $3 AND xid < $4)",
+									   schema),
+							  lengthof(args), argtypes, args, argnulls, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the outbox");
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 /*
  * One pass: one transaction that takes up to RELAY_BATCH of the relay events
  * committed after the worker's checkpoint (acknowledging them), and sends
- * their NOTIFYs, which go out at its commit.  Returns how many it sent.
+ * their NOTIFYs, which go out at its commit.  With look_first, it first
+ * asks whether there is anything to take, and when there is not it writes
+ * nothing and takes no transaction id.  Returns how many it sent.
  */
 static uint64
-relay_pass(void)
+relay_pass(bool look_first)
 {
 	const char *schema;
 	uint64		n = 0;
@@ -293,7 +359,7 @@ relay_pass(void)
 	pgstat_report_activity(STATE_RUNNING, "relaying orders events");
 
 	schema = relay_trusted_schema();
-	if (schema != NULL)
+	if (schema != NULL && (!look_first || !relay_can_probe || relay_checkpoint_behind(schema)))
 	{
 		int			ret;
 		uint64		i;
@@ -311,7 +377,7 @@ relay_pass(void)
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			bool		isnull;
 
-			event_notify(DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull)),
+			notify_event(DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull)),
 						 TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull)),
 						 DatumGetUUIDP(SPI_getbinval(row, desc, 3, &isnull)),
 						 DatumGetInt32(SPI_getbinval(row, desc, 4, &isnull)));
@@ -321,6 +387,8 @@ relay_pass(void)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();	/* the notifications go out here */
+	/* what it wrote, for autovacuum and pg_stat_user_tables */
+	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return n;
 }
@@ -344,6 +412,14 @@ database_exists(const char *name)
 	return found;
 }
 
+static void
+relay_set_database_seen(bool seen)
+{
+	SpinLockAcquire(&relay_shared->mutex);
+	relay_shared->database_seen = seen;
+	SpinLockRelease(&relay_shared->mutex);
+}
+
 /*
  * Connected to no database, waits until orders.relay_database exists, then
  * exits to be started again (a process connects to one database, once).
@@ -362,17 +438,17 @@ relay_wait_for_database(void)
 		bool		exists;
 
 		StartTransactionCommand();
-		exists = database_exists(relay_database);
+		exists = database_exists(orders_relay_database);
 		CommitTransactionCommand();
 		if (exists)
 		{
-			relay_shared->database_seen = true;
+			relay_set_database_seen(true);
 			proc_exit(1);		/* the postmaster starts us again, connected to it */
 		}
 		if (!said)
 			ereport(LOG,
 					(errmsg("orders relay worker is waiting for database \"%s\", which does not exist",
-							relay_database),
+							orders_relay_database),
 					 errhint("Create the database, or set orders.relay_database and reload.")));
 		said = true;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -388,15 +464,48 @@ relay_wait_for_database(void)
 	}
 }
 
+/*
+ * Claims the worker's place in shared memory, or says who holds it: there
+ * is one relay worker a server.  Another would send every NOTIFY twice, and
+ * the two would wait on each other's checkpoint row.
+ */
+static bool
+relay_claim(void)
+{
+	pid_t		holder;
+
+	before_shmem_exit(relay_detach, (Datum) 0);
+	SpinLockAcquire(&relay_shared->mutex);
+	holder = relay_shared->pid;
+	if (holder == 0)
+	{
+		relay_shared->pid = MyProcPid;
+		relay_shared->latch = MyLatch;
+	}
+	SpinLockRelease(&relay_shared->mutex);
+	if (holder != 0)
+		ereport(LOG,
+				(errmsg("orders relay worker is already running"),
+				 errdetail("The worker with PID %d relays; this one exits.", (int) holder)));
+	return holder == 0;
+}
+
 void
 orders_relay_main(Datum arg)
 {
 	char	   *database;
+	bool		database_seen;
 	uint32		wait_idle;
+	uint32		wait_gather;
+	bool		woken = true;	/* at start, anything may be waiting */
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
+
+	/* exit code 0: the postmaster does not start this one again */
+	if (relay_shared == NULL || !relay_claim())
+		proc_exit(0);
 
 	/*
 	 * Connecting to a database that does not exist is a FATAL error, and
@@ -404,12 +513,15 @@ orders_relay_main(Datum arg)
 	 * that a previous start saw.  Cleared first, so that a failed
 	 * connection (the database dropped since) makes the next start look.
 	 */
-	if (!relay_shared->database_seen)
-		relay_wait_for_database();
+	SpinLockAcquire(&relay_shared->mutex);
+	database_seen = relay_shared->database_seen;
 	relay_shared->database_seen = false;
-	BackgroundWorkerInitializeConnection(relay_database, NULL, 0);
-	relay_shared->database_seen = true;
-	database = pstrdup(relay_database);
+	SpinLockRelease(&relay_shared->mutex);
+	if (!database_seen)
+		relay_wait_for_database();
+	BackgroundWorkerInitializeConnection(orders_relay_database, NULL, 0);
+	relay_set_database_seen(true);
+	database = pstrdup(orders_relay_database);
 
 	/*
 	 * Its acknowledgement must be durable before its notifications go out,
@@ -436,42 +548,54 @@ orders_relay_main(Datum arg)
 	SetConfigOption("role", "none", PGC_SUSET, PGC_S_OVERRIDE);
 	CommitTransactionCommand();
 
-	before_shmem_exit(relay_detach, (Datum) 0);
-	relay_shared->pid = MyProcPid;
-	relay_shared->latch = MyLatch;
+	CacheRegisterRelcacheCallback(relay_relcache_callback, (Datum) 0);
 
-	ereport(LOG, (errmsg("orders relay worker started for database \"%s\"", relay_database)));
+	ereport(LOG, (errmsg("orders relay worker started for database \"%s\"", database)));
 	wait_idle = compat_wait_event("OrdersRelayIdle");
+	wait_gather = compat_wait_event("OrdersRelayGather");
 
 	for (;;)
 	{
 		uint64		sent;
+		int			rc;
 
-		/* drain what has committed, then sleep until a writer's commit wakes us */
-		while ((sent = relay_pass()) == RELAY_BATCH)
+		/*
+		 * A writer's commit woke us: relay at once.  Else look first, and
+		 * stay read-only when there is nothing to do.  Then drain.
+		 */
+		sent = relay_pass(!woken);
+		while (sent == RELAY_BATCH)
+		{
 			CHECK_FOR_INTERRUPTS();
+			sent = relay_pass(false);
+		}
 
 		/*
 		 * Under load, let events gather for a moment, so that a pass (and its
 		 * commit) carries many of them; after an idle spell, the first event
-		 * goes out at once.
+		 * goes out at once.  Wake-ups that come meanwhile leave the latch set.
 		 */
 		if (sent > 0)
-			pg_usleep(RELAY_GATHER_MS * 1000L);
+			(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 RELAY_GATHER_MS, wait_gather);
+		else
+			pgstat_report_stat(true);	/* before a long sleep: nothing pending */
 
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 RELAY_IDLE_MS, wait_idle);
+		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   RELAY_IDLE_MS, wait_idle);
 		ResetLatch(MyLatch);
+		woken = (rc & WL_LATCH_SET) != 0;
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			if (strcmp(database, relay_database) != 0)
+			if (strcmp(database, orders_relay_database) != 0)
 			{
 				ereport(LOG,
-						(errmsg("orders relay worker restarts for database \"%s\"", relay_database)));
-				relay_shared->database_seen = false;
+						(errmsg("orders relay worker restarts for database \"%s\"",
+								orders_relay_database)));
+				relay_set_database_seen(false);
 				proc_exit(1);
 			}
 		}

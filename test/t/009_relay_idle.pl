@@ -1,0 +1,93 @@
+# The relay worker at rest and across the extension's life: an idle worker
+# takes no transaction id and writes no WAL; what it writes shows in the
+# statistics; an event of a prepared transaction, which wakes nobody when it
+# commits, is relayed all the same; and after DROP EXTENSION and CREATE
+# EXTENSION in another schema the same worker relays the new outbox, with
+# no restart.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('idle');
+$node->init;
+# autovacuum off: nothing but the worker may write while it idles
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'orders'
+orders.relay_database = 'postgres'
+max_prepared_transactions = 2
+autovacuum = off
+});
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION orders');
+
+my $worker_pid = $node->poll_query_until('postgres',
+	q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'orders relay'})
+  && $node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'orders relay'});
+ok($worker_pid, "the relay worker runs (pid $worker_pid)");
+
+sub relayed
+{
+	my ($schema, $what) = @_;
+	ok($node->poll_query_until('postgres',
+			qq{SELECT pending = 0 FROM $schema.orders_events_consumers() WHERE name = 'orders_relay'}),
+		$what);
+}
+
+$node->safe_psql('postgres', q{SET orders.notify = relay;
+	SELECT count(orders_add(gen_random_uuid(), 'EUR')) FROM generate_series(1, 50)});
+relayed('public', 'the relay events are relayed');
+
+# The worker writes its checkpoint in each pass that relays; those writes
+# reach the statistics, where autovacuum reads them.
+ok($node->poll_query_until('postgres', q{SELECT n_tup_upd > 0 AND n_dead_tup > 0
+		FROM pg_stat_user_tables WHERE relname = 'order_event_consumers'}),
+	'the worker reports its updates to the statistics');
+
+# Events written without relay move the worker's checkpoint too (or it would
+# hold back orders_events_purge), once, then it rests.
+$node->safe_psql('postgres', q{SET orders.notify = off;
+	SELECT count(orders_add(gen_random_uuid(), 'EUR')) FROM generate_series(1, 10)});
+relayed('public', 'events written with orders.notify = off are acknowledged by the worker');
+
+# Let the last pass's hint bits settle, then watch: the next transaction id
+# to be assigned, and the WAL insert position, stay where they are.
+sleep 2;
+my $before = $node->safe_psql('postgres',
+	'SELECT pg_snapshot_xmax(pg_current_snapshot()), pg_current_wal_insert_lsn()');
+sleep 10;
+my $after = $node->safe_psql('postgres',
+	'SELECT pg_snapshot_xmax(pg_current_snapshot()), pg_current_wal_insert_lsn()');
+my ($xid0, $lsn0) = split /\|/, $before;
+my ($xid1, $lsn1) = split /\|/, $after;
+is($xid1, $xid0, 'over 10 idle seconds the worker assigns no transaction id');
+is($lsn1, $lsn0, 'over 10 idle seconds the worker writes no WAL');
+
+# COMMIT PREPARED runs no code of ours, so it wakes nobody: the worker's
+# read-only look at its checkpoint finds the event.
+$node->safe_psql('postgres', q{BEGIN; SET LOCAL orders.notify = relay;
+	SELECT orders_add(gen_random_uuid(), 'EUR'); PREPARE TRANSACTION 'p1'});
+$node->safe_psql('postgres', q{COMMIT PREPARED 'p1'});
+relayed('public', 'an event of a prepared transaction is relayed after COMMIT PREPARED');
+
+# The extension dropped and created again, in another schema: the worker's
+# remembered tables are gone, it finds the new ones.
+my $log_offset = -s $node->logfile;
+$node->safe_psql('postgres', q{DROP EXTENSION orders; CREATE SCHEMA shop;
+	CREATE EXTENSION orders SCHEMA shop});
+$node->safe_psql('postgres', q{SET orders.notify = relay;
+	SELECT count(shop.orders_add(gen_random_uuid(), 'EUR')) FROM generate_series(1, 5)});
+relayed('shop', 'after DROP and CREATE EXTENSION the new outbox is relayed');
+is($node->safe_psql('postgres',
+		q{SELECT count(*) FROM shop.order_event_consumers WHERE name = 'orders_relay'
+		  AND acked_top_position >= (SELECT max(position) FROM shop.order_events)}),
+	'1', 'the new checkpoint covers every new event');
+is($node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'orders relay'}),
+	$worker_pid, 'by the same worker process, with no restart');
+my $log = slurp_file($node->logfile, $log_offset);
+unlike($log, qr/ERROR/, 'and with no error in the server log');
+
+$node->stop;
+unlike(slurp_file($node->logfile), qr/terminated by signal|TRAP:/, 'the server log shows no crash');
+done_testing();
