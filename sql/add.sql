@@ -1,5 +1,7 @@
 -- orders_add: the success paths, generated ids, a 1000-line order, duplicates.
 
+\i test/regress/helpers.sql
+
 -- everything given
 SELECT id, customer_id, status, currency, lines, shipping_address, total, version,
        created_at = now() AS created_now, updated_at = created_at AS updated_eq
@@ -61,3 +63,5 @@ SELECT customer_id, currency FROM orders WHERE id = 'a0000000-0000-0000-0000-000
 SELECT count(*) FROM (SELECT orders_add('c0000000-0000-0000-0000-000000000005', 'EUR')
                       FROM generate_series(1, 5)) s;
 SELECT count(*) FROM orders WHERE customer_id = 'c0000000-0000-0000-0000-000000000005';
+
+\i test/regress/cleanup.sql

@@ -1,6 +1,12 @@
 -- Named consumers of the outbox: register, read, acknowledge, lag, retention;
 -- orders.notify; two-phase commit.
 
+\i test/regress/helpers.sql
+
+-- events from before any consumer: one registered from the start reads them
+SELECT count(*) FROM (SELECT orders_add('c0000000-0000-0000-0000-000000000060', 'EUR')
+                      FROM generate_series(1, 3)) s;
+
 SELECT orders_events_register('billing'), orders_events_register('billing') AS again,
        orders_events_register('audit', from_start => true);
 SELECT err($$SELECT orders_events_register('')$$);
@@ -122,3 +128,5 @@ SELECT id FROM orders_add('c0000000-0000-0000-0000-000000000060', 'EUR',
 RELEASE SAVEPOINT s;
 PREPARE TRANSACTION 'orders_2pc_released';
 SELECT count(*) FROM pg_prepared_xacts;
+
+\i test/regress/cleanup.sql

@@ -1,6 +1,8 @@
 -- The outbox: one row per add and remove, in the caller's transaction.
 
-SELECT max(position) AS p0 FROM order_events \gset
+\i test/regress/helpers.sql
+
+SELECT coalesce(max(position), 0) AS p0 FROM order_events \gset
 
 BEGIN;
 SELECT (orders_add('c0000000-0000-0000-0000-000000000020', 'EUR', ARRAY[line(1, 999, 3)],
@@ -52,3 +54,5 @@ SELECT count(*) AS orders_without_added_event
 FROM orders o
 WHERE (SELECT count(*) FROM order_events e
        WHERE e.order_id = o.id AND e.type = 'order_added') <> 1;
+
+\i test/regress/cleanup.sql

@@ -1,5 +1,7 @@
 -- orders_get and orders_remove.
 
+\i test/regress/helpers.sql
+
 SELECT (orders_add('c0000000-0000-0000-0000-000000000010', 'EUR', ARRAY[line(1, 250, 4)],
                   ROW('Main St 1', 'Berlin', '10115', 'DE')::order_address,
                   id => 'a0000000-0000-0000-0000-000000000010')).id AS added;
@@ -77,3 +79,5 @@ SELECT err($$SELECT orders_add('c0000000-0000-0000-0000-000000000011', 'EUR')$$)
 SELECT err($$SELECT orders_remove('a0000000-0000-0000-0000-000000000025')$$);
 SELECT count(*) FROM orders_get('a0000000-0000-0000-0000-000000000025');
 COMMIT;
+
+\i test/regress/cleanup.sql

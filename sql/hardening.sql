@@ -3,6 +3,8 @@
 -- again, write-only roles learn nothing stored, consumers belong to roles,
 -- and every error has a clean SQLSTATE.
 
+\i test/regress/helpers.sql
+
 CREATE ROLE regress_app;
 CREATE ROLE regress_other;
 CREATE ROLE regress_writeonly;
@@ -299,7 +301,7 @@ SELECT orders_add('c0000000-0000-0000-0000-0000000000b0', 'EUR',
 \c :regress_db
 DROP DATABASE regress_latin1;
 
-DROP FUNCTION regress_trg();
+DROP FUNCTION regress_trg(), regress_parallel_add();
 DROP TABLE regress_customers;
 REVOKE ALL ON orders, order_events FROM regress_app, regress_other;
 REVOKE ALL ON FUNCTION orders_events_register(text, boolean), orders_events_read(text, integer),
@@ -307,3 +309,5 @@ REVOKE ALL ON FUNCTION orders_events_register(text, boolean), orders_events_read
 REVOKE ALL ON FUNCTION orders_add(uuid, text, order_line[], order_address, uuid),
     orders_save(orders), orders_remove(uuid, integer) FROM regress_writeonly;
 DROP ROLE regress_app, regress_other, regress_writeonly;
+
+\i test/regress/cleanup.sql

@@ -2,6 +2,8 @@
 -- each, with the SQLSTATE, constraint, column, message and offending value;
 -- and after all of them, nothing stored.
 
+\i test/regress/helpers.sql
+
 -- add_err(...): orders_add with these arguments, as err() reports it; the
 -- order id is always bad00000-..., so messages are stable.
 CREATE FUNCTION add_err(customer_id uuid, currency text, lines order_line[],
@@ -105,3 +107,7 @@ ROLLBACK TO SAVEPOINT s;
 SELECT order_id, type FROM order_events WHERE order_id IN ('a0000000-0000-0000-0000-0000000000f1',
                                                      'a0000000-0000-0000-0000-0000000000f2');
 ROLLBACK;
+
+DROP FUNCTION add_err(uuid, text, order_line[], order_address), addr(text, text, text, text);
+
+\i test/regress/cleanup.sql

@@ -1,6 +1,8 @@
 -- orders_save: optimistic concurrency, every lifecycle rule (pass and fail),
 -- the events each kind of change emits, and the save that changes nothing.
 
+\i test/regress/helpers.sql
+
 SELECT id FROM orders_add('c0000000-0000-0000-0000-000000000040', 'EUR', ARRAY[line(1, 500)],
                           id => 'a0000000-0000-0000-0000-000000000050');
 
@@ -156,7 +158,14 @@ SELECT type, version FROM events_of
 WHERE order_id = 'a0000000-0000-0000-0000-000000000054' ORDER BY position DESC LIMIT 1;
 
 -- a big order: saving a status change keeps the 1000 lines as they are
+SELECT id FROM orders_add('c0000000-0000-0000-0000-000000000040', 'EUR',
+                          (SELECT array_agg(line(n, n * 10, n) ORDER BY n) FROM generate_series(1, 1000) n),
+                          id => 'a0000000-0000-0000-0000-000000001000');
 SELECT version, cardinality(lines) FROM orders_save(jsonb_populate_record(
     cur('a0000000-0000-0000-0000-000000001000'), '{"status": "cancelled"}'));
 SELECT lines = (SELECT array_agg(line(n, n * 10, n) ORDER BY n) FROM generate_series(1, 1000) n) AS same_lines
 FROM orders WHERE id = 'a0000000-0000-0000-0000-000000001000';
+
+DROP FUNCTION save_err(orders);
+
+\i test/regress/cleanup.sql

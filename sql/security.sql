@@ -1,6 +1,8 @@
 -- Safety in a shared database: who can write, who can read, and a hostile
 -- search_path that must not change what the functions do.
 
+\i test/regress/helpers.sql
+
 CREATE ROLE regress_nobody;
 CREATE ROLE regress_writer;
 CREATE ROLE regress_reader;
@@ -10,6 +12,9 @@ GRANT EXECUTE ON FUNCTION
     orders_remove(uuid, integer)
 TO regress_writer;
 GRANT SELECT ON orders, order_events TO regress_reader;
+-- an order none of them added, for them to try to read and remove
+SELECT id FROM orders_add('c0000000-0000-0000-0000-000000000030', 'EUR',
+                          id => 'a0000000-0000-0000-0000-000000000001');
 
 -- the write functions are not PUBLIC's; reading through orders_get needs SELECT
 SELECT p.proname, has_function_privilege('regress_nobody', p.oid, 'EXECUTE') AS nobody,
@@ -148,7 +153,6 @@ SELECT id FROM shop.orders_remove('a0000000-0000-0000-0000-000000000043');
 RESET search_path;
 DROP EXTENSION orders;
 DROP SCHEMA shop;
-
--- and back, for whatever runs next
-CREATE EXTENSION orders;
 DROP ROLE regress_nobody, regress_writer, regress_reader;
+
+\i test/regress/cleanup.sql

@@ -68,3 +68,5 @@ SELECT 'only in fresh install', s FROM (SELECT s FROM fresh EXCEPT SELECT s FROM
 SELECT count(*) > 40 AS compared_enough FROM fresh;
 
 DROP EXTENSION orders;
+
+\i test/regress/cleanup.sql
