@@ -32,7 +32,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
-/* Columns of table orders, 1-based, in the order the install script creates them. */
+/* Columns of table orders, 1-based, in the order schema/orders.sql creates them. */
 enum
 {
 	Anum_orders_id = 1,

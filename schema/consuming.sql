@@ -1,0 +1,164 @@
+/* schema/consuming.sql: reading the outbox, acknowledging, watching the lag */
+
+-- A consumer reads its next events with orders_events_read, in batches
+-- (see "Gap-free reading" in consumers.sql), and acknowledges them with
+-- orders_events_ack.  Each function runs as its caller: it reads
+-- order_events with the caller's own privileges and row-level security (an
+-- event carries a whole order, so consuming needs SELECT on orders and on
+-- order_events), and moves a checkpoint only through the C functions of
+-- consumers.sql, which check that the caller owns the consumer.
+
+-- The next events of a consumer's open batch after its batch_position, in
+-- position order: the late events of transactions that were running at the
+-- checkpoint, each read through (xid, position), then the committed events
+-- above the checkpoint's top position, read through the primary key, up to
+-- the batch's own top position.  A read of max_events costs about
+-- max_events index entries, however far behind the consumer is.  With
+-- relay_only, just the events whose NOTIFY the relay worker sends
+-- (relay.sql).
+CREATE FUNCTION @extschema@.orders_events_batch(
+    c @extschema@.order_event_consumers, max_events integer, relay_only boolean DEFAULT false)
+RETURNS SETOF @extschema@.order_events
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off                           -- a few index probes: never worth compiling
+AS $$
+DECLARE
+    relay_filter text := CASE WHEN relay_only THEN ' AND e.relay' ELSE '' END;
+BEGIN
+    -- EXECUTE: planned for these values, so that each part keeps its index
+    RETURN QUERY EXECUTE
+        'WITH late(xid) AS (
+             SELECT x FROM pg_snapshot_xip($1) x
+             UNION ALL
+             SELECT g::text::xid8
+             FROM generate_series(pg_snapshot_xmax($1)::text::bigint,
+                                  $3::text::bigint - 1) g)
+         (SELECT e.* FROM late
+          CROSS JOIN LATERAL (
+              SELECT * FROM @extschema@.order_events e
+              WHERE e.xid = late.xid AND e.position > $5 AND e.position <= $4' || relay_filter || '
+              ORDER BY e.position LIMIT $7) e
+          WHERE pg_visible_in_snapshot(late.xid, $2)
+          UNION ALL
+          SELECT e.* FROM (
+              SELECT * FROM @extschema@.order_events e
+              WHERE e.position > greatest($4, $5) AND e.position <= $6' || relay_filter || '
+                AND pg_visible_in_snapshot(e.xid, $2)
+                AND NOT pg_visible_in_snapshot(e.xid, $1)
+              ORDER BY e.position LIMIT $7) e)
+         ORDER BY position
+         LIMIT $7'
+        USING c.acked_snapshot, c.batch_snapshot, c.acked_next_xid,
+              coalesce(c.acked_top_position, 0), c.batch_position,
+              coalesce(c.batch_top_position, 9223372036854775807), max_events;
+END
+$$;
+
+CREATE FUNCTION @extschema@.orders_events_read(consumer text, max_events integer DEFAULT 100)
+RETURNS SETOF @extschema@.order_events
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c @extschema@.order_event_consumers;
+    n bigint;
+BEGIN
+    IF max_events IS NULL OR max_events < 1 THEN
+        RAISE EXCEPTION 'max_events must be at least 1' USING ERRCODE = '22023';
+    END IF;
+    c := @extschema@.orders_events_consumer(consumer);
+
+    IF c.batch_snapshot IS NOT NULL THEN
+        -- what is left of the batch in progress: events not acknowledged
+        -- before a crash come again
+        RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        IF n > 0 THEN
+            RETURN;
+        END IF;
+        -- the batch is done: its cut is the new checkpoint
+        PERFORM @extschema@.orders_events_advance(consumer, c.batch_position, true);
+    END IF;
+
+    -- a new batch, everything committed since the checkpoint: its cut is
+    -- taken once the consumer is ours, so that a reader that waited for
+    -- another never opens a batch older than the checkpoint that one left
+    c := @extschema@.orders_events_open_batch(consumer);
+    RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events);
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_events_read(text, integer) IS
+    'The consumer''s next events in position order, from its checkpoint; unacknowledged ones again';
+
+CREATE FUNCTION @extschema@.orders_events_ack(consumer text, last_position bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c @extschema@.order_event_consumers;
+BEGIN
+    IF last_position IS NULL THEN
+        RAISE EXCEPTION 'last_position must not be null' USING ERRCODE = '22004';
+    END IF;
+    c := @extschema@.orders_events_consumer(consumer);
+    IF c.batch_snapshot IS NULL THEN
+        RETURN;                         -- nothing read, nothing to acknowledge
+    END IF;
+    c.batch_position := greatest(c.batch_position, last_position);
+    -- nothing left after it: the whole batch is acknowledged, and its cut
+    -- becomes the checkpoint
+    PERFORM @extschema@.orders_events_advance(
+        consumer, c.batch_position,
+        NOT EXISTS (SELECT FROM @extschema@.orders_events_batch(c, 1)));
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_events_ack(text, bigint) IS
+    'Acknowledges the events read, up to and including last_position';
+
+-- Monitoring: needs SELECT on order_event_consumers and order_events.
+-- pending and oldest_pending are estimates for a checkpoint with a cut:
+-- positions handed out after it, counted from the index's end (transactions
+-- that rolled back count too), and the first event after it.  So the answer
+-- takes two index probes a consumer, at any backlog.  A checkpoint without
+-- bounds is counted exactly, once.
+CREATE FUNCTION @extschema@.orders_events_consumers()
+RETURNS TABLE (name text, pending bigint, oldest_pending timestamptz, lag interval,
+               registered_at timestamptz, acked_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+-- the count for old checkpoints makes the plan look costly: compiling it
+-- would take longer than the two index probes it runs
+SET jit = off
+AS $$
+    WITH top AS (SELECT coalesce(max(position), 0) AS position FROM @extschema@.order_events)
+    SELECT c.name, p.pending, p.oldest, now() - p.oldest, c.registered_at, c.acked_at
+    FROM @extschema@.order_event_consumers c
+    CROSS JOIN top
+    CROSS JOIN LATERAL (
+        SELECT greatest(c.acked_top_position,
+                        CASE WHEN c.batch_snapshot IS NOT NULL THEN c.batch_position END) AS done) d
+    CROSS JOIN LATERAL (
+        SELECT greatest(top.position - d.done, 0) AS pending,
+               (SELECT e.occurred_at FROM @extschema@.order_events e
+                WHERE e.position > d.done ORDER BY e.position LIMIT 1) AS oldest
+        WHERE c.acked_top_position IS NOT NULL
+        UNION ALL
+        -- a checkpoint from before 1.5: counted exactly, once
+        SELECT count(*), min(e.occurred_at)
+        FROM @extschema@.order_events e
+        WHERE c.acked_top_position IS NULL
+          AND e.xid >= pg_snapshot_xmin(c.acked_snapshot)
+          AND NOT pg_visible_in_snapshot(e.xid, c.acked_snapshot)
+          AND NOT (c.batch_snapshot IS NOT NULL
+                   AND pg_visible_in_snapshot(e.xid, c.batch_snapshot)
+                   AND e.position <= c.batch_position)
+        HAVING c.acked_top_position IS NULL) p
+    ORDER BY c.name
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_events_consumers() IS
+    'Each consumer, with an estimate of the events it has not acknowledged and how old the oldest is';

@@ -1,0 +1,49 @@
+/* schema/privileges.sql: who may do what */
+
+-- Every role is hostile, the database's owner included.  No function of the
+-- extension is SECURITY DEFINER: each runs as its caller, so a role may do
+-- what it is granted here and read what it may SELECT, nothing more.  All
+-- the grants are in this one file, so that they can be reviewed together.
+
+-- Nobody writes these tables directly; the functions write them through the
+-- table access method and so need no grant on them.  Reading them is
+-- granted to each application's role (SELECT), and reading orders or
+-- events through the functions needs it too.
+REVOKE ALL ON @extschema@.orders, @extschema@.order_events,
+              @extschema@.order_events_position_seq, @extschema@.order_event_consumers
+FROM PUBLIC;
+
+-- Writing is a privilege: granted explicitly, never to PUBLIC by default.
+-- orders_get, the queries and orders_next_id stay callable by anyone: they
+-- read with the caller's own privileges, so calling them shows nothing a
+-- SELECT would not.
+REVOKE ALL ON FUNCTION
+    @extschema@.orders_add(uuid, text, @extschema@.order_line[], @extschema@.order_address, uuid),
+    @extschema@.orders_save(@extschema@.orders),
+    @extschema@.orders_remove(uuid, integer)
+FROM PUBLIC;
+
+-- Consuming is granted by function (with SELECT on orders and
+-- order_events); purging needs DELETE on order_events as well.  The relay
+-- worker's pass is the worker's alone.
+REVOKE ALL ON FUNCTION
+    @extschema@.orders_events_register(text, boolean),
+    @extschema@.orders_events_unregister(text),
+    @extschema@.orders_events_read(text, integer),
+    @extschema@.orders_events_ack(text, bigint),
+    @extschema@.orders_events_consumers(),
+    @extschema@.orders_events_purge(interval),
+    @extschema@.orders_events_relay_batch(integer),
+    @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean),
+    @extschema@.orders_events_consumer(text),
+    @extschema@.orders_events_open_batch(text),
+    @extschema@.orders_events_advance(text, bigint, boolean)
+FROM PUBLIC;
+-- But the helpers those call check the caller's privileges themselves (and
+-- orders_events_batch reads as its caller), so anyone may call them.
+GRANT EXECUTE ON FUNCTION
+    @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean),
+    @extschema@.orders_events_consumer(text),
+    @extschema@.orders_events_open_batch(text),
+    @extschema@.orders_events_advance(text, bigint, boolean)
+TO PUBLIC;

@@ -1,0 +1,56 @@
+/* schema/repository.sql: the repository's functions: add, get, save, remove */
+
+-- C functions (src/api.c).  Each checks every invariant before anything is
+-- written, and writes the order's row and its events in the caller's
+-- transaction.  None resolves a name through the caller's search_path: they
+-- find their tables and types in the schema of the called function, by
+-- OID.  None is SECURITY DEFINER; who may write is in privileges.sql.
+
+CREATE FUNCTION @extschema@.orders_next_id()
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'orders_next_id'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.orders_next_id() IS
+    'A new time-ordered UUID (version 7)';
+
+CREATE FUNCTION @extschema@.orders_add(
+    customer_id      uuid,
+    currency         text,
+    lines            @extschema@.order_line[] DEFAULT '{}',
+    shipping_address @extschema@.order_address DEFAULT NULL,
+    id               uuid DEFAULT NULL)
+RETURNS @extschema@.orders
+AS 'MODULE_PATHNAME', 'orders_add'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.orders_add(uuid, text, @extschema@.order_line[], @extschema@.order_address, uuid) IS
+    'Adds a pending order after checking every invariant; emits order_added';
+
+-- Reads the table directly, so it checks the caller's SELECT privilege
+-- itself, and refuses where row-level security applies to the caller.
+CREATE FUNCTION @extschema@.orders_get(id uuid)
+RETURNS SETOF @extschema@.orders
+AS 'MODULE_PATHNAME', 'orders_get'
+LANGUAGE C STABLE STRICT PARALLEL SAFE ROWS 1;
+
+COMMENT ON FUNCTION @extschema@.orders_get(uuid) IS
+    'The whole order, or no row; needs SELECT on orders';
+
+-- o.version is the version the caller read: another is a conflict (40001),
+-- the code clients retry on.
+CREATE FUNCTION @extschema@.orders_save(o @extschema@.orders)
+RETURNS @extschema@.orders
+AS 'MODULE_PATHNAME', 'orders_save'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.orders_save(@extschema@.orders) IS
+    'Stores a changed order read at o.version; emits the events the change means';
+
+CREATE FUNCTION @extschema@.orders_remove(id uuid, expected_version integer DEFAULT NULL)
+RETURNS @extschema@.orders
+AS 'MODULE_PATHNAME', 'orders_remove'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.orders_remove(uuid, integer) IS
+    'Removes an order that is not in flight; emits order_removed';
