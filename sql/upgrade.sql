@@ -7,7 +7,9 @@ WHERE name = 'orders' ORDER BY version;
 CREATE EXTENSION orders VERSION '1.0';
 
 -- Everything that defines the installed extension, as text lines: members,
--- their definitions, columns, indexes, privileges, comments, config tables.
+-- their definitions, columns and composite fields (with defaults and
+-- comments), indexes, constraints, sequences, privileges, comments, config
+-- tables.
 CREATE FUNCTION pg_temp.extension_state() RETURNS SETOF text LANGUAGE sql AS $$
     WITH members AS (
         SELECT classid, objid FROM pg_depend
@@ -20,19 +22,30 @@ CREATE FUNCTION pg_temp.extension_state() RETURNS SETOF text LANGUAGE sql AS $$
     SELECT 'function ' || pg_get_functiondef(p.oid) || ' acl ' || coalesce(p.proacl::text, 'default')
     FROM members m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid
     UNION ALL
+    -- the columns of tables and the fields of composite types, with their
+    -- order, defaults and comments
     SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
         || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END || ' #' || a.attnum
-    FROM members m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid
+        || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+        || coalesce(' comment ' || col_description(c.oid, a.attnum), '')
+    FROM pg_class c
     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+    LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+    WHERE c.oid IN (SELECT objid FROM members WHERE classid = 'pg_class'::regclass)
+       OR c.reltype IN (SELECT objid FROM members WHERE classid = 'pg_type'::regclass)
     UNION ALL
     SELECT 'relation ' || c.relname || ' ' || c.relkind::text || ' acl ' || coalesce(c.relacl::text, 'default')
     FROM members m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid
     UNION ALL
     SELECT 'index ' || pg_get_indexdef(i.indexrelid)
-    FROM pg_index i WHERE i.indrelid IN ('orders'::regclass, 'order_events'::regclass)
+    FROM pg_index i WHERE i.indrelid IN (SELECT objid FROM members WHERE classid = 'pg_class'::regclass)
     UNION ALL
     SELECT 'constraint ' || conname || ' ' || pg_get_constraintdef(oid)
-    FROM pg_constraint WHERE conrelid IN ('orders'::regclass, 'order_events'::regclass)
+    FROM pg_constraint WHERE conrelid IN (SELECT objid FROM members WHERE classid = 'pg_class'::regclass)
+    UNION ALL
+    SELECT 'sequence ' || seqrelid::regclass || ' ' || format_type(seqtypid, NULL) || ' ' || seqstart
+        || ' ' || seqincrement || ' ' || seqmin || ' ' || seqmax || ' ' || seqcache || ' ' || seqcycle
+    FROM pg_sequence WHERE seqrelid IN (SELECT objid FROM members WHERE classid = 'pg_class'::regclass)
     UNION ALL
     SELECT 'type ' || t.typname || ' ' || coalesce((SELECT string_agg(enumlabel, ',' ORDER BY enumsortorder)
                                                     FROM pg_enum WHERE enumtypid = t.oid), '')
