@@ -177,30 +177,17 @@ orders_get(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	OrdersCall	call;
 	const OrdersCatalog *cat;
-	MemoryContext oldcontext;
-	Tuplestorestate *tupstore;
 	TupleTableSlot *slot;
 
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
-		(rsinfo->allowedModes & SFRM_Materialize) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("orders_get must be called where a set is accepted, as in SELECT * FROM orders_get(...)")));
+	/* refuses a caller that cannot take a set before anything is locked */
+	InitMaterializedSRF(fcinfo, 0);
 
 	cat = orders_open(fcinfo, read_locks, &call);
 	orders_check_can_read(cat, "orders_get");
 
-	oldcontext = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	tupstore = tuplestore_begin_heap((rsinfo->allowedModes & SFRM_Materialize_Random) != 0,
-									 false, work_mem);
-	MemoryContextSwitchTo(oldcontext);
-	rsinfo->returnMode = SFRM_Materialize;
-	rsinfo->setResult = tupstore;
-	rsinfo->setDesc = NULL;		/* the declared row type: the table's */
-
 	slot = table_slot_create(call.rel[TABLE_ORDERS], NULL);
 	if (storage_fetch(call.rel[TABLE_ORDERS], cat->orders_pkey, PG_GETARG_DATUM(0), slot))
-		tuplestore_puttupleslot(tupstore, slot);
+		tuplestore_puttupleslot(rsinfo->setResult, slot);
 	ExecDropSingleTupleTableSlot(slot);
 	orders_close(&call);
 
