@@ -67,6 +67,9 @@ static const char *const table_names[TABLE_COUNT] = {
 	"orders", "order_events", "order_event_consumers"
 };
 
+/* The sequence that numbers the outbox's events. */
+#define POSITION_SEQUENCE "order_events_position_seq"
+
 /*
  * The cached catalog, in a memory context of its own.  A call keeps a
  * pointer to it while user code may run inside the call (an index
@@ -96,6 +99,13 @@ static Oid	watched_relids[WATCHED_RELIDS];
 
 /* Bumped by every relevant invalidation, so a lookup can tell it raced one. */
 static uint64 invalidation_count = 0;
+
+/* Whether the cache is valid, and for the schema of the function called. */
+static inline bool
+cache_serves(Oid nsp)
+{
+	return cache_valid && cache->namespace_id == nsp;
+}
 
 static void
 orders_relcache_callback(Datum arg, Oid relid)
@@ -150,6 +160,13 @@ lookup_relid(Oid nsp, const char *nspname, const char *relname)
 						nspname, relname),
 				 errhint("Reinstall the extension.")));
 	return relid;
+}
+
+/* The operator family of a type's default btree operator class. */
+static Oid
+default_btree_family(Oid typid)
+{
+	return get_opclass_family(GetDefaultOpClass(typid, BTREE_AM_OID));
 }
 
 /* A column, or a composite's field, as the C code expects it. */
@@ -294,7 +311,7 @@ check_primary_key(Relation rel, const char *relname, AttrNumber keyatt, Oid keyt
 		index->rd_index->indkey.values[0] == keyatt &&
 		index->rd_index->indisunique &&
 		index->rd_index->indimmediate &&
-		index->rd_opfamily[0] == get_opclass_family(GetDefaultOpClass(keytype, BTREE_AM_OID)) &&
+		index->rd_opfamily[0] == default_btree_family(keytype) &&
 		RelationGetIndexExpressions(index) == NIL &&
 		RelationGetIndexPredicate(index) == NIL;
 	index_close(index, AccessShareLock);
@@ -322,7 +339,7 @@ find_events_order_index(Relation rel)
 		if (index->rd_rel->relam == BTREE_AM_OID &&
 			index->rd_index->indnkeyatts >= 1 &&
 			index->rd_index->indkey.values[0] == Anum_order_events_order_id &&
-			index->rd_opfamily[0] == get_opclass_family(GetDefaultOpClass(UUIDOID, BTREE_AM_OID)) &&
+			index->rd_opfamily[0] == default_btree_family(UUIDOID) &&
 			index->rd_index->indisvalid &&
 			RelationGetIndexExpressions(index) == NIL &&
 			RelationGetIndexPredicate(index) == NIL)
@@ -360,15 +377,15 @@ check_position_sequence(Oid seqid)
 	bool		ok;
 
 	if (get_rel_relkind(seqid) != RELKIND_SEQUENCE)
-		layout_error("order_events_position_seq", "it is not a sequence");
+		layout_error(POSITION_SEQUENCE, "it is not a sequence");
 	tup = SearchSysCache1(SEQRELID, ObjectIdGetDatum(seqid));
 	if (!HeapTupleIsValid(tup))
-		layout_error("order_events_position_seq", "it is not a sequence");
+		layout_error(POSITION_SEQUENCE, "it is not a sequence");
 	seq = (Form_pg_sequence) GETSTRUCT(tup);
 	ok = seq->seqcache == 1 && !seq->seqcycle && seq->seqincrement > 0;
 	ReleaseSysCache(tup);
 	if (!ok)
-		layout_error("order_events_position_seq", "it must have CACHE 1, NO CYCLE and a positive increment");
+		layout_error(POSITION_SEQUENCE, "it must have CACHE 1, NO CYCLE and a positive increment");
 }
 
 /*
@@ -395,7 +412,7 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 			lookup_relid(nsp, c->namespace_name, table_names[i]);
 		watched_relids[i] = c->relids[i];
 	}
-	c->events_seqid = lookup_relid(nsp, c->namespace_name, "order_events_position_seq");
+	c->events_seqid = lookup_relid(nsp, c->namespace_name, POSITION_SEQUENCE);
 	watched_relids[TABLE_COUNT + 2] = c->events_seqid;
 	check_position_sequence(c->events_seqid);
 
@@ -577,7 +594,7 @@ orders_open(FunctionCallInfo fcinfo, const LOCKMODE locks[TABLE_COUNT], OrdersCa
 		/* by the cached OIDs if we have them, else by name */
 		for (t = 0; t < TABLE_COUNT; t++)
 		{
-			relids[t] = (cache_valid && cache->namespace_id == nsp) ? cache->relids[t] :
+			relids[t] = cache_serves(nsp) ? cache->relids[t] :
 				get_relname_relid(table_names[t], nsp);
 			if (locks[t] != NoLock && OidIsValid(relids[t]))
 				LockRelationOid(relids[t], locks[t]);
@@ -585,14 +602,14 @@ orders_open(FunctionCallInfo fcinfo, const LOCKMODE locks[TABLE_COUNT], OrdersCa
 		/* a writer of events holds off ALTER SEQUENCE until it commits */
 		if (locks[TABLE_EVENTS] >= RowExclusiveLock)
 		{
-			seqid = (cache_valid && cache->namespace_id == nsp) ? cache->events_seqid :
-				get_relname_relid("order_events_position_seq", nsp);
+			seqid = cache_serves(nsp) ? cache->events_seqid :
+				get_relname_relid(POSITION_SEQUENCE, nsp);
 			if (OidIsValid(seqid))
 				LockRelationOid(seqid, RowExclusiveLock);
 		}
 		AcceptInvalidationMessages();
 
-		if (cache_valid && cache->namespace_id == nsp)
+		if (cache_serves(nsp))
 			break;
 
 		/*
@@ -604,7 +621,7 @@ orders_open(FunctionCallInfo fcinfo, const LOCKMODE locks[TABLE_COUNT], OrdersCa
 		for (t = 0; t < TABLE_COUNT; t++)
 			if (locks[t] != NoLock && get_relname_relid(table_names[t], nsp) != relids[t])
 				same = false;
-		if (OidIsValid(seqid) && get_relname_relid("order_events_position_seq", nsp) != seqid)
+		if (OidIsValid(seqid) && get_relname_relid(POSITION_SEQUENCE, nsp) != seqid)
 			same = false;
 		/* a missing table is reported by the rebuild */
 		if (same)

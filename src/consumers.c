@@ -79,6 +79,13 @@ open_consumers(FunctionCallInfo fcinfo, const char *what, OrdersCall *call)
 	return cat;
 }
 
+/* A consumer's name as messages show it: quoted, no control character raw. */
+static char *
+quoted_name(text *name)
+{
+	return quote_text_datum(PointerGetDatum(name));
+}
+
 static text *
 required_name(FunctionCallInfo fcinfo)
 {
@@ -119,7 +126,7 @@ lock_own_consumer(OrdersCall *call, text *name, TupleTableSlot *slot)
 	if (!has_privs_of_role(GetUserId(), owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("consumer %s belongs to another role", quote_text_datum(PointerGetDatum(name))),
+				 errmsg("consumer %s belongs to another role", quoted_name(name)),
 				 errdetail("Only role \"%s\", its members and superusers may use it.",
 						   orders_role_name(owner)),
 				 errhint("Register a consumer of your own with orders_events_register().")));
@@ -131,7 +138,7 @@ not_registered(text *name)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_UNDEFINED_OBJECT),
-			 errmsg("consumer %s is not registered", quote_text_datum(PointerGetDatum(name))),
+			 errmsg("consumer %s is not registered", quoted_name(name)),
 			 errhint("Register it with orders_events_register().")));
 }
 
@@ -290,7 +297,7 @@ orders_events_register(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("consumer name must not hold control characters"),
-				 errdetail("The name is %s.", quote_text_datum(PointerGetDatum(name)))));
+				 errdetail("The name is %s.", quoted_name(name))));
 	relay = strcmp(cname, RELAY_CONSUMER) == 0;
 	if (relay && !superuser())
 		ereport(ERROR,
@@ -483,7 +490,7 @@ orders_events_open_batch(PG_FUNCTION_ARGS)
 	if (!nulls[Anum_consumers_batch_snapshot - 1])
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("consumer %s has a batch open", quote_text_datum(PointerGetDatum(name))),
+				 errmsg("consumer %s has a batch open", quoted_name(name)),
 				 errhint("Acknowledge it with orders_events_ack(), or read on with orders_events_read().")));
 	read_cut(call.cat, &values[Anum_consumers_batch_snapshot - 1],
 			 &values[Anum_consumers_batch_top_position - 1],
@@ -494,7 +501,7 @@ orders_events_open_batch(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not open a batch of consumer %s: its checkpoint is newer than this transaction's snapshot",
-						quote_text_datum(PointerGetDatum(name))),
+						quoted_name(name)),
 				 errhint("Retry the transaction.")));
 	nulls[Anum_consumers_batch_snapshot - 1] = false;
 	nulls[Anum_consumers_batch_top_position - 1] = false;
@@ -528,7 +535,7 @@ orders_events_advance(PG_FUNCTION_ARGS)
 	if (nulls[Anum_consumers_batch_snapshot - 1])
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("consumer %s has no batch open", quote_text_datum(PointerGetDatum(name)))));
+				 errmsg("consumer %s has no batch open", quoted_name(name))));
 	if (PG_GETARG_BOOL(2))
 	{
 		/* the batch's cut becomes the checkpoint; no batch is open */

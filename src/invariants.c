@@ -361,7 +361,7 @@ order_check_lines(Relation rel, const OrdersCatalog *cat, const char *order_id,
 	for (i = 0; i < n; i++)
 	{
 		bool		elem_isnull;
-		Datum		elem = array_iter_next(&it, &elem_isnull, i, -1, false, TYPALIGN_DOUBLE);
+		Datum		elem = composite_array_next(&it, &elem_isnull, i);
 		int64		amount;
 
 		if (elem_isnull)

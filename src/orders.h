@@ -98,6 +98,13 @@ enum
 	Natts_address = Anum_address_country
 };
 
+/*
+ * The next element of an array of one of our composite types, walked with
+ * array_iter: composites are varlena, by reference and double-aligned.
+ */
+#define composite_array_next(it, isnull, i) \
+	array_iter_next((it), (isnull), (i), -1, false, TYPALIGN_DOUBLE)
+
 /* Room for the fields of either composite, order_line or order_address. */
 #define COMPOSITE_MAX_FIELDS Max((int) Natts_line, (int) Natts_address)
 
