@@ -54,7 +54,8 @@ static const LOCKMODE consumer_locks[TABLE_COUNT] = {NoLock, NoLock, RowExclusiv
 /*
  * Opens the consumers' table for a change of a checkpoint.  Checkpoints are
  * written on the primary; a standby gets a message that says so rather
- * than the bare read-only error.
+ * than the bare read-only error.  what: the function called, as messages
+ * name it.
  */
 static const OrdersCatalog *
 open_consumers(FunctionCallInfo fcinfo, const char *what, OrdersCall *call)
@@ -75,7 +76,7 @@ open_consumers(FunctionCallInfo fcinfo, const char *what, OrdersCall *call)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("%s needs extension orders 1.4 or later", what),
-				 errhint("ALTER EXTENSION orders UPDATE")));
+				 errhint("Run ALTER EXTENSION orders UPDATE.")));
 	return cat;
 }
 
@@ -98,11 +99,11 @@ required_name(FunctionCallInfo fcinfo)
 
 /* Events carry whole orders: consuming them needs what reading orders needs. */
 static void
-check_can_consume(const OrdersCatalog *cat, const char *what)
+check_can_consume(const OrdersCatalog *cat)
 {
 	AclResult	aclresult;
 
-	orders_check_can_read(cat, what);
+	orders_check_can_read(cat);
 	aclresult = pg_class_aclcheck(cat->relids[TABLE_EVENTS], GetUserId(), ACL_SELECT);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(cat->relids[TABLE_EVENTS]));
@@ -303,7 +304,7 @@ orders_events_register(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_RESERVED_NAME),
 				 errmsg("consumer name \"%s\" is reserved for the relay worker", cname)));
-	check_can_consume(cat, "orders_events_register()");
+	check_can_consume(cat);
 
 	exists = storage_exists_any(rel, cat->consumers_pkey, PointerGetDatum(name));
 	if (!exists)
@@ -371,11 +372,11 @@ orders_events_consumer(PG_FUNCTION_ARGS)
 {
 	text	   *name = required_name(fcinfo);
 	OrdersCall	call;
-	const OrdersCatalog *cat = open_consumers(fcinfo, "consuming events", &call);
+	const OrdersCatalog *cat = open_consumers(fcinfo, "orders_events_consumer()", &call);
 	TupleTableSlot *slot = table_slot_create(call.rel[TABLE_CONSUMERS], NULL);
 	Datum		result;
 
-	check_can_consume(cat, "consuming events");
+	check_can_consume(cat);
 	if (!lock_own_consumer(&call, name, slot))
 		not_registered(name);
 	result = ExecFetchSlotHeapTupleDatum(slot);
@@ -422,7 +423,7 @@ orders_events_checkpoint(PG_FUNCTION_ARGS)
 	Datum		values[Natts_consumers];
 	bool		nulls[Natts_consumers];
 
-	open_consumers(fcinfo, "moving a checkpoint", &call);
+	open_consumers(fcinfo, "orders_events_checkpoint()", &call);
 	rel = call.rel[TABLE_CONSUMERS];
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
 		ereport(ERROR,
@@ -461,7 +462,7 @@ lock_checkpoint(FunctionCallInfo fcinfo, text *name, const char *what, OrdersCal
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("%s needs extension orders 1.5 or later", what),
-				 errhint("ALTER EXTENSION orders UPDATE")));
+				 errhint("Run ALTER EXTENSION orders UPDATE.")));
 	slot = table_slot_create(call->rel[TABLE_CONSUMERS], NULL);
 	if (!lock_own_consumer(call, name, slot))
 		not_registered(name);
@@ -483,7 +484,7 @@ orders_events_open_batch(PG_FUNCTION_ARGS)
 	OrdersCall	call;
 	Datum		values[Natts_consumers];
 	bool		nulls[Natts_consumers];
-	TupleTableSlot *slot = lock_checkpoint(fcinfo, name, "opening a batch", &call, values, nulls);
+	TupleTableSlot *slot = lock_checkpoint(fcinfo, name, "orders_events_open_batch()", &call, values, nulls);
 	HeapTuple	tuple;
 	Datum		result;
 
@@ -531,7 +532,7 @@ orders_events_advance(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("acknowledging needs a batch position and whether the batch is done")));
-	slot = lock_checkpoint(fcinfo, name, "acknowledging events", &call, values, nulls);
+	slot = lock_checkpoint(fcinfo, name, "orders_events_advance()", &call, values, nulls);
 	if (nulls[Anum_consumers_batch_snapshot - 1])
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
