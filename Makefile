@@ -59,6 +59,12 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# Only what PGDLLEXPORT marks is exported: PGXS hides the rest itself from
+# 16 on; on 15 it is asked for here, and src/compat.h makes PGDLLEXPORT mark.
+ifeq ($(MAJORVERSION),15)
+override CFLAGS += -fvisibility=hidden
+endif
+
 # every source file shares the one header, and through it the compat header
 $(OBJS): src/orders.h src/compat.h
 

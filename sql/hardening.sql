@@ -103,7 +103,8 @@ BEGIN;
 UPDATE orders SET shipping_address = ROW('Main St 1', 'Berlin', '10115', 'DE')
 WHERE shipping_address IS NULL;
 ALTER TABLE orders ALTER COLUMN shipping_address SET NOT NULL;
-SELECT err($$SELECT orders_add('c0000000-0000-0000-0000-0000000000a3', 'EUR')$$);
+SELECT err($$SELECT orders_add('c0000000-0000-0000-0000-0000000000a3', 'EUR',
+    id => 'a0000000-0000-0000-0000-0000000000a9')$$);
 SELECT id FROM orders_add('c0000000-0000-0000-0000-0000000000a3', 'EUR', '{}',
     ROW('Main St 1', 'Berlin', '10115', 'DE')::order_address,
     id => 'a0000000-0000-0000-0000-0000000000a9');

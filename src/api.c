@@ -16,8 +16,8 @@
 #include "catalog/pg_class_d.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
-#include "tcop/utility.h"
 #include "miscadmin.h"
+#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -48,6 +48,39 @@ prepare_write(const char *what)
 {
 	PreventCommandIfReadOnly(what);
 	PreventCommandIfParallelMode(what);
+}
+
+/* An argument that may be NULL: (Datum) 0 then, as the checks expect. */
+#define ARG_OR_ZERO(n) (PG_ARGISNULL(n) ? (Datum) 0 : PG_GETARG_DATUM(n))
+
+/*
+ * The order a call works on, named in the context of every error raised
+ * while the call runs (the invariants', the storage's, the server's), so
+ * that no message has to carry it.
+ */
+static void
+order_error_context(void *arg)
+{
+	char		id_text[UUID_TEXT_SIZE];
+
+	uuid_format((const pg_uuid_t *) arg, id_text);
+	errcontext("order %s", id_text);
+}
+
+/* Until pop_order_context: id must live as long. */
+static void
+push_order_context(ErrorContextCallback *callback, const pg_uuid_t *id)
+{
+	callback->callback = order_error_context;
+	callback->arg = (void *) id;
+	callback->previous = error_context_stack;
+	error_context_stack = callback;
+}
+
+static void
+pop_order_context(ErrorContextCallback *callback)
+{
+	error_context_stack = callback->previous;
 }
 
 static pg_uuid_t *
@@ -93,7 +126,7 @@ orders_add(PG_FUNCTION_ARGS)
 	Relation	rel = call.rel[TABLE_ORDERS];
 	TupleDesc	desc = RelationGetDescr(rel);
 	pg_uuid_t	id;
-	char		id_text[UUID_TEXT_SIZE];
+	ErrorContextCallback order_context;
 	Datum		values[Natts_orders];
 	bool		nulls[Natts_orders] = {0};
 	Datum		lines;
@@ -109,17 +142,12 @@ orders_add(PG_FUNCTION_ARGS)
 		uuidv7_generate(&id);
 	else
 		id = *PG_GETARG_UUID_P(4);
-	uuid_format(&id, id_text);
+	push_order_context(&order_context, &id);
 
-	order_check_customer_id(rel, id_text, PG_ARGISNULL(0));
-	order_check_currency(rel, id_text, PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1),
-						 PG_ARGISNULL(1));
-	total = order_check_lines(rel, cat, id_text,
-							  PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2),
-							  PG_ARGISNULL(2), &lines);
-	order_check_address(rel, cat, id_text,
-						PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3),
-						PG_ARGISNULL(3));
+	order_check_customer_id(rel, PG_ARGISNULL(0));
+	order_check_currency(rel, ARG_OR_ZERO(1), PG_ARGISNULL(1));
+	total = order_check_lines(rel, cat, ARG_OR_ZERO(2), PG_ARGISNULL(2), &lines);
+	order_check_address(rel, cat, ARG_OR_ZERO(3), PG_ARGISNULL(3));
 
 	values[Anum_orders_id - 1] = UUIDPGetDatum(&id);
 	values[Anum_orders_customer_id - 1] = PG_GETARG_DATUM(0);
@@ -152,14 +180,15 @@ orders_add(PG_FUNCTION_ARGS)
 						   UUIDPGetDatum(&id)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
-				 errmsg("order id %s was used by an order before", id_text),
-				 errdetail("The outbox holds events of an order with this id."),
+				 errmsg("order id was used before"),
+				 errdetail("The outbox holds events of an earlier order with this id."),
 				 errhint("Add the order with a new id, such as orders_next_id()."),
 				 errtableconstraint(rel, "orders_id_not_reused")));
 
 	payload = event_payload_order(cat, values, nulls);
 	event_emit(&call, EVENT_ORDER_ADDED, &id, 1, payload, now);
 
+	pop_order_context(&order_context);
 	orders_close(&call);
 	PG_RETURN_DATUM(result);
 }
@@ -177,32 +206,22 @@ orders_get(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	OrdersCall	call;
 	const OrdersCatalog *cat;
-	MemoryContext oldcontext;
-	Tuplestorestate *tupstore;
+	ErrorContextCallback order_context;
 	TupleTableSlot *slot;
 
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
-		(rsinfo->allowedModes & SFRM_Materialize) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("orders_get must be called where a set is accepted, as in SELECT * FROM orders_get(...)")));
+	/* refuses a caller that cannot take a set before anything is locked */
+	InitMaterializedSRF(fcinfo, 0);
+	push_order_context(&order_context, PG_GETARG_UUID_P(0));
 
 	cat = orders_open(fcinfo, read_locks, &call);
-	orders_check_can_read(cat, "orders_get");
-
-	oldcontext = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	tupstore = tuplestore_begin_heap((rsinfo->allowedModes & SFRM_Materialize_Random) != 0,
-									 false, work_mem);
-	MemoryContextSwitchTo(oldcontext);
-	rsinfo->returnMode = SFRM_Materialize;
-	rsinfo->setResult = tupstore;
-	rsinfo->setDesc = NULL;		/* the declared row type: the table's */
+	orders_check_can_read(cat);
 
 	slot = table_slot_create(call.rel[TABLE_ORDERS], NULL);
 	if (storage_fetch(call.rel[TABLE_ORDERS], cat->orders_pkey, PG_GETARG_DATUM(0), slot))
-		tuplestore_puttupleslot(tupstore, slot);
+		tuplestore_puttupleslot(rsinfo->setResult, slot);
 	ExecDropSingleTupleTableSlot(slot);
 	orders_close(&call);
+	pop_order_context(&order_context);
 
 	return (Datum) 0;
 }
@@ -219,7 +238,7 @@ orders_remove(PG_FUNCTION_ARGS)
 	const OrdersCatalog *cat = orders_open(fcinfo, write_locks, &call);
 	Relation	rel = call.rel[TABLE_ORDERS];
 	pg_uuid_t  *id;
-	char		id_text[UUID_TEXT_SIZE];
+	ErrorContextCallback order_context;
 	TupleTableSlot *slot;
 	int32		version;
 	OrderStatus status;
@@ -231,14 +250,14 @@ orders_remove(PG_FUNCTION_ARGS)
 	prepare_write("orders_remove()");
 	reveal = orders_may_read(cat);
 	id = required_id(fcinfo, 0);
-	uuid_format(id, id_text);
+	push_order_context(&order_context, id);
 	slot = table_slot_create(rel, NULL);
 
 	if (!storage_lock(rel, cat->orders_pkey, UUIDPGetDatum(id), Anum_orders_id,
 					  LockTupleExclusive, slot))
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("order %s does not exist", id_text)));
+				 errmsg("order does not exist")));
 
 	slot_getallattrs(slot);
 	version = DatumGetInt32(slot->tts_values[Anum_orders_version - 1]);
@@ -246,10 +265,10 @@ orders_remove(PG_FUNCTION_ARGS)
 								   false);
 
 	if (!PG_ARGISNULL(1))
-		order_check_version(id_text, version, PG_GETARG_INT32(1), reveal);
-	order_check_removable(rel, id_text, status, reveal);
+		order_check_version(version, PG_GETARG_INT32(1), reveal);
+	order_check_removable(rel, status, reveal);
 	/* versions of an order's events only go up: removal is one more change */
-	order_check_next_version(id_text, version);
+	order_check_next_version(version);
 
 	result = result_row(RelationGetDescr(rel), slot->tts_values, slot->tts_isnull, reveal,
 						lengthof(removed_keep), removed_keep);
@@ -259,6 +278,7 @@ orders_remove(PG_FUNCTION_ARGS)
 	event_emit(&call, EVENT_ORDER_REMOVED, id, version + 1, payload,
 			   GetCurrentTransactionStartTimestamp());
 
+	pop_order_context(&order_context);
 	ExecDropSingleTupleTableSlot(slot);
 	orders_close(&call);
 	PG_RETURN_DATUM(result);
@@ -312,7 +332,7 @@ orders_save(PG_FUNCTION_ARGS)
 	Datum		values[Natts_orders];
 	bool		nulls[Natts_orders];
 	pg_uuid_t  *id;
-	char		id_text[UUID_TEXT_SIZE];
+	ErrorContextCallback order_context;
 	Datum		lines;
 	ArrayType  *lines_array;
 	int64		total;
@@ -343,19 +363,19 @@ orders_save(PG_FUNCTION_ARGS)
 				 errmsg("order id must not be null"),
 				 errhint("Save an order read with orders_get; add a new one with orders_add.")));
 	id = DatumGetUUIDP(given[Anum_orders_id - 1]);
-	uuid_format(id, id_text);
+	push_order_context(&order_context, id);
 
 	/* the new state, on its own */
 	if (given_null[Anum_orders_version - 1])
-		not_null_violation(rel, Anum_orders_version, id_text, "version");
+		not_null_violation(rel, Anum_orders_version, "version");
 	if (given_null[Anum_orders_status - 1])
-		not_null_violation(rel, Anum_orders_status, id_text, "status");
-	order_check_customer_id(rel, id_text, given_null[Anum_orders_customer_id - 1]);
-	order_check_currency(rel, id_text, given[Anum_orders_currency - 1],
+		not_null_violation(rel, Anum_orders_status, "status");
+	order_check_customer_id(rel, given_null[Anum_orders_customer_id - 1]);
+	order_check_currency(rel, given[Anum_orders_currency - 1],
 						 given_null[Anum_orders_currency - 1]);
-	total = order_check_lines(rel, cat, id_text, given[Anum_orders_lines - 1],
+	total = order_check_lines(rel, cat, given[Anum_orders_lines - 1],
 							  given_null[Anum_orders_lines - 1], &lines);
-	order_check_address(rel, cat, id_text, given[Anum_orders_shipping_address - 1],
+	order_check_address(rel, cat, given[Anum_orders_shipping_address - 1],
 						given_null[Anum_orders_shipping_address - 1]);
 	new_status = order_status_from_oid(cat, DatumGetObjectId(given[Anum_orders_status - 1]), true);
 	lines_array = DatumGetArrayTypeP(lines);	/* already detoasted: a cast */
@@ -367,43 +387,43 @@ orders_save(PG_FUNCTION_ARGS)
 					  LockTupleNoKeyExclusive, slot))
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("order %s does not exist", id_text),
+				 errmsg("order does not exist"),
 				 errhint("It may have been removed; add a new order with orders_add.")));
 	slot_getallattrs(slot);
 	stored = slot->tts_values;
 	stored_null = slot->tts_isnull;
 
 	version = DatumGetInt32(stored[Anum_orders_version - 1]);
-	order_check_version(id_text, version, DatumGetInt32(given[Anum_orders_version - 1]), reveal);
-	order_check_immutable(rel, id_text, Anum_orders_customer_id,
+	order_check_version(version, DatumGetInt32(given[Anum_orders_version - 1]), reveal);
+	order_check_immutable(rel, Anum_orders_customer_id,
 						  stored[Anum_orders_customer_id - 1], given[Anum_orders_customer_id - 1],
 						  reveal);
-	order_check_immutable(rel, id_text, Anum_orders_currency,
+	order_check_immutable(rel, Anum_orders_currency,
 						  stored[Anum_orders_currency - 1], given[Anum_orders_currency - 1],
 						  reveal);
 	old_status = order_status_from_oid(cat, DatumGetObjectId(stored[Anum_orders_status - 1]),
 									   false);
-	order_check_status_transition(rel, id_text, old_status, new_status, reveal);
-	order_check_ready(rel, id_text, new_status, nlines,
-					  given_null[Anum_orders_shipping_address - 1]);
+	order_check_status_transition(rel, old_status, new_status, reveal);
+	order_check_ready(rel, new_status, nlines, given_null[Anum_orders_shipping_address - 1]);
 	lines_changed = !order_lines_equal(cat, stored[Anum_orders_lines - 1], lines);
 	address_changed = !order_address_equal(cat,
 										   stored[Anum_orders_shipping_address - 1],
 										   stored_null[Anum_orders_shipping_address - 1],
 										   given[Anum_orders_shipping_address - 1],
 										   given_null[Anum_orders_shipping_address - 1]);
-	order_check_frozen(rel, id_text, old_status, lines_changed, address_changed, reveal);
+	order_check_frozen(rel, old_status, lines_changed, address_changed, reveal);
 
 	if (!lines_changed && !address_changed && old_status == new_status)
 	{
 		/* the stored order; its update time is not the caller's to learn */
 		result = result_row(desc, stored, stored_null, reveal,
 							lengthof(saved_keep) - 1, saved_keep);
+		pop_order_context(&order_context);
 		ExecDropSingleTupleTableSlot(slot);
 		orders_close(&call);
 		PG_RETURN_DATUM(result);
 	}
-	order_check_next_version(id_text, version);
+	order_check_next_version(version);
 
 	/* the new row: what may change from the caller, the rest as stored */
 	memcpy(values, stored, sizeof(values));
@@ -434,6 +454,7 @@ orders_save(PG_FUNCTION_ARGS)
 		event_emit(&call, status_event(new_status), id, version + 1,
 				   event_payload_status(old_status, new_status), now);
 
+	pop_order_context(&order_context);
 	ExecDropSingleTupleTableSlot(slot);
 	orders_close(&call);
 	PG_RETURN_DATUM(result);

@@ -67,6 +67,9 @@ static const char *const table_names[TABLE_COUNT] = {
 	"orders", "order_events", "order_event_consumers"
 };
 
+/* The sequence that numbers the outbox's events. */
+#define POSITION_SEQUENCE "order_events_position_seq"
+
 /*
  * The cached catalog, in a memory context of its own.  A call keeps a
  * pointer to it while user code may run inside the call (an index
@@ -97,6 +100,13 @@ static Oid	watched_relids[WATCHED_RELIDS];
 /* Bumped by every relevant invalidation, so a lookup can tell it raced one. */
 static uint64 invalidation_count = 0;
 
+/* Whether the cache is valid, and for the schema of the function called. */
+static inline bool
+cache_serves(Oid nsp)
+{
+	return cache_valid && cache->namespace_id == nsp;
+}
+
 static void
 orders_relcache_callback(Datum arg, Oid relid)
 {
@@ -113,29 +123,66 @@ orders_relcache_callback(Datum arg, Oid relid)
 	}
 }
 
-pg_noreturn static void
-layout_error(const char *relname, const char *what)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg("extension \"orders\" cannot use %s: %s", relname, what),
-			 errhint("The extension's tables and types must keep the layout its install script gave them; "
-					 "reinstall the extension or undo the change.")));
-}
+/*
+ * A table or type of ours that does not have the layout the C code reads.
+ * The arguments are errmsg's: each caller says what is wrong in a message
+ * of its own.
+ */
+#define layout_error(...) \
+	ereport(ERROR, \
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE), \
+			 errmsg(__VA_ARGS__), \
+			 errhint("The extension's tables and types must keep the layout its install script gave them; " \
+					 "reinstall the extension or undo the change.")))
 
 /*
  * What the direct write path cannot honour, refused by name: the server
  * would enforce it on an INSERT, UPDATE or DELETE, and we will not skip it
- * silently.
+ * silently.  The arguments are errmsg's.
  */
-pg_noreturn static void
-unsupported_error(const char *relname, const char *what)
+#define unsupported_error(...) \
+	ereport(ERROR, \
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED), \
+			 errmsg(__VA_ARGS__), \
+			 errdetail("The extension's functions write the table directly and would not honour it."), \
+			 errhint("Remove it; react to changes through the outbox, order_events.")))
+
+static void
+refuse_direct_write(const char *relname, DirectWriteRefusal refusal, const char *name)
 {
-	ereport(ERROR,
-			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("extension \"orders\" cannot write table \"%s\": it has %s", relname, what),
-			 errdetail("The extension's functions write the table directly and would not honour it."),
-			 errhint("Remove it; react to changes through the outbox, order_events.")));
+	switch (refusal)
+	{
+		case REFUSE_NOTHING:
+			return;
+		case REFUSE_DEFERRABLE:
+			unsupported_error("extension \"orders\" cannot write table \"%s\": it has deferrable constraint \"%s\"",
+							  relname, name);
+			break;
+		case REFUSE_CONSTRAINT:
+			unsupported_error("extension \"orders\" cannot write table \"%s\": it has constraint \"%s\"",
+							  relname, name);
+			break;
+		case REFUSE_TRIGGER:
+			unsupported_error("extension \"orders\" cannot write table \"%s\": it has trigger \"%s\"",
+							  relname, name);
+			break;
+		case REFUSE_RULE:
+			unsupported_error("extension \"orders\" cannot write table \"%s\": it has a rule",
+							  relname);
+			break;
+		case REFUSE_CHECK:
+			unsupported_error("extension \"orders\" cannot write table \"%s\": it has check constraint \"%s\"",
+							  relname, name);
+			break;
+		case REFUSE_CHILDREN:
+			unsupported_error("extension \"orders\" cannot write table \"%s\": it has child tables",
+							  relname);
+			break;
+		case REFUSE_COLUMNS:
+			unsupported_error("extension \"orders\" cannot write table \"%s\": it has a different number of columns",
+							  relname);
+			break;
+	}
 }
 
 static Oid
@@ -150,6 +197,13 @@ lookup_relid(Oid nsp, const char *nspname, const char *relname)
 						nspname, relname),
 				 errhint("Reinstall the extension.")));
 	return relid;
+}
+
+/* The operator family of a type's default btree operator class. */
+static Oid
+default_btree_family(Oid typid)
+{
+	return get_opclass_family(GetDefaultOpClass(typid, BTREE_AM_OID));
 }
 
 /* A column, or a composite's field, as the C code expects it. */
@@ -191,45 +245,49 @@ expect_columns(TupleDesc desc, const char *relname, const ColumnSpec *columns, i
 	int			i;
 
 	if (desc->natts != n)
-		layout_error(relname, "it has a different number of columns");
+		layout_error("extension \"orders\" cannot use \"%s\": it has a different number of columns",
+					 relname);
 	for (i = 0; i < n; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 
 		if (att->attisdropped || strcmp(NameStr(att->attname), columns[i].name) != 0 ||
 			(OidIsValid(columns[i].typid) && att->atttypid != columns[i].typid))
-			layout_error(relname, psprintf("column %d is not \"%s\" of the expected type",
-										   i + 1, columns[i].name));
+			layout_error("extension \"orders\" cannot use \"%s\": column %d is not \"%s\" of the expected type",
+						 relname, i + 1, columns[i].name);
 		if (att->attgenerated)
-			layout_error(relname, psprintf("column \"%s\" is generated", columns[i].name));
+			layout_error("extension \"orders\" cannot use \"%s\": column \"%s\" is generated",
+						 relname, columns[i].name);
 	}
 }
 
 /*
- * What a direct write would skip, or NULL.  Indexes are written through the
- * executor's own routine, which checks unique and exclusion constraints at
- * once; a deferrable one would need a recheck at commit that only the
+ * What a direct write would skip, and its name where it has one (copied:
+ * the catalog outlives the relcache entry).  Indexes are written through
+ * the executor's own routine, which checks unique and exclusion constraints
+ * at once; a deferrable one would need a recheck at commit that only the
  * executor's triggers do.
  */
-static char *
-direct_write_refusal(Relation rel)
+static DirectWriteRefusal
+direct_write_refusal(Relation rel, char **name)
 {
 	TupleConstr *constr = RelationGetDescr(rel)->constr;
 	List	   *indexes;
 	ListCell   *lc;
 
+	*name = NULL;
 	indexes = RelationGetIndexList(rel);
 	foreach(lc, indexes)
 	{
 		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
-		bool		deferrable = !index->rd_index->indimmediate;
-		char	   *name = pstrdup(RelationGetRelationName(index));
 
+		if (!index->rd_index->indimmediate)
+			*name = pstrdup(RelationGetRelationName(index));
 		index_close(index, AccessShareLock);
-		if (deferrable)
+		if (*name != NULL)
 		{
 			list_free(indexes);
-			return psprintf("deferrable constraint \"%s\"", name);
+			return REFUSE_DEFERRABLE;
 		}
 	}
 	list_free(indexes);
@@ -240,18 +298,25 @@ direct_write_refusal(Relation rel)
 
 		/* a foreign key's triggers are named after its constraint */
 		if (OidIsValid(trigger->tgconstraint))
-			return psprintf("constraint \"%s\"", get_constraint_name(trigger->tgconstraint));
-		return psprintf("trigger \"%s\"", trigger->tgname);
+		{
+			*name = get_constraint_name(trigger->tgconstraint);
+			return REFUSE_CONSTRAINT;
+		}
+		*name = pstrdup(trigger->tgname);
+		return REFUSE_TRIGGER;
 	}
 	if (rel->rd_rules != NULL)
-		return "a rule";
+		return REFUSE_RULE;
 	if (constr != NULL && constr->num_check > 0)
-		return psprintf("check constraint \"%s\"", constr->check[0].ccname);
+	{
+		*name = pstrdup(constr->check[0].ccname);
+		return REFUSE_CHECK;
+	}
 	/* relhassubclass stays set after the last child is dropped: ask pg_inherits */
 	if (rel->rd_rel->relhassubclass &&
 		find_inheritance_children(RelationGetRelid(rel), NoLock) != NIL)
-		return "child tables";
-	return NULL;
+		return REFUSE_CHILDREN;
+	return REFUSE_NOTHING;
 }
 
 /*
@@ -264,9 +329,9 @@ check_heap_table(Relation rel, const char *relname, const ColumnSpec *columns, i
 				 OrdersCatalog *c, OrdersTable t)
 {
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relam != HEAP_TABLE_AM_OID)
-		layout_error(relname, "it is not a heap table");
+		layout_error("extension \"orders\" cannot use \"%s\": it is not a heap table", relname);
 	expect_columns(RelationGetDescr(rel), relname, columns, n);
-	c->refusal[t] = direct_write_refusal(rel);
+	c->refusal[t] = direct_write_refusal(rel, &c->refusal_name[t]);
 	c->row_security[t] = rel->rd_rel->relrowsecurity;
 }
 
@@ -285,7 +350,7 @@ check_primary_key(Relation rel, const char *relname, AttrNumber keyatt, Oid keyt
 
 	pkey = compat_primary_key_index(rel);
 	if (!OidIsValid(pkey))
-		layout_error(relname, "it has no primary key");
+		layout_error("extension \"orders\" cannot use \"%s\": it has no primary key", relname);
 
 	index = index_open(pkey, AccessShareLock);
 	ok = index->rd_rel->relam == BTREE_AM_OID &&
@@ -294,13 +359,13 @@ check_primary_key(Relation rel, const char *relname, AttrNumber keyatt, Oid keyt
 		index->rd_index->indkey.values[0] == keyatt &&
 		index->rd_index->indisunique &&
 		index->rd_index->indimmediate &&
-		index->rd_opfamily[0] == get_opclass_family(GetDefaultOpClass(keytype, BTREE_AM_OID)) &&
+		index->rd_opfamily[0] == default_btree_family(keytype) &&
 		RelationGetIndexExpressions(index) == NIL &&
 		RelationGetIndexPredicate(index) == NIL;
 	index_close(index, AccessShareLock);
 	if (!ok)
-		layout_error(relname, psprintf("its primary key is not on column \"%s\" alone",
-									   NameStr(TupleDescAttr(RelationGetDescr(rel), keyatt - 1)->attname)));
+		layout_error("extension \"orders\" cannot use \"%s\": its primary key is not on column \"%s\" alone",
+					 relname, NameStr(TupleDescAttr(RelationGetDescr(rel), keyatt - 1)->attname));
 	return pkey;
 }
 
@@ -322,7 +387,7 @@ find_events_order_index(Relation rel)
 		if (index->rd_rel->relam == BTREE_AM_OID &&
 			index->rd_index->indnkeyatts >= 1 &&
 			index->rd_index->indkey.values[0] == Anum_order_events_order_id &&
-			index->rd_opfamily[0] == get_opclass_family(GetDefaultOpClass(UUIDOID, BTREE_AM_OID)) &&
+			index->rd_opfamily[0] == default_btree_family(UUIDOID) &&
 			index->rd_index->indisvalid &&
 			RelationGetIndexExpressions(index) == NIL &&
 			RelationGetIndexPredicate(index) == NIL)
@@ -341,7 +406,7 @@ composite_desc(Oid typid, const char *typname, const ColumnSpec *fields, int n)
 	TupleDesc	tupdesc;
 
 	if (get_typtype(typid) != TYPTYPE_COMPOSITE)
-		layout_error(typname, "it is not a composite type");
+		layout_error("extension \"orders\" cannot use \"%s\": it is not a composite type", typname);
 	tupdesc = lookup_rowtype_tupdesc_copy(typid, -1);
 	expect_columns(tupdesc, typname, fields, n);
 	return tupdesc;
@@ -355,20 +420,20 @@ composite_desc(Oid typid, const char *typname, const ColumnSpec *fields, int n)
 static void
 check_position_sequence(Oid seqid)
 {
-	HeapTuple	tup;
+	HeapTuple	tup = NULL;
 	Form_pg_sequence seq;
 	bool		ok;
 
-	if (get_rel_relkind(seqid) != RELKIND_SEQUENCE)
-		layout_error("order_events_position_seq", "it is not a sequence");
-	tup = SearchSysCache1(SEQRELID, ObjectIdGetDatum(seqid));
-	if (!HeapTupleIsValid(tup))
-		layout_error("order_events_position_seq", "it is not a sequence");
+	if (get_rel_relkind(seqid) != RELKIND_SEQUENCE ||
+		!HeapTupleIsValid(tup = SearchSysCache1(SEQRELID, ObjectIdGetDatum(seqid))))
+		layout_error("extension \"orders\" cannot use \"%s\": it is not a sequence",
+					 POSITION_SEQUENCE);
 	seq = (Form_pg_sequence) GETSTRUCT(tup);
 	ok = seq->seqcache == 1 && !seq->seqcycle && seq->seqincrement > 0;
 	ReleaseSysCache(tup);
 	if (!ok)
-		layout_error("order_events_position_seq", "it must have CACHE 1, NO CYCLE and a positive increment");
+		layout_error("extension \"orders\" cannot use \"%s\": it must have CACHE 1, NO CYCLE and a positive increment",
+					 POSITION_SEQUENCE);
 }
 
 /*
@@ -395,7 +460,7 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 			lookup_relid(nsp, c->namespace_name, table_names[i]);
 		watched_relids[i] = c->relids[i];
 	}
-	c->events_seqid = lookup_relid(nsp, c->namespace_name, "order_events_position_seq");
+	c->events_seqid = lookup_relid(nsp, c->namespace_name, POSITION_SEQUENCE);
 	watched_relids[TABLE_COUNT + 2] = c->events_seqid;
 	check_position_sequence(c->events_seqid);
 
@@ -442,13 +507,13 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 												  Anum_consumers_name, TEXTOID);
 		}
 		else if (natts != Anum_consumers_owner - 1) /* before 1.4 */
-			c->refusal[TABLE_CONSUMERS] = "a different number of columns";
+			c->refusal[TABLE_CONSUMERS] = REFUSE_COLUMNS;
 		table_close(rel, AccessShareLock);
 	}
 
 	/* order_status: the label OIDs, which are what a stored enum value is */
 	if (!type_is_enum(c->status_typid))
-		layout_error("order_status", "it is not an enum");
+		layout_error("extension \"orders\" cannot use \"%s\": it is not an enum", "order_status");
 	for (i = 0; i < ORDER_STATUS_COUNT; i++)
 	{
 		HeapTuple	tup = SearchSysCache2(ENUMTYPOIDNAME,
@@ -456,8 +521,8 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 										  CStringGetDatum(order_status_names[i]));
 
 		if (!HeapTupleIsValid(tup))
-			layout_error("order_status", psprintf("label \"%s\" is missing",
-												  order_status_names[i]));
+			layout_error("extension \"orders\" cannot use \"%s\": label \"%s\" is missing",
+						 "order_status", order_status_names[i]);
 		c->status_oids[i] = ((Form_pg_enum) GETSTRUCT(tup))->oid;
 		ReleaseSysCache(tup);
 	}
@@ -465,7 +530,8 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 	/* the composites, kept as private copies of their descriptors */
 	c->line_typid = get_element_type(lines_array_typid);
 	if (!OidIsValid(c->line_typid))
-		layout_error("orders", "column \"lines\" is not an array");
+		layout_error("extension \"orders\" cannot use \"%s\": column \"%s\" is not an array",
+					 "orders", "lines");
 	watched_relids[TABLE_COUNT] = get_typ_typrelid(c->line_typid);
 	watched_relids[TABLE_COUNT + 1] = get_typ_typrelid(c->address_typid);
 	c->line_desc = composite_desc(c->line_typid, "order_line", line_fields, Natts_line);
@@ -577,7 +643,7 @@ orders_open(FunctionCallInfo fcinfo, const LOCKMODE locks[TABLE_COUNT], OrdersCa
 		/* by the cached OIDs if we have them, else by name */
 		for (t = 0; t < TABLE_COUNT; t++)
 		{
-			relids[t] = (cache_valid && cache->namespace_id == nsp) ? cache->relids[t] :
+			relids[t] = cache_serves(nsp) ? cache->relids[t] :
 				get_relname_relid(table_names[t], nsp);
 			if (locks[t] != NoLock && OidIsValid(relids[t]))
 				LockRelationOid(relids[t], locks[t]);
@@ -585,14 +651,14 @@ orders_open(FunctionCallInfo fcinfo, const LOCKMODE locks[TABLE_COUNT], OrdersCa
 		/* a writer of events holds off ALTER SEQUENCE until it commits */
 		if (locks[TABLE_EVENTS] >= RowExclusiveLock)
 		{
-			seqid = (cache_valid && cache->namespace_id == nsp) ? cache->events_seqid :
-				get_relname_relid("order_events_position_seq", nsp);
+			seqid = cache_serves(nsp) ? cache->events_seqid :
+				get_relname_relid(POSITION_SEQUENCE, nsp);
 			if (OidIsValid(seqid))
 				LockRelationOid(seqid, RowExclusiveLock);
 		}
 		AcceptInvalidationMessages();
 
-		if (cache_valid && cache->namespace_id == nsp)
+		if (cache_serves(nsp))
 			break;
 
 		/*
@@ -604,7 +670,7 @@ orders_open(FunctionCallInfo fcinfo, const LOCKMODE locks[TABLE_COUNT], OrdersCa
 		for (t = 0; t < TABLE_COUNT; t++)
 			if (locks[t] != NoLock && get_relname_relid(table_names[t], nsp) != relids[t])
 				same = false;
-		if (OidIsValid(seqid) && get_relname_relid("order_events_position_seq", nsp) != seqid)
+		if (OidIsValid(seqid) && get_relname_relid(POSITION_SEQUENCE, nsp) != seqid)
 			same = false;
 		/* a missing table is reported by the rebuild */
 		if (same)
@@ -627,11 +693,11 @@ orders_open(FunctionCallInfo fcinfo, const LOCKMODE locks[TABLE_COUNT], OrdersCa
 	{
 		if (locks[t] < RowExclusiveLock || !OidIsValid(cache->relids[t]))
 			continue;
-		if (cache->refusal[t] != NULL)
-			unsupported_error(table_names[t], cache->refusal[t]);
+		refuse_direct_write(table_names[t], cache->refusal[t], cache->refusal_name[t]);
 		if (cache->row_security[t] &&
 			check_enable_rls(cache->relids[t], InvalidOid, false) == RLS_ENABLED)
-			unsupported_error(table_names[t], "row-level security that applies to the current role");
+			unsupported_error("extension \"orders\" cannot write table \"%s\": it has row-level security that applies to the current role",
+							  table_names[t]);
 	}
 
 	call->cat = cache;
@@ -727,7 +793,7 @@ orders_may_read(const OrdersCatalog *cat)
  * from orders needs, and refuses where policies would filter that SELECT.
  */
 void
-orders_check_can_read(const OrdersCatalog *cat, const char *what)
+orders_check_can_read(const OrdersCatalog *cat)
 {
 	Oid			relid = cat->relids[TABLE_ORDERS];
 	AclResult	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_SELECT);
@@ -737,7 +803,7 @@ orders_check_can_read(const OrdersCatalog *cat, const char *what)
 	if (check_enable_rls(relid, InvalidOid, false) == RLS_ENABLED)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("%s does not apply row-level security", what),
+				 errmsg("extension \"orders\" does not apply row-level security"),
 				 errdetail("Row-level security is enabled on table \"%s.orders\".",
 						   cat->namespace_name),
 				 errhint("Read the table with SELECT, which applies its policies.")));
@@ -870,11 +936,11 @@ member_untrusted(Oid ext)
 		else
 			continue;
 		if (OidIsValid(owner) && !superuser_arg(owner))
-			reason = psprintf("its member %s is owned by role \"%s\", not a superuser",
+			reason = psprintf("Its member %s is owned by role \"%s\", not a superuser",
 							  getObjectDescriptionOids(d->classid, d->objid),
 							  orders_role_name(owner));
 		else if (granted)
-			reason = psprintf("a role that is not a superuser may create triggers on, or references to, %s",
+			reason = psprintf("A role that is not a superuser may create triggers on, or references to, %s",
 							  getObjectDescriptionOids(d->classid, d->objid));
 	}
 	systable_endscan(scan);
@@ -903,10 +969,10 @@ schema_renamed(Oid nsp, const char *current, Oid ext)
 	bool		same;
 
 	if (!OidIsValid(fn))
-		return pstrdup("the extension is installed at a version before 1.4, whose SQL functions "
+		return pstrdup("The extension is installed at a version before 1.4, whose SQL functions "
 					   "cannot be checked; run ALTER EXTENSION orders UPDATE");
 	if (getExtensionOfObject(ProcedureRelationId, fn) != ext)
-		return pstrdup("its function orders_installed_schema() is not the extension's");
+		return pstrdup("Its function orders_installed_schema() is not the extension's");
 	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
 	if (!HeapTupleIsValid(tup))
 		return NULL;
@@ -916,7 +982,7 @@ schema_renamed(Oid nsp, const char *current, Oid ext)
 	ReleaseSysCache(tup);
 	if (same)
 		return NULL;
-	return pstrdup("it was renamed after the extension was installed, and the extension's "
+	return pstrdup("It was renamed after the extension was installed, and the extension's "
 				   "SQL functions still name it as it was");
 }
 
@@ -928,6 +994,9 @@ schema_renamed(Oid nsp, const char *current, Oid ext)
  * add objects beside ours.  Only superusers may do either.  Then the name
  * must still be the one the functions use, and no member of the extension
  * may let another role's code run inside a superuser's call.
+ *
+ * The reason is one sentence, whole but for its final period, which the
+ * message that quotes it adds: errdetail("%s.", reason).
  */
 char *
 orders_schema_untrusted(Oid nsp)
@@ -942,18 +1011,18 @@ orders_schema_untrusted(Oid nsp)
 	char	   *reason = NULL;
 
 	if (!HeapTupleIsValid(tup))
-		return psprintf("schema %u does not exist", nsp);
+		return psprintf("Schema %u does not exist", nsp);
 	form = (Form_pg_namespace) GETSTRUCT(tup);
 	owner = role_standing_for(form->nspowner);
 	if (!superuser_arg(owner))
-		reason = psprintf("its owner, role \"%s\", is not a superuser",
+		reason = psprintf("Its owner, role \"%s\", is not a superuser",
 						  orders_role_name(owner));
 
 	aclDatum = SysCacheGetAttr(NAMESPACEOID, tup, Anum_pg_namespace_nspacl, &isnull);
 	if (reason == NULL && !isnull && acl_grants_untrusted(aclDatum, ACL_CREATE, &grantee))
 		reason = grantee == ACL_ID_PUBLIC ?
-			pstrdup("every role (PUBLIC) may create objects in it") :
-			psprintf("role \"%s\", not a superuser, may create objects in it",
+			pstrdup("Every role (PUBLIC) may create objects in it") :
+			psprintf("Role \"%s\", not a superuser, may create objects in it",
 					 orders_role_name(grantee));
 	ext = get_extension_oid("orders", true);
 	if (reason == NULL && OidIsValid(ext))
@@ -981,7 +1050,7 @@ orders_assert_trusted_schema(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("extension \"orders\" cannot be installed in schema \"%s\"",
 						get_namespace_name(nsp)),
-				 errdetail("The schema cannot be trusted: %s. Whoever owns it or may create in it "
+				 errdetail("%s. Whoever owns the schema or may create in it "
 						   "could make the extension's functions run code of theirs.",
 						   reason),
 				 errhint("Give the schema to a superuser and revoke CREATE on it from other roles; "

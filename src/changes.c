@@ -84,9 +84,8 @@ order_lines_equal(const OrdersCatalog *cat, Datum a, Datum b)
 	{
 		bool		xnull;
 		bool		ynull;
-		/* composite types are always double-aligned */
-		Datum		ex = array_iter_next(&ix, &xnull, i, -1, false, TYPALIGN_DOUBLE);
-		Datum		ey = array_iter_next(&iy, &ynull, i, -1, false, TYPALIGN_DOUBLE);
+		Datum		ex = composite_array_next(&ix, &xnull, i);
+		Datum		ey = composite_array_next(&iy, &ynull, i);
 
 		if (xnull != ynull)
 			return false;

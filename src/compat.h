@@ -15,11 +15,45 @@
 #include "access/genam.h"
 #include "access/heapam.h"
 #include "executor/executor.h"
-#include "utils/wait_event.h"
+#include "fmgr.h"
 #include "utils/relcache.h"
+#include "utils/wait_event.h"
 
 #if PG_VERSION_NUM < 150000
 #error "orders needs PostgreSQL 15 or later"
+#endif
+
+/*
+ * 16 builds modules with -fvisibility=hidden and makes PGDLLEXPORT mark what
+ * a module exports: the SQL-callable functions and their info records, the
+ * magic block, _PG_init and background worker entry points.  15's
+ * PGDLLEXPORT is empty outside Windows, and its PG_FUNCTION_INFO_V1 does not
+ * mark the function itself.  The Makefile hides symbols on 15 too, so here
+ * both are as 16 has them, and _PG_init is declared as 16's fmgr.h does.
+ */
+#if PG_VERSION_NUM < 160000 && defined(__GNUC__) && !defined(WIN32)
+#undef PGDLLEXPORT
+#define PGDLLEXPORT __attribute__((visibility("default")))
+#undef PG_FUNCTION_INFO_V1
+#define PG_FUNCTION_INFO_V1(funcname) \
+extern PGDLLEXPORT Datum funcname(PG_FUNCTION_ARGS); \
+extern PGDLLEXPORT const Pg_finfo_record * CppConcat(pg_finfo_,funcname)(void); \
+const Pg_finfo_record * \
+CppConcat(pg_finfo_,funcname) (void) \
+{ \
+	static const Pg_finfo_record my_finfo = { 1 }; \
+	return &my_finfo; \
+} \
+extern int no_such_variable
+extern PGDLLEXPORT void _PG_init(void);
+#endif
+
+/*
+ * InitMaterializedSRF is 15.0's SetSingleFuncCall renamed; later 15.x
+ * releases have both names, 16 only the new one.
+ */
+#if PG_VERSION_NUM < 160000
+#define InitMaterializedSRF SetSingleFuncCall
 #endif
 
 /*

@@ -54,7 +54,8 @@ static const LOCKMODE consumer_locks[TABLE_COUNT] = {NoLock, NoLock, RowExclusiv
 /*
  * Opens the consumers' table for a change of a checkpoint.  Checkpoints are
  * written on the primary; a standby gets a message that says so rather
- * than the bare read-only error.
+ * than the bare read-only error.  what: the function called, as messages
+ * name it.
  */
 static const OrdersCatalog *
 open_consumers(FunctionCallInfo fcinfo, const char *what, OrdersCall *call)
@@ -75,8 +76,15 @@ open_consumers(FunctionCallInfo fcinfo, const char *what, OrdersCall *call)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("%s needs extension orders 1.4 or later", what),
-				 errhint("ALTER EXTENSION orders UPDATE")));
+				 errhint("Run ALTER EXTENSION orders UPDATE.")));
 	return cat;
+}
+
+/* A consumer's name as messages show it: quoted, no control character raw. */
+static char *
+quoted_name(text *name)
+{
+	return quote_text_datum(PointerGetDatum(name));
 }
 
 static text *
@@ -91,11 +99,11 @@ required_name(FunctionCallInfo fcinfo)
 
 /* Events carry whole orders: consuming them needs what reading orders needs. */
 static void
-check_can_consume(const OrdersCatalog *cat, const char *what)
+check_can_consume(const OrdersCatalog *cat)
 {
 	AclResult	aclresult;
 
-	orders_check_can_read(cat, what);
+	orders_check_can_read(cat);
 	aclresult = pg_class_aclcheck(cat->relids[TABLE_EVENTS], GetUserId(), ACL_SELECT);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(cat->relids[TABLE_EVENTS]));
@@ -119,7 +127,7 @@ lock_own_consumer(OrdersCall *call, text *name, TupleTableSlot *slot)
 	if (!has_privs_of_role(GetUserId(), owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("consumer %s belongs to another role", quote_text_datum(PointerGetDatum(name))),
+				 errmsg("consumer %s belongs to another role", quoted_name(name)),
 				 errdetail("Only role \"%s\", its members and superusers may use it.",
 						   orders_role_name(owner)),
 				 errhint("Register a consumer of your own with orders_events_register().")));
@@ -131,7 +139,7 @@ not_registered(text *name)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_UNDEFINED_OBJECT),
-			 errmsg("consumer %s is not registered", quote_text_datum(PointerGetDatum(name))),
+			 errmsg("consumer %s is not registered", quoted_name(name)),
 			 errhint("Register it with orders_events_register().")));
 }
 
@@ -290,13 +298,13 @@ orders_events_register(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("consumer name must not hold control characters"),
-				 errdetail("The name is %s.", quote_text_datum(PointerGetDatum(name)))));
+				 errdetail("The name is %s.", quoted_name(name))));
 	relay = strcmp(cname, RELAY_CONSUMER) == 0;
 	if (relay && !superuser())
 		ereport(ERROR,
 				(errcode(ERRCODE_RESERVED_NAME),
 				 errmsg("consumer name \"%s\" is reserved for the relay worker", cname)));
-	check_can_consume(cat, "orders_events_register()");
+	check_can_consume(cat);
 
 	exists = storage_exists_any(rel, cat->consumers_pkey, PointerGetDatum(name));
 	if (!exists)
@@ -364,11 +372,11 @@ orders_events_consumer(PG_FUNCTION_ARGS)
 {
 	text	   *name = required_name(fcinfo);
 	OrdersCall	call;
-	const OrdersCatalog *cat = open_consumers(fcinfo, "consuming events", &call);
+	const OrdersCatalog *cat = open_consumers(fcinfo, "orders_events_consumer()", &call);
 	TupleTableSlot *slot = table_slot_create(call.rel[TABLE_CONSUMERS], NULL);
 	Datum		result;
 
-	check_can_consume(cat, "consuming events");
+	check_can_consume(cat);
 	if (!lock_own_consumer(&call, name, slot))
 		not_registered(name);
 	result = ExecFetchSlotHeapTupleDatum(slot);
@@ -415,7 +423,7 @@ orders_events_checkpoint(PG_FUNCTION_ARGS)
 	Datum		values[Natts_consumers];
 	bool		nulls[Natts_consumers];
 
-	open_consumers(fcinfo, "moving a checkpoint", &call);
+	open_consumers(fcinfo, "orders_events_checkpoint()", &call);
 	rel = call.rel[TABLE_CONSUMERS];
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
 		ereport(ERROR,
@@ -454,7 +462,7 @@ lock_checkpoint(FunctionCallInfo fcinfo, text *name, const char *what, OrdersCal
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("%s needs extension orders 1.5 or later", what),
-				 errhint("ALTER EXTENSION orders UPDATE")));
+				 errhint("Run ALTER EXTENSION orders UPDATE.")));
 	slot = table_slot_create(call->rel[TABLE_CONSUMERS], NULL);
 	if (!lock_own_consumer(call, name, slot))
 		not_registered(name);
@@ -476,14 +484,14 @@ orders_events_open_batch(PG_FUNCTION_ARGS)
 	OrdersCall	call;
 	Datum		values[Natts_consumers];
 	bool		nulls[Natts_consumers];
-	TupleTableSlot *slot = lock_checkpoint(fcinfo, name, "opening a batch", &call, values, nulls);
+	TupleTableSlot *slot = lock_checkpoint(fcinfo, name, "orders_events_open_batch()", &call, values, nulls);
 	HeapTuple	tuple;
 	Datum		result;
 
 	if (!nulls[Anum_consumers_batch_snapshot - 1])
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("consumer %s has a batch open", quote_text_datum(PointerGetDatum(name))),
+				 errmsg("consumer %s has a batch open", quoted_name(name)),
 				 errhint("Acknowledge it with orders_events_ack(), or read on with orders_events_read().")));
 	read_cut(call.cat, &values[Anum_consumers_batch_snapshot - 1],
 			 &values[Anum_consumers_batch_top_position - 1],
@@ -494,7 +502,7 @@ orders_events_open_batch(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not open a batch of consumer %s: its checkpoint is newer than this transaction's snapshot",
-						quote_text_datum(PointerGetDatum(name))),
+						quoted_name(name)),
 				 errhint("Retry the transaction.")));
 	nulls[Anum_consumers_batch_snapshot - 1] = false;
 	nulls[Anum_consumers_batch_top_position - 1] = false;
@@ -524,11 +532,11 @@ orders_events_advance(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("acknowledging needs a batch position and whether the batch is done")));
-	slot = lock_checkpoint(fcinfo, name, "acknowledging events", &call, values, nulls);
+	slot = lock_checkpoint(fcinfo, name, "orders_events_advance()", &call, values, nulls);
 	if (nulls[Anum_consumers_batch_snapshot - 1])
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("consumer %s has no batch open", quote_text_datum(PointerGetDatum(name)))));
+				 errmsg("consumer %s has no batch open", quoted_name(name))));
 	if (PG_GETARG_BOOL(2))
 	{
 		/* the batch's cut becomes the checkpoint; no batch is open */

@@ -4,8 +4,9 @@
  * Every rule of the contract is checked here, in C, before anything is
  * written.  A broken rule is SQLSTATE 23514 with the rule's name in the
  * error's constraint field (and the table and, where there is one, the
- * column), a message that names the order and the field, and the offending
- * value in the detail.  A missing value is 23502 with its column.
+ * column), a message that names the field, and the offending value in the
+ * detail; the order is named by the calling function, in the error's
+ * context.  A missing value is 23502 with its column.
  */
 #include "postgres.h"
 
@@ -117,20 +118,21 @@ quote_text_datum(Datum d)
 	return quote_text(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 }
 
+/* field: the column, or the path to a field in it, such as lines[2].quantity */
 void
-not_null_violation(Relation rel, int attnum, const char *order_id, const char *field)
+not_null_violation(Relation rel, int attnum, const char *field)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_NOT_NULL_VIOLATION),
-			 errmsg("order %s: %s must not be null", order_id, field),
+			 errmsg("%s must not be null", field),
 			 errtablecol(rel, attnum)));
 }
 
 void
-order_check_customer_id(Relation rel, const char *order_id, bool isnull)
+order_check_customer_id(Relation rel, bool isnull)
 {
 	if (isnull)
-		not_null_violation(rel, Anum_orders_customer_id, order_id, "customer_id");
+		not_null_violation(rel, Anum_orders_customer_id, "customer_id");
 }
 
 static bool
@@ -147,18 +149,18 @@ is_upper_ascii(const char *s, int len, int want)
 }
 
 void
-order_check_currency(Relation rel, const char *order_id, Datum currency, bool isnull)
+order_check_currency(Relation rel, Datum currency, bool isnull)
 {
 	text	   *t;
 
 	if (isnull)
-		not_null_violation(rel, Anum_orders_currency, order_id, "currency");
+		not_null_violation(rel, Anum_orders_currency, "currency");
 	t = DatumGetTextPP(currency);
 	if (!is_upper_ascii(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), 3))
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
-				 errmsg("order %s: currency must be three upper-case ASCII letters", order_id),
-				 errdetail("currency is %s.",
+				 errmsg("currency must be three upper-case ASCII letters"),
+				 errdetail("The currency is %s.",
 						   quote_text(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t))),
 				 errhint("Use an ISO 4217 code, such as \"EUR\" or \"USD\"."),
 				 errviolation(rel, "order_currency_format", Anum_orders_currency)));
@@ -189,6 +191,39 @@ text_has_controls(Datum d)
 	return text_chars_without_controls(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)) < 0;
 }
 
+/*
+ * A text field of a line (line > 0: lines[line].field) or of the shipping
+ * address (line == 0: shipping_address.field): 1 to max_chars characters,
+ * no control character.  The field's path is spelled out for the message
+ * only.
+ */
+static void
+check_text_field(Relation rel, const char *rule, int attnum, int line, const char *field,
+				 Datum value, int max_chars)
+{
+	text	   *t = DatumGetTextPP(value);
+	const char *s = VARDATA_ANY(t);
+	int			len = VARSIZE_ANY_EXHDR(t);
+
+	/* more bytes than max_chars characters can take: too long, not measured */
+	int			chars = len > max_chars * MAX_MULTIBYTE_CHAR_LEN ? -2 :
+		text_chars_without_controls(s, len);
+
+	if (chars >= 1 && chars <= max_chars)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_CHECK_VIOLATION),
+			 errmsg("%s must be 1 to %d characters without control characters",
+					line > 0 ? psprintf("lines[%d].%s", line, field) :
+					psprintf("shipping_address.%s", field),
+					max_chars),
+			 chars == -1 ?
+			 errdetail("The value %s holds a control character.", quote_text(s, len)) :
+			 errdetail("The value %s is %d characters long.", quote_text(s, len),
+					   pg_mbstrlen_with_len(s, len)),
+			 errviolation(rel, rule, attnum)));
+}
+
 typedef struct LineProduct
 {
 	const pg_uuid_t *product_id;
@@ -196,11 +231,18 @@ typedef struct LineProduct
 } LineProduct;
 
 static int
+product_id_cmp(const LineProduct *x, const LineProduct *y)
+{
+	return memcmp(x->product_id->data, y->product_id->data, UUID_LEN);
+}
+
+/* by product, then by line: the first line of a product comes first */
+static int
 line_product_cmp(const void *a, const void *b)
 {
 	const LineProduct *x = a;
 	const LineProduct *y = b;
-	int			c = memcmp(x->product_id->data, y->product_id->data, UUID_LEN);
+	int			c = product_id_cmp(x, y);
 
 	if (c != 0)
 		return c;
@@ -208,7 +250,7 @@ line_product_cmp(const void *a, const void *b)
 }
 
 static void
-check_product_unique(Relation rel, const char *order_id, LineProduct *products, int n)
+check_product_unique(Relation rel, LineProduct *products, int n)
 {
 	int			i;
 
@@ -217,17 +259,15 @@ check_product_unique(Relation rel, const char *order_id, LineProduct *products, 
 	qsort(products, n, sizeof(LineProduct), line_product_cmp);
 	for (i = 1; i < n; i++)
 	{
-		if (memcmp(products[i - 1].product_id->data, products[i].product_id->data,
-				   UUID_LEN) == 0)
+		if (product_id_cmp(&products[i - 1], &products[i]) == 0)
 		{
 			char		pid[UUID_TEXT_SIZE];
 
 			uuid_format(products[i].product_id, pid);
 			ereport(ERROR,
 					(errcode(ERRCODE_CHECK_VIOLATION),
-					 errmsg("order %s: product %s appears in more than one line",
-							order_id, pid),
-					 errdetail("lines[%d] and lines[%d] both have product_id %s.",
+					 errmsg("product %s appears in more than one line", pid),
+					 errdetail("Both lines[%d] and lines[%d] have product_id %s.",
 							   products[i - 1].line, products[i].line, pid),
 					 errhint("Put the whole quantity of a product in one line."),
 					 errviolation(rel, "order_line_product_unique", Anum_orders_lines)));
@@ -235,13 +275,27 @@ check_product_unique(Relation rel, const char *order_id, LineProduct *products, 
 	}
 }
 
+/* A number in a line (lines[line].field): min to max, else rule is broken. */
+static void
+check_line_range(Relation rel, const char *rule, int line, const char *field, int64 value,
+				 int64 min, int64 max)
+{
+	if (value < min || value > max)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("lines[%d].%s is out of range", line, field),
+				 errdetail("The value is %lld; it must be between %lld and %lld.",
+						   (long long) value, (long long) min, (long long) max),
+				 errviolation(rel, rule, Anum_orders_lines)));
+}
+
 /*
  * Checks one order_line (already known to be not NULL) and returns its
- * quantity × unit_price.  line is 1-based, for messages.
+ * quantity times unit_price.  line is 1-based, for messages.
  */
 static int64
-check_line(Relation rel, const OrdersCatalog *cat, const char *order_id,
-		   Datum value, int line, LineProduct *product)
+check_line(Relation rel, const OrdersCatalog *cat, Datum value, int line,
+		   LineProduct *product)
 {
 	Datum		values[Natts_line];
 	bool		nulls[Natts_line];
@@ -249,9 +303,6 @@ check_line(Relation rel, const OrdersCatalog *cat, const char *order_id,
 		"product_id", "product_name", "quantity", "unit_price"
 	};
 	int			i;
-	text	   *name;
-	int			name_len;
-	int			name_chars;
 	int32		quantity;
 	int64		unit_price;
 	int64		amount;
@@ -260,44 +311,18 @@ check_line(Relation rel, const OrdersCatalog *cat, const char *order_id,
 
 	for (i = 0; i < Natts_line; i++)
 		if (nulls[i])
-			not_null_violation(rel, Anum_orders_lines, order_id,
+			not_null_violation(rel, Anum_orders_lines,
 							   psprintf("lines[%d].%s", line, field_names[i]));
 
-	name = DatumGetTextPP(values[Anum_line_product_name - 1]);
-	name_len = VARSIZE_ANY_EXHDR(name);
-	name_chars = name_len > PRODUCT_NAME_MAX * MAX_MULTIBYTE_CHAR_LEN ? -2 :
-		text_chars_without_controls(VARDATA_ANY(name), name_len);
-	if (name_chars < 1 || name_chars > PRODUCT_NAME_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_CHECK_VIOLATION),
-				 errmsg("order %s: lines[%d].product_name must be 1 to %d characters without control characters",
-						order_id, line, PRODUCT_NAME_MAX),
-				 name_chars == -1 ?
-				 errdetail("lines[%d].product_name is %s, which holds a control character.",
-						   line, quote_text(VARDATA_ANY(name), name_len)) :
-				 errdetail("lines[%d].product_name is %s, %d characters long.",
-						   line, quote_text(VARDATA_ANY(name), name_len),
-						   pg_mbstrlen_with_len(VARDATA_ANY(name), name_len)),
-				 errviolation(rel, "order_line_product_name", Anum_orders_lines)));
+	check_text_field(rel, "order_line_product_name", Anum_orders_lines, line, "product_name",
+					 values[Anum_line_product_name - 1], PRODUCT_NAME_MAX);
 
 	quantity = DatumGetInt32(values[Anum_line_quantity - 1]);
-	if (quantity < QUANTITY_MIN || quantity > QUANTITY_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_CHECK_VIOLATION),
-				 errmsg("order %s: lines[%d].quantity is out of range", order_id, line),
-				 errdetail("lines[%d].quantity is %d; it must be between %d and %d.",
-						   line, quantity, QUANTITY_MIN, QUANTITY_MAX),
-				 errviolation(rel, "order_line_quantity_range", Anum_orders_lines)));
-
+	check_line_range(rel, "order_line_quantity_range", line, "quantity", quantity,
+					 QUANTITY_MIN, QUANTITY_MAX);
 	unit_price = DatumGetInt64(values[Anum_line_unit_price - 1]);
-	if (unit_price < UNIT_PRICE_MIN || unit_price > UNIT_PRICE_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_CHECK_VIOLATION),
-				 errmsg("order %s: lines[%d].unit_price is out of range", order_id, line),
-				 errdetail("lines[%d].unit_price is " INT64_FORMAT "; it must be between "
-						   INT64_FORMAT " and " INT64_FORMAT " (minor units).",
-						   line, unit_price, UNIT_PRICE_MIN, UNIT_PRICE_MAX),
-				 errviolation(rel, "order_line_unit_price_range", Anum_orders_lines)));
+	check_line_range(rel, "order_line_unit_price_range", line, "unit_price", unit_price,
+					 UNIT_PRICE_MIN, UNIT_PRICE_MAX);
 
 	product->product_id = DatumGetUUIDP(values[Anum_line_product_id - 1]);
 	product->line = line;
@@ -314,8 +339,8 @@ check_line(Relation rel, const OrdersCatalog *cat, const char *order_id,
  * detoasted in *checked: the value to store.
  */
 int64
-order_check_lines(Relation rel, const OrdersCatalog *cat, const char *order_id,
-				  Datum lines, bool isnull, Datum *checked)
+order_check_lines(Relation rel, const OrdersCatalog *cat, Datum lines, bool isnull,
+				  Datum *checked)
 {
 	ArrayType  *arr;
 	int			n;
@@ -325,32 +350,32 @@ order_check_lines(Relation rel, const OrdersCatalog *cat, const char *order_id,
 	array_iter	it;
 
 	if (isnull)
-		not_null_violation(rel, Anum_orders_lines, order_id, "lines");
+		not_null_violation(rel, Anum_orders_lines, "lines");
 
 	arr = DatumGetArrayTypeP(lines);
 	if (ARR_NDIM(arr) > 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("order %s: lines must be a one-dimensional array", order_id),
-				 errdetail("lines has %d dimensions.", ARR_NDIM(arr)),
+				 errmsg("lines must be a one-dimensional array"),
+				 errdetail("The array has %d dimensions.", ARR_NDIM(arr)),
 				 errtablecol(rel, Anum_orders_lines)));
 	if (ARR_NDIM(arr) == 1 && ARR_LBOUND(arr)[0] != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("order %s: lines must be numbered from 1", order_id),
-				 errdetail("lines starts at index %d.", ARR_LBOUND(arr)[0]),
+				 errmsg("lines must be numbered from 1"),
+				 errdetail("The array starts at index %d.", ARR_LBOUND(arr)[0]),
 				 errtablecol(rel, Anum_orders_lines)));
 	if (ARR_ELEMTYPE(arr) != cat->line_typid)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("order %s: lines must be an array of order_line", order_id)));
+				 errmsg("lines must be an array of order_line")));
 
 	n = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
 	if (n > ORDER_LINES_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
-				 errmsg("order %s: too many lines", order_id),
-				 errdetail("lines has %d elements; an order has at most %d.",
+				 errmsg("too many lines"),
+				 errdetail("The order has %d lines; at most %d are allowed.",
 						   n, ORDER_LINES_MAX),
 				 errviolation(rel, "order_lines_max", Anum_orders_lines)));
 
@@ -361,63 +386,38 @@ order_check_lines(Relation rel, const OrdersCatalog *cat, const char *order_id,
 	for (i = 0; i < n; i++)
 	{
 		bool		elem_isnull;
-		Datum		elem = array_iter_next(&it, &elem_isnull, i, -1, false, TYPALIGN_DOUBLE);
+		Datum		elem = composite_array_next(&it, &elem_isnull, i);
 		int64		amount;
 
 		if (elem_isnull)
-			not_null_violation(rel, Anum_orders_lines, order_id,
-							   psprintf("lines[%d]", i + 1));
+			not_null_violation(rel, Anum_orders_lines, psprintf("lines[%d]", i + 1));
 
-		amount = check_line(rel, cat, order_id, elem,
-							i + 1, &products[i]);
+		amount = check_line(rel, cat, elem, i + 1, &products[i]);
 		if (pg_add_s64_overflow(total, amount, &total))
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("order %s: total is out of range for type bigint", order_id),
-					 errdetail("The sum of quantity × unit_price exceeds " INT64_FORMAT
-							   " at lines[%d].", PG_INT64_MAX, i + 1),
+					 errmsg("total is out of range for type bigint"),
+					 errdetail("The sum of quantity times unit_price exceeds %lld at lines[%d].",
+							   (long long) PG_INT64_MAX, i + 1),
 					 errtablecol(rel, Anum_orders_total)));
 	}
 
-	check_product_unique(rel, order_id, products, n);
+	check_product_unique(rel, products, n);
 	pfree(products);
 
 	*checked = PointerGetDatum(arr);
 	return total;
 }
 
-static void
-check_address_text(Relation rel, const char *order_id, const char *field,
-				   Datum value, int max_chars)
-{
-	text	   *t = DatumGetTextPP(value);
-	int			len = VARSIZE_ANY_EXHDR(t);
-	int			chars = len > max_chars * MAX_MULTIBYTE_CHAR_LEN ? -2 :
-		text_chars_without_controls(VARDATA_ANY(t), len);
-
-	if (chars < 1 || chars > max_chars)
-		ereport(ERROR,
-				(errcode(ERRCODE_CHECK_VIOLATION),
-				 errmsg("order %s: shipping_address.%s must be 1 to %d characters without control characters",
-						order_id, field, max_chars),
-				 chars == -1 ?
-				 errdetail("shipping_address.%s is %s, which holds a control character.",
-						   field, quote_text(VARDATA_ANY(t), len)) :
-				 errdetail("shipping_address.%s is %s, %d characters long.",
-						   field, quote_text(VARDATA_ANY(t), len),
-						   pg_mbstrlen_with_len(VARDATA_ANY(t), len)),
-				 errviolation(rel, "order_address_fields", Anum_orders_shipping_address)));
-}
-
 void
-order_check_address(Relation rel, const OrdersCatalog *cat, const char *order_id,
-					Datum address, bool isnull)
+order_check_address(Relation rel, const OrdersCatalog *cat, Datum address, bool isnull)
 {
 	Datum		values[Natts_address];
 	bool		nulls[Natts_address];
 	static const char *const field_names[Natts_address] = {
 		"street", "city", "postal_code", "country"
 	};
+	static const int max_chars[Anum_address_country - 1] = {STREET_MAX, CITY_MAX, POSTAL_CODE_MAX};
 	int			i;
 	text	   *country;
 
@@ -428,21 +428,20 @@ order_check_address(Relation rel, const OrdersCatalog *cat, const char *order_id
 
 	for (i = 0; i < Natts_address; i++)
 		if (nulls[i])
-			not_null_violation(rel, Anum_orders_shipping_address, order_id,
+			not_null_violation(rel, Anum_orders_shipping_address,
 							   psprintf("shipping_address.%s", field_names[i]));
 
-	check_address_text(rel, order_id, "street", values[Anum_address_street - 1], STREET_MAX);
-	check_address_text(rel, order_id, "city", values[Anum_address_city - 1], CITY_MAX);
-	check_address_text(rel, order_id, "postal_code", values[Anum_address_postal_code - 1],
-					   POSTAL_CODE_MAX);
+	/* every field but the country, which is a code */
+	for (i = 0; i < Anum_address_country - 1; i++)
+		check_text_field(rel, "order_address_fields", Anum_orders_shipping_address, 0,
+						 field_names[i], values[i], max_chars[i]);
 
 	country = DatumGetTextPP(values[Anum_address_country - 1]);
 	if (!is_upper_ascii(VARDATA_ANY(country), VARSIZE_ANY_EXHDR(country), 2))
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
-				 errmsg("order %s: shipping_address.country must be two upper-case ASCII letters",
-						order_id),
-				 errdetail("shipping_address.country is %s.",
+				 errmsg("shipping_address.country must be two upper-case ASCII letters"),
+				 errdetail("The country is %s.",
 						   quote_text_datum(values[Anum_address_country - 1])),
 				 errhint("Use an ISO 3166-1 alpha-2 code, such as \"DE\" or \"US\"."),
 				 errviolation(rel, "order_address_fields", Anum_orders_shipping_address)));
@@ -455,13 +454,13 @@ order_check_address(Relation rel, const OrdersCatalog *cat, const char *order_id
  * select.
  */
 void
-order_check_removable(Relation rel, const char *order_id, OrderStatus status, bool reveal)
+order_check_removable(Relation rel, OrderStatus status, bool reveal)
 {
 	if (status == ORDER_CONFIRMED || status == ORDER_SHIPPED)
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
-				 errmsg("order %s cannot be removed while it is in flight", order_id),
-				 reveal ? errdetail("status is \"%s\".", order_status_names[status]) : 0,
+				 errmsg("order cannot be removed while it is in flight"),
+				 reveal ? errdetail("The order's status is \"%s\".", order_status_names[status]) : 0,
 				 errhint("Cancel a confirmed order, or wait until a shipped one is delivered."),
 				 errviolation(rel, "order_remove_in_flight", Anum_orders_status)));
 }
@@ -472,12 +471,12 @@ order_check_removable(Relation rel, const char *order_id, OrderStatus status, bo
  * retry.
  */
 void
-order_check_version(const char *order_id, int32 stored, int32 expected, bool reveal)
+order_check_version(int32 stored, int32 expected, bool reveal)
 {
 	if (stored != expected)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("order %s was changed by someone else", order_id),
+				 errmsg("order was changed by someone else"),
 				 reveal ?
 				 errdetail("Expected version %d, but the stored version is %d.",
 						   expected, stored) :
@@ -487,12 +486,12 @@ order_check_version(const char *order_id, int32 stored, int32 expected, bool rev
 
 /* Every change, removal too, gives the order the next version. */
 void
-order_check_next_version(const char *order_id, int32 version)
+order_check_next_version(int32 version)
 {
 	if (version == PG_INT32_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("order %s has reached the highest version", order_id),
+				 errmsg("order has reached the highest version"),
 				 errdetail("Version %d is the largest an integer holds.", PG_INT32_MAX)));
 }
 
@@ -517,83 +516,68 @@ status_transition_allowed(OrderStatus from, OrderStatus to)
 }
 
 void
-order_check_status_transition(Relation rel, const char *order_id, OrderStatus from,
-							  OrderStatus to, bool reveal)
+order_check_status_transition(Relation rel, OrderStatus from, OrderStatus to, bool reveal)
 {
-	if (from != to && !status_transition_allowed(from, to) && !reveal)
+	if (from == to || status_transition_allowed(from, to))
+		return;
+	if (!reveal)
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
-				 errmsg("order %s: status cannot move to %s from the stored status",
-						order_id, order_status_names[to]),
+				 errmsg("status cannot move to \"%s\" from the stored status",
+						order_status_names[to]),
 				 errviolation(rel, "order_status_transition", Anum_orders_status)));
-	if (from != to && !status_transition_allowed(from, to))
-		ereport(ERROR,
-				(errcode(ERRCODE_CHECK_VIOLATION),
-				 errmsg("order %s: status cannot move from %s to %s",
-						order_id, order_status_names[from], order_status_names[to]),
-				 errdetail("status is \"%s\"; the new status is \"%s\".",
-						   order_status_names[from], order_status_names[to]),
-				 (from == ORDER_DELIVERED || from == ORDER_CANCELLED) ?
-				 errhint("A %s order is final.", order_status_names[from]) :
-				 errhint("Status moves pending, confirmed, shipped, delivered, one step at a time; "
-						 "a pending or confirmed order can be cancelled."),
-				 errviolation(rel, "order_status_transition", Anum_orders_status)));
+	ereport(ERROR,
+			(errcode(ERRCODE_CHECK_VIOLATION),
+			 errmsg("status cannot move from \"%s\" to \"%s\"",
+					order_status_names[from], order_status_names[to]),
+			 (from == ORDER_DELIVERED || from == ORDER_CANCELLED) ?
+			 errhint("An order with status \"%s\" is final.", order_status_names[from]) :
+			 errhint("Status moves pending, confirmed, shipped, delivered, one step at a time; "
+					 "a pending or confirmed order can be cancelled."),
+			 errviolation(rel, "order_status_transition", Anum_orders_status)));
 }
 
 /* Beyond pending (except cancelled), an order needs lines and an address. */
 void
-order_check_ready(Relation rel, const char *order_id, OrderStatus status, int nlines,
-				  bool address_isnull)
+order_check_ready(Relation rel, OrderStatus status, int nlines, bool address_isnull)
 {
 	if (status == ORDER_PENDING || status == ORDER_CANCELLED)
 		return;
 	if (nlines == 0 || address_isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
-				 errmsg("order %s cannot be %s without %s", order_id,
-						order_status_names[status],
-						nlines == 0 ? "lines" : "a shipping address"),
+				 errmsg("an order with status \"%s\" needs lines and a shipping address",
+						order_status_names[status]),
 				 nlines == 0 ?
-				 errdetail("lines is empty.") :
-				 errdetail("shipping_address is null."),
-				 errviolation(rel, "order_ready_to_confirm", nlines == 0 ? Anum_orders_lines : Anum_orders_shipping_address)));
+				 errdetail("The order has no lines.") :
+				 errdetail("The order has no shipping address."),
+				 errviolation(rel, "order_ready_to_confirm",
+							  nlines == 0 ? Anum_orders_lines : Anum_orders_shipping_address)));
 }
 
 /*
  * Lines change only while the stored order is pending; the shipping address
  * only while it is pending or confirmed.  The stored status is the one that
- * counts, so one save may change the lines and confirm.
+ * counts, so one save may change the lines and confirm.  The rule says as
+ * much about the stored status as a role that may not read it learns.
  */
 void
-order_check_frozen(Relation rel, const char *order_id, OrderStatus stored,
-				   bool lines_changed, bool address_changed, bool reveal)
+order_check_frozen(Relation rel, OrderStatus stored, bool lines_changed,
+				   bool address_changed, bool reveal)
 {
 	bool		lines_frozen = lines_changed && stored != ORDER_PENDING;
 	bool		address_frozen = address_changed && stored != ORDER_PENDING &&
 		stored != ORDER_CONFIRMED;
 
-	if (!reveal && (lines_frozen || address_frozen))
+	if (lines_frozen || address_frozen)
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
-				 errmsg("order %s: %s cannot change in the stored status", order_id,
-						lines_frozen ? "lines" : "shipping_address"),
-				 errviolation(rel, "order_frozen_after_confirm", lines_frozen ? Anum_orders_lines : Anum_orders_shipping_address)));
-	if (lines_frozen)
-		ereport(ERROR,
-				(errcode(ERRCODE_CHECK_VIOLATION),
-				 errmsg("order %s: lines cannot change once the order is %s",
-						order_id, order_status_names[stored]),
-				 errdetail("status is \"%s\"; lines change only while it is \"pending\".",
-						   order_status_names[stored]),
-				 errviolation(rel, "order_frozen_after_confirm", Anum_orders_lines)));
-	if (address_frozen)
-		ereport(ERROR,
-				(errcode(ERRCODE_CHECK_VIOLATION),
-				 errmsg("order %s: shipping_address cannot change once the order is %s",
-						order_id, order_status_names[stored]),
-				 errdetail("status is \"%s\"; the address changes only while it is \"pending\" or \"confirmed\".",
-						   order_status_names[stored]),
-				 errviolation(rel, "order_frozen_after_confirm", Anum_orders_shipping_address)));
+				 lines_frozen ?
+				 errmsg("lines can change only while the order is pending") :
+				 errmsg("shipping_address can change only while the order is pending or confirmed"),
+				 reveal ? errdetail("The order's status is \"%s\".", order_status_names[stored]) : 0,
+				 errviolation(rel, "order_frozen_after_confirm",
+							  lines_frozen ? Anum_orders_lines : Anum_orders_shipping_address)));
 }
 
 /* A uuid or text column's value, as a detail message shows it. */
@@ -614,8 +598,7 @@ detail_value(Oid typid, Datum value)
  * attnum names the column, of type uuid or text.
  */
 void
-order_check_immutable(Relation rel, const char *order_id, int attnum,
-					  Datum stored, Datum given, bool reveal)
+order_check_immutable(Relation rel, int attnum, Datum stored, Datum given, bool reveal)
 {
 	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
 	const char *field = NameStr(att->attname);
@@ -623,9 +606,9 @@ order_check_immutable(Relation rel, const char *order_id, int attnum,
 	if (!order_field_equal(att->atttypid, stored, given))
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
-				 errmsg("order %s: %s cannot change", order_id, field),
+				 errmsg("%s cannot change", field),
 				 reveal ?
-				 errdetail("%s is %s; the save gives %s.", field,
+				 errdetail("The stored %s is %s; the save gives %s.", field,
 						   detail_value(att->atttypid, stored),
 						   detail_value(att->atttypid, given)) :
 				 errdetail("The save gives %s %s, which is not the stored value.", field,

@@ -18,8 +18,6 @@
 
 PG_MODULE_MAGIC;
 
-PGDLLEXPORT void _PG_init(void);
-
 int			orders_notify_mode = NOTIFY_ON;
 char	   *orders_relay_database = NULL;
 

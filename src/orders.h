@@ -99,6 +99,13 @@ enum
 	Natts_address = Anum_address_country
 };
 
+/*
+ * The next element of an array of one of our composite types, walked with
+ * array_iter: composites are varlena, by reference and double-aligned.
+ */
+#define composite_array_next(it, isnull, i) \
+	array_iter_next((it), (isnull), (i), -1, false, TYPALIGN_DOUBLE)
+
 /* Room for the fields of either composite, order_line or order_address. */
 #define COMPOSITE_MAX_FIELDS Max((int) Natts_line, (int) Natts_address)
 
@@ -130,6 +137,19 @@ typedef enum OrdersTable
 	TABLE_COUNT
 } OrdersTable;
 
+/* What a table holds that a direct write would skip, refused by catalog.c. */
+typedef enum DirectWriteRefusal
+{
+	REFUSE_NOTHING = 0,
+	REFUSE_DEFERRABLE,			/* a deferrable unique or exclusion constraint */
+	REFUSE_CONSTRAINT,			/* a foreign key, through its triggers */
+	REFUSE_TRIGGER,
+	REFUSE_RULE,
+	REFUSE_CHECK,
+	REFUSE_CHILDREN,
+	REFUSE_COLUMNS				/* a layout of no version the C code knows */
+} DirectWriteRefusal;
+
 /*
  * Everything the functions need to find by name, resolved from the
  * extension's own schema (never through search_path), kept by OID, and
@@ -141,7 +161,8 @@ typedef struct OrdersCatalog
 	char	   *namespace_name;
 
 	Oid			relids[TABLE_COUNT];
-	char	   *refusal[TABLE_COUNT];	/* what a direct write would skip, or NULL */
+	DirectWriteRefusal refusal[TABLE_COUNT];	/* what a direct write would skip */
+	char	   *refusal_name[TABLE_COUNT];	/* the trigger's, constraint's ... name */
 	bool		row_security[TABLE_COUNT];	/* enabled: asked per role at each write */
 	Oid			orders_rowtype;
 	Oid			orders_pkey;
@@ -172,7 +193,7 @@ extern const OrdersCatalog *orders_open(FunctionCallInfo fcinfo,
 										OrdersCall *call);
 extern void orders_close(OrdersCall *call);
 extern bool orders_may_read(const OrdersCatalog *cat);
-extern void orders_check_can_read(const OrdersCatalog *cat, const char *what);
+extern void orders_check_can_read(const OrdersCatalog *cat);
 extern char *orders_schema_untrusted(Oid nsp);
 extern char *orders_role_name(Oid role);
 extern OrderStatus order_status_from_oid(const OrdersCatalog *cat, Oid label, bool given);
@@ -182,28 +203,24 @@ extern void composite_deform(Datum value, TupleDesc desc, Datum *values, bool *n
 
 extern char *quote_text_datum(Datum d);
 extern bool text_has_controls(Datum d);
-pg_noreturn extern void not_null_violation(Relation rel, int attnum, const char *order_id,
-							   const char *field);
-extern void order_check_customer_id(Relation rel, const char *order_id, bool isnull);
-extern void order_check_currency(Relation rel, const char *order_id, Datum currency, bool isnull);
-extern int64 order_check_lines(Relation rel, const OrdersCatalog *cat,
-							   const char *order_id, Datum lines, bool isnull,
-							   Datum *checked);
-extern void order_check_address(Relation rel, const OrdersCatalog *cat,
-								const char *order_id, Datum address, bool isnull);
-extern void order_check_removable(Relation rel, const char *order_id, OrderStatus status,
+pg_noreturn extern void not_null_violation(Relation rel, int attnum, const char *field);
+extern void order_check_customer_id(Relation rel, bool isnull);
+extern void order_check_currency(Relation rel, Datum currency, bool isnull);
+extern int64 order_check_lines(Relation rel, const OrdersCatalog *cat, Datum lines,
+							   bool isnull, Datum *checked);
+extern void order_check_address(Relation rel, const OrdersCatalog *cat, Datum address,
+								bool isnull);
+extern void order_check_removable(Relation rel, OrderStatus status, bool reveal);
+extern void order_check_version(int32 stored, int32 expected, bool reveal);
+extern void order_check_next_version(int32 version);
+extern void order_check_status_transition(Relation rel, OrderStatus from, OrderStatus to,
+										  bool reveal);
+extern void order_check_ready(Relation rel, OrderStatus status, int nlines,
+							  bool address_isnull);
+extern void order_check_frozen(Relation rel, OrderStatus stored, bool lines_changed,
+							   bool address_changed, bool reveal);
+extern void order_check_immutable(Relation rel, int attnum, Datum stored, Datum given,
 								  bool reveal);
-extern void order_check_version(const char *order_id, int32 stored, int32 expected,
-								bool reveal);
-extern void order_check_next_version(const char *order_id, int32 version);
-extern void order_check_status_transition(Relation rel, const char *order_id,
-										  OrderStatus from, OrderStatus to, bool reveal);
-extern void order_check_ready(Relation rel, const char *order_id, OrderStatus status,
-							  int nlines, bool address_isnull);
-extern void order_check_frozen(Relation rel, const char *order_id, OrderStatus stored,
-							   bool lines_changed, bool address_changed, bool reveal);
-extern void order_check_immutable(Relation rel, const char *order_id, int attnum,
-								  Datum stored, Datum given, bool reveal);
 
 /* ---- changes.c ---- */
 

@@ -7,19 +7,23 @@
 CREATE EXTENSION orders;
 
 -- err(sql): runs sql and shows, on one line, the error it raised:
--- SQLSTATE, constraint, column, message and detail.
+-- SQLSTATE, constraint, column, message and detail, and the order that the
+-- innermost line of its context names, if any (the function that raised it
+-- names the order it works on there).
 CREATE FUNCTION err(sql text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
-    state text; cons text; col text; msg text; det text;
+    state text; cons text; col text; msg text; det text; ctx text;
 BEGIN
     EXECUTE sql;
     RETURN 'no error';
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, cons = CONSTRAINT_NAME,
-        col = COLUMN_NAME, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+        col = COLUMN_NAME, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
+        ctx = PG_EXCEPTION_CONTEXT;
     RETURN state || ' ' || coalesce(nullif(cons, ''), '-') || ' '
         || coalesce(nullif(col, ''), '-') || ': ' || msg
-        || coalesce(' | ' || nullif(det, ''), '');
+        || coalesce(' | ' || nullif(det, ''), '')
+        || coalesce(' | CONTEXT: ' || substring(ctx from '^order [^\n]*'), '');
 END $$;
 
 -- line(n, price): a valid order line with a product id derived from n.

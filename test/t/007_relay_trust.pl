@@ -113,7 +113,7 @@ like($err, qr/ERROR:\s+42501: extension "orders" cannot be installed in schema "
 CREATE SCHEMA open;
 GRANT CREATE ON SCHEMA open TO mallory;
 CREATE EXTENSION orders SCHEMA open;});
-like($err, qr/ERROR:\s+42501: extension "orders" cannot be installed in schema "open".*\n.*role "mallory", not a superuser, may create/,
+like($err, qr/ERROR:\s+42501: extension "orders" cannot be installed in schema "open".*\n.*Role "mallory", not a superuser, may create/,
 	'CREATE EXTENSION refuses a schema a non-superuser may create in (42501)')
   or diag $err;
 $node->safe_psql('postgres', 'DROP SCHEMA open; DROP DATABASE mallorys');
@@ -199,7 +199,7 @@ ROLLBACK;}),
 is($node->safe_psql('postgres', q{SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'}),
 	'f', '(the armed check was rolled back)');
 
-my $warning = qr/WARNING:  orders relay worker is not relaying: schema "(\w+)" cannot be trusted\n.*DETAIL:  its owner, role "mallory", is not a superuser\./;
+my $warning = qr/WARNING:  orders relay worker is not relaying: schema "(\w+)" cannot be trusted\n.*DETAIL:  Its owner, role "mallory", is not a superuser\./;
 ok(wait_for(5, sub { log_since($offset) =~ $warning }),
 	'the running worker noticed that the schema cannot be trusted (WARNING with the reason)')
   or diag log_since($offset);
