@@ -34,7 +34,12 @@ static const char *const event_type_names[EVENT_TYPE_COUNT] = {
 	"order_removed",
 };
 
-/* ---- building jsonb without a text round trip ---- */
+/*
+ * ---- building jsonb without a text round trip ----
+ *
+ * Each jb_ function pushes one member of the object being built: its key,
+ * then its value; with a NULL key, an element of the array being built.
+ */
 
 static void
 jb_push_string(JsonbParseState **st, JsonbIteratorToken token, const char *s, int len)
@@ -50,120 +55,135 @@ jb_push_string(JsonbParseState **st, JsonbIteratorToken token, const char *s, in
 static void
 jb_key(JsonbParseState **st, const char *key)
 {
-	jb_push_string(st, WJB_KEY, key, strlen(key));
+	if (key != NULL)
+		jb_push_string(st, WJB_KEY, key, strlen(key));
 }
 
 static void
-jb_text(JsonbParseState **st, Datum d)
+jb_text(JsonbParseState **st, const char *key, Datum d)
 {
 	text	   *t = DatumGetTextPP(d);
 
+	jb_key(st, key);
 	jb_push_string(st, WJB_VALUE, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 }
 
 static void
-jb_cstring(JsonbParseState **st, const char *s)
+jb_cstring(JsonbParseState **st, const char *key, const char *s)
 {
+	jb_key(st, key);
 	jb_push_string(st, WJB_VALUE, s, strlen(s));
 }
 
 /* pushJsonbValue keeps string pointers until the end: no stack buffers */
 static void
-jb_uuid(JsonbParseState **st, Datum d)
+jb_uuid(JsonbParseState **st, const char *key, Datum d)
 {
 	char	   *buf = palloc(UUID_TEXT_SIZE);
 
 	uuid_format(DatumGetUUIDP(d), buf);
+	jb_key(st, key);
 	jb_push_string(st, WJB_VALUE, buf, UUID_TEXT_LEN);
 }
 
 static void
-jb_int(JsonbParseState **st, int64 n)
+jb_int(JsonbParseState **st, const char *key, int64 n)
 {
 	JsonbValue	v;
 
 	v.type = jbvNumeric;
 	v.val.numeric = int64_to_numeric(n);
+	jb_key(st, key);
 	pushJsonbValue(st, WJB_VALUE, &v);
 }
 
 static void
-jb_null(JsonbParseState **st)
+jb_null(JsonbParseState **st, const char *key)
 {
 	JsonbValue	v;
 
 	v.type = jbvNull;
+	jb_key(st, key);
 	pushJsonbValue(st, WJB_VALUE, &v);
 }
 
 /* timestamptz as to_jsonb renders it */
 static void
-jb_timestamptz(JsonbParseState **st, Datum d)
+jb_timestamptz(JsonbParseState **st, const char *key, Datum d)
 {
-	jb_cstring(st, JsonEncodeDateTime(NULL, d, TIMESTAMPTZOID, NULL));
+	jb_cstring(st, key, JsonEncodeDateTime(NULL, d, TIMESTAMPTZOID, NULL));
 }
 
+/* a composite value as an object of its fields, or null */
 static void
-jb_composite_fields(JsonbParseState **st, TupleDesc desc, Datum value)
+jb_composite(JsonbParseState **st, const char *key, TupleDesc desc, Datum value, bool isnull)
 {
 	Datum		values[COMPOSITE_MAX_FIELDS];
 	bool		nulls[COMPOSITE_MAX_FIELDS];
 	int			i;
 
+	if (isnull)
+	{
+		jb_null(st, key);
+		return;
+	}
 	Assert(desc->natts <= lengthof(values));
 	composite_deform(value, desc, values, nulls);
 
+	jb_key(st, key);
 	pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
 	for (i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
+		const char *field = NameStr(att->attname);
 
-		jb_key(st, NameStr(att->attname));
 		if (nulls[i])
-			jb_null(st);
+			jb_null(st, field);
 		else if (att->atttypid == UUIDOID)
-			jb_uuid(st, values[i]);
+			jb_uuid(st, field, values[i]);
 		else if (att->atttypid == INT4OID)
-			jb_int(st, DatumGetInt32(values[i]));
+			jb_int(st, field, DatumGetInt32(values[i]));
 		else if (att->atttypid == INT8OID)
-			jb_int(st, DatumGetInt64(values[i]));
+			jb_int(st, field, DatumGetInt64(values[i]));
 		else
-			jb_text(st, values[i]);
+			jb_text(st, field, values[i]);
 	}
 	pushJsonbValue(st, WJB_END_OBJECT, NULL);
 }
 
 static void
-jb_address(JsonbParseState **st, const OrdersCatalog *cat, Datum address, bool isnull)
-{
-	if (isnull)
-		jb_null(st);
-	else
-		jb_composite_fields(st, cat->address_desc, address);
-}
-
-static void
-jb_lines(JsonbParseState **st, const OrdersCatalog *cat, Datum lines)
+jb_lines(JsonbParseState **st, const char *key, const OrdersCatalog *cat, Datum lines)
 {
 	ArrayType  *arr = DatumGetArrayTypeP(lines);
 	array_iter	it;
 	int			n = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
 	int			i;
 
+	jb_key(st, key);
 	pushJsonbValue(st, WJB_BEGIN_ARRAY, NULL);
 	array_iter_setup(&it, (AnyArrayType *) arr);
 	for (i = 0; i < n; i++)
 	{
 		bool		isnull;
-		Datum		elem = array_iter_next(&it, &isnull, i, -1, false, TYPALIGN_DOUBLE);
+		Datum		line = composite_array_next(&it, &isnull, i);
 
 		/* stored lines are never NULL; the invariants saw to that */
-		jb_composite_fields(st, cat->line_desc, elem);
+		jb_composite(st, NULL, cat->line_desc, line, false);
 	}
 	pushJsonbValue(st, WJB_END_ARRAY, NULL);
 }
 
-/* closes the object begun with WJB_BEGIN_OBJECT, and makes it a jsonb datum */
+/* begins the object that jb_finish closes */
+static JsonbParseState *
+jb_begin(void)
+{
+	JsonbParseState *st = NULL;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	return st;
+}
+
+/* closes the object jb_begin began, and makes it a jsonb datum */
 static Datum
 jb_finish(JsonbParseState **st)
 {
@@ -177,31 +197,21 @@ jb_finish(JsonbParseState **st)
 Datum
 event_payload_order(const OrdersCatalog *cat, Datum *values, bool *nulls)
 {
-	JsonbParseState *st = NULL;
+	JsonbParseState *st = jb_begin();
+	Oid			status = DatumGetObjectId(values[Anum_orders_status - 1]);
 
-	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-	jb_key(&st, "id");
-	jb_uuid(&st, values[Anum_orders_id - 1]);
-	jb_key(&st, "customer_id");
-	jb_uuid(&st, values[Anum_orders_customer_id - 1]);
-	jb_key(&st, "status");
-	jb_cstring(&st, order_status_names[order_status_from_oid(cat,
-															 DatumGetObjectId(values[Anum_orders_status - 1]), false)]);
-	jb_key(&st, "currency");
-	jb_text(&st, values[Anum_orders_currency - 1]);
-	jb_key(&st, "lines");
-	jb_lines(&st, cat, values[Anum_orders_lines - 1]);
-	jb_key(&st, "shipping_address");
-	jb_address(&st, cat, values[Anum_orders_shipping_address - 1],
-			   nulls[Anum_orders_shipping_address - 1]);
-	jb_key(&st, "total");
-	jb_int(&st, DatumGetInt64(values[Anum_orders_total - 1]));
-	jb_key(&st, "version");
-	jb_int(&st, DatumGetInt32(values[Anum_orders_version - 1]));
-	jb_key(&st, "created_at");
-	jb_timestamptz(&st, values[Anum_orders_created_at - 1]);
-	jb_key(&st, "updated_at");
-	jb_timestamptz(&st, values[Anum_orders_updated_at - 1]);
+	jb_uuid(&st, "id", values[Anum_orders_id - 1]);
+	jb_uuid(&st, "customer_id", values[Anum_orders_customer_id - 1]);
+	jb_cstring(&st, "status", order_status_names[order_status_from_oid(cat, status, false)]);
+	jb_text(&st, "currency", values[Anum_orders_currency - 1]);
+	jb_lines(&st, "lines", cat, values[Anum_orders_lines - 1]);
+	jb_composite(&st, "shipping_address", cat->address_desc,
+				 values[Anum_orders_shipping_address - 1],
+				 nulls[Anum_orders_shipping_address - 1]);
+	jb_int(&st, "total", DatumGetInt64(values[Anum_orders_total - 1]));
+	jb_int(&st, "version", DatumGetInt32(values[Anum_orders_version - 1]));
+	jb_timestamptz(&st, "created_at", values[Anum_orders_created_at - 1]);
+	jb_timestamptz(&st, "updated_at", values[Anum_orders_updated_at - 1]);
 	return jb_finish(&st);
 }
 
@@ -209,13 +219,10 @@ event_payload_order(const OrdersCatalog *cat, Datum *values, bool *nulls)
 Datum
 event_payload_lines(const OrdersCatalog *cat, Datum lines, int64 total)
 {
-	JsonbParseState *st = NULL;
+	JsonbParseState *st = jb_begin();
 
-	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-	jb_key(&st, "lines");
-	jb_lines(&st, cat, lines);
-	jb_key(&st, "total");
-	jb_int(&st, total);
+	jb_lines(&st, "lines", cat, lines);
+	jb_int(&st, "total", total);
 	return jb_finish(&st);
 }
 
@@ -223,11 +230,9 @@ event_payload_lines(const OrdersCatalog *cat, Datum lines, int64 total)
 Datum
 event_payload_address(const OrdersCatalog *cat, Datum address, bool isnull)
 {
-	JsonbParseState *st = NULL;
+	JsonbParseState *st = jb_begin();
 
-	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-	jb_key(&st, "shipping_address");
-	jb_address(&st, cat, address, isnull);
+	jb_composite(&st, "shipping_address", cat->address_desc, address, isnull);
 	return jb_finish(&st);
 }
 
@@ -235,13 +240,10 @@ event_payload_address(const OrdersCatalog *cat, Datum address, bool isnull)
 Datum
 event_payload_status(OrderStatus from, OrderStatus to)
 {
-	JsonbParseState *st = NULL;
+	JsonbParseState *st = jb_begin();
 
-	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-	jb_key(&st, "status");
-	jb_cstring(&st, order_status_names[to]);
-	jb_key(&st, "previous_status");
-	jb_cstring(&st, order_status_names[from]);
+	jb_cstring(&st, "status", order_status_names[to]);
+	jb_cstring(&st, "previous_status", order_status_names[from]);
 	return jb_finish(&st);
 }
 

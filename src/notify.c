@@ -14,6 +14,9 @@
 
 #define EVENTS_CHANNEL "orders_events"
 
+/* the payload's fixed shape: a position, a type name, a uuid, a version */
+#define NOTIFY_PAYLOAD_SIZE 256
+
 /*
  * Which open (sub)transaction levels have sent a NOTIFY of ours, one bit a
  * level (deeper levels share the last bit).  PREPARE TRANSACTION refuses a
@@ -88,7 +91,7 @@ void
 notify_event(int64 position, const char *type, const pg_uuid_t *order_id, int32 version)
 {
 	char		order_id_text[UUID_TEXT_SIZE];
-	char		payload[256];
+	char		payload[NOTIFY_PAYLOAD_SIZE];
 
 	uuid_format(order_id, order_id_text);
 	snprintf(payload, sizeof(payload),
