@@ -146,6 +146,9 @@ compat_wait_event(const char *name)
 #endif
 }
 
+/* 17 added transaction_timeout, which the relay worker must not inherit */
+#define HAVE_TRANSACTION_TIMEOUT (PG_VERSION_NUM >= 170000)
+
 /*
  * 18 generates version 7 UUIDs itself, from a nanosecond clock and
  * monotonic within a backend: orders_next_id() uses it there.

@@ -47,7 +47,6 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -186,24 +185,6 @@ relay_init(void)
 
 /* ---- the worker ---- */
 
-/*
- * The extension's tables the worker found, by OID, and whether its
- * checkpoint has the bounds that let an idle pass stay read-only (1.5).
- * Forgotten when either table's relcache entry is invalidated: a DROP and
- * CREATE EXTENSION, or an update, makes the next pass look again.
- */
-static Oid	relay_nsp = InvalidOid;
-static Oid	relay_events_relid = InvalidOid;
-static Oid	relay_consumers_relid = InvalidOid;
-static bool relay_can_probe = false;
-
-static void
-relay_relcache_callback(Datum arg, Oid relid)
-{
-	if (!OidIsValid(relid) || relid == relay_events_relid || relid == relay_consumers_relid)
-		relay_nsp = relay_events_relid = relay_consumers_relid = InvalidOid;
-}
-
 static void
 relay_detach(int code, Datum arg)
 {
@@ -217,13 +198,19 @@ relay_detach(int code, Datum arg)
 }
 
 /*
- * Finds the extension's schema when the extension is installed at a version
- * with relay marks (1.3 or later); else leaves relay_nsp invalid: there is
- * nothing to do yet.  Read from the catalogs by OID, with no SQL: nothing a
+ * The extension's schema when the extension is installed at a version with
+ * relay marks (1.3 or later), else InvalidOid: then there is nothing to do
+ * yet; and whether its checkpoint has the bounds that let an idle pass stay
+ * read-only (1.5).  Read from the catalogs by OID, with no SQL: nothing a
  * database's owner can set (a search_path, an operator) takes part.
+ *
+ * Looked up at every pass, never kept: a DROP and CREATE EXTENSION, in any
+ * schema, or an update, is seen at the next pass, and no invalidation that
+ * arrives halfway through a pass can change what it uses.  It costs a few
+ * catalog cache lookups, less than the trust check that follows.
  */
-static void
-relay_find_tables(void)
+static Oid
+relay_find_schema(bool *can_probe)
 {
 	Relation	rel;
 	ScanKeyData key;
@@ -244,16 +231,14 @@ relay_find_tables(void)
 	table_close(rel, AccessShareLock);
 
 	if (!OidIsValid(nsp))
-		return;
+		return InvalidOid;
 	events = get_relname_relid("order_events", nsp);
 	consumers = get_relname_relid("order_event_consumers", nsp);
 	if (!OidIsValid(events) || !OidIsValid(consumers) ||
 		get_attnum(events, "relay") == InvalidAttrNumber)
-		return;
-	relay_can_probe = get_attnum(consumers, "acked_top_position") != InvalidAttrNumber;
-	relay_events_relid = events;
-	relay_consumers_relid = consumers;
-	relay_nsp = nsp;
+		return InvalidOid;
+	*can_probe = get_attnum(consumers, "acked_top_position") != InvalidAttrNumber;
+	return nsp;
 }
 
 /*
@@ -264,31 +249,37 @@ relay_find_tables(void)
  * checked before every pass, by OID, in the catalogs alone.
  */
 static const char *
-relay_trusted_schema(void)
+relay_trusted_schema(bool *can_probe)
 {
 	static bool warned = false;
+	Oid			nsp = relay_find_schema(can_probe);
+	char	   *name;
+	char	   *checked;
 	char	   *reason;
 
-	if (!OidIsValid(relay_nsp))
-		relay_find_tables();
-	if (!OidIsValid(relay_nsp))
+	if (!OidIsValid(nsp) || (name = get_namespace_name(nsp)) == NULL)
 		return NULL;
 
-	reason = orders_schema_untrusted(relay_nsp);
+	reason = orders_schema_untrusted(nsp);
 	if (reason != NULL)
 	{
 		if (!warned)
 			ereport(WARNING,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("orders relay worker is not relaying: schema \"%s\" cannot be trusted",
-							get_namespace_name(relay_nsp)),
+							name),
 					 errdetail("%s.", reason),
 					 errhint("Undo what the detail names; the worker checks again before every pass.")));
 		warned = true;
 		return NULL;
 	}
 	warned = false;
-	return quote_identifier(get_namespace_name(relay_nsp));
+
+	/* renamed while it was being checked: the next pass checks the new name */
+	checked = get_namespace_name(nsp);
+	if (checked == NULL || strcmp(checked, name) != 0)
+		return NULL;
+	return quote_identifier(name);
 }
 
 /*
@@ -341,14 +332,15 @@ relay_checkpoint_behind(const char *schema)
 /*
  * One pass: one transaction that takes up to RELAY_BATCH of the relay events
  * committed after the worker's checkpoint (acknowledging them), and sends
- * their NOTIFYs, which go out at its commit.  With look_first, it first
- * asks whether there is anything to take, and when there is not it writes
- * nothing and takes no transaction id.  Returns how many it sent.
+ * their NOTIFYs, which go out at its commit.  It first asks, read-only,
+ * whether there is anything to take; when there is not, it writes nothing
+ * and takes no transaction id.  Returns how many it sent.
  */
 static uint64
-relay_pass(bool look_first)
+relay_pass(void)
 {
 	const char *schema;
+	bool		can_probe = false;
 	uint64		n = 0;
 
 	SetCurrentStatementStartTimestamp();
@@ -358,8 +350,8 @@ relay_pass(bool look_first)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "relaying orders events");
 
-	schema = relay_trusted_schema();
-	if (schema != NULL && (!look_first || !relay_can_probe || relay_checkpoint_behind(schema)))
+	schema = relay_trusted_schema(&can_probe);
+	if (schema != NULL && (!can_probe || relay_checkpoint_behind(schema)))
 	{
 		int			ret;
 		uint64		i;
@@ -497,14 +489,19 @@ orders_relay_main(Datum arg)
 	bool		database_seen;
 	uint32		wait_idle;
 	uint32		wait_gather;
-	bool		woken = true;	/* at start, anything may be waiting */
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
 	/* exit code 0: the postmaster does not start this one again */
-	if (relay_shared == NULL || !relay_claim())
+	if (relay_shared == NULL)
+	{
+		ereport(LOG,
+				(errmsg("orders relay worker cannot start: the orders library was not preloaded")));
+		proc_exit(0);
+	}
+	if (!relay_claim())
 		proc_exit(0);
 
 	/*
@@ -540,6 +537,15 @@ orders_relay_main(Datum arg)
 	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+#if HAVE_TRANSACTION_TIMEOUT
+	SetConfigOption("transaction_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+#endif
+	/* ... nor makes its few index probes compile code or scan whole tables */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("enable_indexscan", "on", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("enable_indexonlyscan", "on", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("enable_bitmapscan", "on", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("enable_seqscan", "on", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("session_replication_role", "origin", PGC_SUSET, PGC_S_OVERRIDE);
 	/* ... nor whom it runs as (their check hooks read the catalogs) */
 	StartTransactionCommand();
@@ -548,8 +554,6 @@ orders_relay_main(Datum arg)
 	SetConfigOption("role", "none", PGC_SUSET, PGC_S_OVERRIDE);
 	CommitTransactionCommand();
 
-	CacheRegisterRelcacheCallback(relay_relcache_callback, (Datum) 0);
-
 	ereport(LOG, (errmsg("orders relay worker started for database \"%s\"", database)));
 	wait_idle = compat_wait_event("OrdersRelayIdle");
 	wait_gather = compat_wait_event("OrdersRelayGather");
@@ -557,18 +561,13 @@ orders_relay_main(Datum arg)
 	for (;;)
 	{
 		uint64		sent;
-		int			rc;
 
 		/*
-		 * A writer's commit woke us: relay at once.  Else look first, and
-		 * stay read-only when there is nothing to do.  Then drain.
+		 * Woken by a writer's commit, by a signal, or by the timeout: the
+		 * pass looks before it writes.  Then drain.
 		 */
-		sent = relay_pass(!woken);
-		while (sent == RELAY_BATCH)
-		{
+		while ((sent = relay_pass()) == RELAY_BATCH)
 			CHECK_FOR_INTERRUPTS();
-			sent = relay_pass(false);
-		}
 
 		/*
 		 * Under load, let events gather for a moment, so that a pass (and its
@@ -581,10 +580,9 @@ orders_relay_main(Datum arg)
 		else
 			pgstat_report_stat(true);	/* before a long sleep: nothing pending */
 
-		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					   RELAY_IDLE_MS, wait_idle);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 RELAY_IDLE_MS, wait_idle);
 		ResetLatch(MyLatch);
-		woken = (rc & WL_LATCH_SET) != 0;
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{

@@ -12,12 +12,18 @@ use Test::More;
 
 my $node = PostgreSQL::Test::Cluster->new('idle');
 $node->init;
-# autovacuum off: nothing but the worker may write while it idles
+# Nothing but the worker may write while it idles: no autovacuum, and no
+# checkpoint (after one, the first hint bit set on a page would write a
+# full-page image, data checksums being on from 18); wal_level minimal, so
+# no running-transactions records either.
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'orders'
 orders.relay_database = 'postgres'
 max_prepared_transactions = 2
 autovacuum = off
+checkpoint_timeout = '1d'
+wal_level = minimal
+max_wal_senders = 0
 });
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION orders');
@@ -70,6 +76,28 @@ $node->safe_psql('postgres', q{BEGIN; SET LOCAL orders.notify = relay;
 	SELECT orders_add(gen_random_uuid(), 'EUR'); PREPARE TRANSACTION 'p1'});
 $node->safe_psql('postgres', q{COMMIT PREPARED 'p1'});
 relayed('public', 'an event of a prepared transaction is relayed after COMMIT PREPARED');
+
+# A late event: its transaction took its position before a pass of the
+# worker and commits after it, by COMMIT PREPARED, which wakes nobody.  Its
+# position is below the checkpoint's top: the worker's look finds it by its
+# transaction id, among those the checkpoint saw running.
+$node->safe_psql('postgres', q{BEGIN; SET LOCAL orders.notify = relay;
+	SELECT orders_add('c0000000-0000-4000-8000-000000000001', 'EUR',
+	                  id => 'a0000000-0000-4000-8000-0000000000d2');
+	PREPARE TRANSACTION 'p2'});
+$node->safe_psql('postgres', q{SET orders.notify = relay; SELECT orders_add(gen_random_uuid(), 'EUR')});
+ok($node->poll_query_until('postgres', q{
+		SELECT EXISTS (SELECT FROM order_event_consumers c, pg_snapshot_xip(c.acked_snapshot) x,
+		                          pg_prepared_xacts p
+		               WHERE c.name = 'orders_relay' AND p.gid = 'p2' AND x::xid = p.transaction)}),
+	'the worker passed while the prepared transaction held its position');
+sleep 2;
+$node->safe_psql('postgres', q{COMMIT PREPARED 'p2'});
+ok($node->poll_query_until('postgres', q{
+		SELECT pg_visible_in_snapshot(e.xid, c.acked_snapshot)
+		FROM order_events e, order_event_consumers c
+		WHERE c.name = 'orders_relay' AND e.order_id = 'a0000000-0000-4000-8000-0000000000d2'}),
+	'the late event is relayed after COMMIT PREPARED');
 
 # The extension dropped and created again, in another schema: the worker's
 # remembered tables are gone, it finds the new ones.
