@@ -30,12 +30,12 @@ my $settings = <<'EOC';
 listen_addresses = '127.0.0.1'
 # Citus refuses to load after another preloaded library.
 shared_preload_libraries = 'citus'
-# The default asks for SSL, which the 17 and 18 builds here lack; with SSL
-# allowed, CREATE EXTENSION citus would also turn ssl on with a certificate
-# it makes itself.
+# The default, sslmode=require, fails on the 17 and 18 built here, which
+# lack SSL; on 15 it makes CREATE EXTENSION citus turn ssl on (ALTER SYSTEM)
+# with a certificate it makes itself.
 citus.node_conninfo = 'sslmode=disable'
-# How a node reaches itself: 'localhost' could resolve to ::1, where nothing
-# listens.
+# How a node reaches itself; Citus's default, 'localhost', may resolve to
+# ::1 first, where nothing listens.
 citus.local_hostname = '127.0.0.1'
 # A transaction that writes on two workers commits with two-phase commit.
 # Set, because Citus would otherwise raise 0 to twice max_connections, with
@@ -83,6 +83,7 @@ sub start
 	my (%params) = @_;
 	my $nworkers = $params{workers} // 2;
 	my $conf = $params{conf} // '';
+	my $begun = time;
 
 	my $version = installed();
 	if (!defined $version)
@@ -128,6 +129,7 @@ sub start
 			'SELECT citus_add_node(\'127.0.0.1\', ' . $worker->port . ')');
 		note(sprintf('citus_add_node(%s): %.2f s', $worker->name, time - $started));
 	}
+	note(sprintf('Citus cluster of %d nodes up in %.1f s', scalar @nodes, time - $begun));
 	return @nodes;
 }
 
