@@ -7,6 +7,7 @@ OBJS = \
 	src/api.o \
 	src/catalog.o \
 	src/changes.o \
+	src/citus.o \
 	src/consumers.o \
 	src/events.o \
 	src/invariants.o \

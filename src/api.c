@@ -143,6 +143,7 @@ orders_add(PG_FUNCTION_ARGS)
 	else
 		id = *PG_GETARG_UUID_P(4);
 	push_order_context(&order_context, &id);
+	orders_route(&call, &id);
 
 	order_check_customer_id(rel, PG_ARGISNULL(0));
 	order_check_currency(rel, ARG_OR_ZERO(1), PG_ARGISNULL(1));
@@ -166,7 +167,7 @@ orders_add(PG_FUNCTION_ARGS)
 	tuple = heap_form_tuple(desc, values, nulls);
 	/* the composite to return, before the heap makes the header its own */
 	result = heap_copy_tuple_as_datum(tuple, desc);
-	storage_insert(rel, tuple);
+	storage_insert(call.data[TABLE_ORDERS], tuple);
 
 	/*
 	 * An id is never used twice: an order's events are told apart by id and
@@ -175,8 +176,8 @@ orders_add(PG_FUNCTION_ARGS)
 	 * waited for any transaction that was removing an order of this id; the
 	 * outbox holds the events of every order that had it, until purged.
 	 */
-	if (!PG_ARGISNULL(4) && OidIsValid(cat->events_order_index) &&
-		storage_exists_any(call.rel[TABLE_EVENTS], cat->events_order_index,
+	if (!PG_ARGISNULL(4) && OidIsValid(call.events_order_index) &&
+		storage_exists_any(call.data[TABLE_EVENTS], call.events_order_index,
 						   UUIDPGetDatum(&id)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
@@ -215,9 +216,10 @@ orders_get(PG_FUNCTION_ARGS)
 
 	cat = orders_open(fcinfo, read_locks, &call);
 	orders_check_can_read(cat);
+	orders_route(&call, PG_GETARG_UUID_P(0));
 
-	slot = table_slot_create(call.rel[TABLE_ORDERS], NULL);
-	if (storage_fetch(call.rel[TABLE_ORDERS], cat->orders_pkey, PG_GETARG_DATUM(0), slot))
+	slot = table_slot_create(call.data[TABLE_ORDERS], NULL);
+	if (storage_fetch(call.data[TABLE_ORDERS], call.orders_pkey, PG_GETARG_DATUM(0), slot))
 		tuplestore_puttupleslot(rsinfo->setResult, slot);
 	ExecDropSingleTupleTableSlot(slot);
 	orders_close(&call);
@@ -251,10 +253,11 @@ orders_remove(PG_FUNCTION_ARGS)
 	reveal = orders_may_read(cat);
 	id = required_id(fcinfo, 0);
 	push_order_context(&order_context, id);
-	slot = table_slot_create(rel, NULL);
+	orders_route(&call, id);
+	slot = table_slot_create(call.data[TABLE_ORDERS], NULL);
 
-	if (!storage_lock(rel, cat->orders_pkey, UUIDPGetDatum(id), Anum_orders_id,
-					  LockTupleExclusive, slot))
+	if (!storage_lock(call.data[TABLE_ORDERS], call.orders_pkey, UUIDPGetDatum(id),
+					  Anum_orders_id, LockTupleExclusive, slot))
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("order does not exist")));
@@ -273,7 +276,7 @@ orders_remove(PG_FUNCTION_ARGS)
 	result = result_row(RelationGetDescr(rel), slot->tts_values, slot->tts_isnull, reveal,
 						lengthof(removed_keep), removed_keep);
 	payload = event_payload_order(cat, slot->tts_values, slot->tts_isnull);
-	storage_delete(rel, &slot->tts_tid);
+	storage_delete(call.data[TABLE_ORDERS], &slot->tts_tid);
 
 	event_emit(&call, EVENT_ORDER_REMOVED, id, version + 1, payload,
 			   GetCurrentTransactionStartTimestamp());
@@ -364,6 +367,7 @@ orders_save(PG_FUNCTION_ARGS)
 				 errhint("Save an order read with orders_get; add a new one with orders_add.")));
 	id = DatumGetUUIDP(given[Anum_orders_id - 1]);
 	push_order_context(&order_context, id);
+	orders_route(&call, id);
 
 	/* the new state, on its own */
 	if (given_null[Anum_orders_version - 1])
@@ -382,9 +386,9 @@ orders_save(PG_FUNCTION_ARGS)
 	nlines = ArrayGetNItems(ARR_NDIM(lines_array), ARR_DIMS(lines_array));
 
 	/* against the stored order, locked until the end of the transaction */
-	slot = table_slot_create(rel, NULL);
-	if (!storage_lock(rel, cat->orders_pkey, UUIDPGetDatum(id), Anum_orders_id,
-					  LockTupleNoKeyExclusive, slot))
+	slot = table_slot_create(call.data[TABLE_ORDERS], NULL);
+	if (!storage_lock(call.data[TABLE_ORDERS], call.orders_pkey, UUIDPGetDatum(id),
+					  Anum_orders_id, LockTupleNoKeyExclusive, slot))
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("order does not exist"),
@@ -439,7 +443,7 @@ orders_save(PG_FUNCTION_ARGS)
 
 	tuple = heap_form_tuple(desc, values, nulls);
 	result = result_row(desc, values, nulls, reveal, lengthof(saved_keep), saved_keep);
-	storage_update(rel, &slot->tts_tid, tuple);
+	storage_update(call.data[TABLE_ORDERS], &slot->tts_tid, tuple);
 
 	/* the events, in the contract's order */
 	if (lines_changed)

@@ -473,6 +473,8 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 	lines_array_typid = TupleDescAttr(desc, Anum_orders_lines - 1)->atttypid;
 	c->address_typid = TupleDescAttr(desc, Anum_orders_shipping_address - 1)->atttypid;
 	c->orders_pkey = check_primary_key(rel, "orders", Anum_orders_id, UUIDOID);
+	c->distributed[TABLE_ORDERS] = citus_distributed(c->relids[TABLE_ORDERS], "orders",
+													 Anum_orders_id);
 	table_close(rel, AccessShareLock);
 
 	/*
@@ -486,7 +488,18 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 					 c->events_have_relay ? Natts_order_events : Natts_order_events - 1,
 					 c, TABLE_EVENTS);
 	c->events_order_index = find_events_order_index(rel);
+	c->distributed[TABLE_EVENTS] = citus_distributed(c->relids[TABLE_EVENTS], "order_events",
+													 Anum_order_events_order_id);
 	table_close(rel, AccessShareLock);
+
+	/* an order's row and its events go to one node, or the outbox splits */
+	if (c->distributed[TABLE_ORDERS] != c->distributed[TABLE_EVENTS])
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("extension \"orders\" cannot use table \"%s\" distributed by Citus without table \"%s\"",
+						c->distributed[TABLE_ORDERS] ? "orders" : "order_events",
+						c->distributed[TABLE_ORDERS] ? "order_events" : "orders"),
+				 errhint("Distribute both, colocated: orders by \"id\", order_events by \"order_id\".")));
 
 	/*
 	 * order_event_consumers: named checkpoints, written in C from 1.4, each
@@ -693,7 +706,9 @@ orders_open(FunctionCallInfo fcinfo, const LOCKMODE locks[TABLE_COUNT], OrdersCa
 	{
 		if (locks[t] < RowExclusiveLock || !OidIsValid(cache->relids[t]))
 			continue;
-		refuse_direct_write(table_names[t], cache->refusal[t], cache->refusal_name[t]);
+		/* a Citus shell holds no rows; orders_route judges the shard */
+		if (!cache->distributed[t])
+			refuse_direct_write(table_names[t], cache->refusal[t], cache->refusal_name[t]);
 		if (cache->row_security[t] &&
 			check_enable_rls(cache->relids[t], InvalidOid, false) == RLS_ENABLED)
 			unsupported_error("extension \"orders\" cannot write table \"%s\": it has row-level security that applies to the current role",
@@ -703,9 +718,63 @@ orders_open(FunctionCallInfo fcinfo, const LOCKMODE locks[TABLE_COUNT], OrdersCa
 	call->cat = cache;
 	calls_open++;
 	for (t = 0; t < TABLE_COUNT; t++)
+	{
 		call->rel[t] = (locks[t] != NoLock && OidIsValid(cache->relids[t])) ?
 			table_open(cache->relids[t], NoLock) : NULL;
+		call->data[t] = call->rel[t];
+		call->locks[t] = locks[t];
+	}
+	call->orders_pkey = cache->orders_pkey;
+	call->events_order_index = cache->events_order_index;
 	return cache;
+}
+
+/*
+ * Points the call at the rows of the order whose id it now knows: for each
+ * table of the call that Citus distributes, the shard of that order on this
+ * node, locked as the table is, and held to the same rules as the table
+ * (the layout the C code relies on; nothing a direct write would skip);
+ * and the shard's own indexes.  An order held elsewhere is an error
+ * (citus.c).  Elsewhere a table is its own data, and this does nothing.
+ */
+void
+orders_route(OrdersCall *call, const pg_uuid_t *id)
+{
+	const OrdersCatalog *cat = call->cat;
+	static const OrdersTable tables[] = {TABLE_ORDERS, TABLE_EVENTS};
+	int			i;
+
+	for (i = 0; i < lengthof(tables); i++)
+	{
+		OrdersTable t = tables[i];
+		Relation	shard;
+		char	   *name;
+		DirectWriteRefusal refusal;
+
+		if (call->rel[t] == NULL || !cat->distributed[t] || call->data[t] != call->rel[t])
+			continue;
+		shard = table_open(citus_local_shard(cat->relids[t], UUIDPGetDatum(id), UUIDOID,
+											 call->locks[t]),
+						   NoLock);
+		call->data[t] = shard;
+		name = RelationGetRelationName(shard);
+		if (shard->rd_rel->relkind != RELKIND_RELATION || shard->rd_rel->relam != HEAP_TABLE_AM_OID)
+			layout_error("extension \"orders\" cannot use \"%s\": it is not a heap table", name);
+		if (t == TABLE_ORDERS)
+		{
+			expect_columns(RelationGetDescr(shard), name, orders_columns, Natts_orders);
+			call->orders_pkey = check_primary_key(shard, name, Anum_orders_id, UUIDOID);
+		}
+		else
+		{
+			expect_columns(RelationGetDescr(shard), name, events_columns,
+						   cat->events_have_relay ? Natts_order_events : Natts_order_events - 1);
+			call->events_order_index = find_events_order_index(shard);
+		}
+		if (call->locks[t] >= RowExclusiveLock &&
+			(refusal = direct_write_refusal(shard, &name)) != REFUSE_NOTHING)
+			refuse_direct_write(RelationGetRelationName(shard), refusal, name);
+	}
 }
 
 /* Closes what orders_open opened; the locks are kept until the transaction ends. */
@@ -715,8 +784,12 @@ orders_close(OrdersCall *call)
 	int			t;
 
 	for (t = 0; t < TABLE_COUNT; t++)
+	{
+		if (call->data[t] != NULL && call->data[t] != call->rel[t])
+			table_close(call->data[t], NoLock);
 		if (call->rel[t] != NULL)
 			table_close(call->rel[t], NoLock);
+	}
 	if (calls_open > 0)
 		calls_open--;
 }

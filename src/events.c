@@ -291,7 +291,7 @@ event_emit(OrdersCall *call, OrderEventType type, pg_uuid_t *order_id,
 		relay_note_write();
 
 	tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
-	storage_insert(rel, tuple);
+	storage_insert(call->data[TABLE_EVENTS], tuple);
 	heap_freetuple(tuple);
 
 	if (orders_notify_mode == NOTIFY_ON)

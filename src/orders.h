@@ -6,6 +6,7 @@
  *   invariants.c  every rule of the aggregate, checked before anything is written
  *   changes.c     what a save changed, from which its events follow
  *   storage.c     reading, locking, inserting and deleting rows, through the heap
+ *   citus.c       on a Citus cluster: the shard of an order on this node
  *   events.c      the outbox row of each domain event, and its payload
  *   notify.c      the NOTIFY of each event, sent by writers and the relay worker
  *   consumers.c   named consumers' checkpoints: who owns them, how they move
@@ -164,6 +165,7 @@ typedef struct OrdersCatalog
 	DirectWriteRefusal refusal[TABLE_COUNT];	/* what a direct write would skip */
 	char	   *refusal_name[TABLE_COUNT];	/* the trigger's, constraint's ... name */
 	bool		row_security[TABLE_COUNT];	/* enabled: asked per role at each write */
+	bool		distributed[TABLE_COUNT];	/* by Citus: the rows are in shards */
 	Oid			orders_rowtype;
 	Oid			orders_pkey;
 	Oid			events_seqid;
@@ -186,11 +188,22 @@ typedef struct OrdersCall
 {
 	const OrdersCatalog *cat;
 	Relation	rel[TABLE_COUNT];
+	/*
+	 * Where the rows are read and written: rel itself, or, for a table
+	 * Citus distributes, the shard of the call's order on this node (set by
+	 * orders_route), with that shard's indexes.  rel keeps naming the table
+	 * in errors and describing its rows.
+	 */
+	Relation	data[TABLE_COUNT];
+	LOCKMODE	locks[TABLE_COUNT];
+	Oid			orders_pkey;
+	Oid			events_order_index;
 } OrdersCall;
 
 extern const OrdersCatalog *orders_open(FunctionCallInfo fcinfo,
 										const LOCKMODE locks[TABLE_COUNT],
 										OrdersCall *call);
+extern void orders_route(OrdersCall *call, const pg_uuid_t *id);
 extern void orders_close(OrdersCall *call);
 extern bool orders_may_read(const OrdersCatalog *cat);
 extern void orders_check_can_read(const OrdersCatalog *cat);
@@ -221,6 +234,11 @@ extern void order_check_frozen(Relation rel, OrderStatus stored, bool lines_chan
 							   bool address_changed, bool reveal);
 extern void order_check_immutable(Relation rel, int attnum, Datum stored, Datum given,
 								  bool reveal);
+
+/* ---- citus.c ---- */
+
+extern bool citus_distributed(Oid relid, const char *relname, AttrNumber keyatt);
+extern Oid	citus_local_shard(Oid relid, Datum key, Oid keytype, LOCKMODE lockmode);
 
 /* ---- changes.c ---- */
 

@@ -1,0 +1,309 @@
+/*
+ * citus.c: orders on a Citus cluster: the shard that holds an order.
+ *
+ * When Citus distributes orders and order_events (hash-distributed by the
+ * order's id, colocated), the tables the functions find by name are shells:
+ * Citus keeps their rows in shards, tables named <table>_<shard id> on the
+ * nodes that hold them, and reads and writes through the shards only.  A
+ * row written into a shell is never seen again.  So a call first finds the
+ * shard of its order as Citus's own executor would (the hash of the id
+ * among the shards' ranges), takes the lock that Citus's executor takes
+ * before it writes a shard (a shard move takes it exclusively, so a move
+ * waits for the call, or the call for the move), and then asks whether
+ * this node holds the shard.  It writes that shard through the heap, as
+ * anywhere else; an order held on another node is an error, never a write.
+ *
+ * Everything is read from Citus's own catalog tables in pg_catalog, where
+ * only superusers can create; nothing here runs while Citus is absent.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace_d.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "nodes/primnodes.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/typcache.h"
+
+#include "orders.h"
+
+/*
+ * Citus's advisory lock classes (src/include/distributed/resource_lock.h,
+ * the same in 12 to 14): the lock on a shard's placement metadata, for a
+ * table colocated with others and for one that is not.
+ */
+#define CITUS_LOCKTAG_SHARD_METADATA		4
+#define CITUS_LOCKTAG_COLOCATED_SHARDS_METADATA	8
+
+/* Citus's partition methods: hash is the one that places rows by a key */
+#define CITUS_HASH_DISTRIBUTED 'h'
+
+/* A row of pg_dist_partition: how Citus distributes a table. */
+typedef struct CitusTable
+{
+	char		method;
+	char	   *key;			/* the distribution column, as a node string */
+	int32		colocation_id;
+} CitusTable;
+
+/* One of Citus's tables in pg_catalog, or InvalidOid while it has none. */
+static Oid
+citus_catalog(const char *name)
+{
+	return get_relname_relid(name, PG_CATALOG_NAMESPACE);
+}
+
+/*
+ * Scans a Citus catalog table for the rows whose column equals value, by
+ * its index when it has that index.  Returns the rows, copied.
+ */
+static List *
+citus_catalog_rows(Oid catalog, const char *index_name, const char *column,
+				   RegProcedure eqproc, Datum value, TupleDesc *desc)
+{
+	Relation	rel = table_open(catalog, AccessShareLock);
+	Oid			index = citus_catalog(index_name);
+	AttrNumber	attnum = get_attnum(catalog, column);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	List	   *rows = NIL;
+
+	if (attnum == InvalidAttrNumber)
+		elog(ERROR, "Citus catalog table %s has no column %s", get_rel_name(catalog), column);
+	ScanKeyInit(&key, attnum, BTEqualStrategyNumber, eqproc, value);
+	scan = systable_beginscan(rel, index, OidIsValid(index), NULL, 1, &key);
+	while ((tup = systable_getnext(scan)) != NULL)
+		rows = lappend(rows, heap_copytuple(tup));
+	systable_endscan(scan);
+	*desc = CreateTupleDescCopy(RelationGetDescr(rel));
+	table_close(rel, AccessShareLock);
+	return rows;
+}
+
+static Datum
+citus_column(HeapTuple row, TupleDesc desc, Oid catalog, const char *column, bool *isnull)
+{
+	return heap_getattr(row, get_attnum(catalog, column), desc, isnull);
+}
+
+/* How Citus distributes relid, or false when it does not. */
+static bool
+citus_table(Oid relid, CitusTable *table)
+{
+	Oid			catalog;
+	TupleDesc	desc;
+	List	   *rows;
+	HeapTuple	row;
+	bool		isnull;
+	Datum		d;
+
+	if (!OidIsValid(get_extension_oid("citus", true)) ||
+		!OidIsValid(catalog = citus_catalog("pg_dist_partition")))
+		return false;
+	rows = citus_catalog_rows(catalog, "pg_dist_partition_logical_relid_index", "logicalrelid",
+							  F_OIDEQ, ObjectIdGetDatum(relid), &desc);
+	if (rows == NIL)
+		return false;
+	row = linitial(rows);
+	table->method = DatumGetChar(citus_column(row, desc, catalog, "partmethod", &isnull));
+	d = citus_column(row, desc, catalog, "partkey", &isnull);
+	table->key = isnull ? NULL : TextDatumGetCString(d);
+	table->colocation_id = DatumGetInt32(citus_column(row, desc, catalog, "colocationid", &isnull));
+	return true;
+}
+
+/*
+ * Whether Citus distributes relid (one of our tables), judged when the
+ * catalog is built.  Only hash distribution by the order's id can be
+ * served: a reference table, or one distributed by another column, keeps
+ * an order's row where a write through the heap cannot follow it.
+ */
+bool
+citus_distributed(Oid relid, const char *relname, AttrNumber keyatt)
+{
+	CitusTable	table;
+	Node	   *key;
+
+	if (!citus_table(relid, &table))
+		return false;
+	key = table.key != NULL ? stringToNode(table.key) : NULL;
+	if (table.method != CITUS_HASH_DISTRIBUTED || key == NULL || !IsA(key, Var) ||
+		((Var *) key)->varattno != keyatt)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("extension \"orders\" cannot use table \"%s\" as Citus distributes it",
+						relname),
+				 errdetail("Citus must distribute it by hash of column \"%s\".",
+						   get_attname(relid, keyatt, false)),
+				 errhint("Undo the distribution with undistribute_table(), then distribute it with create_distributed_table('%s', '%s').",
+						 relname, get_attname(relid, keyatt, false))));
+	return true;
+}
+
+/*
+ * The shard of relid whose hash range holds key, and its index among the
+ * table's shards in the order of their ranges (what Citus's metadata lock
+ * of colocated shards is keyed by).
+ */
+static int64
+citus_shard_of(Oid relid, Datum key, Oid keytype, int *index)
+{
+	TypeCacheEntry *type = lookup_type_cache(keytype, TYPECACHE_HASH_PROC_FINFO);
+	int32		hash;
+	Oid			catalog = citus_catalog("pg_dist_shard");
+	TupleDesc	desc;
+	List	   *rows;
+	ListCell   *lc;
+	int64		shard = 0;
+	int32		shard_min = 0;
+
+	if (!OidIsValid(type->hash_proc_finfo.fn_oid))
+		elog(ERROR, "type %s has no default hash function", format_type_be(keytype));
+	/* as Citus hashes a distribution value: the type's standard hash */
+	hash = DatumGetInt32(FunctionCall1Coll(&type->hash_proc_finfo, InvalidOid, key));
+
+	rows = citus_catalog_rows(catalog, "pg_dist_shard_logical_relid_index", "logicalrelid",
+							  F_OIDEQ, ObjectIdGetDatum(relid), &desc);
+	foreach(lc, rows)
+	{
+		bool		min_null;
+		bool		max_null;
+		Datum		min = citus_column(lfirst(lc), desc, catalog, "shardminvalue", &min_null);
+		Datum		max = citus_column(lfirst(lc), desc, catalog, "shardmaxvalue", &max_null);
+
+		if (min_null || max_null)
+			continue;
+		if (pg_strtoint32(TextDatumGetCString(min)) <= hash &&
+			hash <= pg_strtoint32(TextDatumGetCString(max)))
+		{
+			bool		isnull;
+
+			shard = DatumGetInt64(citus_column(lfirst(lc), desc, catalog, "shardid", &isnull));
+			shard_min = pg_strtoint32(TextDatumGetCString(min));
+		}
+	}
+	if (shard == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("Citus has no shard of table \"%s\" for this order", get_rel_name(relid))));
+
+	*index = 0;
+	foreach(lc, rows)
+	{
+		bool		isnull;
+		Datum		min = citus_column(lfirst(lc), desc, catalog, "shardminvalue", &isnull);
+
+		if (!isnull && pg_strtoint32(TextDatumGetCString(min)) < shard_min)
+			(*index)++;
+	}
+	return shard;
+}
+
+/* Whether this node holds a placement of the shard. */
+static bool
+citus_shard_is_local(int64 shard, int32 *local_group)
+{
+	Oid			groups = citus_catalog("pg_dist_local_group");
+	Oid			placements = citus_catalog("pg_dist_placement");
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	List	   *rows;
+	ListCell   *lc;
+	bool		isnull;
+
+	*local_group = -1;
+	rel = table_open(groups, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	if ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+		*local_group = DatumGetInt32(heap_getattr(tup, get_attnum(groups, "groupid"),
+												  RelationGetDescr(rel), &isnull));
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	rows = citus_catalog_rows(placements, "pg_dist_placement_shardid_index", "shardid",
+							  F_INT8EQ, Int64GetDatum(shard), &desc);
+	foreach(lc, rows)
+		if (DatumGetInt32(citus_column(lfirst(lc), desc, placements, "groupid", &isnull)) ==
+			*local_group)
+			return true;
+	return false;
+}
+
+/*
+ * The shard of relid (distributed, as citus_distributed judged) that holds
+ * the order whose id is key, on this node: its OID, locked in lockmode.
+ * Before it asks where the shard is, it takes the lock Citus's executor
+ * takes before writing a shard, in the same mode (share): a shard move
+ * holds it exclusively while it switches the placement over.
+ */
+Oid
+citus_local_shard(Oid relid, Datum key, Oid keytype, LOCKMODE lockmode)
+{
+	CitusTable	table;
+	int			index;
+	int64		shard;
+	LOCKTAG		tag;
+	int32		local_group;
+	char	   *relname = get_rel_name(relid);
+	char	   *shard_name;
+	Oid			shard_relid;
+
+	if (!citus_table(relid, &table))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("table \"%s\" is no longer distributed by Citus", relname),
+				 errhint("Retry the transaction.")));
+	shard = citus_shard_of(relid, key, keytype, &index);
+
+	if (table.colocation_id != 0)
+		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) index, (uint32) table.colocation_id,
+							 CITUS_LOCKTAG_COLOCATED_SHARDS_METADATA);
+	else
+		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (shard >> 32), (uint32) shard,
+							 CITUS_LOCKTAG_SHARD_METADATA);
+	(void) LockAcquire(&tag, ShareLock, false, false);
+	/* a move that committed while we waited: read where the shard is now */
+	AcceptInvalidationMessages();
+
+	if (!citus_shard_is_local(shard, &local_group))
+	{
+		/* the coordinator was asked directly; a worker was, when the call came */
+		if (local_group == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("order is held on another node of the Citus cluster"),
+					 errdetail("Shard " INT64_FORMAT " of table \"%s\" has no placement on this node.",
+							   shard, relname),
+					 errhint("Call the function where the shard is: delegate it to the node of its order with create_distributed_function().")));
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("order is held on another node of the Citus cluster"),
+				 errdetail("Shard " INT64_FORMAT " of table \"%s\" has moved off this node.",
+						   shard, relname),
+				 errhint("Retry the transaction: the call goes to the shard's new node.")));
+	}
+
+	shard_name = psprintf("%s_" INT64_FORMAT, relname, shard);
+	shard_relid = strlen(shard_name) < NAMEDATALEN ?
+		get_relname_relid(shard_name, get_rel_namespace(relid)) : InvalidOid;
+	if (!OidIsValid(shard_relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("shard \"%s\" of table \"%s\" does not exist on this node",
+						shard_name, relname)));
+	LockRelationOid(shard_relid, lockmode);
+	return shard_relid;
+}
