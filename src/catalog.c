@@ -446,6 +446,9 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 	Relation	rel;
 	TupleDesc	desc;
 	Oid			lines_array_typid;
+	int32		orders_colocation = 0;
+	int32		events_colocation = 0;
+	int32		consumers_colocation;
 	int			i;
 
 	c->namespace_id = nsp;
@@ -474,7 +477,7 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 	c->address_typid = TupleDescAttr(desc, Anum_orders_shipping_address - 1)->atttypid;
 	c->orders_pkey = check_primary_key(rel, "orders", Anum_orders_id, UUIDOID);
 	c->distributed[TABLE_ORDERS] = citus_distributed(c->relids[TABLE_ORDERS], "orders",
-													 Anum_orders_id);
+													 Anum_orders_id, &orders_colocation);
 	table_close(rel, AccessShareLock);
 
 	/*
@@ -489,16 +492,16 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 					 c, TABLE_EVENTS);
 	c->events_order_index = find_events_order_index(rel);
 	c->distributed[TABLE_EVENTS] = citus_distributed(c->relids[TABLE_EVENTS], "order_events",
-													 Anum_order_events_order_id);
+													 Anum_order_events_order_id,
+													 &events_colocation);
 	table_close(rel, AccessShareLock);
 
 	/* an order's row and its events go to one node, or the outbox splits */
-	if (c->distributed[TABLE_ORDERS] != c->distributed[TABLE_EVENTS])
+	if (c->distributed[TABLE_ORDERS] != c->distributed[TABLE_EVENTS] ||
+		(c->distributed[TABLE_ORDERS] && orders_colocation != events_colocation))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("extension \"orders\" cannot use table \"%s\" distributed by Citus without table \"%s\"",
-						c->distributed[TABLE_ORDERS] ? "orders" : "order_events",
-						c->distributed[TABLE_ORDERS] ? "order_events" : "orders"),
+				 errmsg("extension \"orders\" cannot use tables \"orders\" and \"order_events\" unless Citus distributes both, colocated"),
 				 errhint("Distribute both, colocated: orders by \"id\", order_events by \"order_id\".")));
 
 	/*
@@ -521,6 +524,9 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 		}
 		else if (natts != Anum_consumers_owner - 1) /* before 1.4 */
 			c->refusal[TABLE_CONSUMERS] = REFUSE_COLUMNS;
+		/* each node's checkpoints are its own */
+		(void) citus_distributed(c->relids[TABLE_CONSUMERS], "order_event_consumers",
+								 InvalidAttrNumber, &consumers_colocation);
 		table_close(rel, AccessShareLock);
 	}
 
@@ -730,6 +736,41 @@ orders_open(FunctionCallInfo fcinfo, const LOCKMODE locks[TABLE_COUNT], OrdersCa
 }
 
 /*
+ * A shard must be its table's twin: rows are formed with the table's
+ * descriptor and written into the shard, and read from the shard as the
+ * table's row type.  Citus makes it so; a shard changed behind Citus's
+ * back is refused, not misread.
+ */
+static void
+check_shard_layout(Relation table, Relation shard)
+{
+	TupleDesc	td = RelationGetDescr(table);
+	TupleDesc	sd = RelationGetDescr(shard);
+	const char *name = RelationGetRelationName(shard);
+	int			i;
+
+	if (shard->rd_rel->relkind != RELKIND_RELATION || shard->rd_rel->relam != HEAP_TABLE_AM_OID)
+		layout_error("extension \"orders\" cannot use \"%s\": it is not a heap table", name);
+	if (shard->rd_rel->relowner != table->rd_rel->relowner)
+		layout_error("extension \"orders\" cannot use \"%s\": its owner is not the owner of \"%s\"",
+					 name, RelationGetRelationName(table));
+	if (sd->natts != td->natts)
+		layout_error("extension \"orders\" cannot use \"%s\": it has a different number of columns",
+					 name);
+	for (i = 0; i < td->natts; i++)
+	{
+		Form_pg_attribute ta = TupleDescAttr(td, i);
+		Form_pg_attribute sa = TupleDescAttr(sd, i);
+
+		if (sa->attisdropped != ta->attisdropped || sa->atttypid != ta->atttypid ||
+			sa->atttypmod != ta->atttypmod || sa->attcollation != ta->attcollation ||
+			strcmp(NameStr(sa->attname), NameStr(ta->attname)) != 0)
+			layout_error("extension \"orders\" cannot use \"%s\": column %d is not \"%s\" of the expected type",
+						 name, i + 1, NameStr(ta->attname));
+	}
+}
+
+/*
  * Points the call at the rows of the order whose id it now knows: for each
  * table of the call that Citus distributes, the shard of that order on this
  * node, locked as the table is, and held to the same rules as the table
@@ -758,18 +799,15 @@ orders_route(OrdersCall *call, const pg_uuid_t *id)
 						   NoLock);
 		call->data[t] = shard;
 		name = RelationGetRelationName(shard);
-		if (shard->rd_rel->relkind != RELKIND_RELATION || shard->rd_rel->relam != HEAP_TABLE_AM_OID)
-			layout_error("extension \"orders\" cannot use \"%s\": it is not a heap table", name);
+		check_shard_layout(call->rel[t], shard);
 		if (t == TABLE_ORDERS)
-		{
-			expect_columns(RelationGetDescr(shard), name, orders_columns, Natts_orders);
 			call->orders_pkey = check_primary_key(shard, name, Anum_orders_id, UUIDOID);
-		}
 		else
 		{
-			expect_columns(RelationGetDescr(shard), name, events_columns,
-						   cat->events_have_relay ? Natts_order_events : Natts_order_events - 1);
 			call->events_order_index = find_events_order_index(shard);
+			if (OidIsValid(cat->events_order_index) && !OidIsValid(call->events_order_index))
+				layout_error("extension \"orders\" cannot use \"%s\": it has no index on (order_id, version)",
+							 name);
 		}
 		if (call->locks[t] >= RowExclusiveLock &&
 			(refusal = direct_write_refusal(shard, &name)) != REFUSE_NOTHING)

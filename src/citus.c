@@ -47,11 +47,16 @@
 
 /* Citus's partition methods: hash is the one that places rows by a key */
 #define CITUS_HASH_DISTRIBUTED 'h'
+/* Citus's replication models: streaming keeps one placement a shard */
+#define CITUS_STREAMING_REPLICATION 's'
+/* pg_dist_placement.shardstate of a placement in use (before 11.2, moved ones stayed, as 4) */
+#define CITUS_PLACEMENT_ACTIVE 1
 
 /* A row of pg_dist_partition: how Citus distributes a table. */
 typedef struct CitusTable
 {
 	char		method;
+	char		replication;
 	char	   *key;			/* the distribution column, as a node string */
 	int32		colocation_id;
 } CitusTable;
@@ -117,6 +122,7 @@ citus_table(Oid relid, CitusTable *table)
 		return false;
 	row = linitial(rows);
 	table->method = DatumGetChar(citus_column(row, desc, catalog, "partmethod", &isnull));
+	table->replication = DatumGetChar(citus_column(row, desc, catalog, "repmodel", &isnull));
 	d = citus_column(row, desc, catalog, "partkey", &isnull);
 	table->key = isnull ? NULL : TextDatumGetCString(d);
 	table->colocation_id = DatumGetInt32(citus_column(row, desc, catalog, "colocationid", &isnull));
@@ -125,18 +131,36 @@ citus_table(Oid relid, CitusTable *table)
 
 /*
  * Whether Citus distributes relid (one of our tables), judged when the
- * catalog is built.  Only hash distribution by the order's id can be
- * served: a reference table, or one distributed by another column, keeps
- * an order's row where a write through the heap cannot follow it.
+ * catalog is built, and with which other tables it is colocated.  Only
+ * hash distribution by the order's id, one placement a shard, can be
+ * served: a reference table, one distributed by another column, or one
+ * whose shards have copies, keeps an order's row where a write through
+ * the heap cannot follow it.  keyatt InvalidAttrNumber: a table that Citus
+ * must not distribute at all.
  */
 bool
-citus_distributed(Oid relid, const char *relname, AttrNumber keyatt)
+citus_distributed(Oid relid, const char *relname, AttrNumber keyatt, int32 *colocation_id)
 {
 	CitusTable	table;
 	Node	   *key;
 
 	if (!citus_table(relid, &table))
 		return false;
+	if (keyatt == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("extension \"orders\" cannot use table \"%s\" as Citus distributes it",
+						relname),
+				 errdetail("Its rows belong to the node that holds them."),
+				 errhint("Undo the distribution with undistribute_table('%s').", relname)));
+	if (table.replication != CITUS_STREAMING_REPLICATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("extension \"orders\" cannot use table \"%s\" as Citus distributes it",
+						relname),
+				 errdetail("Its shards have copies on several nodes, which a write through one node would leave apart."),
+				 errhint("Distribute it with citus.shard_replication_factor = 1.")));
+	*colocation_id = table.colocation_id;
 	key = table.key != NULL ? stringToNode(table.key) : NULL;
 	if (table.method != CITUS_HASH_DISTRIBUTED || key == NULL || !IsA(key, Var) ||
 		((Var *) key)->varattno != keyatt)
@@ -212,7 +236,7 @@ citus_shard_of(Oid relid, Datum key, Oid keytype, int *index)
 
 /* Whether this node holds a placement of the shard. */
 static bool
-citus_shard_is_local(int64 shard, int32 *local_group)
+citus_shard_is_local(int64 shard)
 {
 	Oid			groups = citus_catalog("pg_dist_local_group");
 	Oid			placements = citus_catalog("pg_dist_placement");
@@ -223,12 +247,12 @@ citus_shard_is_local(int64 shard, int32 *local_group)
 	List	   *rows;
 	ListCell   *lc;
 	bool		isnull;
+	int32		local_group = -1;
 
-	*local_group = -1;
 	rel = table_open(groups, AccessShareLock);
 	scan = table_beginscan_catalog(rel, 0, NULL);
 	if ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
-		*local_group = DatumGetInt32(heap_getattr(tup, get_attnum(groups, "groupid"),
+		local_group = DatumGetInt32(heap_getattr(tup, get_attnum(groups, "groupid"),
 												  RelationGetDescr(rel), &isnull));
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
@@ -237,7 +261,9 @@ citus_shard_is_local(int64 shard, int32 *local_group)
 							  F_INT8EQ, Int64GetDatum(shard), &desc);
 	foreach(lc, rows)
 		if (DatumGetInt32(citus_column(lfirst(lc), desc, placements, "groupid", &isnull)) ==
-			*local_group)
+			local_group &&
+			DatumGetInt32(citus_column(lfirst(lc), desc, placements, "shardstate", &isnull)) ==
+			CITUS_PLACEMENT_ACTIVE)
 			return true;
 	return false;
 }
@@ -256,7 +282,8 @@ citus_local_shard(Oid relid, Datum key, Oid keytype, LOCKMODE lockmode)
 	int			index;
 	int64		shard;
 	LOCKTAG		tag;
-	int32		local_group;
+	bool		local_before;
+	bool		local_after;
 	char	   *relname = get_rel_name(relid);
 	char	   *shard_name;
 	Oid			shard_relid;
@@ -267,6 +294,7 @@ citus_local_shard(Oid relid, Datum key, Oid keytype, LOCKMODE lockmode)
 				 errmsg("table \"%s\" is no longer distributed by Citus", relname),
 				 errhint("Retry the transaction.")));
 	shard = citus_shard_of(relid, key, keytype, &index);
+	local_before = citus_shard_is_local(shard);
 
 	if (table.colocation_id != 0)
 		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) index, (uint32) table.colocation_id,
@@ -278,23 +306,35 @@ citus_local_shard(Oid relid, Datum key, Oid keytype, LOCKMODE lockmode)
 	/* a move that committed while we waited: read where the shard is now */
 	AcceptInvalidationMessages();
 
-	if (!citus_shard_is_local(shard, &local_group))
-	{
-		/* the coordinator was asked directly; a worker was, when the call came */
-		if (local_group == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("order is held on another node of the Citus cluster"),
-					 errdetail("Shard " INT64_FORMAT " of table \"%s\" has no placement on this node.",
-							   shard, relname),
-					 errhint("Call the function where the shard is: delegate it to the node of its order with create_distributed_function().")));
+	local_after = citus_shard_is_local(shard);
+
+	/*
+	 * Never here: the call was sent to the wrong node, and a retry would
+	 * be too.  Here before the wait and not after (a move took the shard
+	 * away), or the other way round (this node's snapshot predates the
+	 * rows a move brought): a retry finds the shard where it is now.
+	 */
+	if (!local_before && !local_after)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("order is held on another node of the Citus cluster"),
+				 errdetail("Shard " INT64_FORMAT " of table \"%s\" has no placement on this node.",
+						   shard, relname),
+				 errhint("Call the function where the shard is: delegate it to the node of its order with create_distributed_function().")));
+	if (local_before && !local_after)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("order is held on another node of the Citus cluster"),
-				 errdetail("Shard " INT64_FORMAT " of table \"%s\" has moved off this node.",
+				 errmsg("order's shard moved while the call waited for it"),
+				 errdetail("Shard " INT64_FORMAT " of table \"%s\" moved off this node.",
 						   shard, relname),
-				 errhint("Retry the transaction: the call goes to the shard's new node.")));
-	}
+				 errhint("Retry the transaction: the call goes to the shard's node.")));
+	if (!local_before && local_after)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("order's shard moved while the call waited for it"),
+				 errdetail("Shard " INT64_FORMAT " of table \"%s\" moved onto this node.",
+						   shard, relname),
+				 errhint("Retry the transaction: the call goes to the shard's node.")));
 
 	shard_name = psprintf("%s_" INT64_FORMAT, relname, shard);
 	shard_relid = strlen(shard_name) < NAMEDATALEN ?

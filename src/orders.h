@@ -237,7 +237,8 @@ extern void order_check_immutable(Relation rel, int attnum, Datum stored, Datum 
 
 /* ---- citus.c ---- */
 
-extern bool citus_distributed(Oid relid, const char *relname, AttrNumber keyatt);
+extern bool citus_distributed(Oid relid, const char *relname, AttrNumber keyatt,
+							  int32 *colocation_id);
 extern Oid	citus_local_shard(Oid relid, Datum key, Oid keytype, LOCKMODE lockmode);
 
 /* ---- changes.c ---- */
