@@ -482,6 +482,30 @@ relay_claim(void)
 	return holder == 0;
 }
 
+/* The settings the worker takes as its own, whatever its database sets. */
+static const struct
+{
+	const char *name;
+	const char *value;
+}			relay_pinned_settings[] =
+{
+	{"search_path", "pg_catalog, pg_temp"},
+	{"default_transaction_read_only", "off"},
+	{"default_transaction_isolation", "read committed"},
+	{"statement_timeout", "0"},
+	{"lock_timeout", "0"},
+	{"idle_in_transaction_session_timeout", "0"},
+#if HAVE_TRANSACTION_TIMEOUT
+	{"transaction_timeout", "0"},
+#endif
+	{"session_replication_role", "origin"},
+	{"jit", "off"},
+	{"enable_indexscan", "on"},
+	{"enable_indexonlyscan", "on"},
+	{"enable_bitmapscan", "on"},
+	{"enable_seqscan", "on"},
+};
+
 void
 orders_relay_main(Datum arg)
 {
@@ -489,6 +513,7 @@ orders_relay_main(Datum arg)
 	bool		database_seen;
 	uint32		wait_idle;
 	uint32		wait_gather;
+	int			i;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -529,24 +554,12 @@ orders_relay_main(Datum arg)
 	/*
 	 * It runs as a superuser, and a database's owner may set options for
 	 * every session in it (ALTER DATABASE ... SET): none of those decides
-	 * what its SQL means, or stops it.
+	 * what its SQL means, stops it, or makes its few index probes compile
+	 * code or scan whole tables.
 	 */
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
-#if HAVE_TRANSACTION_TIMEOUT
-	SetConfigOption("transaction_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
-#endif
-	/* ... nor makes its few index probes compile code or scan whole tables */
-	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("enable_indexscan", "on", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("enable_indexonlyscan", "on", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("enable_bitmapscan", "on", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("enable_seqscan", "on", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("session_replication_role", "origin", PGC_SUSET, PGC_S_OVERRIDE);
+	for (i = 0; i < lengthof(relay_pinned_settings); i++)
+		SetConfigOption(relay_pinned_settings[i].name, relay_pinned_settings[i].value,
+						PGC_SUSET, PGC_S_OVERRIDE);
 	/* ... nor whom it runs as (their check hooks read the catalogs) */
 	StartTransactionCommand();
 	SetConfigOption("session_authorization", GetUserNameFromId(BOOTSTRAP_SUPERUSERID, false),
