@@ -176,62 +176,164 @@ citus_distributed(Oid relid, const char *relname, AttrNumber keyatt, int32 *colo
 }
 
 /*
- * The shard of relid whose hash range holds key, and its index among the
- * table's shards in the order of their ranges (what Citus's metadata lock
- * of colocated shards is keyed by).
+ * The shards of a distributed table in the order of their hash ranges, as
+ * Citus sorts them (its colocated metadata lock is keyed by the position
+ * in that order), with its colocation group.  Kept per session for each of
+ * our two tables, and forgotten on any relcache invalidation of the table:
+ * Citus sends one whenever its rows in pg_dist_partition, pg_dist_shard or
+ * pg_dist_placement change.  A shard move changes none of it (shard ids
+ * stay); a split does.  Where a shard is placed is never kept.
  */
-static int64
-citus_shard_of(Oid relid, Datum key, Oid keytype, int *index)
+typedef struct ShardRange
 {
-	TypeCacheEntry *type = lookup_type_cache(keytype, TYPECACHE_HASH_PROC_FINFO);
-	int32		hash;
+	int32		min;
+	int32		max;
+	int64		shard;
+} ShardRange;
+
+typedef struct ShardRanges
+{
+	Oid			relid;			/* InvalidOid: not (yet) known */
+	int32		colocation_id;
+	int			count;
+	ShardRange *ranges;
+} ShardRanges;
+
+static ShardRanges shard_ranges[2];
+static uint64 shard_ranges_invalidations = 0;
+static bool shard_ranges_callback = false;
+
+static void
+citus_relcache_callback(Datum arg, Oid relid)
+{
+	int			i;
+
+	for (i = 0; i < lengthof(shard_ranges); i++)
+		if (!OidIsValid(relid) || shard_ranges[i].relid == relid)
+		{
+			shard_ranges[i].relid = InvalidOid;
+			shard_ranges_invalidations++;
+		}
+}
+
+static int
+shard_range_cmp(const void *a, const void *b)
+{
+	int32		x = ((const ShardRange *) a)->min;
+	int32		y = ((const ShardRange *) b)->min;
+
+	return (x > y) - (x < y);
+}
+
+/* Reads the table's shards from Citus's catalogs, sorted by range. */
+static void
+load_shard_ranges(Oid relid, ShardRanges *entry)
+{
 	Oid			catalog = citus_catalog("pg_dist_shard");
+	CitusTable	table;
 	TupleDesc	desc;
 	List	   *rows;
 	ListCell   *lc;
-	int64		shard = 0;
-	int32		shard_min = 0;
+	int			n = 0;
 
-	if (!OidIsValid(type->hash_proc_finfo.fn_oid))
-		elog(ERROR, "type %s has no default hash function", format_type_be(keytype));
-	/* as Citus hashes a distribution value: the type's standard hash */
-	hash = DatumGetInt32(FunctionCall1Coll(&type->hash_proc_finfo, InvalidOid, key));
-
+	if (!citus_table(relid, &table))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("table \"%s\" is no longer distributed by Citus", get_rel_name(relid)),
+				 errhint("Retry the transaction.")));
 	rows = citus_catalog_rows(catalog, "pg_dist_shard_logical_relid_index", "logicalrelid",
 							  F_OIDEQ, ObjectIdGetDatum(relid), &desc);
+	if (entry->ranges != NULL)
+		pfree(entry->ranges);
+	entry->ranges = MemoryContextAlloc(TopMemoryContext,
+									   sizeof(ShardRange) * Max(list_length(rows), 1));
 	foreach(lc, rows)
 	{
 		bool		min_null;
 		bool		max_null;
+		bool		isnull;
 		Datum		min = citus_column(lfirst(lc), desc, catalog, "shardminvalue", &min_null);
 		Datum		max = citus_column(lfirst(lc), desc, catalog, "shardmaxvalue", &max_null);
 
+		/* Citus itself refuses a hash table with a shard that has no range */
 		if (min_null || max_null)
-			continue;
-		if (pg_strtoint32(TextDatumGetCString(min)) <= hash &&
-			hash <= pg_strtoint32(TextDatumGetCString(max)))
-		{
-			bool		isnull;
-
-			shard = DatumGetInt64(citus_column(lfirst(lc), desc, catalog, "shardid", &isnull));
-			shard_min = pg_strtoint32(TextDatumGetCString(min));
-		}
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("a shard of table \"%s\" has no hash range in Citus's metadata",
+							get_rel_name(relid))));
+		entry->ranges[n].min = pg_strtoint32(TextDatumGetCString(min));
+		entry->ranges[n].max = pg_strtoint32(TextDatumGetCString(max));
+		entry->ranges[n].shard =
+			DatumGetInt64(citus_column(lfirst(lc), desc, catalog, "shardid", &isnull));
+		n++;
 	}
-	if (shard == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("Citus has no shard of table \"%s\" for this order", get_rel_name(relid))));
+	qsort(entry->ranges, n, sizeof(ShardRange), shard_range_cmp);
+	entry->count = n;
+	entry->colocation_id = table.colocation_id;
+}
 
-	*index = 0;
-	foreach(lc, rows)
+/* The table's shard ranges, read again when Citus changed them. */
+static ShardRanges *
+citus_shard_ranges(Oid relid)
+{
+	ShardRanges *entry = NULL;
+	ShardRanges *free_entry = NULL;
+	int			i;
+
+	if (!shard_ranges_callback)
 	{
-		bool		isnull;
-		Datum		min = citus_column(lfirst(lc), desc, catalog, "shardminvalue", &isnull);
-
-		if (!isnull && pg_strtoint32(TextDatumGetCString(min)) < shard_min)
-			(*index)++;
+		CacheRegisterRelcacheCallback(citus_relcache_callback, (Datum) 0);
+		shard_ranges_callback = true;
 	}
-	return shard;
+	for (i = 0; i < lengthof(shard_ranges); i++)
+	{
+		if (shard_ranges[i].relid == relid)
+			return &shard_ranges[i];
+		if (!OidIsValid(shard_ranges[i].relid) && free_entry == NULL)
+			free_entry = &shard_ranges[i];
+	}
+	entry = free_entry != NULL ? free_entry : &shard_ranges[0];
+
+	/* an invalidation that arrives while we read leaves it unknown */
+	for (;;)
+	{
+		uint64		seen = shard_ranges_invalidations;
+
+		entry->relid = InvalidOid;
+		load_shard_ranges(relid, entry);
+		if (seen == shard_ranges_invalidations)
+			break;
+	}
+	entry->relid = relid;
+	return entry;
+}
+
+/*
+ * The shard whose hash range holds key, and its position in the ranges'
+ * order.  Hashed as Citus hashes a distribution value: the type's standard
+ * hash function.
+ */
+static int64
+citus_shard_of(const ShardRanges *ranges, Datum key, Oid keytype, int *index)
+{
+	TypeCacheEntry *type = lookup_type_cache(keytype, TYPECACHE_HASH_PROC_FINFO);
+	int32		hash;
+	int			i;
+
+	if (!OidIsValid(type->hash_proc_finfo.fn_oid))
+		elog(ERROR, "type %s has no default hash function", format_type_be(keytype));
+	hash = DatumGetInt32(FunctionCall1Coll(&type->hash_proc_finfo, InvalidOid, key));
+	for (i = 0; i < ranges->count; i++)
+		if (ranges->ranges[i].min <= hash && hash <= ranges->ranges[i].max)
+		{
+			*index = i;
+			return ranges->ranges[i].shard;
+		}
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("Citus has no shard of table \"%s\" for this order",
+					get_rel_name(ranges->relid))));
+	return 0;					/* keep the compiler quiet */
 }
 
 /* Whether this node holds a placement of the shard. */
@@ -278,7 +380,8 @@ citus_shard_is_local(int64 shard)
 Oid
 citus_local_shard(Oid relid, Datum key, Oid keytype, LOCKMODE lockmode)
 {
-	CitusTable	table;
+	ShardRanges *ranges;
+	int32		colocation_id;
 	int			index;
 	int64		shard;
 	LOCKTAG		tag;
@@ -288,24 +391,30 @@ citus_local_shard(Oid relid, Datum key, Oid keytype, LOCKMODE lockmode)
 	char	   *shard_name;
 	Oid			shard_relid;
 
-	if (!citus_table(relid, &table))
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("table \"%s\" is no longer distributed by Citus", relname),
-				 errhint("Retry the transaction.")));
-	shard = citus_shard_of(relid, key, keytype, &index);
+	ranges = citus_shard_ranges(relid);
+	colocation_id = ranges->colocation_id;
+	shard = citus_shard_of(ranges, key, keytype, &index);
 	local_before = citus_shard_is_local(shard);
 
-	if (table.colocation_id != 0)
-		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) index, (uint32) table.colocation_id,
+	if (colocation_id != 0)
+		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) index, (uint32) colocation_id,
 							 CITUS_LOCKTAG_COLOCATED_SHARDS_METADATA);
 	else
 		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (shard >> 32), (uint32) shard,
 							 CITUS_LOCKTAG_SHARD_METADATA);
 	(void) LockAcquire(&tag, ShareLock, false, false);
-	/* a move that committed while we waited: read where the shard is now */
+	/* what committed while we waited: a move's placement, a split's shards */
 	AcceptInvalidationMessages();
 
+	/* a split while we waited: the order's shard is another one now */
+	ranges = citus_shard_ranges(relid);
+	if (citus_shard_of(ranges, key, keytype, &index) != shard)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("order's shard changed while the call waited for it"),
+				 errdetail("Citus replaced shard " INT64_FORMAT " of table \"%s\".",
+						   shard, relname),
+				 errhint("Retry the transaction: the call goes to the shard's node.")));
 	local_after = citus_shard_is_local(shard);
 
 	/*
