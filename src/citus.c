@@ -39,8 +39,9 @@
 
 /*
  * Citus's advisory lock classes (src/include/distributed/resource_lock.h,
- * the same in 12 to 14): the lock on a shard's placement metadata, for a
- * table colocated with others and for one that is not.
+ * the same in 13.2 and 14.0, the releases tested): the lock on a shard's
+ * placement metadata, for a table colocated with others and for one that
+ * is not.
  */
 #define CITUS_LOCKTAG_SHARD_METADATA		4
 #define CITUS_LOCKTAG_COLOCATED_SHARDS_METADATA	8
