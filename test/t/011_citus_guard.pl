@@ -138,17 +138,8 @@ is($holder->safe_psql('postgres', qq{SELECT version FROM orders_get('$ids[0]')})
 
 # No shell table ever held a row: on every node, the tables under the
 # extension's names are empty files.
-for my $node (@nodes)
-{
-	is($node->safe_psql('postgres',
-			q{SELECT pg_relation_size('orders') + pg_relation_size('order_events')}),
-		'0', $node->name . ': the shell tables hold nothing');
-}
+CitusCluster::shells_hold_nothing(@nodes);
 
 CitusCluster::stop(@nodes);
-for my $node (@nodes)
-{
-	unlike(slurp_file($node->logfile), qr/terminated by signal|TRAP:/,
-		$node->name . ': the server log shows no crash');
-}
+is(join("\n", CitusCluster::crashes(@nodes)), '', 'no node log shows a crash or a failed assertion');
 done_testing();

@@ -87,17 +87,8 @@ for my $table ('orders', 'order_events')
 			qq{SELECT sum(result::bigint) FROM run_command_on_placements('$table', 'SELECT count(*) FROM %s')}),
 		$processed, "the placements of $table hold exactly that many rows, none twice");
 }
-for my $node (@nodes)
-{
-	is($node->safe_psql('postgres',
-			q{SELECT pg_relation_size('orders') + pg_relation_size('order_events')}),
-		'0', $node->name . ': the shell tables hold nothing');
-}
+CitusCluster::shells_hold_nothing(@nodes);
 
 CitusCluster::stop(@nodes);
-for my $node (@nodes)
-{
-	unlike(slurp_file($node->logfile), qr/terminated by signal|TRAP:/,
-		$node->name . ': the server log shows no crash');
-}
+is(join("\n", CitusCluster::crashes(@nodes)), '', 'no node log shows a crash or a failed assertion');
 done_testing();

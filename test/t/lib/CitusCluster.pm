@@ -143,6 +143,19 @@ sub stop
 
 # crashes(NODES): the lines of the nodes' logs that show a failed assertion
 # or a process that a signal terminated.
+# shells_hold_nothing(@nodes): on every node, the tables under the orders
+# extension's names are empty files: nothing was ever written into a
+# shell, whose rows Citus would never read.
+sub shells_hold_nothing
+{
+	for my $node (@_)
+	{
+		is($node->safe_psql('postgres',
+				q{SELECT pg_relation_size('orders') + pg_relation_size('order_events')}),
+			'0', $node->name . ': the shell tables hold nothing');
+	}
+}
+
 sub crashes
 {
 	return map {
