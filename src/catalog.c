@@ -319,6 +319,14 @@ direct_write_refusal(Relation rel, char **name)
 	return REFUSE_NOTHING;
 }
 
+/* The C code reads and writes our tables through the heap and nothing else. */
+static void
+require_heap_table(Relation rel, const char *relname)
+{
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relam != HEAP_TABLE_AM_OID)
+		layout_error("extension \"orders\" cannot use \"%s\": it is not a heap table", relname);
+}
+
 /*
  * Checks that a table of ours is a plain heap table of the expected layout,
  * and notes what a direct write of it would skip: that is refused only to
@@ -328,8 +336,7 @@ static void
 check_heap_table(Relation rel, const char *relname, const ColumnSpec *columns, int n,
 				 OrdersCatalog *c, OrdersTable t)
 {
-	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relam != HEAP_TABLE_AM_OID)
-		layout_error("extension \"orders\" cannot use \"%s\": it is not a heap table", relname);
+	require_heap_table(rel, relname);
 	expect_columns(RelationGetDescr(rel), relname, columns, n);
 	c->refusal[t] = direct_write_refusal(rel, &c->refusal_name[t]);
 	c->row_security[t] = rel->rd_rel->relrowsecurity;
@@ -749,8 +756,7 @@ check_shard_layout(Relation table, Relation shard)
 	const char *name = RelationGetRelationName(shard);
 	int			i;
 
-	if (shard->rd_rel->relkind != RELKIND_RELATION || shard->rd_rel->relam != HEAP_TABLE_AM_OID)
-		layout_error("extension \"orders\" cannot use \"%s\": it is not a heap table", name);
+	require_heap_table(shard, name);
 	if (shard->rd_rel->relowner != table->rd_rel->relowner)
 		layout_error("extension \"orders\" cannot use \"%s\": its owner is not the owner of \"%s\"",
 					 name, RelationGetRelationName(table));
@@ -792,7 +798,7 @@ orders_route(OrdersCall *call, const pg_uuid_t *id)
 		char	   *name;
 		DirectWriteRefusal refusal;
 
-		if (call->rel[t] == NULL || !cat->distributed[t] || call->data[t] != call->rel[t])
+		if (call->rel[t] == NULL || !cat->distributed[t])
 			continue;
 		shard = table_open(citus_local_shard(cat->relids[t], UUIDPGetDatum(id), UUIDOID,
 											 call->locks[t]),

@@ -408,6 +408,23 @@ store_checkpoint(OrdersCall *call, TupleTableSlot *slot, Datum *values, bool *nu
 }
 
 /*
+ * The caller's consumer row, locked, its first natts columns copied into
+ * values and nulls to be changed and stored.  Returns the slot holding it.
+ */
+static TupleTableSlot *
+lock_consumer_row(OrdersCall *call, text *name, Datum *values, bool *nulls, int natts)
+{
+	TupleTableSlot *slot = table_slot_create(call->rel[TABLE_CONSUMERS], NULL);
+
+	if (!lock_own_consumer(call, name, slot))
+		not_registered(name);
+	slot_getallattrs(slot);
+	memcpy(values, slot->tts_values, sizeof(Datum) * natts);
+	memcpy(nulls, slot->tts_isnull, sizeof(bool) * natts);
+	return slot;
+}
+
+/*
  * orders_events_checkpoint(consumer text, acked_snapshot pg_snapshot,
  *     batch_snapshot pg_snapshot, batch_position bigint, acked boolean):
  * moves the consumer's checkpoint; acked: an acknowledgement (stamps
@@ -418,29 +435,23 @@ orders_events_checkpoint(PG_FUNCTION_ARGS)
 {
 	text	   *name = required_name(fcinfo);
 	OrdersCall	call;
-	Relation	rel;
 	TupleTableSlot *slot;
 	Datum		values[Natts_consumers];
 	bool		nulls[Natts_consumers];
 
 	open_consumers(fcinfo, "orders_events_checkpoint()", &call);
-	rel = call.rel[TABLE_CONSUMERS];
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("a checkpoint needs an acknowledged snapshot and a batch position")));
 
-	slot = table_slot_create(rel, NULL);
-	if (!lock_own_consumer(&call, name, slot))
-		not_registered(name);
+	/* the 1.4 row: its columns up to the owner */
+	slot = lock_consumer_row(&call, name, values, nulls, Anum_consumers_owner);
 	if (call.cat->consumers_have_bounds)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("orders_events_checkpoint() serves extension orders 1.4 only"),
 				 errdetail("From 1.5 on, orders_events_open_batch() and orders_events_advance() move checkpoints.")));
-	slot_getallattrs(slot);
-	memcpy(values, slot->tts_values, sizeof(Datum) * Anum_consumers_owner);
-	memcpy(nulls, slot->tts_isnull, sizeof(bool) * Anum_consumers_owner);
 	values[Anum_consumers_acked_snapshot - 1] = PG_GETARG_DATUM(1);
 	nulls[Anum_consumers_batch_snapshot - 1] = PG_ARGISNULL(2);
 	values[Anum_consumers_batch_snapshot - 1] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
@@ -456,20 +467,13 @@ lock_checkpoint(FunctionCallInfo fcinfo, text *name, const char *what, OrdersCal
 				Datum *values, bool *nulls)
 {
 	const OrdersCatalog *cat = open_consumers(fcinfo, what, call);
-	TupleTableSlot *slot;
 
 	if (!cat->consumers_have_bounds)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("%s needs extension orders 1.5 or later", what),
 				 errhint("Run ALTER EXTENSION orders UPDATE.")));
-	slot = table_slot_create(call->rel[TABLE_CONSUMERS], NULL);
-	if (!lock_own_consumer(call, name, slot))
-		not_registered(name);
-	slot_getallattrs(slot);
-	memcpy(values, slot->tts_values, sizeof(Datum) * Natts_consumers);
-	memcpy(nulls, slot->tts_isnull, sizeof(bool) * Natts_consumers);
-	return slot;
+	return lock_consumer_row(call, name, values, nulls, Natts_consumers);
 }
 
 /*
