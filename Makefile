@@ -14,6 +14,7 @@ OBJS = \
 	src/module.o \
 	src/notify.o \
 	src/relay.o \
+	src/routing.o \
 	src/storage.o \
 	src/uuidv7.o
 
@@ -34,10 +35,11 @@ SCHEMA = \
 	schema/consuming.sql \
 	schema/retention.sql \
 	schema/relay.sql \
+	schema/cluster.sql \
 	schema/privileges.sql
 DATA_built = orders--$(EXTVERSION).sql
 DATA = orders--1.0.sql \
-	orders--1.0--1.1.sql orders--1.1--1.2.sql orders--1.2--1.3.sql orders--1.3--1.4.sql orders--1.4--1.5.sql
+	orders--1.0--1.1.sql orders--1.1--1.2.sql orders--1.2--1.3.sql orders--1.3--1.4.sql orders--1.4--1.5.sql orders--1.5--1.6.sql
 
 # -Wextra, less the two warnings PostgreSQL's own headers raise
 # (unused parameters and sign comparisons in their inline functions).

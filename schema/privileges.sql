@@ -47,3 +47,6 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.orders_events_open_batch(text),
     @extschema@.orders_events_advance(text, bigint, boolean)
 TO PUBLIC;
+
+-- Distributing changes every table and node: the extension's owner's call.
+REVOKE ALL ON FUNCTION @extschema@.orders_distribute(integer) FROM PUBLIC;

@@ -17,6 +17,20 @@ DECLARE
     n bigint;
     m bigint;
 BEGIN
+    -- Checkpoints are one node's snapshots: on a cluster, only age tells.
+    IF @extschema@.orders_distributed() THEN
+        IF EXISTS (SELECT FROM @extschema@.order_event_consumers) THEN
+            RAISE EXCEPTION 'orders_events_purge() cannot judge a Citus cluster''s events by its consumers'
+                USING ERRCODE = '0A000',
+                      HINT = 'Unregister the consumers; then orders_events_purge(older_than) removes events by age.';
+        END IF;
+        IF older_than IS NULL THEN
+            RETURN 0;
+        END IF;
+        DELETE FROM @extschema@.order_events e WHERE e.occurred_at < now() - older_than;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        RETURN n;
+    END IF;
     -- Below every checkpoint's xmin, every event is acknowledged by all: one
     -- range of the xid index, no test per row.  Between that and the
     -- smallest xmax, each checkpoint is asked.  Events still in flight are

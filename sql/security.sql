@@ -31,7 +31,31 @@ SELECT err($$SELECT orders_count()$$);
 SELECT err($$SELECT * FROM orders_total()$$);
 SELECT err($$SELECT count(*) FROM orders$$);
 SELECT orders_next_id() IS NOT NULL AS anyone_can_make_ids;
+-- the functions a Citus cluster routes calls through are executable by
+-- all, and ask for the privilege of the function each stands for
+SELECT err($$SELECT orders_add_at('c0000000-0000-0000-0000-000000000030', 'EUR', '{}', NULL,
+                                  'a0000000-0000-0000-0000-000000000049', 'off')$$);
+SELECT err($$SELECT * FROM orders_get_at('a0000000-0000-0000-0000-000000000001')$$);
+SELECT err($$SELECT orders_save_at(NULL::orders, 'a0000000-0000-0000-0000-000000000001', 'off')$$);
+SELECT err($$SELECT orders_remove_at('a0000000-0000-0000-0000-000000000001', NULL, 'off')$$);
+SELECT err($$SELECT orders_distribute()$$);
 RESET ROLE;
+
+-- where Citus does not distribute the tables, an _at function is its
+-- public function, with the orders.notify it is given; a NULL id is refused
+-- before any planner could place the call by it
+SET orders.notify = on;
+LISTEN orders_events;
+SELECT id, version FROM orders_add_at('c0000000-0000-0000-0000-000000000030', 'EUR', '{}', NULL,
+                                      'a0000000-0000-0000-0000-000000000048', 'off');
+SELECT type FROM order_events WHERE order_id = 'a0000000-0000-0000-0000-000000000048';
+SELECT err($$SELECT orders_add_at('c0000000-0000-0000-0000-000000000030', 'EUR', '{}', NULL, NULL, 'off')$$);
+SELECT err($$SELECT * FROM orders_get_at(NULL)$$);
+SELECT err($$SELECT orders_remove_at(NULL::uuid, 1, 'on')$$);
+SELECT err($$SELECT orders_remove_at('a0000000-0000-0000-0000-000000000048', 1, 'loud')$$);
+SELECT id, version FROM orders_remove_at('a0000000-0000-0000-0000-000000000048', 1, 'off');
+SELECT orders_distributed() AS distributed;
+UNLISTEN orders_events;
 
 -- a writer needs no grant on the tables to use the API, and has none to
 -- write them any other way

@@ -115,6 +115,43 @@ result_row(TupleDesc desc, Datum *values, bool *nulls, bool reveal, int nkeep,
 }
 
 /*
+ * Sends the call to the node that holds its order (routing.c), as a call
+ * of routed_name: the caller's arguments, with the order's id at id_arg
+ * (after them when id_arg is past their end), and then, for a write, the
+ * caller's orders.notify.  Returns what that call returned.
+ */
+static Datum
+route_call(FunctionCallInfo fcinfo, const OrdersCatalog *cat, const char *routed_name,
+		   const pg_uuid_t *id, int id_arg, bool write, bool *found)
+{
+	Oid		   *public_types;
+	int			nargs;
+	Oid			types[FUNC_MAX_ARGS];
+	Datum		values[FUNC_MAX_ARGS];
+	bool		nulls[FUNC_MAX_ARGS];
+	int			n;
+
+	(void) get_func_signature(fcinfo->flinfo->fn_oid, &public_types, &nargs);
+	for (n = 0; n < nargs; n++)
+	{
+		types[n] = public_types[n];
+		values[n] = PG_GETARG_DATUM(n);
+		nulls[n] = PG_ARGISNULL(n);
+	}
+	if (id_arg >= nargs)
+		types[id_arg = n++] = UUIDOID;
+	values[id_arg] = UUIDPGetDatum(id);
+	nulls[id_arg] = false;
+	if (write)
+	{
+		types[n] = TEXTOID;
+		values[n] = CStringGetTextDatum(routing_notify_name());
+		nulls[n++] = false;
+	}
+	return routing_send(cat, routed_name, n, types, values, nulls, found);
+}
+
+/*
  * orders_add(customer_id uuid, currency text, lines order_line[],
  *            shipping_address order_address, id uuid) RETURNS orders
  */
@@ -143,7 +180,16 @@ orders_add(PG_FUNCTION_ARGS)
 	else
 		id = *PG_GETARG_UUID_P(4);
 	push_order_context(&order_context, &id);
-	orders_route(&call, &id);
+	if (!orders_route(&call, &id))
+	{
+		bool		found;
+
+		/* an id generated here goes with the call: the node of its shard */
+		result = route_call(fcinfo, cat, "orders_add_at", &id, 4, true, &found);
+		pop_order_context(&order_context);
+		orders_close(&call);
+		PG_RETURN_DATUM(result);
+	}
 
 	order_check_customer_id(rel, PG_ARGISNULL(0));
 	order_check_currency(rel, ARG_OR_ZERO(1), PG_ARGISNULL(1));
@@ -216,7 +262,24 @@ orders_get(PG_FUNCTION_ARGS)
 
 	cat = orders_open(fcinfo, read_locks, &call);
 	orders_check_can_read(cat);
-	orders_route(&call, PG_GETARG_UUID_P(0));
+	if (!orders_route(&call, PG_GETARG_UUID_P(0)))
+	{
+		bool		found;
+		Datum		order = route_call(fcinfo, cat, "orders_get_at", PG_GETARG_UUID_P(0), 0,
+									   false, &found);
+
+		if (found)
+		{
+			Datum		values[Natts_orders];
+			bool		nulls[Natts_orders];
+
+			composite_deform(order, rsinfo->setDesc, values, nulls);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+		orders_close(&call);
+		pop_order_context(&order_context);
+		return (Datum) 0;
+	}
 
 	slot = table_slot_create(call.data[TABLE_ORDERS], NULL);
 	if (storage_fetch(call.data[TABLE_ORDERS], call.orders_pkey, PG_GETARG_DATUM(0), slot))
@@ -253,7 +316,15 @@ orders_remove(PG_FUNCTION_ARGS)
 	reveal = orders_may_read(cat);
 	id = required_id(fcinfo, 0);
 	push_order_context(&order_context, id);
-	orders_route(&call, id);
+	if (!orders_route(&call, id))
+	{
+		bool		found;
+
+		result = route_call(fcinfo, cat, "orders_remove_at", id, 0, true, &found);
+		pop_order_context(&order_context);
+		orders_close(&call);
+		PG_RETURN_DATUM(result);
+	}
 	slot = table_slot_create(call.data[TABLE_ORDERS], NULL);
 
 	if (!storage_lock(call.data[TABLE_ORDERS], call.orders_pkey, UUIDPGetDatum(id),
@@ -367,7 +438,15 @@ orders_save(PG_FUNCTION_ARGS)
 				 errhint("Save an order read with orders_get; add a new one with orders_add.")));
 	id = DatumGetUUIDP(given[Anum_orders_id - 1]);
 	push_order_context(&order_context, id);
-	orders_route(&call, id);
+	if (!orders_route(&call, id))
+	{
+		bool		found;
+
+		result = route_call(fcinfo, cat, "orders_save_at", id, 1, true, &found);
+		pop_order_context(&order_context);
+		orders_close(&call);
+		PG_RETURN_DATUM(result);
+	}
 
 	/* the new state, on its own */
 	if (given_null[Anum_orders_version - 1])

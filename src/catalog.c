@@ -739,6 +739,7 @@ orders_open(FunctionCallInfo fcinfo, const LOCKMODE locks[TABLE_COUNT], OrdersCa
 	}
 	call->orders_pkey = cache->orders_pkey;
 	call->events_order_index = cache->events_order_index;
+	call->after_position = -1;
 	return cache;
 }
 
@@ -781,10 +782,11 @@ check_shard_layout(Relation table, Relation shard)
  * table of the call that Citus distributes, the shard of that order on this
  * node, locked as the table is, and held to the same rules as the table
  * (the layout the C code relies on; nothing a direct write would skip);
- * and the shard's own indexes.  An order held elsewhere is an error
- * (citus.c).  Elsewhere a table is its own data, and this does nothing.
+ * and the shard's own indexes.  False when another node holds the order:
+ * the caller sends the call there (routing.c).  Elsewhere a table is its
+ * own data, and this does nothing.
  */
-void
+bool
 orders_route(OrdersCall *call, const pg_uuid_t *id)
 {
 	const OrdersCatalog *cat = call->cat;
@@ -795,14 +797,21 @@ orders_route(OrdersCall *call, const pg_uuid_t *id)
 	{
 		OrdersTable t = tables[i];
 		Relation	shard;
+		Oid			shard_relid;
 		char	   *name;
 		DirectWriteRefusal refusal;
 
 		if (call->rel[t] == NULL || !cat->distributed[t])
 			continue;
-		shard = table_open(citus_local_shard(cat->relids[t], UUIDPGetDatum(id), UUIDOID,
-											 call->locks[t]),
-						   NoLock);
+		shard_relid = citus_local_shard(cat->relids[t], UUIDPGetDatum(id), UUIDOID,
+										call->locks[t]);
+		/* colocated: the first table's shard tells for both */
+		if (!OidIsValid(shard_relid))
+		{
+			routing_check_may_send();
+			return false;
+		}
+		shard = table_open(shard_relid, NoLock);
 		call->data[t] = shard;
 		name = RelationGetRelationName(shard);
 		check_shard_layout(call->rel[t], shard);
@@ -819,6 +828,7 @@ orders_route(OrdersCall *call, const pg_uuid_t *id)
 			(refusal = direct_write_refusal(shard, &name)) != REFUSE_NOTHING)
 			refuse_direct_write(RelationGetRelationName(shard), refusal, name);
 	}
+	return true;
 }
 
 /* Closes what orders_open opened; the locks are kept until the transaction ends. */

@@ -337,21 +337,33 @@ citus_shard_of(const ShardRanges *ranges, Datum key, Oid keytype, int *index)
 	return 0;					/* keep the compiler quiet */
 }
 
-/* Whether this node holds a placement of the shard. */
-static bool
-citus_shard_is_local(int64 shard)
+/* Whether Citus distributes relid, in any way. */
+bool
+citus_has_table(Oid relid)
+{
+	CitusTable	table;
+
+	return citus_table(relid, &table);
+}
+
+/*
+ * This node's group in the Citus cluster (pg_dist_local_group): 0 on the
+ * coordinator, the group Citus gave each worker when it was added.
+ */
+int32
+citus_local_group(void)
 {
 	Oid			groups = citus_catalog("pg_dist_local_group");
-	Oid			placements = citus_catalog("pg_dist_placement");
 	Relation	rel;
 	TableScanDesc scan;
 	HeapTuple	tup;
-	TupleDesc	desc;
-	List	   *rows;
-	ListCell   *lc;
 	bool		isnull;
 	int32		local_group = -1;
 
+	if (!OidIsValid(groups))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("Citus is not installed in this database")));
 	rel = table_open(groups, AccessShareLock);
 	scan = table_beginscan_catalog(rel, 0, NULL);
 	if ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
@@ -359,6 +371,19 @@ citus_shard_is_local(int64 shard)
 												  RelationGetDescr(rel), &isnull));
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
+	return local_group;
+}
+
+/* Whether this node holds a placement of the shard. */
+static bool
+citus_shard_is_local(int64 shard)
+{
+	Oid			placements = citus_catalog("pg_dist_placement");
+	TupleDesc	desc;
+	List	   *rows;
+	ListCell   *lc;
+	bool		isnull;
+	int32		local_group = citus_local_group();
 
 	rows = citus_catalog_rows(placements, "pg_dist_placement_shardid_index", "shardid",
 							  F_INT8EQ, Int64GetDatum(shard), &desc);
@@ -373,7 +398,8 @@ citus_shard_is_local(int64 shard)
 
 /*
  * The shard of relid (distributed, as citus_distributed judged) that holds
- * the order whose id is key, on this node: its OID, locked in lockmode.
+ * the order whose id is key, on this node: its OID, locked in lockmode;
+ * InvalidOid when another node holds it.
  * Before it asks where the shard is, it takes the lock Citus's executor
  * takes before writing a shard, in the same mode (share): a shard move
  * holds it exclusively while it switches the placement over.
@@ -418,19 +444,15 @@ citus_local_shard(Oid relid, Datum key, Oid keytype, LOCKMODE lockmode)
 				 errhint("Retry the transaction: the call goes to the shard's node.")));
 	local_after = citus_shard_is_local(shard);
 
-	/*
-	 * Never here: the call was sent to the wrong node, and a retry would
-	 * be too.  Here before the wait and not after (a move took the shard
-	 * away), or the other way round (this node's snapshot predates the
-	 * rows a move brought): a retry finds the shard where it is now.
-	 */
+	/* never here: the caller sends the call to the node of its shard */
 	if (!local_before && !local_after)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("order is held on another node of the Citus cluster"),
-				 errdetail("Shard " INT64_FORMAT " of table \"%s\" has no placement on this node.",
-						   shard, relname),
-				 errhint("Call the function where the shard is: delegate it to the node of its order with create_distributed_function().")));
+		return InvalidOid;
+
+	/*
+	 * Here before the wait and not after (a move took the shard away), or
+	 * the other way round (this node's snapshot predates the rows a move
+	 * brought): a retry finds the shard where it is now.
+	 */
 	if (local_before && !local_after)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),

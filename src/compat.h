@@ -16,6 +16,8 @@
 #include "access/heapam.h"
 #include "executor/executor.h"
 #include "fmgr.h"
+#include "catalog/pg_proc_d.h"
+#include "utils/acl.h"
 #include "utils/relcache.h"
 #include "utils/wait_event.h"
 
@@ -143,6 +145,17 @@ compat_wait_event(const char *name)
 	return WaitEventExtensionNew(name);
 #else
 	return PG_WAIT_EXTENSION;
+#endif
+}
+
+/* 16 folded pg_proc_aclcheck into object_aclcheck */
+static inline AclResult
+function_aclcheck(Oid function, Oid role, AclMode mode)
+{
+#if PG_VERSION_NUM >= 160000
+	return object_aclcheck(ProcedureRelationId, function, role, mode);
+#else
+	return pg_proc_aclcheck(function, role, mode);
 #endif
 }
 

@@ -77,6 +77,17 @@ open_consumers(FunctionCallInfo fcinfo, const char *what, OrdersCall *call)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("%s needs extension orders 1.4 or later", what),
 				 errhint("Run ALTER EXTENSION orders UPDATE.")));
+
+	/*
+	 * A checkpoint is one node's snapshot; on a cluster each node numbers
+	 * its own transactions, and one snapshot would lose the others' events.
+	 */
+	if (cat->distributed[TABLE_EVENTS])
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s is not supported while Citus distributes the outbox", what),
+				 errdetail("A consumer's checkpoint is a snapshot of one node, and the outbox's events are written on many."),
+				 errhint("Read each event once from the NOTIFY of the node that wrote it, or keep the outbox on one node.")));
 	return cat;
 }
 

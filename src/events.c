@@ -9,9 +9,13 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type_d.h"
 #include "commands/sequence.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/arrayaccess.h"
 #include "utils/builtins.h"
@@ -19,6 +23,7 @@
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 #include "utils/xid8.h"
 
 #include "orders.h"
@@ -248,6 +253,89 @@ event_payload_status(OrderStatus from, OrderStatus to)
 }
 
 /*
+ * On a Citus cluster every node numbers its events with its own copy of
+ * the sequence: a position there is the sequence's value times
+ * POSITION_NODES plus the node's group, unique cluster-wide, each node's in
+ * the order it handed them out (consumers rely on both: consumers.sql).
+ */
+#define POSITION_NODES 1024
+
+/*
+ * Up to this far behind, the sequence catches up by nextval; further, it
+ * jumps by setval, which a concurrent nextval beyond the target (this many
+ * of them within the jump) would set back.
+ */
+#define POSITION_CATCH_UP_LIMIT 10000
+
+static Oid
+relation_owner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/* The sequence's next value at target or above; n was just taken from it. */
+static int64
+position_sequence_advance(Oid seqid, int64 target, int64 n)
+{
+	Oid			saved_user;
+	int			saved_context;
+
+	if (target - n <= POSITION_CATCH_UP_LIMIT)
+	{
+		while (n < target)
+			n = nextval_internal(seqid, false);
+		return n;
+	}
+	/* as the sequence's owner, the extension's; one jump at a time */
+	LockRelationOid(seqid, ShareUpdateExclusiveLock);
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	SetUserIdAndSecContext(relation_owner(seqid), saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	(void) DirectFunctionCall2(setval_oid, ObjectIdGetDatum(seqid), Int64GetDatum(target - 1));
+	SetUserIdAndSecContext(saved_user, saved_context);
+	UnlockRelationOid(seqid, ShareUpdateExclusiveLock);
+	return nextval_internal(seqid, false);
+}
+
+/*
+ * The position of an event of order_id on a Citus cluster.  Above the
+ * order's last one: after a shard move brought the order from a node whose
+ * sequence ran ahead, this node's sequence catches up first, so that an
+ * order's events stay in version order in position order.
+ */
+static int64
+cluster_position(OrdersCall *call, OrderEventType type, const pg_uuid_t *order_id)
+{
+	Oid			seqid = call->cat->events_seqid;
+	int32		group = citus_local_group();
+	int64		n = nextval_internal(seqid, false);
+
+	if (group < 0 || group >= POSITION_NODES)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("Citus node group %d is beyond the %d groups that event positions tell apart",
+						group, POSITION_NODES)));
+	/* a new order has no events yet: orders_add made sure */
+	if (type != EVENT_ORDER_ADDED && OidIsValid(call->events_order_index))
+	{
+		if (call->after_position < 0)
+			call->after_position = storage_last_position(call->data[TABLE_EVENTS],
+														 call->events_order_index,
+														 UUIDPGetDatum(order_id));
+		if (n * POSITION_NODES + group <= call->after_position)
+			n = position_sequence_advance(seqid, call->after_position / POSITION_NODES + 1, n);
+	}
+	call->after_position = n * POSITION_NODES + group;
+	return call->after_position;
+}
+
+/*
  * Emits one event: the outbox row, then, as orders.notify says, the NOTIFY
  * now, or the relay worker's wake-up at commit, or nothing.  Returns its position.
  */
@@ -262,6 +350,7 @@ event_emit(OrdersCall *call, OrderEventType type, pg_uuid_t *order_id,
 	HeapTuple	tuple;
 	FullTransactionId xid;
 	int64		position;
+	NotifyMode	notify = orders_notify_effective();
 
 	Assert(type >= 0 && type < EVENT_TYPE_COUNT);
 
@@ -271,7 +360,10 @@ event_emit(OrdersCall *call, OrderEventType type, pg_uuid_t *order_id,
 	 */
 	xid = GetTopFullTransactionId();
 	/* the sequence is the extension's own: no privilege on it is needed */
-	position = nextval_internal(cat->events_seqid, false);
+	if (cat->distributed[TABLE_EVENTS])
+		position = cluster_position(call, type, order_id);
+	else
+		position = nextval_internal(cat->events_seqid, false);
 
 	values[Anum_order_events_position - 1] = Int64GetDatum(position);
 	values[Anum_order_events_xid - 1] = FullTransactionIdGetDatum(xid);
@@ -281,20 +373,26 @@ event_emit(OrdersCall *call, OrderEventType type, pg_uuid_t *order_id,
 	values[Anum_order_events_payload - 1] = payload;
 	values[Anum_order_events_occurred_at - 1] = TimestampTzGetDatum(occurred_at);
 	if (cat->events_have_relay)
-		values[Anum_order_events_relay - 1] = BoolGetDatum(orders_notify_mode == NOTIFY_RELAY);
-	else if (orders_notify_mode == NOTIFY_RELAY)
+		values[Anum_order_events_relay - 1] = BoolGetDatum(notify == NOTIFY_RELAY);
+	else if (notify == NOTIFY_RELAY)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("orders.notify = relay needs extension orders 1.3 or later"),
 				 errhint("Run ALTER EXTENSION orders UPDATE.")));
-	if (orders_notify_mode == NOTIFY_RELAY)
+	/* the relay worker reads this node's outbox, not a cluster's */
+	if (notify == NOTIFY_RELAY && cat->distributed[TABLE_EVENTS])
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("orders.notify = relay is not supported on a Citus cluster"),
+				 errhint("Set orders.notify to on, or to off where consumers read the outbox.")));
+	if (notify == NOTIFY_RELAY)
 		relay_note_write();
 
 	tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
 	storage_insert(call->data[TABLE_EVENTS], tuple);
 	heap_freetuple(tuple);
 
-	if (orders_notify_mode == NOTIFY_ON)
+	if (notify == NOTIFY_ON)
 		notify_event(position, event_type_names[type], order_id, version);
 	return position;
 }

@@ -83,6 +83,7 @@ _PG_init(void)
 	MarkGUCPrefixReserved("orders");
 
 	notify_init();
+	routing_init();
 	if (preloaded)
 		relay_init();
 }

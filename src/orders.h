@@ -7,6 +7,7 @@
  *   changes.c     what a save changed, from which its events follow
  *   storage.c     reading, locking, inserting and deleting rows, through the heap
  *   citus.c       on a Citus cluster: the shard of an order on this node
+ *   routing.c     on a Citus cluster: a call sent to the node of its order
  *   events.c      the outbox row of each domain event, and its payload
  *   notify.c      the NOTIFY of each event, sent by writers and the relay worker
  *   consumers.c   named consumers' checkpoints: who owns them, how they move
@@ -198,12 +199,13 @@ typedef struct OrdersCall
 	LOCKMODE	locks[TABLE_COUNT];
 	Oid			orders_pkey;
 	Oid			events_order_index;
+	int64		after_position;	/* on a cluster: the order's last event's, or -1 */
 } OrdersCall;
 
 extern const OrdersCatalog *orders_open(FunctionCallInfo fcinfo,
 										const LOCKMODE locks[TABLE_COUNT],
 										OrdersCall *call);
-extern void orders_route(OrdersCall *call, const pg_uuid_t *id);
+extern bool orders_route(OrdersCall *call, const pg_uuid_t *id);
 extern void orders_close(OrdersCall *call);
 extern bool orders_may_read(const OrdersCatalog *cat);
 extern void orders_check_can_read(const OrdersCatalog *cat);
@@ -240,6 +242,24 @@ extern void order_check_immutable(Relation rel, int attnum, Datum stored, Datum 
 extern bool citus_distributed(Oid relid, const char *relname, AttrNumber keyatt,
 							  int32 *colocation_id);
 extern Oid	citus_local_shard(Oid relid, Datum key, Oid keytype, LOCKMODE lockmode);
+extern int32 citus_local_group(void);
+extern bool citus_has_table(Oid relid);
+
+/* ---- api.c: the public functions, which routing.c's stand for ---- */
+
+extern PGDLLEXPORT Datum orders_add(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum orders_get(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum orders_save(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum orders_remove(PG_FUNCTION_ARGS);
+
+/* ---- routing.c ---- */
+
+extern void routing_check_may_send(void);
+extern Datum routing_send(const OrdersCatalog *cat, const char *function, int nargs,
+						  const Oid *types, const Datum *values, const bool *nulls,
+						  bool *found);
+extern const char *routing_notify_name(void);
+extern void routing_init(void);
 
 /* ---- changes.c ---- */
 
@@ -255,6 +275,7 @@ extern bool storage_fetch(Relation rel, Oid index_oid, Datum key, TupleTableSlot
 extern bool storage_lock(Relation rel, Oid index_oid, Datum key, AttrNumber key_attnum,
 						 LockTupleMode mode, TupleTableSlot *slot);
 extern bool storage_exists_any(Relation rel, Oid index_oid, Datum key);
+extern int64 storage_last_position(Relation rel, Oid index_oid, Datum key);
 extern void storage_update(Relation rel, ItemPointer otid, HeapTuple tuple);
 extern void storage_delete(Relation rel, ItemPointer tid);
 
@@ -303,6 +324,8 @@ typedef enum NotifyMode
 } NotifyMode;
 
 extern int	orders_notify_mode;
+/* orders.notify, or what the node that routed the running call sent (routing.c) */
+extern NotifyMode orders_notify_effective(void);
 extern char *orders_relay_database;
 
 /* ---- uuidv7.c ---- */

@@ -237,6 +237,9 @@ relay_find_schema(bool *can_probe)
 	if (!OidIsValid(events) || !OidIsValid(consumers) ||
 		get_attnum(events, "relay") == InvalidAttrNumber)
 		return InvalidOid;
+	/* a distributed outbox is no node's alone: relay is refused there */
+	if (citus_has_table(events))
+		return InvalidOid;
 	*can_probe = get_attnum(consumers, "acked_top_position") != InvalidAttrNumber;
 	return nsp;
 }

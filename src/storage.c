@@ -256,6 +256,42 @@ storage_exists_any(Relation rel, Oid index_oid, Datum key)
 	return found;
 }
 
+/*
+ * The highest position among the events of the order whose id is key,
+ * read backwards through the outbox's (order_id, version) index: the
+ * entries of its last version come first.  0 when it has none.  Read with
+ * a new snapshot: the caller holds the order's row lock, so every earlier
+ * writer of the order has committed.
+ */
+int64
+storage_last_position(Relation rel, Oid index_oid, Datum key)
+{
+	Relation	index = index_open(index_oid, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	ScanKeyData skey;
+	IndexScanDesc scan;
+	int64		last = 0;
+	int32		last_version = -1;
+
+	key_equals(&skey, index, key);
+	scan = compat_index_beginscan(rel, index, GetLatestSnapshot(), 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	while (index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		bool		isnull;
+		int32		version = DatumGetInt32(slot_getattr(slot, Anum_order_events_version, &isnull));
+
+		if (last_version >= 0 && version != last_version)
+			break;
+		last_version = version;
+		last = Max(last, DatumGetInt64(slot_getattr(slot, Anum_order_events_position, &isnull)));
+	}
+	index_endscan(scan);
+	index_close(index, AccessShareLock);
+	ExecDropSingleTupleTableSlot(slot);
+	return last;
+}
+
 /* Deletes a row this transaction has locked. */
 void
 storage_delete(Relation rel, ItemPointer tid)

@@ -1,0 +1,169 @@
+/* schema/cluster.sql: orders on a Citus cluster */
+
+-- Citus keeps a distributed table's rows in shards, on the nodes that hold
+-- them; the table under the extension's name is an empty shell there.  The
+-- C functions write the shard of their order on this node (src/citus.c),
+-- and a call made where the order is not, the coordinator or another
+-- worker, is sent to the node that holds it (src/routing.c) as a call of
+-- one of the functions below, which Citus delegates to that node by the
+-- order's id.  Each checks that the caller may call the public function it
+-- stands for, so they are executable by every role.  orders_distribute()
+-- sets it all up.
+
+CREATE FUNCTION @extschema@.orders_add_at(
+    customer_id uuid, currency text, lines @extschema@.order_line[],
+    shipping_address @extschema@.order_address, id uuid, notify text)
+RETURNS @extschema@.orders
+AS 'MODULE_PATHNAME', 'orders_add_at'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.orders_get_at(id uuid)
+RETURNS SETOF @extschema@.orders
+AS 'MODULE_PATHNAME', 'orders_get_at'
+LANGUAGE C STABLE STRICT PARALLEL SAFE ROWS 1;
+
+CREATE FUNCTION @extschema@.orders_save_at(o @extschema@.orders, id uuid, notify text)
+RETURNS @extschema@.orders
+AS 'MODULE_PATHNAME', 'orders_save_at'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.orders_remove_at(id uuid, expected_version integer, notify text)
+RETURNS @extschema@.orders
+AS 'MODULE_PATHNAME', 'orders_remove_at'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.orders_add_at(uuid, text, @extschema@.order_line[], @extschema@.order_address, uuid, text) IS
+    'orders_add, run on the node of the order (Citus); called by orders_add';
+COMMENT ON FUNCTION @extschema@.orders_get_at(uuid) IS
+    'orders_get, run on the node of the order (Citus); called by orders_get';
+COMMENT ON FUNCTION @extschema@.orders_save_at(@extschema@.orders, uuid, text) IS
+    'orders_save, run on the node of the order (Citus); called by orders_save';
+COMMENT ON FUNCTION @extschema@.orders_remove_at(uuid, integer, text) IS
+    'orders_remove, run on the node of the order (Citus); called by orders_remove';
+
+-- Whether Citus distributes the outbox: then a position tells its node
+-- (src/events.c), and consumers are not yet supported.
+CREATE FUNCTION @extschema@.orders_distributed()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'orders_distributed'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+-- Run once, by a superuser, on the coordinator of a Citus cluster whose
+-- every node preloads orders after citus.  In one transaction: the outbox's
+-- key becomes (order_id, position), as Citus needs a distributed table's
+-- unique keys to hold its distribution column (a shard move also copies by
+-- it); the positions already taken become those of the coordinator's group,
+-- 0 (times 1024, plus the group: src/events.c), and every node's sequence
+-- goes on from the coordinator's; orders is distributed by id, order_events
+-- by order_id on the same nodes, and each _at function is delegated to the
+-- node of its id, in a transaction block too (force_delegation).
+CREATE FUNCTION @extschema@.orders_distribute(shard_count integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    node record;
+    taken bigint;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RAISE EXCEPTION 'orders_distribute() needs extension "citus" in this database'
+            USING ERRCODE = '55000';
+    END IF;
+    IF EXISTS (SELECT FROM pg_dist_partition
+               WHERE logicalrelid IN ('@extschema@.orders'::regclass,
+                                      '@extschema@.order_events'::regclass)) THEN
+        RAISE EXCEPTION 'tables "orders" and "order_events" are distributed already'
+            USING ERRCODE = '55000',
+                  HINT = 'orders_distribute() sets up a cluster once, from tables that are not distributed.';
+    END IF;
+
+    -- Citus crashes the backend that plans a delegated call with a NULL
+    -- distribution argument; the library's planner hook refuses such a
+    -- call first (src/routing.c), in every session where it is preloaded.
+    FOR node IN
+        SELECT * FROM run_command_on_all_nodes(
+            $q$SELECT 'orders' = ANY (pg_catalog.string_to_array(pg_catalog.replace(
+                   pg_catalog.current_setting('shared_preload_libraries'), ' ', ''), ','))$q$)
+    LOOP
+        IF NOT node.success OR node.result IS DISTINCT FROM 't' THEN
+            RAISE EXCEPTION 'Citus node % does not preload library "orders"', node.nodeid
+                USING ERRCODE = '55000',
+                      DETAIL = CASE WHEN node.success THEN 'Its shared_preload_libraries does not name orders.'
+                                    ELSE 'It could not be asked: ' || node.result END,
+                      HINT = 'Set shared_preload_libraries = ''citus,orders'' on every node, and restart them.';
+        END IF;
+    END LOOP;
+
+    -- Citus runs a function's DDL over one connection a node, and
+    -- distributing a table uses many unless told otherwise.
+    SET LOCAL citus.multi_shard_modify_mode TO 'sequential';
+    -- Citus plans neither a query into which a SQL function that reads a
+    -- distributed table was inlined, nor that function's own statement
+    -- (its arguments are parameters): on a cluster orders_find plans each
+    -- call for the filters given, as orders_count does.
+    CREATE OR REPLACE FUNCTION @extschema@.orders_find(
+        customer_id    uuid DEFAULT NULL,
+        status         @extschema@.order_status DEFAULT NULL,
+        min_total      bigint DEFAULT NULL,
+        max_total      bigint DEFAULT NULL,
+        created_from   timestamptz DEFAULT NULL,
+        created_before timestamptz DEFAULT NULL,
+        after_id       uuid DEFAULT NULL,
+        max_rows       integer DEFAULT 100)
+    RETURNS SETOF @extschema@.orders
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $find$
+    BEGIN
+        RETURN QUERY EXECUTE
+            'SELECT o.* FROM @extschema@.orders o WHERE '
+            || @extschema@.orders_filter_sql($1, $2, $3, $4, $5, $6)
+            || CASE WHEN $7 IS NULL THEN '' ELSE ' AND o.id OPERATOR(pg_catalog.>) $7' END
+            || ' ORDER BY o.id LIMIT $8'
+            USING $1, $2, $3, $4, $5, $6, $7, $8;
+    END
+    $find$;
+    LOCK TABLE @extschema@.orders, @extschema@.order_events, @extschema@.order_event_consumers
+        IN EXCLUSIVE MODE;
+    ALTER TABLE @extschema@.order_events DROP CONSTRAINT order_events_pkey;
+    UPDATE @extschema@.order_events SET position = position * 1024;
+    UPDATE @extschema@.order_event_consumers
+    SET acked_top_position = acked_top_position * 1024,
+        batch_top_position = batch_top_position * 1024,
+        batch_position = batch_position * 1024;
+    ALTER TABLE @extschema@.order_events
+        ADD CONSTRAINT order_events_pkey PRIMARY KEY (order_id, position);
+    SELECT last_value INTO taken FROM @extschema@.order_events_position_seq;
+    FOR node IN
+        SELECT * FROM run_command_on_workers(
+            format('SELECT pg_catalog.setval(%L, %s)',
+                   '@extschema@.order_events_position_seq', taken))
+    LOOP
+        IF NOT node.success THEN
+            RAISE EXCEPTION 'could not set the event position sequence on Citus node %:%',
+                node.nodename, node.nodeport
+                USING ERRCODE = '55000', DETAIL = node.result;
+        END IF;
+    END LOOP;
+
+    PERFORM create_distributed_table('@extschema@.orders', 'id', shard_count => shard_count);
+    PERFORM create_distributed_table('@extschema@.order_events', 'order_id',
+                                     colocate_with => '@extschema@.orders');
+    -- the rows copied into the shards stay in the shells' files otherwise
+    PERFORM truncate_local_data_after_distributing_table('@extschema@.orders');
+    PERFORM truncate_local_data_after_distributing_table('@extschema@.order_events');
+    PERFORM create_distributed_function(
+        '@extschema@.orders_add_at(uuid, text, @extschema@.order_line[], @extschema@.order_address, uuid, text)',
+        'id', colocate_with => '@extschema@.orders', force_delegation => true);
+    PERFORM create_distributed_function('@extschema@.orders_get_at(uuid)',
+        'id', colocate_with => '@extschema@.orders', force_delegation => true);
+    PERFORM create_distributed_function('@extschema@.orders_save_at(@extschema@.orders, uuid, text)',
+        'id', colocate_with => '@extschema@.orders', force_delegation => true);
+    PERFORM create_distributed_function('@extschema@.orders_remove_at(uuid, integer, text)',
+        'id', colocate_with => '@extschema@.orders', force_delegation => true);
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_distribute(integer) IS
+    'Distributes orders and order_events with Citus, and sends each call to the node of its order';

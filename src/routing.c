@@ -1,0 +1,404 @@
+/*
+ * routing.c: on a Citus cluster, a call is sent to the node of its order.
+ *
+ * orders_distribute() (schema/cluster.sql) makes Citus delegate four
+ * internal functions, orders_add_at, orders_get_at, orders_save_at and
+ * orders_remove_at, to the node that holds the shard of their id argument.
+ * A public call (orders_add ...) that runs on a node without its order's
+ * shard, the coordinator or another worker, sends itself there as a call
+ * of the _at function with every argument a constant: Citus delegates a
+ * call only when its distribution argument is a constant, and the id of a
+ * new order is known only once this node has generated it.  The caller's
+ * orders.notify travels with the call, so that a transaction that writes
+ * on two workers, and commits with two-phase commit, notifies as it asked
+ * (off) on every node.  A routed call that still finds its order elsewhere
+ * (the shard moved, or orders_distribute() was never run) is an error,
+ * never a second hop.
+ *
+ * Citus 12.1 to 14.0 crash the backend that plans a delegated call whose
+ * distribution argument is a NULL constant; the planner hook here refuses
+ * such a call of an _at function before Citus sees it.  It is in place in
+ * every session only when the library is preloaded, which
+ * orders_distribute() requires on every node.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_language_d.h"
+#include "catalog/pg_proc.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/planner.h"
+#include "parser/parse_func.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+#include "orders.h"
+
+PG_FUNCTION_INFO_V1(orders_add_at);
+PG_FUNCTION_INFO_V1(orders_get_at);
+PG_FUNCTION_INFO_V1(orders_save_at);
+PG_FUNCTION_INFO_V1(orders_remove_at);
+PG_FUNCTION_INFO_V1(orders_distributed);
+
+/*
+ * The internal functions Citus delegates: which public function each one
+ * stands for (its first public_nargs arguments are that function's), and
+ * which argument is the order's id, the one Citus places the call by.
+ */
+typedef struct RoutedFunction
+{
+	const char *name;
+	const char *public_name;
+	int			public_nargs;
+	int			id_arg;
+	int			notify_arg;		/* -1: a read, which notifies nothing */
+} RoutedFunction;
+
+static const RoutedFunction routed_functions[] = {
+	{"orders_add_at", "orders_add", 5, 4, 5},
+	{"orders_get_at", "orders_get", 1, 0, -1},
+	{"orders_save_at", "orders_save", 1, 1, 2},
+	{"orders_remove_at", "orders_remove", 2, 0, 2},
+};
+
+/* > 0 while an _at function runs: its order is here, or nowhere */
+static int	routed_depth = 0;
+
+/* the orders.notify of the node that sent the running call, or -1 */
+static int	routed_notify = -1;
+
+static planner_hook_type prev_planner_hook = NULL;
+
+NotifyMode
+orders_notify_effective(void)
+{
+	return routed_notify >= 0 ? (NotifyMode) routed_notify : (NotifyMode) orders_notify_mode;
+}
+
+static const RoutedFunction *
+routed_function_named(const char *name)
+{
+	int			i;
+
+	for (i = 0; i < lengthof(routed_functions); i++)
+		if (strcmp(routed_functions[i].name, name) == 0)
+			return &routed_functions[i];
+	return NULL;
+}
+
+/*
+ * The order is held on another node: unless this call was itself routed,
+ * the caller sends it there (routing_send).  Otherwise Citus placed the
+ * call by metadata that no longer holds, or nothing delegates it.
+ */
+void
+routing_check_may_send(void)
+{
+	if (routed_depth == 0)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("order is held on another node of the Citus cluster"),
+			 errdetail("The call was sent to this node, which holds no placement of the order's shard."),
+			 errhint("Run orders_distribute() once on the coordinator, so that Citus sends each call to the node of its order.")));
+}
+
+/*
+ * Runs "SELECT r FROM <schema>.<function>(<constants>) r" in the caller's
+ * transaction, as the caller, and returns r of its row (copied into the
+ * caller's memory), or found = false when there is none.  Every argument
+ * is a literal cast to its type by OID, so Citus sees constants, and no
+ * name in the text is resolved through the caller's search_path.
+ */
+Datum
+routing_send(const OrdersCatalog *cat, const char *function, int nargs,
+			 const Oid *types, const Datum *values, const bool *nulls, bool *found)
+{
+	StringInfoData sql;
+	int			i;
+	int			ret;
+	Datum		result = (Datum) 0;
+
+	/* tables distributed by hand, under a version without the _at functions */
+	if (!OidIsValid(LookupFuncName(list_make2(makeString(cat->namespace_name),
+											  makeString(unconstify(char *, function))),
+								   -1, NULL, true)))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("order is held on another node of the Citus cluster"),
+				 errhint("Update the extension (ALTER EXTENSION orders UPDATE) and run orders_distribute(), so that each call is sent to the node of its order.")));
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT r FROM %s.%s(",
+					 quote_identifier(cat->namespace_name), quote_identifier(function));
+	for (i = 0; i < nargs; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&sql, ", ");
+		if (nulls[i])
+			appendStringInfoString(&sql, "NULL");
+		else
+		{
+			Oid			output;
+			bool		varlena;
+
+			getTypeOutputInfo(types[i], &output, &varlena);
+			appendStringInfoString(&sql,
+								   quote_literal_cstr(OidOutputFunctionCall(output, values[i])));
+		}
+		appendStringInfo(&sql, "::%s", format_type_be_qualified(types[i]));
+	}
+	appendStringInfoString(&sql, ") r");
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute(sql.data, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "routed call %s returned %s", function, SPI_result_code_string(ret));
+	*found = SPI_processed > 0;
+	if (*found)
+	{
+		bool		isnull;
+		Datum		r = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (isnull)
+			*found = false;
+		else
+			result = SPI_datumTransfer(r, false, -1);
+	}
+	SPI_finish();
+	pfree(sql.data);
+	return result;
+}
+
+/*
+ * An _at function: may the caller call the public function it stands for?
+ * Then runs it with the sending node's orders.notify, as a routed call.
+ */
+static Datum
+run_routed(FunctionCallInfo fcinfo, PGFunction body)
+{
+	Oid			fn_oid = fcinfo->flinfo->fn_oid;
+	char	   *name = get_func_name(fn_oid);
+	const RoutedFunction *routed = name != NULL ? routed_function_named(name) : NULL;
+	Oid		   *argtypes;
+	int			nargs;
+	Oid			public_oid;
+	AclResult	acl;
+	int			saved_notify = routed_notify;
+	volatile Datum result = (Datum) 0;
+
+	if (routed == NULL)
+		elog(ERROR, "function %u is not one of orders' routed functions", fn_oid);
+	(void) get_func_signature(fn_oid, &argtypes, &nargs);
+	public_oid = LookupFuncName(list_make2(makeString(get_namespace_name(get_func_namespace(fn_oid))),
+										   makeString(unconstify(char *, routed->public_name))),
+								routed->public_nargs, argtypes, false);
+	acl = function_aclcheck(public_oid, GetUserId(), ACL_EXECUTE);
+	if (acl != ACLCHECK_OK)
+		aclcheck_error(acl, OBJECT_FUNCTION, routed->public_name);
+	if (PG_ARGISNULL(routed->id_arg))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("order id must not be null")));
+
+	if (routed->notify_arg >= 0)
+	{
+		char	   *mode = text_to_cstring(PG_GETARG_TEXT_PP(routed->notify_arg));
+
+		if (strcmp(mode, "off") == 0)
+			routed_notify = NOTIFY_OFF;
+		else if (strcmp(mode, "on") == 0)
+			routed_notify = NOTIFY_ON;
+		else if (strcmp(mode, "relay") == 0)
+			routed_notify = NOTIFY_RELAY;
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid value for orders.notify: \"%s\"", mode)));
+	}
+	routed_depth++;
+	PG_TRY();
+	{
+		result = body(fcinfo);
+	}
+	PG_FINALLY();
+	{
+		routed_depth--;
+		routed_notify = saved_notify;
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/* orders_add_at(customer_id, currency, lines, shipping_address, id, notify) */
+Datum
+orders_add_at(PG_FUNCTION_ARGS)
+{
+	return run_routed(fcinfo, orders_add);
+}
+
+/* orders_get_at(id) */
+Datum
+orders_get_at(PG_FUNCTION_ARGS)
+{
+	return run_routed(fcinfo, orders_get);
+}
+
+/* orders_save_at(o, id, notify): id is o.id, for Citus to place the call by */
+Datum
+orders_save_at(PG_FUNCTION_ARGS)
+{
+	return run_routed(fcinfo, orders_save);
+}
+
+/* orders_remove_at(id, expected_version, notify) */
+Datum
+orders_remove_at(PG_FUNCTION_ARGS)
+{
+	return run_routed(fcinfo, orders_remove);
+}
+
+/* orders_distributed() RETURNS boolean: whether Citus distributes the outbox */
+Datum
+orders_distributed(PG_FUNCTION_ARGS)
+{
+	static const LOCKMODE no_locks[TABLE_COUNT] = {NoLock, NoLock, NoLock};
+	OrdersCall	call;
+	const OrdersCatalog *cat = orders_open(fcinfo, no_locks, &call);
+	bool		distributed = cat->distributed[TABLE_EVENTS];
+
+	orders_close(&call);
+	PG_RETURN_BOOL(distributed);
+}
+
+/* The orders.notify that a routed call carries to the node of its order. */
+const char *
+routing_notify_name(void)
+{
+	switch (orders_notify_effective())
+	{
+		case NOTIFY_OFF:
+			return "off";
+		case NOTIFY_RELAY:
+			return "relay";
+		default:
+			return "on";
+	}
+}
+
+/* Whether funcid is one of the _at functions of this library, and which. */
+static const RoutedFunction *
+routed_function(Oid funcid)
+{
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
+	const RoutedFunction *routed = NULL;
+
+	if (!HeapTupleIsValid(tup))
+		return NULL;
+	if (((Form_pg_proc) GETSTRUCT(tup))->prolang == ClanguageId)
+	{
+		routed = routed_function_named(NameStr(((Form_pg_proc) GETSTRUCT(tup))->proname));
+		if (routed != NULL)
+		{
+			bool		isnull;
+			Datum		probin = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_probin, &isnull);
+
+			if (isnull || strcmp(TextDatumGetCString(probin), "$libdir/orders") != 0)
+				routed = NULL;
+		}
+	}
+	ReleaseSysCache(tup);
+	return routed;
+}
+
+/*
+ * Refuses a call of an _at function whose id is NULL once the planner has
+ * folded it: Citus looks at the call after standard_planner has folded
+ * constants and substituted the values of parameters that are constants
+ * (a PL/pgSQL EXECUTE ... USING), so NULL::text::uuid or USING NULL is a
+ * NULL constant by then.  Folded here the same way, more eagerly if
+ * anything: a NULL id is an error wherever the call would run.
+ */
+static void
+refuse_null_id(Node *node, ParamListInfo boundParams)
+{
+	FuncExpr   *call;
+	const RoutedFunction *routed;
+	Node	   *id = NULL;
+	ListCell   *lc;
+	int			position = 0;
+	PlannerInfo *root;
+
+	if (node == NULL || !IsA(node, FuncExpr))
+		return;
+	call = (FuncExpr *) node;
+	routed = routed_function(call->funcid);
+	if (routed == NULL)
+		return;
+	foreach(lc, call->args)
+	{
+		Node	   *arg = lfirst(lc);
+		int			argno = position++;
+
+		if (IsA(arg, NamedArgExpr))
+		{
+			argno = ((NamedArgExpr *) arg)->argnumber;
+			arg = (Node *) ((NamedArgExpr *) arg)->arg;
+		}
+		if (argno == routed->id_arg)
+			id = arg;
+	}
+	if (id == NULL)
+		return;
+	root = makeNode(PlannerInfo);
+	root->glob = makeNode(PlannerGlobal);
+	root->glob->boundParams = boundParams;
+	id = strip_implicit_coercions(estimate_expression_value(root, copyObject(id)));
+	if (IsA(id, Const) && ((Const *) id)->constisnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("order id must not be null")));
+}
+
+/*
+ * Before Citus plans a query: the two shapes of call Citus delegates,
+ * SELECT f(...) and SELECT ... FROM f(...), of an _at function.
+ */
+static PlannedStmt *
+routing_planner(Query *parse, const char *query_string, int cursorOptions,
+				ParamListInfo boundParams)
+{
+	if (parse->commandType == CMD_SELECT && list_length(parse->rtable) <= 1)
+	{
+		ListCell   *lc;
+
+		if (list_length(parse->targetList) == 1)
+			refuse_null_id((Node *) ((TargetEntry *) linitial(parse->targetList))->expr,
+						   boundParams);
+		foreach(lc, parse->rtable)
+		{
+			RangeTblEntry *rte = lfirst(lc);
+
+			if (rte->rtekind == RTE_FUNCTION && list_length(rte->functions) == 1)
+				refuse_null_id(((RangeTblFunction *) linitial(rte->functions))->funcexpr,
+							   boundParams);
+		}
+	}
+	if (prev_planner_hook != NULL)
+		return prev_planner_hook(parse, query_string, cursorOptions, boundParams);
+	return standard_planner(parse, query_string, cursorOptions, boundParams);
+}
+
+void
+routing_init(void)
+{
+	prev_planner_hook = planner_hook;
+	planner_hook = routing_planner;
+}

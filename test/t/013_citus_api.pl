@@ -1,0 +1,161 @@
+# The whole API through a Citus coordinator, after orders_distribute():
+# every call is sent to the worker that holds its order, whether or not
+# the caller gave the id, in or out of a transaction block; a concurrent
+# save gets 40001; a transaction that writes on both workers commits with
+# two-phase commit, notifying as the coordinator's orders.notify says; a
+# NULL id never reaches Citus's planner; positions tell their node; nothing
+# is ever written into a shell table.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::RealBin/lib";
+use CitusCluster;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Digest::MD5 qw(md5_hex);
+use IPC::Run;
+
+my ($coordinator, @workers) = CitusCluster::start(workers => 2,
+	conf => "shared_preload_libraries = 'citus,orders'\n");
+my @nodes = ($coordinator, @workers);
+
+sub try_sql
+{
+	my ($node, $sql) = @_;
+	my ($rc, $out, $err) = $node->psql('postgres', $sql, extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+	return $err;
+}
+sub q1 { return $coordinator->safe_psql('postgres', $_[0]); }
+
+my $line = q{ARRAY[ROW('0b1e4f5a-6c7d-4e8f-9a0b-1c2d3e4f5a6b', 'Green tea', 2, 450)::order_line]};
+my $addr = q{ROW('Main St 1', 'Berlin', '10115', 'DE')::order_address};
+
+# Two orders before the cluster: their positions become the coordinator's.
+q1(qq{CREATE EXTENSION orders;
+	SELECT orders_add('c0000000-0000-4000-8000-000000000001', 'EUR', $line, $addr,
+	                  ('b0000000-0000-4000-8000-00000000000' || n)::uuid)
+	FROM generate_series(1, 2) n;});
+my $before = q1('SELECT string_agg(position::text, \',\' ORDER BY position) FROM order_events');
+
+q1('SELECT orders_distribute(shard_count => 4)');
+like(try_sql($coordinator, 'SELECT orders_distribute()'),
+	qr/55000: tables "orders" and "order_events" are distributed already/,
+	'a second orders_distribute() is refused');
+is(q1('SELECT string_agg(position::text, \',\' ORDER BY position) FROM order_events'),
+	join(',', map { $_ * 1024 } split /,/, $before),
+	'positions taken before are the coordinator\'s group\'s: times 1024, plus 0');
+
+# ids spread over the hash space, and the worker of each
+my @ids = map { my $h = md5_hex("order $_"); join '-', unpack('A8 A4 A4 A4 A12', $h) } 1 .. 12;
+my %port_of = map {
+	$_ => q1(qq{SELECT n.nodeport FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid)
+	            WHERE p.shardid = get_shard_id_for_distribution_column('orders', '$_')})
+} @ids;
+my ($on_w0) = grep { $port_of{$_} == $workers[0]->port } @ids;
+my ($on_w1) = grep { $port_of{$_} == $workers[1]->port } @ids;
+ok($on_w0 && $on_w1, 'ids on both workers');
+
+# Through the coordinator, ids given and not.
+for my $id (@ids[0 .. 5])
+{
+	q1(qq{SELECT orders_add('c0000000-0000-4000-8000-000000000001', 'EUR', $line, $addr, '$id')});
+}
+my $generated = q1(qq{SELECT id FROM orders_add('c0000000-0000-4000-8000-000000000002', 'USD', $line)});
+like($generated, qr/^[0-9a-f-]{36}$/, 'orders_add without an id: the coordinator makes one');
+is(q1('SELECT count(*) FROM orders'), '9', 'nine orders, read through the coordinator');
+is(q1(qq{SELECT customer_id FROM orders_get('$generated')}), 'c0000000-0000-4000-8000-000000000002',
+	'orders_get finds the order whose id the coordinator made');
+is(q1(qq{SELECT count(*) FROM orders_get('$ids[11]')}), '0', 'orders_get of no order: no row');
+is(q1(qq{SELECT version || ' ' || status FROM orders_save(jsonb_populate_record(
+	(SELECT o FROM orders_get('$ids[0]') o), '{"status": "confirmed"}'))}),
+	'2 confirmed', 'orders_save through the coordinator');
+is(q1(qq{SELECT id FROM orders_remove('$ids[1]', 1)}), $ids[1], 'orders_remove through the coordinator');
+like(try_sql($coordinator, qq{SELECT orders_remove('$ids[0]')}),
+	qr/23514: order cannot be removed while it is in flight.*CONTEXT:.*order $ids[0]/s,
+	'an invariant the worker checks: its SQLSTATE and message reach the caller');
+like(try_sql($coordinator, qq{SELECT orders_save(jsonb_populate_record(
+	(SELECT o FROM orders_get('$ids[2]') o), '{"version": 7}'))}),
+	qr/40001/, 'a stale version: 40001 from the worker');
+is(q1(q{SELECT count(*) FROM orders_find(customer_id => 'c0000000-0000-4000-8000-000000000001')}),
+	'7', 'orders_find through the coordinator');
+is(q1(q{SELECT orders_count(status => 'pending')}), '7', 'orders_count');
+is(q1(q{SELECT string_agg(currency || ':' || orders || ':' || total, ' ' ORDER BY currency) FROM orders_total()}),
+	'EUR:7:6300 USD:1:900', 'orders_total');
+
+# In a transaction block (force_delegation), rolled back: nothing stays.
+q1(qq{BEGIN;
+	SELECT orders_add('c0000000-0000-4000-8000-000000000001', 'EUR', id => '$ids[6]');
+	SELECT orders_save(jsonb_populate_record((SELECT o FROM orders_get('$ids[6]') o),
+	                                         '{"status": "cancelled"}'));
+	ROLLBACK;});
+is(q1(qq{SELECT count(*) FROM orders WHERE id = '$ids[6]'}) . ' '
+	. q1(qq{SELECT count(*) FROM order_events WHERE order_id = '$ids[6]'}),
+	'0 0', 'a rolled-back transaction block leaves no order and no event');
+
+# A NULL id never reaches Citus's planner, whichever way it is written.
+for my $call (
+	q{SELECT orders_add_at('c0000000-0000-4000-8000-000000000001', 'EUR', '{}', NULL, NULL, 'on')},
+	q{SELECT * FROM orders_get_at(NULL)},
+	q{SELECT * FROM orders_save_at(NULL, NULL, 'on')},
+	q{SELECT orders_remove_at(NULL::text::uuid, NULL, 'on')},
+	q{SELECT orders_remove_at(id => NULL, expected_version => NULL, notify => 'on')},
+	q{DO $$BEGIN EXECUTE 'SELECT * FROM orders_get_at($1)' USING NULL::uuid; END$$},
+	q{PREPARE p(uuid) AS SELECT * FROM orders_get_at($1); EXECUTE p(NULL)})
+{
+	like(try_sql($coordinator, $call), qr/22004: order id must not be null/, "refused: $call");
+}
+is(q1('SELECT count(*) FROM orders_get(NULL)'), '0', 'orders_get(NULL): no row, as on one node');
+like(try_sql($coordinator, 'SELECT orders_remove(NULL)'), qr/22004/, 'orders_remove(NULL): 22004');
+
+($on_w0) = grep { $port_of{$_} == $workers[0]->port } @ids[7 .. 11];
+($on_w1) = grep { $port_of{$_} == $workers[1]->port } @ids[7 .. 11];
+# One transaction that writes on both workers: rolled back, neither order
+# stays; committed, both do.  (Citus counts a delegated call as a read, so
+# it commits these with one-phase commit, one worker after the other: see
+# the README.)  Each call carries the coordinator's orders.notify.
+my $both = qq{BEGIN;
+	SELECT orders_add('c0000000-0000-4000-8000-000000000003', 'EUR', id => '$on_w0');
+	SELECT orders_add('c0000000-0000-4000-8000-000000000003', 'EUR', id => '$on_w1');};
+q1("$both ROLLBACK;");
+is(q1(q{SELECT count(*) FROM orders WHERE customer_id = 'c0000000-0000-4000-8000-000000000003'}), '0',
+	'two workers in a transaction rolled back: neither order stays');
+q1("SET orders.notify = off; $both COMMIT;");
+is(q1(q{SELECT count(*) FROM orders WHERE customer_id = 'c0000000-0000-4000-8000-000000000003'}), '2',
+	'committed: both');
+
+# Concurrent saves of one order: the second gets 40001 once the first commits.
+my $save = qq{SELECT version FROM orders_save(jsonb_populate_record(
+	(SELECT o FROM orders_get('$ids[3]') o), '{"status": "cancelled"}'))};
+my $slow = IPC::Run::start(
+	[ 'psql', '-XAtq', '-d', $coordinator->connstr('postgres'), '-c',
+	  "BEGIN; SELECT version FROM orders_save(jsonb_populate_record((SELECT o FROM orders_get('$ids[3]') o), '{\"status\": \"confirmed\"}')); SELECT pg_sleep(3); COMMIT;" ],
+	'>', \my $slow_out, '2>', \my $slow_err);
+$coordinator->poll_query_until('postgres',
+	q{SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE 'BEGIN; SELECT version%' AND wait_event = 'PgSleep'})
+  or die 'the first save did not start';
+like(try_sql($coordinator, $save), qr/40001/, 'a concurrent save of the same version: 40001');
+$slow->finish;
+is(q1(qq{SELECT version || ' ' || status FROM orders_get('$ids[3]')}), '2 confirmed',
+	'the first save stands');
+
+# Positions: unique, and each tells the group of the node that wrote it;
+# an order's events in version order are in position order.
+is(q1(q{SELECT count(*) - count(DISTINCT position) FROM order_events}), '0', 'positions are unique');
+is(q1(q{SELECT count(*) FROM order_events e
+	JOIN pg_dist_placement p ON p.shardid = get_shard_id_for_distribution_column('orders', e.order_id)
+	WHERE e.order_id::text NOT LIKE 'b0000000%' AND e.position % 1024 <> p.groupid}), '0',
+	'each new position ends in the group of the worker that holds its order');
+is(q1(q{SELECT count(*) FROM (SELECT order_id, position, version,
+	lag(version) OVER (PARTITION BY order_id ORDER BY position) AS before FROM order_events) e
+	WHERE e.version < e.before}), '0', 'each order\'s events: version order is position order');
+
+# Consumers need one node's snapshot: refused, saying so.
+like(try_sql($coordinator, q{SELECT orders_events_register('app')}),
+	qr/0A000: orders_events_register\(\) is not supported while Citus distributes the outbox/,
+	'a consumer is refused on a cluster');
+
+CitusCluster::shells_hold_nothing(@nodes);
+CitusCluster::stop(@nodes);
+is(join("\n", CitusCluster::crashes(@nodes)), '', 'no node log shows a crash or a failed assertion');
+done_testing();
