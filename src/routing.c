@@ -24,6 +24,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/transam.h"
 #include "catalog/pg_language_d.h"
 #include "catalog/pg_proc.h"
 #include "executor/spi.h"
@@ -368,29 +369,30 @@ refuse_null_id(Node *node, ParamListInfo boundParams)
 }
 
 /*
- * Before Citus plans a query: the two shapes of call Citus delegates,
- * SELECT f(...) and SELECT ... FROM f(...), of an _at function.
+ * Every call of an _at function anywhere in the query: the planner may
+ * pull a subquery or a CTE up into the single call Citus delegates.  The
+ * library's functions have OIDs above the built-in ones, so the calls of
+ * built-in functions, most of any query's, cost one comparison.
  */
+static bool
+refuse_null_ids_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, FuncExpr) && ((FuncExpr *) node)->funcid >= FirstNormalObjectId)
+		refuse_null_id(node, (ParamListInfo) context);
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, refuse_null_ids_walker, context, 0);
+	return expression_tree_walker(node, refuse_null_ids_walker, context);
+}
+
+/* Before Citus plans a query. */
 static PlannedStmt *
 routing_planner(Query *parse, const char *query_string, int cursorOptions,
 				ParamListInfo boundParams)
 {
-	if (parse->commandType == CMD_SELECT && list_length(parse->rtable) <= 1)
-	{
-		ListCell   *lc;
-
-		if (list_length(parse->targetList) == 1)
-			refuse_null_id((Node *) ((TargetEntry *) linitial(parse->targetList))->expr,
-						   boundParams);
-		foreach(lc, parse->rtable)
-		{
-			RangeTblEntry *rte = lfirst(lc);
-
-			if (rte->rtekind == RTE_FUNCTION && list_length(rte->functions) == 1)
-				refuse_null_id(((RangeTblFunction *) linitial(rte->functions))->funcexpr,
-							   boundParams);
-		}
-	}
+	if (parse->commandType == CMD_SELECT)
+		(void) query_tree_walker(parse, refuse_null_ids_walker, boundParams, 0);
 	if (prev_planner_hook != NULL)
 		return prev_planner_hook(parse, query_string, cursorOptions, boundParams);
 	return standard_planner(parse, query_string, cursorOptions, boundParams);

@@ -101,7 +101,9 @@ for my $call (
 	q{SELECT orders_remove_at(NULL::text::uuid, NULL, 'on')},
 	q{SELECT orders_remove_at(id => NULL, expected_version => NULL, notify => 'on')},
 	q{DO $$BEGIN EXECUTE 'SELECT * FROM orders_get_at($1)' USING NULL::uuid; END$$},
-	q{PREPARE p(uuid) AS SELECT * FROM orders_get_at($1); EXECUTE p(NULL)})
+	q{PREPARE p(uuid) AS SELECT * FROM orders_get_at($1); EXECUTE p(NULL)},
+	q{SELECT * FROM (SELECT * FROM orders_get_at(NULL)) s},
+	q{WITH c AS (SELECT orders_remove_at(NULL, NULL, 'on')) SELECT * FROM c})
 {
 	like(try_sql($coordinator, $call), qr/22004: order id must not be null/, "refused: $call");
 }
