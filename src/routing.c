@@ -125,11 +125,12 @@ routing_send(const OrdersCatalog *cat, const char *function, int nargs,
 	int			i;
 	int			ret;
 	Datum		result = (Datum) 0;
+	Oid			any_types[1] = {InvalidOid};	/* nargs -1: any signature */
 
 	/* tables distributed by hand, under a version without the _at functions */
 	if (!OidIsValid(LookupFuncName(list_make2(makeString(cat->namespace_name),
 											  makeString(unconstify(char *, function))),
-								   -1, NULL, true)))
+								   -1, any_types, true)))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("order is held on another node of the Citus cluster"),

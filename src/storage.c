@@ -272,9 +272,10 @@ storage_last_position(Relation rel, Oid index_oid, Datum key)
 	IndexScanDesc scan;
 	int64		last = 0;
 	int32		last_version = -1;
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
 
 	key_equals(&skey, index, key);
-	scan = compat_index_beginscan(rel, index, GetLatestSnapshot(), 1, 0);
+	scan = compat_index_beginscan(rel, index, snapshot, 1, 0);
 	index_rescan(scan, &skey, 1, NULL, 0);
 	while (index_getnext_slot(scan, BackwardScanDirection, slot))
 	{
@@ -287,6 +288,7 @@ storage_last_position(Relation rel, Oid index_oid, Datum key)
 		last = Max(last, DatumGetInt64(slot_getattr(slot, Anum_order_events_position, &isnull)));
 	}
 	index_endscan(scan);
+	UnregisterSnapshot(snapshot);
 	index_close(index, AccessShareLock);
 	ExecDropSingleTupleTableSlot(slot);
 	return last;
