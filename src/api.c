@@ -130,6 +130,7 @@ route_call(FunctionCallInfo fcinfo, const OrdersCatalog *cat, const char *routed
 	Datum		values[FUNC_MAX_ARGS];
 	bool		nulls[FUNC_MAX_ARGS];
 	int			n;
+	Datum		result;
 
 	(void) get_func_signature(fcinfo->flinfo->fn_oid, &public_types, &nargs);
 	for (n = 0; n < nargs; n++)
@@ -148,7 +149,11 @@ route_call(FunctionCallInfo fcinfo, const OrdersCatalog *cat, const char *routed
 		values[n] = CStringGetTextDatum(routing_notify_name());
 		nulls[n++] = false;
 	}
-	return routing_send(cat, routed_name, n, types, values, nulls, found);
+	result = routing_send(cat, routed_name, n, types, values, nulls, found);
+	/* a write's function always returns its order, or raises an error */
+	if (write && !*found)
+		elog(ERROR, "%s returned no order", routed_name);
+	return result;
 }
 
 /*

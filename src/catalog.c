@@ -793,7 +793,7 @@ orders_route(OrdersCall *call, const pg_uuid_t *id)
 	static const OrdersTable tables[] = {TABLE_ORDERS, TABLE_EVENTS};
 	int			i;
 
-	for (i = 0; i < lengthof(tables); i++)
+	for (i = 0; i < (int) lengthof(tables); i++)
 	{
 		OrdersTable t = tables[i];
 		Relation	shard;

@@ -209,7 +209,7 @@ citus_relcache_callback(Datum arg, Oid relid)
 {
 	int			i;
 
-	for (i = 0; i < lengthof(shard_ranges); i++)
+	for (i = 0; i < (int) lengthof(shard_ranges); i++)
 		if (!OidIsValid(relid) || shard_ranges[i].relid == relid)
 		{
 			shard_ranges[i].relid = InvalidOid;
@@ -286,7 +286,7 @@ citus_shard_ranges(Oid relid)
 		CacheRegisterRelcacheCallback(citus_relcache_callback, (Datum) 0);
 		shard_ranges_callback = true;
 	}
-	for (i = 0; i < lengthof(shard_ranges); i++)
+	for (i = 0; i < (int) lengthof(shard_ranges); i++)
 	{
 		if (shard_ranges[i].relid == relid)
 			return &shard_ranges[i];

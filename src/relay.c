@@ -314,7 +314,7 @@ relay_checkpoint_behind(const char *schema)
 	if (SPI_processed == 0 ||
 		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
 		return true;
-	for (i = 0; i < lengthof(args); i++)
+	for (i = 0; i < (int) lengthof(args); i++)
 	{
 		args[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 2, &isnull);
 		argnulls[i] = isnull ? 'n' : ' ';
@@ -560,7 +560,7 @@ orders_relay_main(Datum arg)
 	 * what its SQL means, stops it, or makes its few index probes compile
 	 * code or scan whole tables.
 	 */
-	for (i = 0; i < lengthof(relay_pinned_settings); i++)
+	for (i = 0; i < (int) lengthof(relay_pinned_settings); i++)
 		SetConfigOption(relay_pinned_settings[i].name, relay_pinned_settings[i].value,
 						PGC_SUSET, PGC_S_OVERRIDE);
 	/* ... nor whom it runs as (their check hooks read the catalogs) */

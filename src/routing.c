@@ -87,7 +87,7 @@ routed_function_named(const char *name)
 {
 	int			i;
 
-	for (i = 0; i < lengthof(routed_functions); i++)
+	for (i = 0; i < (int) lengthof(routed_functions); i++)
 		if (strcmp(routed_functions[i].name, name) == 0)
 			return &routed_functions[i];
 	return NULL;
