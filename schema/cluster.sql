@@ -42,11 +42,76 @@ COMMENT ON FUNCTION @extschema@.orders_remove_at(uuid, integer, text) IS
     'orders_remove, run on the node of the order (Citus); called by orders_remove';
 
 -- Whether Citus distributes the outbox: then a position tells its node
--- (src/events.c), and consumers are not yet supported.
+-- (src/events.c), and a consumer's checkpoint holds a cut a node.
 CREATE FUNCTION @extschema@.orders_distributed()
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'orders_distributed'
 LANGUAGE C STABLE PARALLEL SAFE;
+
+-- Consumers on a cluster (see "Across the nodes of a cluster" in
+-- consumers.sql).  This node's cut of the events it wrote; anyone who may
+-- consume may take it.
+CREATE FUNCTION @extschema@.orders_events_node_cut()
+RETURNS @extschema@.order_event_cut
+AS 'MODULE_PATHNAME', 'orders_events_node_cut'
+LANGUAGE C VOLATILE;
+
+-- The cuts of every node, taken now, for consumer c's new checkpoint or
+-- batch (src/consumers.c calls it with the row it is about to store).  Each
+-- node is asked over a connection of its own, as the caller.  The shards'
+-- placements are read before and after: if a shard moved in between, an
+-- order's earlier event on the node it left could be outside the batch and
+-- its later one on the node it reached inside, so the cuts are taken
+-- again.  A node removed from the cluster keeps the checkpoint's cut (its
+-- shards moved away before it went, with nothing left in flight).
+CREATE FUNCTION @extschema@.orders_events_cluster_cut(c @extschema@.order_event_consumers)
+RETURNS @extschema@.order_event_cut[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    after @extschema@.order_event_cut[] := coalesce(c.acked_cuts,
+        ARRAY[ROW(0, c.acked_snapshot, c.acked_top_position, c.acked_next_xid)]::@extschema@.order_event_cut[]);
+    placements text;
+    cuts @extschema@.order_event_cut[];
+    node record;
+BEGIN
+    FOR attempt IN 1 .. 5 LOOP
+        placements := (SELECT string_agg(p.placementid || ':' || p.groupid, ',' ORDER BY p.placementid)
+                       FROM pg_dist_placement p JOIN pg_dist_shard s USING (shardid)
+                       WHERE s.logicalrelid = '@extschema@.order_events'::regclass);
+        cuts := '{}';
+        FOR node IN
+            SELECT * FROM run_command_on_all_nodes('SELECT @extschema@.orders_events_node_cut()')
+        LOOP
+            IF NOT node.success THEN
+                RAISE EXCEPTION 'could not take the cut of consumer % on Citus node %', c.name, node.nodeid
+                    USING ERRCODE = '08006', DETAIL = node.result;
+            END IF;
+            cuts := cuts || node.result::@extschema@.order_event_cut;
+        END LOOP;
+        IF placements IS NOT DISTINCT FROM
+           (SELECT string_agg(p.placementid || ':' || p.groupid, ',' ORDER BY p.placementid)
+            FROM pg_dist_placement p JOIN pg_dist_shard s USING (shardid)
+            WHERE s.logicalrelid = '@extschema@.order_events'::regclass) THEN
+            -- a checkpoint newer than the cut would move back
+            IF EXISTS (SELECT FROM unnest(cuts) n JOIN unnest(after) a USING (node_group)
+                       WHERE pg_snapshot_xmax(n.snapshot) < pg_snapshot_xmax(a.snapshot)) THEN
+                RAISE EXCEPTION 'could not cut the outbox for consumer %: its checkpoint is newer', c.name
+                    USING ERRCODE = '40001', HINT = 'Retry the transaction.';
+            END IF;
+            RETURN ARRAY(SELECT k.cut FROM (
+                             SELECT n AS cut FROM unnest(cuts) n
+                             UNION ALL
+                             SELECT a FROM unnest(after) a
+                             WHERE a.node_group NOT IN (SELECT node_group FROM unnest(cuts))) k
+                         ORDER BY (k.cut).node_group);
+        END IF;
+    END LOOP;
+    RAISE EXCEPTION 'could not cut the outbox for consumer %: shards kept moving', c.name
+        USING ERRCODE = '40001', HINT = 'Retry the transaction.';
+END
+$$;
 
 -- Run once, by a superuser, on the coordinator of a Citus cluster whose
 -- every node preloads orders after citus.  In one transaction: the outbox's
@@ -126,6 +191,9 @@ BEGIN
     $find$;
     LOCK TABLE @extschema@.orders, @extschema@.order_events, @extschema@.order_event_consumers
         IN EXCLUSIVE MODE;
+    -- the relay worker's consumer: relay is refused on a cluster, and a
+    -- checkpoint nobody moves would keep every event from retention
+    DELETE FROM @extschema@.order_event_consumers WHERE name = 'orders_relay';
     ALTER TABLE @extschema@.order_events DROP CONSTRAINT order_events_pkey;
     UPDATE @extschema@.order_events SET position = position * 1024;
     UPDATE @extschema@.order_event_consumers
@@ -134,6 +202,8 @@ BEGIN
         batch_position = batch_position * 1024;
     ALTER TABLE @extschema@.order_events
         ADD CONSTRAINT order_events_pkey PRIMARY KEY (order_id, position);
+    -- consumers read each node's events in position order (orders_events_batch)
+    CREATE INDEX order_events_position_idx ON @extschema@.order_events (position);
     SELECT last_value INTO taken FROM @extschema@.order_events_position_seq;
     FOR node IN
         SELECT * FROM run_command_on_workers(

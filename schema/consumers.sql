@@ -38,9 +38,32 @@
 -- batch is read from the start of the primary key range, correct and
 -- slower, once.
 --
+-- Across the nodes of a cluster ----------------------------------------------
+--
+-- When Citus distributes the outbox, each node writes the events of the
+-- orders it holds, in transactions it numbers itself, and a position tells
+-- the node (its Citus group: position % 1024).  No one snapshot can say
+-- which of them are committed, so a checkpoint there holds one cut a node
+-- (acked_cuts, and batch_cuts for the open batch): that node's snapshot and
+-- bounds, as above, with its group.  An event belongs to its writer's
+-- node's cuts only, and each node's cuts move forward, so every committed
+-- event is in exactly one batch whatever the commit order across nodes; a
+-- transaction still running on one node holds back its own events, no
+-- other's.  A batch's cuts are taken on every node at once, from the
+-- coordinator, and taken again if a shard moved meanwhile: an order whose
+-- shard moved has events of two nodes, and a batch never holds a later one
+-- without the earlier.  A checkpoint with no cuts on a cluster is from
+-- before the outbox was distributed: the coordinator's, group 0.
+CREATE TYPE @extschema@.order_event_cut AS (
+    node_group   integer,       -- the node's Citus group
+    snapshot     pg_snapshot,
+    top_position bigint,
+    next_xid     xid8
+);
+
 -- The columns are in the order src/orders.h numbers them (Anum_consumers_*):
--- owner and the bounds last, as in a database updated from a version
--- without them.
+-- owner, the bounds and the cuts last, as in a database updated from a
+-- version without them.
 CREATE TABLE @extschema@.order_event_consumers (
     name               text        NOT NULL,
     acked_snapshot     pg_snapshot NOT NULL,
@@ -53,6 +76,8 @@ CREATE TABLE @extschema@.order_event_consumers (
     acked_next_xid     xid8,
     batch_top_position bigint,                  -- the cut of batch_snapshot
     batch_next_xid     xid8,
+    acked_cuts         @extschema@.order_event_cut[],  -- a cluster's: one a node
+    batch_cuts         @extschema@.order_event_cut[],
     CONSTRAINT order_event_consumers_pkey PRIMARY KEY (name)
 );
 

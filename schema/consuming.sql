@@ -25,7 +25,56 @@ SET jit = off                           -- a few index probes: never worth compi
 AS $$
 DECLARE
     relay_filter text := CASE WHEN relay_only THEN ' AND e.relay' ELSE '' END;
+    b @extschema@.order_event_cut;
+    a @extschema@.order_event_cut;
+    parts text[] := '{}';
 BEGIN
+    -- On a cluster: the same two parts for each node's events, as
+    -- position % 1024 tells them, between the checkpoint's cut of that node
+    -- and the batch's, in one distributed statement (see "Across the nodes
+    -- of a cluster" in consumers.sql).  A node the checkpoint has no cut of
+    -- has nothing of it acknowledged.
+    IF c.batch_cuts IS NOT NULL THEN
+        FOREACH b IN ARRAY c.batch_cuts LOOP
+            a := NULL;
+            SELECT x.* INTO a
+            FROM unnest(coalesce(c.acked_cuts,
+                                 ARRAY[ROW(0, c.acked_snapshot, c.acked_top_position,
+                                           c.acked_next_xid)]::@extschema@.order_event_cut[])) x
+            WHERE x.node_group = b.node_group;
+            parts := parts || format(
+                '(SELECT * FROM @extschema@.order_events e
+                  WHERE e.position > %s AND e.position <= %s AND e.position %% 1024 = %s
+                    AND pg_visible_in_snapshot(e.xid, %L::pg_snapshot)%s%s
+                  ORDER BY e.position LIMIT %s)',
+                greatest(coalesce(a.top_position, 0), c.batch_position), b.top_position,
+                b.node_group, b.snapshot,
+                CASE WHEN a.snapshot IS NOT NULL
+                     THEN format(' AND NOT pg_visible_in_snapshot(e.xid, %L::pg_snapshot)', a.snapshot)
+                     ELSE '' END,
+                relay_filter, max_events);
+            -- the late events of the transactions running at the checkpoint's cut
+            IF a.top_position > c.batch_position THEN
+                parts := parts || format(
+                    '(SELECT * FROM @extschema@.order_events e
+                      WHERE (e.xid = ANY (%L::xid8[]) OR (e.xid >= %L::xid8 AND e.xid < %L::xid8))
+                        AND e.position > %s AND e.position <= %s AND e.position %% 1024 = %s
+                        AND pg_visible_in_snapshot(e.xid, %L::pg_snapshot)%s
+                      ORDER BY e.position LIMIT %s)',
+                    ARRAY(SELECT pg_snapshot_xip(a.snapshot)), pg_snapshot_xmax(a.snapshot),
+                    a.next_xid, c.batch_position, a.top_position, b.node_group, b.snapshot,
+                    relay_filter, max_events);
+            END IF;
+        END LOOP;
+        IF cardinality(parts) = 0 THEN
+            RETURN;
+        END IF;
+        RETURN QUERY EXECUTE
+            'SELECT * FROM (' || array_to_string(parts, ' UNION ALL ') || ') e
+             ORDER BY e.position LIMIT ' || max_events;
+        RETURN;
+    END IF;
+
     -- EXECUTE: planned for these values, so that each part keeps its index
     RETURN QUERY EXECUTE
         'WITH late(xid) AS (
@@ -119,6 +168,48 @@ $$;
 COMMENT ON FUNCTION @extschema@.orders_events_ack(text, bigint) IS
     'Acknowledges the events read, up to and including last_position';
 
+-- On a cluster, what consumer c has not acknowledged, counted exactly, by
+-- each node's cuts (see "Across the nodes of a cluster" in consumers.sql):
+-- one distributed statement whose cost grows with the backlog.
+CREATE FUNCTION @extschema@.orders_events_cluster_pending(
+    c @extschema@.order_event_consumers, OUT pending bigint, OUT oldest timestamptz)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    acked @extschema@.order_event_cut[] := coalesce(c.acked_cuts,
+        ARRAY[ROW(0, c.acked_snapshot, c.acked_top_position, c.acked_next_xid)]::@extschema@.order_event_cut[]);
+    groups integer[];
+    g integer;
+    a @extschema@.order_event_cut;
+    b @extschema@.order_event_cut;
+    parts text[] := '{}';
+BEGIN
+    groups := ARRAY(SELECT x.node_group FROM unnest(acked) x
+                    UNION SELECT x.node_group FROM unnest(c.batch_cuts) x);
+    FOREACH g IN ARRAY groups LOOP
+        a := NULL;
+        b := NULL;
+        SELECT x.* INTO a FROM unnest(acked) x WHERE x.node_group = g;
+        SELECT x.* INTO b FROM unnest(c.batch_cuts) x WHERE x.node_group = g;
+        parts := parts || format('(e.position %% 1024 = %s%s%s)', g,
+            CASE WHEN a.snapshot IS NOT NULL
+                 THEN format(' AND e.xid >= %L::xid8 AND NOT pg_visible_in_snapshot(e.xid, %L::pg_snapshot)',
+                             pg_snapshot_xmin(a.snapshot), a.snapshot)
+                 ELSE '' END,
+            CASE WHEN b.snapshot IS NOT NULL
+                 THEN format(' AND NOT (e.position <= %s AND pg_visible_in_snapshot(e.xid, %L::pg_snapshot))',
+                             c.batch_position, b.snapshot)
+                 ELSE '' END);
+    END LOOP;
+    -- a node no cut knows of: nothing of it is acknowledged
+    parts := parts || format('(e.position %% 1024 <> ALL (%L::integer[]))', groups);
+    EXECUTE 'SELECT count(*), min(e.occurred_at) FROM @extschema@.order_events e WHERE '
+            || array_to_string(parts, ' OR ')
+    INTO pending, oldest;
+END
+$$;
+
 -- Monitoring: needs SELECT on order_event_consumers and order_events.
 -- pending and oldest_pending are estimates for a checkpoint with a cut:
 -- positions handed out after it, counted from the index's end (transactions
@@ -128,12 +219,23 @@ COMMENT ON FUNCTION @extschema@.orders_events_ack(text, bigint) IS
 CREATE FUNCTION @extschema@.orders_events_consumers()
 RETURNS TABLE (name text, pending bigint, oldest_pending timestamptz, lag interval,
                registered_at timestamptz, acked_at timestamptz)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 -- the count for old checkpoints makes the plan look costly: compiling it
 -- would take longer than the two index probes it runs
 SET jit = off
 AS $$
+#variable_conflict use_column
+BEGIN
+    IF @extschema@.orders_distributed() THEN
+        RETURN QUERY
+        SELECT c.name, p.pending, p.oldest, now() - p.oldest, c.registered_at, c.acked_at
+        FROM @extschema@.order_event_consumers c
+        CROSS JOIN LATERAL @extschema@.orders_events_cluster_pending(c) p
+        ORDER BY c.name;
+        RETURN;
+    END IF;
+    RETURN QUERY
     WITH top AS (SELECT coalesce(max(position), 0) AS position FROM @extschema@.order_events)
     SELECT c.name, p.pending, p.oldest, now() - p.oldest, c.registered_at, c.acked_at
     FROM @extschema@.order_event_consumers c
@@ -157,7 +259,8 @@ AS $$
                    AND pg_visible_in_snapshot(e.xid, c.batch_snapshot)
                    AND e.position <= c.batch_position)
         HAVING c.acked_top_position IS NULL) p
-    ORDER BY c.name
+    ORDER BY c.name;
+END
 $$;
 
 COMMENT ON FUNCTION @extschema@.orders_events_consumers() IS

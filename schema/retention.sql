@@ -16,19 +16,33 @@ DECLARE
     horizon xid8;
     n bigint;
     m bigint;
+    node record;
 BEGIN
-    -- Checkpoints are one node's snapshots: on a cluster, only age tells.
+    -- On a cluster each node's events are judged by the consumers' cuts of
+    -- that node (position % 1024 tells it): below the smallest xmin, when
+    -- every consumer has a cut of it.  A checkpoint without cuts is from
+    -- before the outbox was distributed, the coordinator's (group 0).
     IF @extschema@.orders_distributed() THEN
-        IF EXISTS (SELECT FROM @extschema@.order_event_consumers) THEN
-            RAISE EXCEPTION 'orders_events_purge() cannot judge a Citus cluster''s events by its consumers'
-                USING ERRCODE = '0A000',
-                      HINT = 'Unregister the consumers; then orders_events_purge(older_than) removes events by age.';
+        n := 0;
+        FOR node IN
+            SELECT k.node_group, min(pg_snapshot_xmin(k.snapshot)) AS below
+            FROM @extschema@.order_event_consumers c
+            CROSS JOIN LATERAL unnest(coalesce(c.acked_cuts,
+                ARRAY[ROW(0, c.acked_snapshot, c.acked_top_position, c.acked_next_xid)]
+                    ::@extschema@.order_event_cut[])) k
+            GROUP BY k.node_group
+            HAVING count(*) = (SELECT count(*) FROM @extschema@.order_event_consumers)
+        LOOP
+            DELETE FROM @extschema@.order_events e
+            WHERE e.xid < node.below AND e.position % 1024 = node.node_group;
+            GET DIAGNOSTICS m = ROW_COUNT;
+            n := n + m;
+        END LOOP;
+        IF older_than IS NOT NULL THEN
+            DELETE FROM @extschema@.order_events e WHERE e.occurred_at < now() - older_than;
+            GET DIAGNOSTICS m = ROW_COUNT;
+            n := n + m;
         END IF;
-        IF older_than IS NULL THEN
-            RETURN 0;
-        END IF;
-        DELETE FROM @extschema@.order_events e WHERE e.occurred_at < now() - older_than;
-        GET DIAGNOSTICS n = ROW_COUNT;
         RETURN n;
     END IF;
     -- Below every checkpoint's xmin, every event is acknowledged by all: one

@@ -230,6 +230,7 @@ static const ColumnSpec consumers_columns[Natts_consumers] = {
 	{"acked_at", TIMESTAMPTZOID}, {"owner", REGROLEOID},
 	{"acked_top_position", INT8OID}, {"acked_next_xid", XID8OID},
 	{"batch_top_position", INT8OID}, {"batch_next_xid", XID8OID},
+	{"acked_cuts", InvalidOid}, {"batch_cuts", InvalidOid},
 };
 static const ColumnSpec line_fields[Natts_line] = {
 	{"product_id", UUIDOID}, {"product_name", TEXTOID}, {"quantity", INT4OID},
@@ -521,13 +522,24 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 
 		rel = table_open(c->relids[TABLE_CONSUMERS], AccessShareLock);
 		natts = RelationGetDescr(rel)->natts;
-		if (natts == Natts_consumers || natts == Anum_consumers_owner)
+		if (natts == Natts_consumers || natts == Anum_consumers_batch_next_xid ||
+			natts == Anum_consumers_owner)
 		{
-			c->consumers_have_bounds = natts == Natts_consumers;
+			c->consumers_have_bounds = natts >= Anum_consumers_batch_next_xid;
+			c->consumers_have_cuts = natts == Natts_consumers;
 			check_heap_table(rel, "order_event_consumers", consumers_columns, natts,
 							 c, TABLE_CONSUMERS);
 			c->consumers_pkey = check_primary_key(rel, "order_event_consumers",
 												  Anum_consumers_name, TEXTOID);
+			/*
+			 * The C code only copies the cuts, the batch's over the
+			 * checkpoint's: both columns must be of one type.
+			 */
+			if (c->consumers_have_cuts &&
+				(TupleDescAttr(RelationGetDescr(rel), Anum_consumers_acked_cuts - 1)->atttypid !=
+				 TupleDescAttr(RelationGetDescr(rel), Anum_consumers_batch_cuts - 1)->atttypid))
+				layout_error("extension \"orders\" cannot use \"%s\": its columns \"acked_cuts\" and \"batch_cuts\" differ in type",
+							 "order_event_consumers");
 		}
 		else if (natts != Anum_consumers_owner - 1) /* before 1.4 */
 			c->refusal[TABLE_CONSUMERS] = REFUSE_COLUMNS;

@@ -25,11 +25,14 @@
 #include "catalog/pg_authid_d.h"
 #include "commands/sequence.h"
 #include "executor/tuptable.h"
+#include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "parser/parse_func.h"
 #include "storage/bufmgr.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
@@ -45,6 +48,7 @@ PG_FUNCTION_INFO_V1(orders_events_consumer);
 PG_FUNCTION_INFO_V1(orders_events_checkpoint);
 PG_FUNCTION_INFO_V1(orders_events_open_batch);
 PG_FUNCTION_INFO_V1(orders_events_advance);
+PG_FUNCTION_INFO_V1(orders_events_node_cut);
 
 /* The relay worker's consumer (relay.c); nobody else may register it. */
 #define RELAY_CONSUMER "orders_relay"
@@ -79,15 +83,29 @@ open_consumers(FunctionCallInfo fcinfo, const char *what, OrdersCall *call)
 				 errhint("Run ALTER EXTENSION orders UPDATE.")));
 
 	/*
-	 * A checkpoint is one node's snapshot; on a cluster each node numbers
-	 * its own transactions, and one snapshot would lose the others' events.
+	 * On a cluster a checkpoint holds a cut of every node (see "Across the
+	 * nodes of a cluster" in consumers.sql): taken from the coordinator,
+	 * whose table the checkpoints are in, and read by statements that each
+	 * see what was committed before they started, which is READ COMMITTED.
 	 */
 	if (cat->distributed[TABLE_EVENTS])
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("%s is not supported while Citus distributes the outbox", what),
-				 errdetail("A consumer's checkpoint is a snapshot of one node, and the outbox's events are written on many."),
-				 errhint("Read each event once from the NOTIFY of the node that wrote it, or keep the outbox on one node.")));
+	{
+		if (!cat->consumers_have_cuts)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("%s needs extension orders 1.7 or later while Citus distributes the outbox", what),
+					 errhint("Run ALTER EXTENSION orders UPDATE.")));
+		if (citus_local_group() != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("%s runs on the coordinator of a Citus cluster", what),
+					 errdetail("Consumers' checkpoints are kept on the coordinator.")));
+		if (IsolationUsesXactSnapshot())
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("%s needs isolation level READ COMMITTED while Citus distributes the outbox", what),
+					 errdetail("A batch is cut on every node, and only a statement that starts after the cut sees all of it.")));
+	}
 	return cat;
 }
 
@@ -282,6 +300,54 @@ read_cut(const OrdersCatalog *cat, Datum *snapshot, Datum *top_position, Datum *
 }
 
 /*
+ * orders_events_node_cut() RETURNS order_event_cut: this node's cut of its
+ * events, for a consumer's checkpoint on a cluster: its group, and its
+ * snapshot with the bounds read_cut reads, the last position in the
+ * cluster's numbering.  The coordinator asks every node for it, over
+ * connections of their own (orders_events_cluster_cut).
+ */
+Datum
+orders_events_node_cut(PG_FUNCTION_ARGS)
+{
+	static const LOCKMODE locks[TABLE_COUNT] = {NoLock, AccessShareLock, NoLock};
+	OrdersCall	call;
+	const OrdersCatalog *cat = orders_open(fcinfo, locks, &call);
+	TupleDesc	desc;
+	Datum		values[4];
+	bool		nulls[4] = {0};
+	int32		group;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE || desc->natts != 4)
+		elog(ERROR, "orders_events_node_cut() must return a composite of four fields");
+	check_can_consume(cat);
+	group = cat->distributed[TABLE_EVENTS] ? citus_local_group() : 0;
+	read_cut(cat, &values[1], &values[2], &values[3]);
+	values[0] = Int32GetDatum(group);
+	values[2] = Int64GetDatum(DatumGetInt64(values[2]) * POSITION_NODES + group);
+	orders_close(&call);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+/*
+ * The consumer's row with these values, as orders_events_cluster_cut(c)
+ * takes it: the cuts of every node of the cluster, taken now, after the
+ * ones of its checkpoint.
+ */
+static Datum
+cluster_cut(OrdersCall *call, Datum *values, bool *nulls)
+{
+	Relation	rel = call->rel[TABLE_CONSUMERS];
+	Oid			rowtype = RelationGetForm(rel)->reltype;
+	Oid			fn = LookupFuncName(list_make2(makeString(call->cat->namespace_name),
+											   makeString("orders_events_cluster_cut")),
+									1, &rowtype, false);
+	Datum		row = heap_copy_tuple_as_datum(heap_form_tuple(RelationGetDescr(rel), values, nulls),
+											   RelationGetDescr(rel));
+
+	return OidFunctionCall1(fn, row);
+}
+
+/*
  * orders_events_register(consumer text, from_start boolean) RETURNS boolean:
  * a new consumer, owned by the current role; false when the name is taken.
  * From now: what is committed now counts as acknowledged.  From the start:
@@ -315,6 +381,11 @@ orders_events_register(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_RESERVED_NAME),
 				 errmsg("consumer name \"%s\" is reserved for the relay worker", cname)));
+	/* a pass that began before the outbox was distributed ends here */
+	if (relay && cat->distributed[TABLE_EVENTS])
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("the relay worker does not serve a distributed outbox")));
 	check_can_consume(cat);
 
 	exists = storage_exists_any(rel, cat->consumers_pkey, PointerGetDatum(name));
@@ -346,6 +417,23 @@ orders_events_register(PG_FUNCTION_ARGS)
 						 &values[Anum_consumers_acked_next_xid - 1]);
 			nulls[Anum_consumers_batch_top_position - 1] = true;
 			nulls[Anum_consumers_batch_next_xid - 1] = true;
+		}
+		if (cat->consumers_have_cuts)
+		{
+			/*
+			 * On a cluster: from the start, no node's event is acknowledged;
+			 * from now, what each node has committed now is.
+			 */
+			nulls[Anum_consumers_acked_cuts - 1] = !cat->distributed[TABLE_EVENTS];
+			nulls[Anum_consumers_batch_cuts - 1] = true;
+			if (cat->distributed[TABLE_EVENTS])
+			{
+				values[Anum_consumers_acked_cuts - 1] = PointerGetDatum(
+					construct_empty_array(get_element_type(
+						TupleDescAttr(RelationGetDescr(rel), Anum_consumers_acked_cuts - 1)->atttypid)));
+				if (!from_start)
+					values[Anum_consumers_acked_cuts - 1] = cluster_cut(&call, values, nulls);
+			}
 		}
 		storage_insert(rel, heap_form_tuple(RelationGetDescr(rel), values, nulls));
 	}
@@ -484,7 +572,8 @@ lock_checkpoint(FunctionCallInfo fcinfo, text *name, const char *what, OrdersCal
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("%s needs extension orders 1.5 or later", what),
 				 errhint("Run ALTER EXTENSION orders UPDATE.")));
-	return lock_consumer_row(call, name, values, nulls, Natts_consumers);
+	return lock_consumer_row(call, name, values, nulls,
+							 RelationGetDescr(call->rel[TABLE_CONSUMERS])->natts);
 }
 
 /*
@@ -523,6 +612,16 @@ orders_events_open_batch(PG_FUNCTION_ARGS)
 	nulls[Anum_consumers_batch_top_position - 1] = false;
 	nulls[Anum_consumers_batch_next_xid - 1] = false;
 	values[Anum_consumers_batch_position - 1] = Int64GetDatum(0);
+	/* on a cluster the batch is what the nodes' cuts say; this node's marks it open */
+	if (call.cat->consumers_have_cuts)
+	{
+		nulls[Anum_consumers_batch_cuts - 1] = true;
+		if (call.cat->distributed[TABLE_EVENTS])
+		{
+			values[Anum_consumers_batch_cuts - 1] = cluster_cut(&call, values, nulls);
+			nulls[Anum_consumers_batch_cuts - 1] = false;
+		}
+	}
 	tuple = store_checkpoint(&call, slot, values, nulls, false);
 	result = heap_copy_tuple_as_datum(tuple, RelationGetDescr(call.rel[TABLE_CONSUMERS]));
 	orders_close(&call);
@@ -564,6 +663,12 @@ orders_events_advance(PG_FUNCTION_ARGS)
 		nulls[Anum_consumers_batch_top_position - 1] = true;
 		nulls[Anum_consumers_batch_next_xid - 1] = true;
 		values[Anum_consumers_batch_position - 1] = Int64GetDatum(0);
+		if (call.cat->consumers_have_cuts)
+		{
+			values[Anum_consumers_acked_cuts - 1] = values[Anum_consumers_batch_cuts - 1];
+			nulls[Anum_consumers_acked_cuts - 1] = nulls[Anum_consumers_batch_cuts - 1];
+			nulls[Anum_consumers_batch_cuts - 1] = true;
+		}
 	}
 	else
 		values[Anum_consumers_batch_position - 1] = PG_GETARG_DATUM(1);

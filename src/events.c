@@ -253,14 +253,6 @@ event_payload_status(OrderStatus from, OrderStatus to)
 }
 
 /*
- * On a Citus cluster every node numbers its events with its own copy of
- * the sequence: a position there is the sequence's value times
- * POSITION_NODES plus the node's group, unique cluster-wide, each node's in
- * the order it handed them out (consumers rely on both: consumers.sql).
- */
-#define POSITION_NODES 1024
-
-/*
  * Up to this far behind, the sequence catches up by nextval; further, it
  * jumps by setval, which a concurrent nextval beyond the target (this many
  * of them within the jump) would set back.

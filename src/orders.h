@@ -78,7 +78,9 @@ enum
 	Anum_consumers_acked_next_xid,
 	Anum_consumers_batch_top_position,
 	Anum_consumers_batch_next_xid,
-	Natts_consumers = Anum_consumers_batch_next_xid
+	Anum_consumers_acked_cuts,	/* from 1.7: one cut a node of a Citus cluster */
+	Anum_consumers_batch_cuts,
+	Natts_consumers = Anum_consumers_batch_cuts
 };
 
 /* Fields of the composite order_line. */
@@ -112,6 +114,14 @@ enum
 #define COMPOSITE_MAX_FIELDS Max((int) Natts_line, (int) Natts_address)
 
 /* A uuid's text form: 36 characters; the size adds the terminating zero. */
+/*
+ * On a Citus cluster every node numbers its events with its own copy of
+ * the sequence: a position there is the sequence's value times
+ * POSITION_NODES plus the node's group, unique cluster-wide, each node's in
+ * the order it handed them out (consumers rely on both: consumers.sql).
+ */
+#define POSITION_NODES 1024
+
 #define UUID_TEXT_LEN (UUID_LEN * 2 + 4)
 #define UUID_TEXT_SIZE (UUID_TEXT_LEN + 1)
 
@@ -174,6 +184,7 @@ typedef struct OrdersCatalog
 	Oid			events_order_index; /* (order_id, version), from 1.4; else invalid */
 	Oid			consumers_pkey;		/* from 1.4, with consumers' owners; else invalid */
 	bool		consumers_have_bounds;	/* from 1.5: snapshots with their bounds */
+	bool		consumers_have_cuts;	/* from 1.7: a cut a node, on a cluster */
 
 	Oid			status_typid;
 	Oid			status_oids[ORDER_STATUS_COUNT];

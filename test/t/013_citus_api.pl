@@ -152,11 +152,6 @@ is(q1(q{SELECT count(*) FROM (SELECT order_id, position, version,
 	lag(version) OVER (PARTITION BY order_id ORDER BY position) AS before FROM order_events) e
 	WHERE e.version < e.before}), '0', 'each order\'s events: version order is position order');
 
-# Consumers need one node's snapshot: refused, saying so.
-like(try_sql($coordinator, q{SELECT orders_events_register('app')}),
-	qr/0A000: orders_events_register\(\) is not supported while Citus distributes the outbox/,
-	'a consumer is refused on a cluster');
-
 CitusCluster::shells_hold_nothing(@nodes);
 CitusCluster::stop(@nodes);
 is(join("\n", CitusCluster::crashes(@nodes)), '', 'no node log shows a crash or a failed assertion');
