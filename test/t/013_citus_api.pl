@@ -47,7 +47,7 @@ is(q1('SELECT string_agg(position::text, \',\' ORDER BY position) FROM order_eve
 	'positions taken before are the coordinator\'s group\'s: times 1024, plus 0');
 
 # ids spread over the hash space, and the worker of each
-my @ids = map { my $h = md5_hex("order $_"); join '-', unpack('A8 A4 A4 A4 A12', $h) } 1 .. 12;
+my @ids = map { my $h = md5_hex("order $_"); join '-', unpack('A8 A4 A4 A4 A12', $h) } 1 .. 20;
 my %port_of = map {
 	$_ => q1(qq{SELECT n.nodeport FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid)
 	            WHERE p.shardid = get_shard_id_for_distribution_column('orders', '$_')})
@@ -113,17 +113,47 @@ like(try_sql($coordinator, 'SELECT orders_remove(NULL)'), qr/22004/, 'orders_rem
 ($on_w0) = grep { $port_of{$_} == $workers[0]->port } @ids[7 .. 11];
 ($on_w1) = grep { $port_of{$_} == $workers[1]->port } @ids[7 .. 11];
 # One transaction that writes on both workers: rolled back, neither order
-# stays; committed, both do.  (Citus counts a delegated call as a read, so
-# it commits these with one-phase commit, one worker after the other: see
-# the README.)  Each call carries the coordinator's orders.notify.
+# stays; committed, both do, with two-phase commit (a delegated call in a
+# transaction block, or in a function as each routed call is, is a write
+# to Citus: function_call_delegation.c).  Each call carries the
+# coordinator's orders.notify.
 my $both = qq{BEGIN;
 	SELECT orders_add('c0000000-0000-4000-8000-000000000003', 'EUR', id => '$on_w0');
 	SELECT orders_add('c0000000-0000-4000-8000-000000000003', 'EUR', id => '$on_w1');};
 q1("$both ROLLBACK;");
 is(q1(q{SELECT count(*) FROM orders WHERE customer_id = 'c0000000-0000-4000-8000-000000000003'}), '0',
 	'two workers in a transaction rolled back: neither order stays');
-q1("SET orders.notify = off; $both COMMIT;");
+
+# NOTIFY cannot be prepared: with orders.notify = on the commit fails,
+# saying what to do, and nothing stays.
+like(try_sql($coordinator, "$both COMMIT;"),
+	qr/cannot prepare a transaction that wrote orders with orders.notify = on/,
+	'two workers with orders.notify = on: the commit says why it cannot be prepared');
+is(q1(q{SELECT count(*) FROM orders WHERE customer_id = 'c0000000-0000-4000-8000-000000000003'}), '0',
+	'and neither order stays');
+
+# What the workers' logs say from here on: each prepared its part.
+sub prepared_on_both
+{
+	my ($sql, $what) = @_;
+	my @offsets = map { -s $_->logfile } @workers;
+	q1($sql);
+	for my $i (0 .. $#workers)
+	{
+		like(slurp_file($workers[$i]->logfile, $offsets[$i]), qr/PREPARE TRANSACTION 'citus_/,
+			"$what: " . $workers[$i]->name . ' prepared its part (two-phase commit)');
+	}
+}
+prepared_on_both("SET orders.notify = off; $both COMMIT;", 'a transaction block on two workers');
 is(q1(q{SELECT count(*) FROM orders WHERE customer_id = 'c0000000-0000-4000-8000-000000000003'}), '2',
+	'committed: both');
+my ($w0b) = grep { $port_of{$_} == $workers[0]->port } @ids[12 .. 19];
+my ($w1b) = grep { $port_of{$_} == $workers[1]->port } @ids[12 .. 19];
+prepared_on_both(qq{SET orders.notify = off;
+	SELECT count(orders_add('c0000000-0000-4000-8000-000000000004', 'EUR', id => x))
+	FROM unnest(ARRAY['$w0b', '$w1b']::uuid[]) x},
+	'one statement on two workers');
+is(q1(q{SELECT count(*) FROM orders WHERE customer_id = 'c0000000-0000-4000-8000-000000000004'}), '2',
 	'committed: both');
 
 # Concurrent saves of one order: the second gets 40001 once the first commits.
