@@ -42,13 +42,19 @@ AS 'MODULE_PATHNAME', 'orders_events_node_cut'
 LANGUAGE C VOLATILE;
 
 -- The cuts of every node, taken now, for consumer c's new checkpoint or
--- batch (src/consumers.c calls it with the row it is about to store).  Each
--- node is asked over a connection of its own, as the caller.  The shards'
--- placements are read before and after: if a shard moved in between, an
--- order's earlier event on the node it left could be outside the batch and
--- its later one on the node it reached inside, so the cuts are taken
--- again.  A node removed from the cluster keeps the checkpoint's cut (its
--- shards moved away before it went, with nothing left in flight).
+-- batch (src/consumers.c calls it with the row it is about to store).
+-- This node's is taken here, in the caller's transaction (so that it counts
+-- the caller's own transaction as running); every other active primary's
+-- over a connection of its own, as the caller, and it must answer with its
+-- own group.  The shards' placements are read before and after: if a shard
+-- moved in between, an order's earlier event on the node it left could be
+-- outside the batch and its later one on the node it reached inside, so
+-- the cuts are taken again.  A node that is inactive keeps the
+-- checkpoint's cut, and one it has no cut of is an error: its events would
+-- come all at once when it returns.  A node removed from the cluster wrote
+-- nothing since its shards moved away: its last batch takes everything it
+-- wrote (a cut that sees every transaction and every position), and its
+-- batches are empty from then on.
 CREATE FUNCTION @extschema@.orders_events_cluster_cut(c @extschema@.order_event_consumers)
 RETURNS @extschema@.order_event_cut[]
 LANGUAGE plpgsql VOLATILE
@@ -57,23 +63,46 @@ AS $$
 DECLARE
     after @extschema@.order_event_cut[] := coalesce(c.acked_cuts,
         ARRAY[ROW(0, c.acked_snapshot, c.acked_top_position, c.acked_next_xid)]::@extschema@.order_event_cut[]);
+    everything constant @extschema@.order_event_cut :=
+        ROW(NULL, '4611686018427388903:4611686018427388903:', 9223372036854775807,
+            '4611686018427388903');
+    own @extschema@.order_event_cut;
     placements text;
     cuts @extschema@.order_event_cut[];
     node record;
+    cut @extschema@.order_event_cut;
 BEGIN
     FOR attempt IN 1 .. 5 LOOP
         placements := (SELECT string_agg(p.placementid || ':' || p.groupid, ',' ORDER BY p.placementid)
                        FROM pg_dist_placement p JOIN pg_dist_shard s USING (shardid)
                        WHERE s.logicalrelid = '@extschema@.order_events'::regclass);
-        cuts := '{}';
+        own := @extschema@.orders_events_node_cut();
+        cuts := ARRAY[own];
         FOR node IN
-            SELECT * FROM run_command_on_all_nodes('SELECT @extschema@.orders_events_node_cut()')
+            WITH others AS (SELECT n.nodename, n.nodeport FROM pg_dist_node n
+                            WHERE n.noderole = 'primary' AND n.isactive AND n.groupid <> own.node_group)
+            SELECT d.groupid, d.nodename, d.nodeport, r.success, r.result
+            FROM master_run_on_worker(
+                     ARRAY(SELECT nodename FROM others ORDER BY nodename, nodeport),
+                     ARRAY(SELECT nodeport FROM others ORDER BY nodename, nodeport),
+                     ARRAY(SELECT 'SELECT @extschema@.orders_events_node_cut()' FROM others),
+                     true) r
+            JOIN pg_dist_node d ON d.nodename = r.node_name AND d.nodeport = r.node_port
+                               AND d.noderole = 'primary'
+            WHERE EXISTS (SELECT FROM others)
         LOOP
             IF NOT node.success THEN
-                RAISE EXCEPTION 'could not take the cut of consumer % on Citus node %', c.name, node.nodeid
+                RAISE EXCEPTION 'could not take the cut of consumer % on Citus node %:%',
+                    c.name, node.nodename, node.nodeport
                     USING ERRCODE = '08006', DETAIL = node.result;
             END IF;
-            cuts := cuts || node.result::@extschema@.order_event_cut;
+            cut := node.result::@extschema@.order_event_cut;
+            IF cut.node_group IS DISTINCT FROM node.groupid THEN
+                RAISE EXCEPTION 'Citus node %:% answered as group %, not as its group %',
+                    node.nodename, node.nodeport, cut.node_group, node.groupid
+                    USING ERRCODE = '55000';
+            END IF;
+            cuts := cuts || cut;
         END LOOP;
         IF placements IS NOT DISTINCT FROM
            (SELECT string_agg(p.placementid || ':' || p.groupid, ',' ORDER BY p.placementid)
@@ -85,12 +114,30 @@ BEGIN
                 RAISE EXCEPTION 'could not cut the outbox for consumer %: its checkpoint is newer', c.name
                     USING ERRCODE = '40001', HINT = 'Retry the transaction.';
             END IF;
-            RETURN ARRAY(SELECT k.cut FROM (
-                             SELECT n AS cut FROM unnest(cuts) n
-                             UNION ALL
-                             SELECT a FROM unnest(after) a
-                             WHERE a.node_group NOT IN (SELECT node_group FROM unnest(cuts))) k
-                         ORDER BY (k.cut).node_group);
+            -- a node that did not answer: inactive, or removed
+            FOR node IN
+                SELECT g.node_group, a IS NOT NULL AS known, n.nodename, n.nodeport
+                FROM (SELECT x.node_group FROM unnest(after) x
+                      UNION SELECT d.groupid FROM pg_dist_node d WHERE d.noderole = 'primary') g
+                LEFT JOIN LATERAL (SELECT x FROM unnest(after) x WHERE x.node_group = g.node_group) a ON true
+                LEFT JOIN LATERAL (SELECT d.nodename, d.nodeport FROM pg_dist_node d
+                                   WHERE d.groupid = g.node_group AND d.noderole = 'primary' LIMIT 1) n ON true
+                WHERE g.node_group NOT IN (SELECT x.node_group FROM unnest(cuts) x)
+            LOOP
+                IF node.nodename IS NULL THEN
+                    cut := everything;
+                    cut.node_group := node.node_group;
+                    cuts := cuts || cut;
+                ELSIF node.known THEN
+                    cuts := cuts || (SELECT x FROM unnest(after) x WHERE x.node_group = node.node_group);
+                ELSE
+                    RAISE EXCEPTION 'Citus node %:% is not active: consumer % cannot take its cut',
+                        node.nodename, node.nodeport, c.name
+                        USING ERRCODE = '55000',
+                              HINT = 'Activate the node, or remove it from the cluster.';
+                END IF;
+            END LOOP;
+            RETURN ARRAY(SELECT x FROM unnest(cuts) x ORDER BY x.node_group);
         END IF;
     END LOOP;
     RAISE EXCEPTION 'could not cut the outbox for consumer %: shards kept moving', c.name
@@ -137,7 +184,8 @@ BEGIN
                   WHERE e.position > %s AND e.position <= %s AND e.position %% 1024 = %s
                     AND pg_visible_in_snapshot(e.xid, %L::pg_snapshot)%s%s
                   ORDER BY e.position LIMIT %s)',
-                greatest(coalesce(a.top_position, 0), c.batch_position), b.top_position,
+                greatest(coalesce(a.top_position, 0), c.batch_position),
+                coalesce(b.top_position, 9223372036854775807),
                 b.node_group, b.snapshot,
                 CASE WHEN a.snapshot IS NOT NULL
                      THEN format(' AND NOT pg_visible_in_snapshot(e.xid, %L::pg_snapshot)', a.snapshot)
@@ -163,6 +211,11 @@ BEGIN
             'SELECT * FROM (' || array_to_string(parts, ' UNION ALL ') || ') e
              ORDER BY e.position LIMIT ' || max_events;
         RETURN;
+    END IF;
+    IF @extschema@.orders_distributed() THEN
+        RAISE EXCEPTION 'consumer %''s open batch has no cuts of the cluster''s nodes', c.name
+            USING ERRCODE = '55000',
+                  HINT = 'Run ALTER EXTENSION orders UPDATE, which gives a batch left open its cuts.';
     END IF;
 
     -- EXECUTE: planned for these values, so that each part keeps its index
@@ -446,6 +499,11 @@ BEGIN
     SET acked_top_position = acked_top_position * 1024,
         batch_top_position = batch_top_position * 1024,
         batch_position = batch_position * 1024;
+    -- a batch open now goes on as the coordinator's (group 0) cut
+    UPDATE @extschema@.order_event_consumers
+    SET batch_cuts = ARRAY[ROW(0, batch_snapshot, batch_top_position, batch_next_xid)]
+                         ::@extschema@.order_event_cut[]
+    WHERE batch_snapshot IS NOT NULL;
     ALTER TABLE @extschema@.order_events
         ADD CONSTRAINT order_events_pkey PRIMARY KEY (order_id, position);
     -- consumers read each node's events in position order (orders_events_batch)
@@ -478,5 +536,27 @@ BEGIN
         'id', colocate_with => '@extschema@.orders', force_delegation => true);
     PERFORM create_distributed_function('@extschema@.orders_remove_at(uuid, integer, text)',
         'id', colocate_with => '@extschema@.orders', force_delegation => true);
+END
+$$;
+
+-- Cutting opens a connection to every node; src/consumers.c calls it for a
+-- consumer's owner, through fmgr, which checks no privilege.
+REVOKE ALL ON FUNCTION @extschema@.orders_events_cluster_cut(@extschema@.order_event_consumers) FROM PUBLIC;
+
+-- A cluster distributed under 1.6: the relay worker's checkpoint goes (relay
+-- is refused on a cluster, and a checkpoint nobody moves would keep every
+-- event from retention), a batch left open goes on as the coordinator's
+-- cut, and consumers need the index by position on every shard.
+DO $$
+BEGIN
+    IF @extschema@.orders_distributed() THEN
+        DELETE FROM @extschema@.order_event_consumers WHERE name = 'orders_relay';
+        UPDATE @extschema@.order_event_consumers
+        SET batch_cuts = ARRAY[ROW(0, batch_snapshot, batch_top_position, batch_next_xid)]
+                             ::@extschema@.order_event_cut[]
+        WHERE batch_snapshot IS NOT NULL;
+        RAISE WARNING 'consumers on this cluster read each node''s events by position'
+            USING HINT = 'Run CREATE INDEX order_events_position_idx ON @extschema@.order_events (position) on the coordinator.';
+    END IF;
 END
 $$;

@@ -47,7 +47,8 @@ BEGIN
                   WHERE e.position > %s AND e.position <= %s AND e.position %% 1024 = %s
                     AND pg_visible_in_snapshot(e.xid, %L::pg_snapshot)%s%s
                   ORDER BY e.position LIMIT %s)',
-                greatest(coalesce(a.top_position, 0), c.batch_position), b.top_position,
+                greatest(coalesce(a.top_position, 0), c.batch_position),
+                coalesce(b.top_position, 9223372036854775807),
                 b.node_group, b.snapshot,
                 CASE WHEN a.snapshot IS NOT NULL
                      THEN format(' AND NOT pg_visible_in_snapshot(e.xid, %L::pg_snapshot)', a.snapshot)
@@ -73,6 +74,11 @@ BEGIN
             'SELECT * FROM (' || array_to_string(parts, ' UNION ALL ') || ') e
              ORDER BY e.position LIMIT ' || max_events;
         RETURN;
+    END IF;
+    IF @extschema@.orders_distributed() THEN
+        RAISE EXCEPTION 'consumer %''s open batch has no cuts of the cluster''s nodes', c.name
+            USING ERRCODE = '55000',
+                  HINT = 'Run ALTER EXTENSION orders UPDATE, which gives a batch left open its cuts.';
     END IF;
 
     -- EXECUTE: planned for these values, so that each part keeps its index

@@ -50,3 +50,6 @@ TO PUBLIC;
 
 -- Distributing changes every table and node: the extension's owner's call.
 REVOKE ALL ON FUNCTION @extschema@.orders_distribute(integer) FROM PUBLIC;
+-- Cutting opens a connection to every node; src/consumers.c calls it for a
+-- consumer's owner, through fmgr, which checks no privilege.
+REVOKE ALL ON FUNCTION @extschema@.orders_events_cluster_cut(@extschema@.order_event_consumers) FROM PUBLIC;

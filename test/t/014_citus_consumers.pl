@@ -36,10 +36,18 @@ sub add_sql
 	return qq{SELECT orders_add('c0000000-0000-4000-8000-000000000001', 'EUR', $line, id => '$id')};
 }
 
-# Before the cluster: a consumer registered from now, and two orders after it.
+# Before the cluster: a consumer registered from now, two orders after it,
+# and a batch it has read one event of, left open.
 q1(q{CREATE EXTENSION orders; SELECT orders_events_register('early')});
 q1(add_sql("b0000000-0000-4000-8000-00000000000$_")) for 1 .. 2;
+my $first = q1(q{BEGIN;
+	CREATE TEMP TABLE r ON COMMIT DROP AS SELECT * FROM orders_events_read('early', 1);
+	SELECT orders_events_ack('early', max(position)) FROM r;
+	SELECT position || ' ' || order_id || ' ' || version FROM r;
+	COMMIT;});
 q1('SELECT orders_distribute(shard_count => 4)');
+is(q1(q{SELECT batch_cuts IS NOT NULL FROM order_event_consumers WHERE name = 'early'}), 't',
+	'the batch left open goes on as the coordinator\'s cut');
 
 # An application role that is not a superuser consumes; Citus creates it on
 # every node.
@@ -49,6 +57,8 @@ q1(q{CREATE ROLE app LOGIN;
 		orders_events_ack(text, bigint), orders_events_consumers(), orders_add(uuid, text, order_line[], order_address, uuid)
 		TO app});
 is(as_app(q{SELECT orders_events_register('app')}), 't', 'a role that is not a superuser registers a consumer');
+# one that reads only once a worker has left the cluster
+q1(q{SELECT orders_events_register('late')});
 q1(q{SELECT orders_events_register('all', from_start => true)});
 is(q1(q{SELECT array_length(acked_cuts, 1) FROM order_event_consumers WHERE name = 'app'}), '3',
 	'its checkpoint holds a cut of each of the three nodes');
@@ -65,8 +75,11 @@ my @on_w0 = grep { $port_of{$_} == $workers[0]->port } @ids;
 my @on_w1 = grep { $port_of{$_} == $workers[1]->port } @ids;
 ok(@on_w0 > 4 && @on_w1 > 4, 'ids on both workers');
 
-# What each consumer was given, in the order it was given.
-my %got;
+# What each consumer was given, in the order it was given; the event read
+# before the cluster, at its position now.
+my ($first_row) = grep { /^\d+ / } split /\n/, $first;
+my @first = split / /, $first_row;
+my %got = (early => [ join ' ', $first[0] * 1024, @first[1, 2] ]);
 # One read of up to max events, acknowledged; returns how many.
 sub read_once
 {
@@ -134,11 +147,19 @@ ok($during > 0, "the consumer read while they wrote ($during events)");
 read_all('app', 'app');
 read_all($_) for qw(all early);
 
+# Worker 2 leaves: its shards move to worker 1, and it is removed.  The
+# consumer that had not read since before gets its events all the same.
+q1(q{SELECT citus_drain_node('127.0.0.1', } . $workers[1]->port . q{)});
+q1(q{SELECT citus_remove_node('127.0.0.1', } . $workers[1]->port . q{)});
+is(q1(q{SELECT count(*) FROM pg_dist_node WHERE groupid > 0}), '1', 'one worker is left');
+q1(add_sql($on_w1[3]));
+read_all($_) for qw(app all early late);
+
 # Exactly once, and every committed event: compared with the outbox.
 my $since_app = q1(q{SELECT string_agg(position::text, ',' ORDER BY position) FROM order_events
 	WHERE order_id::text NOT LIKE 'b0000000%'});
 my $everything = q1(q{SELECT string_agg(position::text, ',' ORDER BY position) FROM order_events});
-for my $case ([ 'app', $since_app ], [ 'all', $everything ], [ 'early', $everything ])
+for my $case ([ 'app', $since_app ], [ 'late', $since_app ], [ 'all', $everything ], [ 'early', $everything ])
 {
 	my ($consumer, $expected) = @$case;
 	my @positions = map { (split / /)[0] } @{ $got{$consumer} };
@@ -161,10 +182,10 @@ is(q1(q{SELECT count(DISTINCT position % 1024) FROM order_events WHERE order_id:
 # Monitoring counts each node's events by the cuts; retention removes what
 # every consumer acknowledged, from every node.
 is(as_app(q{SELECT string_agg(name || ':' || pending, ',' ORDER BY name) FROM orders_events_consumers()}),
-	'all:0,app:0,early:0', 'nothing pending after reading');
+	'all:0,app:0,early:0,late:0', 'nothing pending after reading');
 q1(add_sql($on_w1[2]));
 is(q1(q{SELECT string_agg(name || ':' || pending, ',' ORDER BY name) FROM orders_events_consumers()}),
-	'all:1,app:1,early:1', 'one event written: one pending for each');
+	'all:1,app:1,early:1,late:1', 'one event written: one pending for each');
 my $kept = q1('SELECT count(*) FROM order_events');
 my $purged = q1('SELECT orders_events_purge()');
 ok($purged > 0, "retention removed acknowledged events ($purged of $kept)");
@@ -172,6 +193,8 @@ is(q1(qq{SELECT count(*) FROM order_events WHERE order_id = '$on_w1[2]'}), '1', 
 is(read_all('app', 'app'), 1, 'which is read next');
 
 # Refused, saying why.
+like(try_sql($coordinator, q{SET ROLE app; SELECT * FROM orders_events_cluster_cut((SELECT c FROM order_event_consumers c WHERE name = 'app'))}),
+	qr/42501/, 'cutting directly: not granted');
 like(try_sql($workers[0], q{SELECT orders_events_register('w')}),
 	qr/0A000: orders_events_register\(\) runs on the coordinator of a Citus cluster/,
 	'on a worker: refused');
@@ -179,7 +202,7 @@ like(try_sql($coordinator, q{BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT * FRO
 	qr/0A000: orders_events_consumer\(\) needs isolation level READ COMMITTED/,
 	'in REPEATABLE READ: refused');
 
-CitusCluster::shells_hold_nothing(@nodes);
+CitusCluster::shells_hold_nothing($coordinator, $workers[0]);
 CitusCluster::stop(@nodes);
 is(join("\n", CitusCluster::crashes(@nodes)), '', 'no node log shows a crash or a failed assertion');
 done_testing();
