@@ -57,8 +57,9 @@ q1(q{CREATE ROLE app LOGIN;
 		orders_events_ack(text, bigint), orders_events_consumers(), orders_add(uuid, text, order_line[], order_address, uuid)
 		TO app});
 is(as_app(q{SELECT orders_events_register('app')}), 't', 'a role that is not a superuser registers a consumer');
-# one that reads only once a worker has left the cluster
-q1(q{SELECT orders_events_register('late')});
+# one that reads only once a worker has left the cluster, and the README's
+# consumer (test/consumer.py), registered now, run then
+q1(q{SELECT orders_events_register('late'); SELECT orders_events_register('py')});
 q1(q{SELECT orders_events_register('all', from_start => true)});
 is(q1(q{SELECT array_length(acked_cuts, 1) FROM order_event_consumers WHERE name = 'app'}), '3',
 	'its checkpoint holds a cut of each of the three nodes');
@@ -154,12 +155,17 @@ q1(q{SELECT citus_remove_node('127.0.0.1', } . $workers[1]->port . q{)});
 is(q1(q{SELECT count(*) FROM pg_dist_node WHERE groupid > 0}), '1', 'one worker is left');
 q1(add_sql($on_w1[3]));
 read_all($_) for qw(app all early late);
+my $python = -x '/usr/bin/python3' ? '/usr/bin/python3' : 'python3';
+my ($py_out, $py_err) = run_command([ $python, "$FindBin::RealBin/../consumer.py",
+	'--dsn', $coordinator->connstr('postgres'), '--name', 'py', '--exit-when-idle', '2' ]);
+is($py_err, '', 'test/consumer.py ran against the coordinator');
+$got{py} = [ map { my @f = split / /; "$f[0] $f[2] $f[3]" } grep { /^\d+ / } split /\n/, $py_out ];
 
 # Exactly once, and every committed event: compared with the outbox.
 my $since_app = q1(q{SELECT string_agg(position::text, ',' ORDER BY position) FROM order_events
 	WHERE order_id::text NOT LIKE 'b0000000%'});
 my $everything = q1(q{SELECT string_agg(position::text, ',' ORDER BY position) FROM order_events});
-for my $case ([ 'app', $since_app ], [ 'late', $since_app ], [ 'all', $everything ], [ 'early', $everything ])
+for my $case ([ 'app', $since_app ], [ 'late', $since_app ], [ 'py', $since_app ], [ 'all', $everything ], [ 'early', $everything ])
 {
 	my ($consumer, $expected) = @$case;
 	my @positions = map { (split / /)[0] } @{ $got{$consumer} };
@@ -182,10 +188,10 @@ is(q1(q{SELECT count(DISTINCT position % 1024) FROM order_events WHERE order_id:
 # Monitoring counts each node's events by the cuts; retention removes what
 # every consumer acknowledged, from every node.
 is(as_app(q{SELECT string_agg(name || ':' || pending, ',' ORDER BY name) FROM orders_events_consumers()}),
-	'all:0,app:0,early:0,late:0', 'nothing pending after reading');
+	'all:0,app:0,early:0,late:0,py:0', 'nothing pending after reading');
 q1(add_sql($on_w1[2]));
 is(q1(q{SELECT string_agg(name || ':' || pending, ',' ORDER BY name) FROM orders_events_consumers()}),
-	'all:1,app:1,early:1,late:1', 'one event written: one pending for each');
+	'all:1,app:1,early:1,late:1,py:1', 'one event written: one pending for each');
 my $kept = q1('SELECT count(*) FROM order_events');
 my $purged = q1('SELECT orders_events_purge()');
 ok($purged > 0, "retention removed acknowledged events ($purged of $kept)");
