@@ -86,6 +86,7 @@ DECLARE
     cuts @extschema@.order_event_cut[];
     node record;
     cut @extschema@.order_event_cut;
+    written integer[] := '{}';
 BEGIN
     FOR attempt IN 1 .. 5 LOOP
         placements := (SELECT string_agg(p.placementid || ':' || p.groupid, ',' ORDER BY p.placementid)
@@ -129,11 +130,19 @@ BEGIN
                 RAISE EXCEPTION 'could not cut the outbox for consumer %: its checkpoint is newer', c.name
                     USING ERRCODE = '40001', HINT = 'Retry the transaction.';
             END IF;
-            -- a node that did not answer: inactive, or removed
+            -- A node that did not answer: inactive, or removed.  A first
+            -- cut (a consumer registered now, or from the start and not read
+            -- yet) learns of removed nodes from their events: once.
+            IF cardinality(after) = 0 THEN
+                SELECT array_agg(s.node_group) INTO written
+                FROM (SELECT DISTINCT (e.position % 1024)::integer AS node_group
+                      FROM @extschema@.order_events e) s;
+            END IF;
             FOR node IN
                 SELECT g.node_group, a IS NOT NULL AS known, n.nodename, n.nodeport
                 FROM (SELECT x.node_group FROM unnest(after) x
-                      UNION SELECT d.groupid FROM pg_dist_node d WHERE d.noderole = 'primary') g
+                      UNION SELECT d.groupid FROM pg_dist_node d WHERE d.noderole = 'primary'
+                      UNION SELECT w FROM unnest(written) w) g
                 LEFT JOIN LATERAL (SELECT x FROM unnest(after) x WHERE x.node_group = g.node_group) a ON true
                 LEFT JOIN LATERAL (SELECT d.nodename, d.nodeport FROM pg_dist_node d
                                    WHERE d.groupid = g.node_group AND d.noderole = 'primary' LIMIT 1) n ON true

@@ -154,7 +154,8 @@ q1(q{SELECT citus_drain_node('127.0.0.1', } . $workers[1]->port . q{)});
 q1(q{SELECT citus_remove_node('127.0.0.1', } . $workers[1]->port . q{)});
 is(q1(q{SELECT count(*) FROM pg_dist_node WHERE groupid > 0}), '1', 'one worker is left');
 q1(add_sql($on_w1[3]));
-read_all($_) for qw(app all early late);
+q1(q{SELECT orders_events_register('fresh', from_start => true)});
+read_all($_) for qw(app all early late fresh);
 my $python = -x '/usr/bin/python3' ? '/usr/bin/python3' : 'python3';
 my ($py_out, $py_err) = run_command([ $python, "$FindBin::RealBin/../consumer.py",
 	'--dsn', $coordinator->connstr('postgres'), '--name', 'py', '--exit-when-idle', '2' ]);
@@ -165,7 +166,8 @@ $got{py} = [ map { my @f = split / /; "$f[0] $f[2] $f[3]" } grep { /^\d+ / } spl
 my $since_app = q1(q{SELECT string_agg(position::text, ',' ORDER BY position) FROM order_events
 	WHERE order_id::text NOT LIKE 'b0000000%'});
 my $everything = q1(q{SELECT string_agg(position::text, ',' ORDER BY position) FROM order_events});
-for my $case ([ 'app', $since_app ], [ 'late', $since_app ], [ 'py', $since_app ], [ 'all', $everything ], [ 'early', $everything ])
+for my $case ([ 'app', $since_app ], [ 'late', $since_app ], [ 'py', $since_app ], [ 'all', $everything ], [ 'early', $everything ],
+	[ 'fresh', $everything ])
 {
 	my ($consumer, $expected) = @$case;
 	my @positions = map { (split / /)[0] } @{ $got{$consumer} };
@@ -188,10 +190,10 @@ is(q1(q{SELECT count(DISTINCT position % 1024) FROM order_events WHERE order_id:
 # Monitoring counts each node's events by the cuts; retention removes what
 # every consumer acknowledged, from every node.
 is(as_app(q{SELECT string_agg(name || ':' || pending, ',' ORDER BY name) FROM orders_events_consumers()}),
-	'all:0,app:0,early:0,late:0,py:0', 'nothing pending after reading');
+	'all:0,app:0,early:0,fresh:0,late:0,py:0', 'nothing pending after reading');
 q1(add_sql($on_w1[2]));
 is(q1(q{SELECT string_agg(name || ':' || pending, ',' ORDER BY name) FROM orders_events_consumers()}),
-	'all:1,app:1,early:1,late:1,py:1', 'one event written: one pending for each');
+	'all:1,app:1,early:1,fresh:1,late:1,py:1', 'one event written: one pending for each');
 my $kept = q1('SELECT count(*) FROM order_events');
 my $purged = q1('SELECT orders_events_purge()');
 ok($purged > 0, "retention removed acknowledged events ($purged of $kept)");
