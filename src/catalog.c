@@ -532,13 +532,16 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 			c->consumers_pkey = check_primary_key(rel, "order_event_consumers",
 												  Anum_consumers_name, TEXTOID);
 			/*
-			 * The C code only copies the cuts, the batch's over the
-			 * checkpoint's: both columns must be of one type.
+			 * The C code copies the cuts, the batch's over the checkpoint's,
+			 * and makes an empty array of them: both columns must be arrays
+			 * of one type.
 			 */
 			if (c->consumers_have_cuts &&
 				(TupleDescAttr(RelationGetDescr(rel), Anum_consumers_acked_cuts - 1)->atttypid !=
-				 TupleDescAttr(RelationGetDescr(rel), Anum_consumers_batch_cuts - 1)->atttypid))
-				layout_error("extension \"orders\" cannot use \"%s\": its columns \"acked_cuts\" and \"batch_cuts\" differ in type",
+				 TupleDescAttr(RelationGetDescr(rel), Anum_consumers_batch_cuts - 1)->atttypid ||
+				 !OidIsValid(get_element_type(TupleDescAttr(RelationGetDescr(rel),
+															Anum_consumers_acked_cuts - 1)->atttypid))))
+				layout_error("extension \"orders\" cannot use \"%s\": its columns \"acked_cuts\" and \"batch_cuts\" are not arrays of one type",
 							 "order_event_consumers");
 		}
 		else if (natts != Anum_consumers_owner - 1) /* before 1.4 */

@@ -113,7 +113,6 @@ enum
 /* Room for the fields of either composite, order_line or order_address. */
 #define COMPOSITE_MAX_FIELDS Max((int) Natts_line, (int) Natts_address)
 
-/* A uuid's text form: 36 characters; the size adds the terminating zero. */
 /*
  * On a Citus cluster every node numbers its events with its own copy of
  * the sequence: a position there is the sequence's value times
@@ -122,6 +121,7 @@ enum
  */
 #define POSITION_NODES 1024
 
+/* A uuid's text form: 36 characters; the size adds the terminating zero. */
 #define UUID_TEXT_LEN (UUID_LEN * 2 + 4)
 #define UUID_TEXT_SIZE (UUID_TEXT_LEN + 1)
 
