@@ -25,7 +25,7 @@ use_pg() {
 
 # Debian packages the build and the tests need (test/pg-build installs the
 # server itself).
-DEPS=${DEPS:-"make gcc libipc-run-perl python3 python3-psycopg2"}
+DEPS=${DEPS:-"make gcc libipc-run-perl python3 python3-psycopg2 python3-psycopg"}
 
 say() { printf '\n== %s\n' "$*"; }
 

@@ -1,0 +1,13 @@
+"""The Order repository over the orders PostgreSQL extension (psycopg 3),
+and an in-memory twin with the same interface for unit tests."""
+from .consumer import EventConsumer
+from .errors import (ConcurrencyConflict, DuplicateOrder, InvariantViolation, OrderNotFound,
+                     OrdersError, PermissionDenied, ReadOnly, translate)
+from .memory import InMemoryOrderRepository
+from .model import (CANCELLED, CONFIRMED, DELIVERED, PENDING, SHIPPED, Address, Event, Order,
+                    OrderLine, Status)
+from .repository import OrderRepository, retry, unit_of_work
+from .specs import (Anything, CreatedBefore, CreatedFrom, Customer, HasStatus, Spec, TotalAtLeast,
+                    TotalAtMost)
+
+__all__ = [name for name in dir() if not name.startswith("_")]

@@ -1,0 +1,103 @@
+"""EventConsumer: a named, gap-free reader of the outbox.
+
+It registers its name (the checkpoint is a row in the database), LISTENs
+for wake-ups, and loops: read the next events after the checkpoint, hand
+each to the handler, acknowledge them once the handler returned.  A
+handler that raises stops the loop before the acknowledgement, so those
+events come again on the next run: delivery is at least once, in position
+order (each order's events in version order); make the handler idempotent
+((order_id, version) identifies an event).  A lost connection is opened
+again; SIGTERM (or stop()) ends the loop after the batch in hand.
+"""
+from __future__ import annotations
+
+import select
+import signal
+import threading
+import time
+import uuid
+from typing import Callable, Optional
+
+import psycopg
+from psycopg import sql
+
+from .errors import translate
+from .model import Event
+from .repository import extension_schema
+
+
+class EventConsumer:
+    def __init__(self, dsn: str, name: str, handler: Callable[[Event], None], batch: int = 100,
+                 wake_every: float = 5.0, from_start: bool = False, schema: Optional[str] = None):
+        self.dsn, self.name, self.handler = dsn, name, handler
+        self.batch, self.wake_every, self.from_start = batch, wake_every, from_start
+        self.schema = schema
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _connect(self) -> psycopg.Connection:
+        conn = psycopg.connect(self.dsn, autocommit=True)
+        self.schema = self.schema or extension_schema(conn)
+        s = sql.Identifier(self.schema)
+        try:
+            conn.execute(sql.SQL("SELECT {s}.orders_events_register(%s, %s)").format(s=s),
+                         (self.name, self.from_start))
+        except psycopg.Error as e:
+            raise translate(e) from e
+        conn.execute("LISTEN orders_events")  # before the first read: no wake-up missed
+        return conn
+
+    def run(self, exit_when_idle: Optional[float] = None, handle_sigterm: bool = True) -> None:
+        """Consumes until stop(), SIGTERM, or exit_when_idle seconds with
+        nothing to read."""
+        if handle_sigterm and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        conn = None
+        idle_since = time.monotonic()
+        pause = 0.1
+        while not self._stop.is_set():
+            try:
+                if conn is None or conn.closed:
+                    conn = self._connect()
+                    pause = 0.1
+                if self._once(conn):
+                    idle_since = time.monotonic()
+                    continue  # there may be more
+                if exit_when_idle is not None and time.monotonic() - idle_since > exit_when_idle:
+                    break
+                readable, _, _ = select.select([conn.fileno()], [], [], self.wake_every)
+                if readable:
+                    conn.execute("SELECT 1")  # takes in the wake-ups: the outbox is the truth
+            except psycopg.OperationalError:
+                # the server went away: open a new connection, after a pause
+                if conn is not None:
+                    conn.close()
+                conn = None
+                self._stop.wait(pause)
+                pause = min(pause * 2, 5.0)
+        if conn is not None:
+            conn.close()
+
+    def _once(self, conn: psycopg.Connection) -> int:
+        s = sql.Identifier(self.schema)
+        try:
+            rows = conn.execute(sql.SQL(
+                "SELECT position, type, order_id, version, payload, occurred_at"
+                " FROM {s}.orders_events_read(%s, %s)").format(s=s), (self.name, self.batch)).fetchall()
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as e:
+            raise translate(e) from e
+        for position, type_, order_id, version, payload, occurred_at in rows:
+            self.handler(Event(position, type_, uuid.UUID(str(order_id)), version, payload, occurred_at))
+        if rows:
+            try:
+                conn.execute(sql.SQL("SELECT {s}.orders_events_ack(%s, %s)").format(s=s),
+                             (self.name, rows[-1][0]))
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as e:
+                raise translate(e) from e
+        return len(rows)

@@ -1,0 +1,91 @@
+"""Every error the extension raises, as an exception a caller can catch by
+meaning rather than by SQLSTATE.  The extension names the broken rule in
+the constraint, the field in the message, and the offending value in the
+detail (README: "Invariants and errors")."""
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+
+class OrdersError(Exception):
+    """Base: the server's SQLSTATE, message, detail and constraint, kept."""
+
+    def __init__(self, message: str, sqlstate: Optional[str] = None, detail: Optional[str] = None,
+                 constraint: Optional[str] = None, column: Optional[str] = None):
+        super().__init__(message)
+        self.message = message
+        self.sqlstate = sqlstate
+        self.detail = detail
+        self.constraint = constraint
+        self.column = column
+
+
+class OrderNotFound(OrdersError, LookupError):
+    """No order has this id (P0002, or no row from a read)."""
+
+
+class ConcurrencyConflict(OrdersError):
+    """Someone saved the order first (40001): read it again, reapply, save.
+    retry() does that loop."""
+
+
+class DuplicateOrder(OrdersError):
+    """The id is taken, or was used by an order since removed (23505)."""
+
+
+class InvariantViolation(OrdersError, ValueError):
+    """A rule of the aggregate: rule is the extension's constraint name
+    (order_status_transition, order_line_quantity_range ...), or for the
+    rules without one: not_null, array_shape, out_of_range,
+    unknown_status; field the path the message names (lines[2].quantity);
+    value the offending value, when the detail states one."""
+
+    def __init__(self, message, rule, field=None, value=None, **kw):
+        super().__init__(message, **kw)
+        self.rule = rule
+        self.field = field
+        self.value = value
+
+
+class ReadOnly(OrdersError):
+    """A write on a standby or in a read-only transaction (25006)."""
+
+
+class PermissionDenied(OrdersError):
+    """The role lacks a grant (42501)."""
+
+
+_FIELD = re.compile(r"^((?:lines\[\d+\]\.|shipping_address\.)?[a-z_]+) (?:is|must|cannot|can) ")
+_VALUE = re.compile(r"^The (?:value|currency|country|order's status) is (?:\"?)(.*?)(?:\"?)(?:;|\.$)")
+_RULE_OF_STATE = {"23502": "not_null", "22004": "not_null", "2202E": "array_shape",
+                  "22003": "out_of_range", "22023": "unknown_status"}
+
+
+def translate(exc: Exception) -> Exception:
+    """The exception for a psycopg error raised by the extension; any other
+    exception comes back as it was."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    diag = getattr(exc, "diag", None)
+    if sqlstate is None or diag is None:
+        return exc
+    message = diag.message_primary or str(exc)
+    kw = dict(sqlstate=sqlstate, detail=diag.message_detail, constraint=diag.constraint_name,
+              column=diag.column_name)
+    if sqlstate == "P0002":
+        return OrderNotFound(message, **kw)
+    if sqlstate == "40001":
+        return ConcurrencyConflict(message, **kw)
+    if sqlstate == "23505":
+        return DuplicateOrder(message, **kw)
+    if sqlstate == "25006":
+        return ReadOnly(message, **kw)
+    if sqlstate == "42501":
+        return PermissionDenied(message, **kw)
+    if sqlstate == "23514" or sqlstate in _RULE_OF_STATE:
+        rule = diag.constraint_name or _RULE_OF_STATE.get(sqlstate, sqlstate)
+        m = _FIELD.match(message)
+        field = m.group(1) if m and m.group(1) != "order" else diag.column_name
+        v = _VALUE.match(diag.message_detail or "")
+        return InvariantViolation(message, rule, field=field, value=v.group(1) if v else None, **kw)
+    return OrdersError(message, **kw)

@@ -1,0 +1,133 @@
+"""OrderRepository: the aggregate's repository over the orders extension.
+
+Every method is one call of an extension function (or, for find, one
+statement over the orders table), run in a transaction of its own when the
+connection has none, or in a savepoint of the caller's transaction (so a
+refused call leaves the caller's other work standing).  Rows travel as
+JSON (to_jsonb / jsonb_populate_record, the extension's own recipe): no
+type needs registering, and the extension may live in any schema.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator, Optional, TypeVar
+
+import psycopg
+from psycopg import sql
+
+from .errors import ConcurrencyConflict, OrderNotFound, OrdersError, translate
+from .model import Address, Order, OrderLine
+from .specs import Anything, Spec
+
+T = TypeVar("T")
+
+
+def extension_schema(conn: psycopg.Connection) -> str:
+    row = conn.execute("SELECT n.nspname FROM pg_catalog.pg_extension e"
+                       " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
+                       " WHERE e.extname = 'orders'").fetchone()
+    if row is None:
+        raise OrdersError("extension \"orders\" is not installed in this database")
+    return row[0]
+
+
+class OrderRepository:
+    def __init__(self, conn: psycopg.Connection, schema: Optional[str] = None):
+        self.conn = conn
+        self.schema = schema or extension_schema(conn)
+        s = sql.Identifier(self.schema)
+        self._add = sql.SQL(
+            "SELECT pg_catalog.to_jsonb(o) FROM {s}.orders_add(%s, %s,"
+            " ARRAY(SELECT pg_catalog.jsonb_populate_record(NULL::{s}.order_line, x)"
+            "       FROM pg_catalog.jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS l(x, n) ORDER BY n),"
+            " pg_catalog.jsonb_populate_record(NULL::{s}.order_address, %s::jsonb), %s) o").format(s=s)
+        self._get = sql.SQL("SELECT pg_catalog.to_jsonb(o) FROM {s}.orders_get(%s) o").format(s=s)
+        self._save = sql.SQL("SELECT pg_catalog.to_jsonb(o) FROM {s}.orders_save("
+                             "pg_catalog.jsonb_populate_record(NULL::{s}.orders, %s::jsonb)) o").format(s=s)
+        self._remove = sql.SQL("SELECT pg_catalog.to_jsonb(o) FROM {s}.orders_remove(%s, %s) o").format(s=s)
+        self._next_id = sql.SQL("SELECT {s}.orders_next_id()").format(s=s)
+        self._find = "SELECT pg_catalog.to_jsonb(o) FROM {s}.orders o WHERE ({cond}){after} ORDER BY o.id LIMIT %s"
+
+    def _one(self, query, params) -> Optional[tuple]:
+        try:
+            with self.conn.transaction():
+                return self.conn.execute(query, params).fetchone()
+        except psycopg.Error as e:
+            raise translate(e) from e
+
+    def add(self, customer_id, currency: str, lines: Iterable[OrderLine] = (),
+            shipping_address: Optional[Address] = None, id=None) -> Order:
+        row = self._one(self._add, (
+            uuid.UUID(str(customer_id)), currency, json.dumps([l.to_json() for l in lines]),
+            None if shipping_address is None else json.dumps(shipping_address.to_json()),
+            None if id is None else uuid.UUID(str(id))))
+        return Order.from_json(row[0])
+
+    def get(self, id) -> Order:
+        row = self._one(self._get, (uuid.UUID(str(id)),))
+        if row is None:
+            raise OrderNotFound(f"order {id} does not exist", sqlstate="P0002")
+        return Order.from_json(row[0])
+
+    def save(self, order: Order) -> Order:
+        """The order as read, changed: the stored one if nothing changed,
+        else the new version.  ConcurrencyConflict if another save came
+        first."""
+        return Order.from_json(self._one(self._save, (json.dumps(order.to_json()),))[0])
+
+    def remove(self, id, expected_version: Optional[int] = None) -> Order:
+        """The order as it was; ConcurrencyConflict if expected_version is
+        given and is not the stored version."""
+        return Order.from_json(self._one(self._remove, (uuid.UUID(str(id)), expected_version))[0])
+
+    def next_id(self) -> uuid.UUID:
+        return self._one(self._next_id, ())[0]
+
+    def find(self, spec: Spec = Anything(), page_size: int = 100) -> Iterator[Order]:
+        """The orders the specification selects, by id, read a page at a
+        time (keyset: each page starts after the last id of the one before)."""
+        cond, params = spec.sql()
+        after = None
+        while True:
+            query = sql.SQL(self._find).format(
+                s=sql.Identifier(self.schema), cond=sql.SQL(cond),
+                after=sql.SQL("" if after is None else " AND o.id OPERATOR(pg_catalog.>) %s"))
+            args = params + ([] if after is None else [after]) + [page_size]
+            try:
+                with self.conn.transaction():
+                    rows = self.conn.execute(query, args).fetchall()
+            except psycopg.Error as e:
+                raise translate(e) from e
+            for (j,) in rows:
+                yield Order.from_json(j)
+            if len(rows) < page_size:
+                return
+            after = uuid.UUID(rows[-1][0]["id"])
+
+
+@contextmanager
+def unit_of_work(conn: psycopg.Connection):
+    """One transaction: committed when the block ends, rolled back when it
+    raises.  Repository calls inside it run in savepoints of it."""
+    try:
+        with conn.transaction():
+            yield conn
+    except psycopg.Error as e:
+        raise translate(e) from e
+
+
+def retry(fn: Callable[[], T], attempts: int = 10, pause: float = 0.01) -> T:
+    """Runs fn until it does not raise ConcurrencyConflict (someone saved the
+    order first), at most attempts times; fn re-reads what it changes."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except ConcurrencyConflict:
+            if attempt == attempts:
+                raise
+            time.sleep(pause * attempt * random.random())
+    raise AssertionError("unreachable")

@@ -1,0 +1,164 @@
+"""One contract, two repositories: every case runs against the extension
+(ORDERS_DSN, a throw-away cluster started by test/t/015_python_repository.pl)
+and against InMemoryOrderRepository, and must behave the same."""
+import os
+import sys
+import unittest
+import uuid
+from dataclasses import replace
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import psycopg  # noqa: E402
+
+from orders_repository import (CANCELLED, CONFIRMED, PENDING, SHIPPED, Address, ConcurrencyConflict,  # noqa: E402
+                               Customer, DuplicateOrder, HasStatus, InMemoryOrderRepository,
+                               InvariantViolation, OrderLine, OrderNotFound, OrderRepository, Status,
+                               TotalAtLeast, TotalAtMost)
+
+TEA = OrderLine(uuid.UUID("0b1e4f5a-6c7d-4e8f-9a0b-1c2d3e4f5a6b"), "Green tea", 2, 450)
+POT = OrderLine(uuid.UUID("1c2f5a6b-7d8e-4f9a-8b1c-2d3e4f5a6b7c"), "Teapot", 1, 3900)
+HOME = Address("Main St 1", "Berlin", "10115", "DE")
+
+
+class Contract:
+    """The cases; a subclass gives self.repo."""
+
+    def customer(self):
+        return uuid.uuid4()
+
+    def test_add_then_get(self):
+        c = self.customer()
+        added = self.repo.add(c, "EUR", [TEA, POT], HOME)
+        self.assertEqual((added.status, added.version, added.total), (PENDING, 1, 2 * 450 + 3900))
+        got = self.repo.get(added.id)
+        self.assertEqual(got, added)
+        self.assertEqual(got.lines, (TEA, POT))
+        self.assertEqual(got.shipping_address, HOME)
+        self.assertEqual(got.customer_id, c)
+        self.assertIsNotNone(got.created_at.tzinfo)
+
+    def test_add_with_id_and_without_address(self):
+        oid = self.repo.next_id()
+        added = self.repo.add(self.customer(), "EUR", [], None, id=oid)
+        self.assertEqual((added.id, added.lines, added.shipping_address, added.total), (oid, (), None, 0))
+
+    def test_get_unknown(self):
+        with self.assertRaises(OrderNotFound):
+            self.repo.get(uuid.uuid4())
+
+    def test_duplicate_id(self):
+        added = self.repo.add(self.customer(), "EUR", [TEA])
+        with self.assertRaises(DuplicateOrder) as e:
+            self.repo.add(self.customer(), "EUR", [TEA], id=added.id)
+        self.assertEqual(e.exception.constraint, "orders_pkey")
+
+    def test_id_not_reused_after_remove(self):
+        added = self.repo.add(self.customer(), "EUR", [TEA])
+        self.repo.remove(added.id)
+        with self.assertRaises(OrderNotFound):
+            self.repo.get(added.id)
+        with self.assertRaises(DuplicateOrder) as e:
+            self.repo.add(self.customer(), "EUR", [TEA], id=added.id)
+        self.assertEqual(e.exception.constraint, "orders_id_not_reused")
+
+    def assertViolation(self, fn, rule, field, value=None):
+        with self.assertRaises(InvariantViolation) as e:
+            fn()
+        self.assertEqual((e.exception.rule, e.exception.field), (rule, field), str(e.exception))
+        if value is not None:
+            self.assertEqual(e.exception.value, value)
+        return e.exception
+
+    def test_invariants_on_add(self):
+        c = self.customer()
+        self.assertViolation(lambda: self.repo.add(c, "eur", [TEA]), "order_currency_format", "currency", "eur")
+        self.assertViolation(lambda: self.repo.add(c, "EUR", [replace(TEA, quantity=0)]),
+                             "order_line_quantity_range", "lines[1].quantity", "0")
+        self.assertViolation(lambda: self.repo.add(c, "EUR", [TEA, OrderLine(TEA.product_id, "Again", 1, 1)]),
+                             "order_line_product_unique", "lines")
+        self.assertViolation(lambda: self.repo.add(c, "EUR", [OrderLine(uuid.uuid4(), "", 1, 1)]),
+                             "order_line_product_name", "lines[1].product_name")
+        self.assertViolation(lambda: self.repo.add(c, "EUR", [TEA], Address("Main St 1", "Berlin", "10115", "de")),
+                             "order_address_fields", "shipping_address.country", "de")
+        self.assertEqual(list(self.repo.find(Customer(c))), [], "nothing was stored")
+
+    def test_save_confirm(self):
+        order = self.repo.add(self.customer(), "EUR", [TEA], HOME)
+        saved = self.repo.save(order.with_(status=CONFIRMED))
+        self.assertEqual((saved.status, saved.version), (CONFIRMED, 2))
+        self.assertEqual(self.repo.get(order.id), saved)
+
+    def test_save_nothing_changed(self):
+        order = self.repo.add(self.customer(), "EUR", [TEA], HOME)
+        self.assertEqual(self.repo.save(order).version, 1)
+
+    def test_save_stale_version(self):
+        order = self.repo.add(self.customer(), "EUR", [TEA], HOME)
+        self.repo.save(order.with_(lines=[TEA, POT]))
+        with self.assertRaises(ConcurrencyConflict):
+            self.repo.save(order.with_(status=CONFIRMED))
+
+    def test_save_rules(self):
+        bare = self.repo.add(self.customer(), "EUR", [TEA])
+        self.assertViolation(lambda: self.repo.save(bare.with_(status=CONFIRMED)), "order_ready_to_confirm",
+                             "shipping_address")
+        order = self.repo.add(self.customer(), "EUR", [TEA], HOME)
+        self.assertViolation(lambda: self.repo.save(order.with_(status=SHIPPED)), "order_status_transition", "status")
+        self.assertViolation(lambda: self.repo.save(order.with_(currency="USD")), "order_immutable_fields", "currency")
+        confirmed = self.repo.save(order.with_(status=CONFIRMED))
+        self.assertViolation(lambda: self.repo.save(confirmed.with_(lines=[POT])),
+                             "order_frozen_after_confirm", "lines")
+        cancelled = self.repo.save(confirmed.with_(status=CANCELLED))
+        self.assertViolation(lambda: self.repo.save(cancelled.with_(status=PENDING)),
+                             "order_status_transition", "status")
+
+    def test_remove(self):
+        order = self.repo.add(self.customer(), "EUR", [TEA], HOME)
+        with self.assertRaises(ConcurrencyConflict):
+            self.repo.remove(order.id, expected_version=2)
+        confirmed = self.repo.save(order.with_(status=CONFIRMED))
+        self.assertViolation(lambda: self.repo.remove(order.id), "order_remove_in_flight", "status")
+        removed = self.repo.remove(self.repo.save(confirmed.with_(status=CANCELLED)).id)
+        self.assertEqual(removed.status, CANCELLED)
+        with self.assertRaises(OrderNotFound):
+            self.repo.remove(order.id)
+        with self.assertRaises(OrderNotFound):
+            self.repo.save(confirmed)
+
+    def test_find(self):
+        c = self.customer()
+        small = self.repo.add(c, "EUR", [TEA], HOME)                              # 900
+        big = self.repo.save(self.repo.add(c, "EUR", [POT], HOME).with_(status=CONFIRMED))   # 3900
+        other = self.repo.add(c, "EUR", [TEA, POT], HOME)                         # 4800
+        self.repo.add(self.customer(), "EUR", [POT], HOME)                        # someone else's
+        ids = lambda spec, **kw: [o.id for o in self.repo.find(spec, **kw)]
+        everything = sorted([small.id, big.id, other.id], key=lambda u: u.bytes)
+        self.assertEqual(ids(Customer(c)), everything)
+        self.assertEqual(ids(Customer(c), page_size=1), everything, "keyset pages")
+        self.assertEqual(ids(Customer(c) & Status.is_(CONFIRMED)), [big.id])
+        self.assertEqual(ids(Customer(c) & ~HasStatus(CONFIRMED) & TotalAtLeast(1000)), [other.id])
+        self.assertEqual(ids(Customer(c) & (TotalAtMost(1000) | TotalAtLeast(4000))),
+                         sorted([small.id, other.id], key=lambda u: u.bytes))
+
+
+class InMemory(Contract, unittest.TestCase):
+    def setUp(self):
+        self.repo = InMemoryOrderRepository()
+
+
+class Real(Contract, unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.conn = psycopg.connect(os.environ["ORDERS_DSN"], autocommit=True)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.conn.close()
+
+    def setUp(self):
+        self.repo = OrderRepository(self.conn)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,175 @@
+"""What only the real repository has: transactions, concurrent saves with
+retry(), the error mapping of every SQLSTATE the extension raises, and the
+consumer loop killed mid-batch."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import unittest
+import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import psycopg  # noqa: E402
+
+from orders_repository import (CONFIRMED, Address, ConcurrencyConflict, InvariantViolation,  # noqa: E402
+                               OrderLine, OrderNotFound, OrderRepository, OrdersError, PermissionDenied,
+                               ReadOnly, retry, translate, unit_of_work)
+
+DSN = os.environ.get("ORDERS_DSN", "")
+TEA = OrderLine(uuid.UUID("0b1e4f5a-6c7d-4e8f-9a0b-1c2d3e4f5a6b"), "Green tea", 2, 450)
+HOME = Address("Main St 1", "Berlin", "10115", "DE")
+CONSUMER = os.path.join(os.path.dirname(__file__), "consume_until_killed.py")
+
+
+class Transactions(unittest.TestCase):
+    def setUp(self):
+        self.conn = psycopg.connect(DSN, autocommit=True)
+        self.repo = OrderRepository(self.conn)
+
+    def tearDown(self):
+        self.conn.close()
+
+    def test_unit_of_work_rolls_back(self):
+        with self.assertRaises(RuntimeError):
+            with unit_of_work(self.conn):
+                order = self.repo.add(uuid.uuid4(), "EUR", [TEA])
+                raise RuntimeError("the domain changed its mind")
+        with self.assertRaises(OrderNotFound):
+            self.repo.get(order.id)
+
+    def test_a_refused_call_leaves_the_unit_of_work_standing(self):
+        with unit_of_work(self.conn):
+            kept = self.repo.add(uuid.uuid4(), "EUR", [TEA])
+            with self.assertRaises(InvariantViolation):
+                self.repo.add(uuid.uuid4(), "EURO", [TEA])
+            saved = self.repo.save(kept.with_(shipping_address=HOME))
+        self.assertEqual(self.repo.get(kept.id), saved)
+
+    def test_concurrent_saves_with_retry(self):
+        order = self.repo.add(uuid.uuid4(), "EUR", [TEA], HOME)
+        conflicts = []
+
+        def worker(n):
+            with psycopg.connect(DSN, autocommit=True) as conn:
+                repo = OrderRepository(conn)
+                for i in range(10):
+                    def change():
+                        try:
+                            current = repo.get(order.id)
+                            return repo.save(current.with_(shipping_address=Address(f"Street {n}-{i}", "Berlin",
+                                                                                    "10115", "DE")))
+                        except ConcurrencyConflict:
+                            conflicts.append(1)
+                            raise
+                    retry(change, attempts=100)
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(self.repo.get(order.id).version, 1 + 4 * 10, "no save lost")
+        print(f"# concurrent saves: {len(conflicts)} conflicts retried", file=sys.stderr)
+
+
+class ErrorMapping(unittest.TestCase):
+    """Each SQLSTATE the extension raises, and the exception it becomes."""
+
+    def setUp(self):
+        self.conn = psycopg.connect(DSN, autocommit=True)
+        self.repo = OrderRepository(self.conn)
+
+    def tearDown(self):
+        self.conn.close()
+
+    def raised(self, query, params=()):
+        try:
+            with self.conn.transaction():
+                self.conn.execute(query, params)
+        except psycopg.Error as e:
+            return translate(e)
+        self.fail(f"{query} did not fail")
+
+    def test_each_sqlstate(self):
+        cases = [
+            ("SELECT orders_add(NULL, 'EUR')", InvariantViolation, "23502", "not_null"),
+            ("SELECT orders_add(gen_random_uuid(), 'EUR', '[0:0]={\"(0b1e4f5a-6c7d-4e8f-9a0b-1c2d3e4f5a6b,Tea,1,1)\"}')",
+             InvariantViolation, "2202E", "array_shape"),
+            ("SELECT orders_add(gen_random_uuid(), 'EUR', ARRAY(SELECT ROW(gen_random_uuid(), 'Tea', 1000000,"
+             " 100000000000)::order_line FROM generate_series(1, 100)))",
+             InvariantViolation, "22003", "out_of_range"),
+            ("SELECT orders_remove(NULL)", InvariantViolation, "22004", "not_null"),
+            ("SELECT orders_remove(gen_random_uuid())", OrderNotFound, "P0002", None),
+            ("SET TRANSACTION READ ONLY; SELECT orders_add(gen_random_uuid(), 'EUR')", ReadOnly, "25006", None),
+        ]
+        for query, cls, sqlstate, rule in cases:
+            with self.subTest(query=query):
+                e = self.raised(query)
+                self.assertIsInstance(e, cls)
+                self.assertEqual(e.sqlstate, sqlstate)
+                if rule is not None:
+                    self.assertEqual(e.rule, rule)
+
+    def test_permission(self):
+        self.conn.execute("DROP ROLE IF EXISTS orders_py_nobody; CREATE ROLE orders_py_nobody")
+        try:
+            e = self.raised("SET LOCAL ROLE orders_py_nobody; SELECT orders_add(gen_random_uuid(), 'EUR')")
+            self.assertIsInstance(e, PermissionDenied)
+        finally:
+            self.conn.execute("DROP ROLE orders_py_nobody")
+
+    def test_not_ours(self):
+        e = self.raised("SELECT 1/0")
+        self.assertIs(type(e), OrdersError)
+        self.assertEqual(e.sqlstate, "22012")
+
+
+class Consumer(unittest.TestCase):
+    def test_killed_mid_batch_every_event_at_least_once_in_order(self):
+        name = f"py-{uuid.uuid4()}"
+        log = os.path.join(os.environ.get("TMPDIR", "/tmp"), name + ".log")
+        run = lambda *extra: subprocess.run([sys.executable, CONSUMER, DSN, name, log, *extra],
+                                            timeout=120)
+        self.assertEqual(run("--register").returncode, 0)
+        with psycopg.connect(DSN, autocommit=True) as conn:
+            repo = OrderRepository(conn)
+            orders = [repo.add(uuid.uuid4(), "EUR", [TEA], HOME) for _ in range(30)]
+            for o in orders[::2]:
+                repo.save(o.with_(status=CONFIRMED))
+            expected = {(str(o), v) for (o, v) in conn.execute(
+                "SELECT order_id, version FROM order_events WHERE order_id = ANY(%s)",
+                ([o.id for o in orders],)).fetchall()}
+        kills = 0
+        while run("--die-after", "7").returncode == 3:   # it handled 7 events and died before acknowledging
+            kills += 1
+            self.assertLess(kills, 100)
+        self.assertGreater(kills, 2)
+        runs, handled = [], set()
+        with open(log) as f:
+            for line in f:
+                if line.startswith("run"):
+                    runs.append([])
+                    continue
+                order_id, version = line.split()
+                runs[-1].append((order_id, int(version)))
+                handled.add((order_id, int(version)))
+        self.assertEqual(handled & expected, expected, "every event handled at least once")
+        for events in runs:
+            last = {}
+            for order_id, version in events:
+                self.assertGreaterEqual(version, last.get(order_id, 0), "an order's events in version order")
+                last[order_id] = version
+
+    def test_sigterm_stops_it(self):
+        name = f"py-{uuid.uuid4()}"
+        proc = subprocess.Popen([sys.executable, CONSUMER, DSN, name, os.devnull, "--forever"])
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=15), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
