@@ -1,0 +1,119 @@
+// EventConsumer: a named, gap-free reader of the outbox.  It registers its
+// name (the checkpoint is a row in the database), LISTENs for wake-ups, and
+// loops: read the next events after the checkpoint, await the handler for
+// each, acknowledge them once it resolved.  A handler that throws ends the
+// loop before the acknowledgement, so those events come again on the next
+// run: at least once, in position order (each order's events in version
+// order); make the handler idempotent ((orderId, version) identifies an
+// event).  A lost connection is opened again; SIGTERM or stop() ends the
+// loop after the batch in hand.
+import pg from 'pg';
+import { translate } from './errors.js';
+import type { Event } from './model.js';
+import { extensionSchema } from './repository.js';
+
+export interface ConsumerOptions {
+  batch?: number;
+  wakeEveryMs?: number;
+  fromStart?: boolean;
+  schema?: string;
+  /** Stop after this long with nothing to read; undefined: never. */
+  exitWhenIdleMs?: number;
+  handleSigterm?: boolean;
+}
+
+const ident = (name: string) => '"' + name.replace(/"/g, '""') + '"';
+
+export class EventConsumer {
+  private stopped = false;
+  private wake: (() => void) | null = null;
+
+  constructor(private readonly config: pg.ClientConfig | string, readonly name: string,
+              private readonly handler: (event: Event) => unknown | Promise<unknown>,
+              private readonly options: ConsumerOptions = {}) {}
+
+  stop(): void {
+    this.stopped = true;
+    this.wake?.();
+  }
+
+  private async connect(): Promise<[pg.Client, string]> {
+    const client = new pg.Client(this.config as pg.ClientConfig);
+    client.on('error', () => undefined); // a dropped connection shows in the next query
+    await client.connect();
+    try {
+      const schema = this.options.schema ?? await extensionSchema(client);
+      await client.query(`SELECT ${ident(schema)}.orders_events_register($1, $2)`,
+                         [this.name, this.options.fromStart ?? false]);
+      client.on('notification', () => this.wake?.());
+      await client.query('LISTEN orders_events'); // before the first read: no wake-up missed
+      return [client, schema];
+    } catch (e) {
+      await client.end().catch(() => undefined);
+      throw translate(e);
+    }
+  }
+
+  async run(): Promise<void> {
+    const onTerm = () => this.stop();
+    if (this.options.handleSigterm ?? true) process.once('SIGTERM', onTerm);
+    let client: pg.Client | null = null;
+    let schema = '';
+    let idleSince = Date.now();
+    let pause = 100;
+    try {
+      while (!this.stopped) {
+        try {
+          if (client === null) {
+            [client, schema] = await this.connect();
+            pause = 100;
+          }
+          if (await this.once(client, schema) > 0) {
+            idleSince = Date.now();
+            continue; // there may be more
+          }
+          if (this.options.exitWhenIdleMs !== undefined && Date.now() - idleSince > this.options.exitWhenIdleMs) break;
+          await this.sleep(this.options.wakeEveryMs ?? 5000);
+        } catch (e) {
+          if (!isConnectionError(e)) throw translate(e);
+          await client?.end().catch(() => undefined);
+          client = null;
+          await this.sleep(pause);
+          pause = Math.min(pause * 2, 5000);
+        }
+      }
+    } finally {
+      process.removeListener('SIGTERM', onTerm);
+      await client?.end().catch(() => undefined);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() { clearTimeout(timer); resolve(); }
+      this.wake = () => { this.wake = null; done(); };
+    });
+  }
+
+  private async once(client: pg.Client, schema: string): Promise<number> {
+    const s = ident(schema);
+    const { rows } = await client.query(
+      `SELECT position::text AS position, type, order_id, version, payload, occurred_at
+       FROM ${s}.orders_events_read($1, $2)`, [this.name, this.options.batch ?? 100]);
+    for (const r of rows)
+      await this.handler({ position: BigInt(r.position), type: r.type, orderId: r.order_id, version: r.version,
+                           payload: r.payload, occurredAt: r.occurred_at });
+    if (rows.length > 0)
+      await client.query(`SELECT ${s}.orders_events_ack($1, $2::bigint)`, [this.name, rows[rows.length - 1].position]);
+    return rows.length;
+  }
+}
+
+function isConnectionError(e: unknown): boolean {
+  const code = (e as { code?: string }).code;
+  return (typeof code === 'string' && (code.startsWith('08') || code === '57P01' || code === 'ECONNREFUSED' ||
+                                       code === 'ECONNRESET' || code === 'ENOENT')) ||
+         (e instanceof Error && /Connection terminated|not queryable|connection/i.test(e.message) &&
+          !(typeof code === 'string' && code.length === 5 && !code.startsWith('08')));
+}

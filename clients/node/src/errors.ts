@@ -1,0 +1,63 @@
+// Every error the extension raises, as an exception a caller can catch by
+// meaning rather than by SQLSTATE (README: "Invariants and errors").
+
+export class OrdersError extends Error {
+  constructor(message: string, readonly sqlstate?: string, readonly detail?: string,
+              readonly constraint?: string, readonly column?: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+/** No order has this id (P0002, or no row from a read). */
+export class OrderNotFound extends OrdersError {}
+/** Someone saved the order first (40001): read again, reapply, save; retry() loops. */
+export class ConcurrencyConflict extends OrdersError {}
+/** The id is taken, or was used by an order since removed (23505). */
+export class DuplicateOrder extends OrdersError {}
+/** A write on a standby or in a read-only transaction (25006). */
+export class ReadOnly extends OrdersError {}
+/** The role lacks a grant (42501). */
+export class PermissionDenied extends OrdersError {}
+/**
+ * A rule of the aggregate: rule is the extension's constraint name, or for
+ * the rules without one not_null, array_shape, out_of_range,
+ * unknown_status; field the path the message names (lines[2].quantity);
+ * value the offending value when the detail states one.
+ */
+export class InvariantViolation extends OrdersError {
+  constructor(message: string, readonly rule: string, readonly field?: string, readonly value?: string,
+              sqlstate?: string, detail?: string, constraint?: string, column?: string) {
+    super(message, sqlstate, detail, constraint, column);
+  }
+}
+
+const FIELD = /^((?:lines\[\d+\]\.|shipping_address\.)?[a-z_]+) (?:is|must|cannot|can) /;
+const VALUE = /^The (?:value|currency|country|order's status) is "?(.*?)"?(?:;|\.$)/;
+const RULE_OF_STATE: Record<string, string> = {
+  '23502': 'not_null', '22004': 'not_null', '2202E': 'array_shape', '22003': 'out_of_range',
+  '22023': 'unknown_status',
+};
+
+interface PgError { code?: string; message: string; detail?: string; constraint?: string; column?: string }
+
+/** The exception for a node-postgres error the extension raised; anything else as it was. */
+export function translate(e: unknown): unknown {
+  const err = e as PgError;
+  if (!(e instanceof Error) || typeof err.code !== 'string' || err.code.length !== 5) return e;
+  const { code, message, detail, constraint, column } = err;
+  switch (code) {
+    case 'P0002': return new OrderNotFound(message, code, detail, constraint, column);
+    case '40001': return new ConcurrencyConflict(message, code, detail, constraint, column);
+    case '23505': return new DuplicateOrder(message, code, detail, constraint, column);
+    case '25006': return new ReadOnly(message, code, detail, constraint, column);
+    case '42501': return new PermissionDenied(message, code, detail, constraint, column);
+  }
+  if (code === '23514' || code in RULE_OF_STATE) {
+    const f = FIELD.exec(message);
+    const field = f && f[1] !== 'order' ? f[1] : column;
+    const v = VALUE.exec(detail ?? '');
+    return new InvariantViolation(message, constraint ?? RULE_OF_STATE[code] ?? code, field, v ? v[1] : undefined,
+                                  code, detail, constraint, column);
+  }
+  return new OrdersError(message, code, detail, constraint, column);
+}

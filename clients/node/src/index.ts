@@ -1,0 +1,8 @@
+// The Order repository over the orders PostgreSQL extension (node-postgres),
+// and an in-memory twin with the same interface for unit tests.
+export * from './model.js';
+export * from './errors.js';
+export * from './specs.js';
+export { OrderRepository, unitOfWork, retry, extensionSchema, type Queryable } from './repository.js';
+export { InMemoryOrderRepository } from './memory.js';
+export { EventConsumer, type ConsumerOptions } from './consumer.js';

@@ -1,0 +1,75 @@
+// The aggregate as the extension stores it: money in cents as bigint (a
+// number would lose cents above 2^53), ids as strings, times as Dates.
+
+export type Status = 'pending' | 'confirmed' | 'shipped' | 'delivered' | 'cancelled';
+export const STATUSES: readonly Status[] = ['pending', 'confirmed', 'shipped', 'delivered', 'cancelled'];
+
+export interface OrderLine {
+  readonly productId: string;
+  readonly productName: string;
+  readonly quantity: number;
+  readonly unitPrice: bigint; // cents
+}
+
+export interface Address {
+  readonly street: string;
+  readonly city: string;
+  readonly postalCode: string;
+  readonly country: string;
+}
+
+export interface Order {
+  readonly id: string;
+  readonly customerId: string;
+  readonly status: Status;
+  readonly currency: string;
+  readonly lines: readonly OrderLine[];
+  readonly shippingAddress: Address | null;
+  readonly total: bigint; // cents, computed by the repository
+  readonly version: number;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+export interface Event {
+  readonly position: bigint;
+  readonly type: string;
+  readonly orderId: string;
+  readonly version: number;
+  readonly payload: unknown;
+  readonly occurredAt: Date;
+}
+
+// The JSON the repository exchanges with the server: the columns' names,
+// bigints as strings so that JSON carries them whole.
+export function lineToJson(l: OrderLine) {
+  return { product_id: l.productId, product_name: l.productName, quantity: l.quantity,
+           unit_price: l.unitPrice.toString() };
+}
+
+export function addressToJson(a: Address | null) {
+  return a === null ? null : { street: a.street, city: a.city, postal_code: a.postalCode, country: a.country };
+}
+
+export function orderToJson(o: Order) {
+  return { id: o.id, customer_id: o.customerId, status: o.status, currency: o.currency,
+           lines: o.lines.map(lineToJson), shipping_address: addressToJson(o.shippingAddress),
+           total: o.total.toString(), version: o.version,
+           created_at: o.createdAt.toISOString(), updated_at: o.updatedAt.toISOString() };
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function orderFromJson(j: any): Order {
+  return Object.freeze({
+    id: j.id, customerId: j.customer_id, status: j.status as Status, currency: j.currency,
+    lines: Object.freeze((j.lines as any[]).map((l) => Object.freeze({
+      productId: l.product_id, productName: l.product_name, quantity: l.quantity, unitPrice: BigInt(l.unit_price),
+    }))),
+    shippingAddress: j.shipping_address === null ? null : Object.freeze({
+      street: j.shipping_address.street, city: j.shipping_address.city,
+      postalCode: j.shipping_address.postal_code, country: j.shipping_address.country,
+    }),
+    total: BigInt(j.total), version: j.version,
+    createdAt: new Date(j.created_at), updatedAt: new Date(j.updated_at),
+  });
+}

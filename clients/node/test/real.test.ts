@@ -1,0 +1,149 @@
+// What only the real repository has: units of work, concurrent saves with
+// retry(), the error mapping of every SQLSTATE the extension raises, and the
+// consumer loop killed mid-batch.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { type Address, ConcurrencyConflict, InvariantViolation, type OrderLine, OrderNotFound, OrderRepository,
+         OrdersError, PermissionDenied, ReadOnly, retry, translate, unitOfWork } from '../src/index.js';
+
+const TEA: OrderLine = { productId: '0b1e4f5a-6c7d-4e8f-9a0b-1c2d3e4f5a6b', productName: 'Green tea', quantity: 2, unitPrice: 450n };
+const HOME: Address = { street: 'Main St 1', city: 'Berlin', postalCode: '10115', country: 'DE' };
+const CONSUMER = join(fileURLToPath(new URL('.', import.meta.url)), 'consume_until_killed.js');
+
+let client: pg.Client;
+let repo: OrderRepository;
+before(async () => { client = new pg.Client(); await client.connect(); repo = await OrderRepository.create(client); });
+after(() => client.end());
+
+describe('units of work', () => {
+  it('rolls back when the function throws', async () => {
+    let id = '';
+    await assert.rejects(unitOfWork(client, async () => {
+      id = (await repo.add(randomUUID(), 'EUR', [TEA])).id;
+      throw new Error('the domain changed its mind');
+    }), /changed its mind/);
+    await assert.rejects(repo.get(id), OrderNotFound);
+  });
+
+  it('outlives a refused call', async () => {
+    const saved = await unitOfWork(client, async () => {
+      const kept = await repo.add(randomUUID(), 'EUR', [TEA]);
+      await assert.rejects(repo.add(randomUUID(), 'EURO', [TEA]), InvariantViolation);
+      return repo.save({ ...kept, shippingAddress: HOME });
+    });
+    assert.deepEqual(await repo.get(saved.id), saved);
+  });
+
+  it('four clients save one order ten times each with retry: no save lost', async () => {
+    const order = await repo.add(randomUUID(), 'EUR', [TEA], HOME);
+    let conflicts = 0;
+    await Promise.all([0, 1, 2, 3].map(async (n) => {
+      const c = new pg.Client();
+      await c.connect();
+      const r = await OrderRepository.create(c);
+      try {
+        for (let i = 0; i < 10; i++)
+          await retry(async () => {
+            try {
+              const current = await r.get(order.id);
+              return await r.save({ ...current, shippingAddress: { ...HOME, street: `Street ${n}-${i}` } });
+            } catch (e) {
+              if (e instanceof ConcurrencyConflict) conflicts++;
+              throw e;
+            }
+          }, 100);
+      } finally {
+        await c.end();
+      }
+    }));
+    assert.equal((await repo.get(order.id)).version, 1 + 4 * 10);
+    console.error(`# concurrent saves: ${conflicts} conflicts retried`);
+  });
+});
+
+describe('error mapping', () => {
+  async function raised(text: string) {
+    try {
+      await client.query(text);
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      return translate(e) as OrdersError;
+    }
+    assert.fail(`${text} did not fail`);
+  }
+  const cases: [string, Function, string, string | undefined][] = [
+    ["SELECT orders_add(NULL, 'EUR')", InvariantViolation, '23502', 'not_null'],
+    ["SELECT orders_add(gen_random_uuid(), 'EUR', '[0:0]={\"(0b1e4f5a-6c7d-4e8f-9a0b-1c2d3e4f5a6b,Tea,1,1)\"}')",
+     InvariantViolation, '2202E', 'array_shape'],
+    ["SELECT orders_add(gen_random_uuid(), 'EUR', ARRAY(SELECT ROW(gen_random_uuid(), 'Tea', 1000000, 100000000000)::order_line FROM generate_series(1, 100)))",
+     InvariantViolation, '22003', 'out_of_range'],
+    ['SELECT orders_remove(NULL)', InvariantViolation, '22004', 'not_null'],
+    ['SELECT orders_remove(gen_random_uuid())', OrderNotFound, 'P0002', undefined],
+    ["BEGIN READ ONLY; SELECT orders_add(gen_random_uuid(), 'EUR')", ReadOnly, '25006', undefined],
+  ];
+  for (const [text, cls, sqlstate, rule] of cases)
+    it(`${sqlstate}: ${cls.name}`, async () => {
+      const e = await raised(text);
+      assert.ok(e instanceof cls, String(e));
+      assert.equal(e.sqlstate, sqlstate);
+      if (rule !== undefined) assert.equal((e as InvariantViolation).rule, rule);
+    });
+
+  it('42501: PermissionDenied', async () => {
+    await client.query('DROP ROLE IF EXISTS orders_node_nobody; CREATE ROLE orders_node_nobody');
+    try {
+      const e = await raised("BEGIN; SET LOCAL ROLE orders_node_nobody; SELECT orders_add(gen_random_uuid(), 'EUR')");
+      assert.ok(e instanceof PermissionDenied, String(e));
+    } finally {
+      await client.query('DROP ROLE orders_node_nobody');
+    }
+  });
+
+  it('an error not of ours: OrdersError with its SQLSTATE', async () => {
+    const e = await raised('SELECT 1/0');
+    assert.equal(e.constructor, OrdersError);
+    assert.equal(e.sqlstate, '22012');
+  });
+});
+
+describe('the consumer', () => {
+  it('killed mid-batch and restarted: every event at least once, each order\'s in version order', async () => {
+    const name = `node-${randomUUID()}`;
+    const log = join(process.env.TMPDIR ?? tmpdir(), `${name}.log`);
+    const run = (...extra: string[]) => spawnSync(process.execPath, [CONSUMER, name, log, ...extra], { stdio: 'inherit' });
+    assert.equal(run().status, 0); // registers: from now
+    const orders = [];
+    for (let i = 0; i < 30; i++) orders.push(await repo.add(randomUUID(), 'EUR', [TEA], HOME));
+    for (const o of orders.filter((_, i) => i % 2 === 0)) await repo.save({ ...o, status: 'confirmed' });
+    const expected = (await client.query('SELECT order_id, version FROM order_events WHERE order_id = ANY($1)',
+                                         [orders.map((o) => o.id)])).rows.map((r) => `${r.order_id} ${r.version}`);
+    let kills = 0;
+    while (run('--die-after', '7').status === 3) assert.ok(++kills < 100);
+    assert.ok(kills > 2, `killed ${kills} times`);
+    const handled = new Set<string>();
+    let lastInRun = new Map<string, number>();
+    for (const line of readFileSync(log, 'utf8').split('\n').filter(Boolean)) {
+      if (line === 'run') { lastInRun = new Map(); continue; }
+      const [orderId, version] = line.split(' ');
+      assert.ok(Number(version) >= (lastInRun.get(orderId) ?? 0), 'an order\'s events in version order');
+      lastInRun.set(orderId, Number(version));
+      handled.add(line);
+    }
+    for (const e of expected) assert.ok(handled.has(e), `handled ${e}`);
+  });
+
+  it('stops on SIGTERM', async () => {
+    const child = spawn(process.execPath, [CONSUMER, `node-${randomUUID()}`, '/dev/null', '--forever'], { stdio: 'inherit' });
+    await new Promise((r) => setTimeout(r, 1500));
+    child.kill('SIGTERM');
+    const code = await new Promise((r) => child.on('exit', r));
+    assert.equal(code, 0);
+  });
+});
