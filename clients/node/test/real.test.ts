@@ -96,6 +96,14 @@ describe('error mapping', () => {
       if (rule !== undefined) assert.equal((e as InvariantViolation).rule, rule);
     });
 
+  it('22023: InvariantViolation unknown_status', async () => {
+    await client.query("ALTER TYPE order_status ADD VALUE IF NOT EXISTS 'lost'");
+    const e = await raised(`SELECT orders_save(jsonb_populate_record(o, '{"status": "lost"}'))
+                            FROM orders_add(gen_random_uuid(), 'EUR') o`);
+    assert.ok(e instanceof InvariantViolation, String(e));
+    assert.deepEqual([e.sqlstate, e.rule], ['22023', 'unknown_status']);
+  });
+
   it('42501: PermissionDenied', async () => {
     await client.query('DROP ROLE IF EXISTS orders_node_nobody; CREATE ROLE orders_node_nobody');
     try {

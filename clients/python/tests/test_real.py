@@ -113,6 +113,13 @@ class ErrorMapping(unittest.TestCase):
                 if rule is not None:
                     self.assertEqual(e.rule, rule)
 
+    def test_unknown_status_label(self):
+        self.conn.execute("ALTER TYPE order_status ADD VALUE IF NOT EXISTS 'lost'")
+        e = self.raised("SELECT orders_save(jsonb_populate_record(o, '{\"status\": \"lost\"}'))"
+                        " FROM orders_add(gen_random_uuid(), 'EUR') o")
+        self.assertIsInstance(e, InvariantViolation)
+        self.assertEqual((e.sqlstate, e.rule), ("22023", "unknown_status"))
+
     def test_permission(self):
         self.conn.execute("DROP ROLE IF EXISTS orders_py_nobody; CREATE ROLE orders_py_nobody")
         try:
