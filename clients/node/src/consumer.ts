@@ -37,11 +37,12 @@ export class EventConsumer {
     this.wake?.();
   }
 
+  // Errors are left raw here: run() tells a lost connection by its code.
   private async connect(): Promise<[pg.Client, string]> {
     const client = new pg.Client(this.config as pg.ClientConfig);
     client.on('error', () => undefined); // a dropped connection shows in the next query
-    await client.connect();
     try {
+      await client.connect();
       const schema = this.options.schema ?? await extensionSchema(client);
       await client.query(`SELECT ${ident(schema)}.orders_events_register($1, $2)`,
                          [this.name, this.options.fromStart ?? false]);
@@ -50,7 +51,7 @@ export class EventConsumer {
       return [client, schema];
     } catch (e) {
       await client.end().catch(() => undefined);
-      throw translate(e);
+      throw e;
     }
   }
 
@@ -75,7 +76,7 @@ export class EventConsumer {
           if (this.options.exitWhenIdleMs !== undefined && Date.now() - idleSince > this.options.exitWhenIdleMs) break;
           await this.sleep(this.options.wakeEveryMs ?? 5000);
         } catch (e) {
-          if (!isConnectionError(e)) throw translate(e);
+          if (e instanceof HandlerFailed || !isConnectionError(e)) throw translate(e);
           await client?.end().catch(() => undefined);
           client = null;
           await this.sleep(pause);
@@ -98,22 +99,49 @@ export class EventConsumer {
 
   private async once(client: pg.Client, schema: string): Promise<number> {
     const s = ident(schema);
+    // the payload's money (total, and each line's unit_price) as strings, so
+    // that JSON carries the bigints whole
     const { rows } = await client.query(
-      `SELECT position::text AS position, type, order_id, version, payload, occurred_at
-       FROM ${s}.orders_events_read($1, $2)`, [this.name, this.options.batch ?? 100]);
-    for (const r of rows)
-      await this.handler({ position: BigInt(r.position), type: r.type, orderId: r.order_id, version: r.version,
-                           payload: r.payload, occurredAt: r.occurred_at });
+      `SELECT e.position::text AS position, e.type, e.order_id, e.version, e.occurred_at,
+              e.payload
+              OPERATOR(pg_catalog.||) CASE WHEN e.payload ? 'total'
+                   THEN pg_catalog.jsonb_build_object('total', e.payload->>'total') ELSE '{}' END
+              OPERATOR(pg_catalog.||) CASE WHEN pg_catalog.jsonb_typeof(e.payload->'lines') = 'array'
+                   THEN pg_catalog.jsonb_build_object('lines', coalesce((
+                          SELECT pg_catalog.jsonb_agg(l OPERATOR(pg_catalog.||)
+                                   pg_catalog.jsonb_build_object('unit_price', l->>'unit_price') ORDER BY n)
+                          FROM pg_catalog.jsonb_array_elements(e.payload->'lines') WITH ORDINALITY AS a(l, n)),
+                          '[]'))
+                   ELSE '{}' END AS payload
+       FROM ${s}.orders_events_read($1, $2) e`, [this.name, this.options.batch ?? 100]);
+    for (const r of rows) {
+      try {
+        await this.handler({ position: BigInt(r.position), type: r.type, orderId: r.order_id, version: r.version,
+                             payload: r.payload, occurredAt: r.occurred_at });
+      } catch (e) {
+        // the handler's own failure, whatever it is: not a lost connection to retry
+        throw new HandlerFailed(`the handler of consumer ${this.name} failed at position ${r.position}`, { cause: e });
+      }
+    }
     if (rows.length > 0)
       await client.query(`SELECT ${s}.orders_events_ack($1, $2::bigint)`, [this.name, rows[rows.length - 1].position]);
     return rows.length;
   }
 }
 
+/** The handler threw (its error is the cause): the loop ended, and the events from this one on come again. */
+export class HandlerFailed extends Error {}
+
+// Worth a new connection: the server went away, is starting or stopping,
+// or has no connection slot free; or the socket failed.
+const RETRY_STATES = new Set(['57P01', '57P02', '57P03', '53300']);
+const SOCKET_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOENT', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH',
+                               'EAI_AGAIN', 'ENETUNREACH']);
+
 function isConnectionError(e: unknown): boolean {
-  const code = (e as { code?: string }).code;
-  return (typeof code === 'string' && (code.startsWith('08') || code === '57P01' || code === 'ECONNREFUSED' ||
-                                       code === 'ECONNRESET' || code === 'ENOENT')) ||
-         (e instanceof Error && /Connection terminated|not queryable|connection/i.test(e.message) &&
-          !(typeof code === 'string' && code.length === 5 && !code.startsWith('08')));
+  const code = (e as { code?: unknown }).code;
+  if (e instanceof pg.DatabaseError) return typeof code === 'string' && (code.startsWith('08') || RETRY_STATES.has(code));
+  if (typeof code === 'string') return SOCKET_ERRORS.has(code);
+  // node-postgres' own errors for a connection that ended
+  return e instanceof Error && /^(Connection terminated|Client has encountered a connection error|Client was closed)/.test(e.message);
 }

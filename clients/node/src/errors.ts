@@ -1,3 +1,5 @@
+import pg from 'pg';
+
 // Every error the extension raises, as an exception a caller can catch by
 // meaning rather than by SQLSTATE (README: "Invariants and errors").
 
@@ -35,16 +37,14 @@ const FIELD = /^((?:lines\[\d+\]\.|shipping_address\.)?[a-z_]+) (?:is|must|canno
 const VALUE = /^The (?:value|currency|country|order's status) is "?(.*?)"?(?:;|\.$)/;
 const RULE_OF_STATE: Record<string, string> = {
   '23502': 'not_null', '22004': 'not_null', '2202E': 'array_shape', '22003': 'out_of_range',
-  '22023': 'unknown_status',
 };
 
-interface PgError { code?: string; message: string; detail?: string; constraint?: string; column?: string }
-
-/** The exception for a node-postgres error the extension raised; anything else as it was. */
+/** The exception for an error the server sent; anything else (a socket's, say) as it was. */
 export function translate(e: unknown): unknown {
-  const err = e as PgError;
-  if (!(e instanceof Error) || typeof err.code !== 'string' || err.code.length !== 5) return e;
-  const { code, message, detail, constraint, column } = err;
+  if (!(e instanceof pg.DatabaseError) || typeof e.code !== 'string') return e;
+  const { code, message, detail, constraint, column } = e;
+  if (code === '22023' && message.includes('status'))
+    return new InvariantViolation(message, 'unknown_status', 'status', undefined, code, detail, constraint, column);
   switch (code) {
     case 'P0002': return new OrderNotFound(message, code, detail, constraint, column);
     case '40001': return new ConcurrencyConflict(message, code, detail, constraint, column);

@@ -5,4 +5,4 @@ export * from './errors.js';
 export * from './specs.js';
 export { OrderRepository, unitOfWork, retry, extensionSchema, type Queryable } from './repository.js';
 export { InMemoryOrderRepository } from './memory.js';
-export { EventConsumer, type ConsumerOptions } from './consumer.js';
+export { EventConsumer, HandlerFailed, type ConsumerOptions } from './consumer.js';

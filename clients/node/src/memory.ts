@@ -19,10 +19,10 @@ const violation = (message: string, rule: string, field?: string, value?: string
 
 function checkText(value: string, field: string, rule: string, limit: number) {
   if ([...value].length < 1 || [...value].length > limit || CONTROL.test(value))
-    throw violation(`${field} must be 1 to ${limit} characters without control characters`, rule, field, value);
+    throw violation(`${field} must be 1 to ${limit} characters without control characters`, rule, field);
 }
 
-function check(lines: readonly OrderLine[], currency: string, address: Address | null, status: Status): bigint {
+function check(lines: readonly OrderLine[], currency: string, address: Address | null): bigint {
   if (!/^[A-Z]{3}$/.test(currency))
     throw violation('currency must be three upper-case ASCII letters', 'order_currency_format', 'currency', currency);
   if (lines.length > 1000) throw violation('too many lines', 'order_lines_max', 'lines');
@@ -36,9 +36,9 @@ function check(lines: readonly OrderLine[], currency: string, address: Address |
     if (l.unitPrice < 0n || l.unitPrice > 100_000_000_000n)
       throw violation(`${at}.unit_price is out of range`, 'order_line_unit_price_range', `${at}.unit_price`,
                       String(l.unitPrice));
-    if (seen.has(l.productId))
+    if (seen.has(l.productId.toLowerCase()))
       throw violation(`product ${l.productId} appears in more than one line`, 'order_line_product_unique', 'lines');
-    seen.add(l.productId);
+    seen.add(l.productId.toLowerCase());
     total += BigInt(l.quantity) * l.unitPrice;
   });
   if (total > MAX_TOTAL)
@@ -51,14 +51,18 @@ function check(lines: readonly OrderLine[], currency: string, address: Address |
       throw violation('shipping_address.country must be two upper-case ASCII letters', 'order_address_fields',
                       'shipping_address.country', address.country);
   }
-  if (status !== 'pending' && status !== 'cancelled' && (lines.length === 0 || address === null))
-    throw violation(`an order with status "${status}" needs lines and a shipping address`, 'order_ready_to_confirm',
-                    lines.length === 0 ? 'lines' : 'shipping_address');
   return total;
 }
 
+function checkReady(lines: readonly OrderLine[], address: Address | null, status: Status) {
+  if (status !== 'pending' && status !== 'cancelled' && (lines.length === 0 || address === null))
+    throw violation(`an order with status "${status}" needs lines and a shipping address`, 'order_ready_to_confirm',
+                    lines.length === 0 ? 'lines' : 'shipping_address');
+}
+
 const sameLines = (a: readonly OrderLine[], b: readonly OrderLine[]) =>
-  a.length === b.length && a.every((l, i) => l.productId === b[i].productId && l.productName === b[i].productName &&
+  a.length === b.length && a.every((l, i) => l.productId.toLowerCase() === b[i].productId.toLowerCase() &&
+                                             l.productName === b[i].productName &&
                                              l.quantity === b[i].quantity && l.unitPrice === b[i].unitPrice);
 const sameAddress = (a: Address | null, b: Address | null) =>
   a === b || (a !== null && b !== null && a.street === b.street && a.city === b.city &&
@@ -73,7 +77,7 @@ export class InMemoryOrderRepository {
 
   async add(customerId: string, currency: string, lines: readonly OrderLine[] = [],
             shippingAddress: Address | null = null, id?: string): Promise<Order> {
-    const total = check(lines, currency, shippingAddress, 'pending');
+    const total = check(lines, currency, shippingAddress);
     const oid = (id ?? await this.nextId()).toLowerCase();
     if (this.orders.has(oid)) throw new DuplicateOrder(`order ${oid} already exists`, '23505', undefined, 'orders_pkey');
     if (this.used.has(oid))
@@ -81,7 +85,7 @@ export class InMemoryOrderRepository {
     const now = new Date();
     const order: Order = Object.freeze({
       id: oid, customerId: customerId.toLowerCase(), status: 'pending', currency,
-      lines: Object.freeze(lines.map((l) => Object.freeze({ ...l }))),
+      lines: Object.freeze(lines.map((l) => Object.freeze({ ...l, productId: l.productId.toLowerCase() }))),
       shippingAddress: shippingAddress === null ? null : Object.freeze({ ...shippingAddress }),
       total, version: 1, createdAt: now, updatedAt: now,
     });
@@ -99,7 +103,10 @@ export class InMemoryOrderRepository {
   async get(id: string): Promise<Order> { return this.stored(id); }
 
   async save(order: Order): Promise<Order> {
-    const total = check(order.lines, order.currency, order.shippingAddress, order.status);
+    // in the extension's order: the new state's fields, then against the
+    // stored order: version, immutable fields, the status step, readiness,
+    // what is frozen
+    const total = check(order.lines, order.currency, order.shippingAddress);
     const stored = this.stored(order.id);
     if (order.version !== stored.version) throw new ConcurrencyConflict('order was changed by someone else', '40001');
     for (const [name, a, b] of [['customer_id', order.customerId.toLowerCase(), stored.customerId],
@@ -107,16 +114,19 @@ export class InMemoryOrderRepository {
       if (a !== b) throw violation(`${name} cannot change`, 'order_immutable_fields', name);
     if (order.status !== stored.status && !NEXT[stored.status].includes(order.status))
       throw violation(`status cannot move from "${stored.status}" to "${order.status}"`, 'order_status_transition', 'status');
+    checkReady(order.lines, order.shippingAddress, order.status);
     const linesChanged = !sameLines(order.lines, stored.lines);
     const addressChanged = !sameAddress(order.shippingAddress, stored.shippingAddress);
     if (linesChanged && stored.status !== 'pending')
-      throw violation('lines can change only while the order is pending', 'order_frozen_after_confirm', 'lines');
+      throw violation('lines can change only while the order is pending', 'order_frozen_after_confirm', 'lines',
+                      stored.status);
     if (addressChanged && stored.status !== 'pending' && stored.status !== 'confirmed')
       throw violation('shipping_address can change only while the order is pending or confirmed',
-                      'order_frozen_after_confirm', 'shipping_address');
+                      'order_frozen_after_confirm', 'shipping_address', stored.status);
     if (!linesChanged && !addressChanged && order.status === stored.status) return stored;
     const saved: Order = Object.freeze({
-      ...stored, status: order.status, lines: Object.freeze(order.lines.map((l) => Object.freeze({ ...l }))),
+      ...stored, status: order.status,
+      lines: Object.freeze(order.lines.map((l) => Object.freeze({ ...l, productId: l.productId.toLowerCase() }))),
       shippingAddress: order.shippingAddress === null ? null : Object.freeze({ ...order.shippingAddress }),
       total, version: stored.version + 1, updatedAt: new Date(),
     });
@@ -129,7 +139,8 @@ export class InMemoryOrderRepository {
     if (expectedVersion !== undefined && expectedVersion !== stored.version)
       throw new ConcurrencyConflict('order was changed by someone else', '40001');
     if (stored.status === 'confirmed' || stored.status === 'shipped')
-      throw violation('order cannot be removed while it is in flight', 'order_remove_in_flight', 'status');
+      throw violation('order cannot be removed while it is in flight', 'order_remove_in_flight', 'status',
+                      stored.status);
     this.orders.delete(stored.id);
     return stored;
   }

@@ -58,18 +58,22 @@ export function orderToJson(o: Order) {
            created_at: o.createdAt.toISOString(), updated_at: o.updatedAt.toISOString() };
 }
 
+// A role that may write orders but not read them gets back only what the
+// extension may show it (README: Privileges): the rest is null, never a
+// made-up value.
+const maybe = <T>(v: unknown, f: (v: any) => T): T => (v === null || v === undefined ? null : f(v)) as T;
+
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function orderFromJson(j: any): Order {
   return Object.freeze({
-    id: j.id, customerId: j.customer_id, status: j.status as Status, currency: j.currency,
-    lines: Object.freeze((j.lines as any[]).map((l) => Object.freeze({
+    id: j.id, customerId: j.customer_id ?? null, status: (j.status ?? null) as Status, currency: j.currency ?? null,
+    lines: Object.freeze(((j.lines ?? []) as any[]).map((l) => Object.freeze({
       productId: l.product_id, productName: l.product_name, quantity: l.quantity, unitPrice: BigInt(l.unit_price),
     }))),
-    shippingAddress: j.shipping_address === null ? null : Object.freeze({
-      street: j.shipping_address.street, city: j.shipping_address.city,
-      postalCode: j.shipping_address.postal_code, country: j.shipping_address.country,
-    }),
-    total: BigInt(j.total), version: j.version,
-    createdAt: new Date(j.created_at), updatedAt: new Date(j.updated_at),
+    shippingAddress: maybe(j.shipping_address, (a) => Object.freeze({
+      street: a.street, city: a.city, postalCode: a.postal_code, country: a.country,
+    })),
+    total: maybe(j.total, BigInt), version: j.version ?? null,
+    createdAt: maybe(j.created_at, (t) => new Date(t)), updatedAt: maybe(j.updated_at, (t) => new Date(t)),
   });
 }

@@ -28,7 +28,25 @@ const ROW_JSON = `pg_catalog.to_jsonb(o) OPERATOR(pg_catalog.||) pg_catalog.json
                      FROM pg_catalog.unnest(o.lines) WITH ORDINALITY
                           AS u(product_id, product_name, quantity, unit_price, n)), '[]'))`;
 
-const inTransaction = new WeakMap<object, number>();
+// How deep in unitOfWork each client is, and a counter for savepoint names.
+const units = new WeakMap<object, number>();
+let savepoints = 0;
+
+// Runs fn in a savepoint when the client is inside unitOfWork (so that a
+// refused call leaves the unit's other work standing), as it is otherwise:
+// one statement is atomic on its own.
+async function guarded<T>(client: Queryable, fn: () => Promise<T>): Promise<T> {
+  const name = (units.get(client) ?? 0) > 0 ? `orders_call_${++savepoints}` : null;
+  if (name !== null) await client.query(`SAVEPOINT ${name}`);
+  try {
+    const result = await fn();
+    if (name !== null) await client.query(`RELEASE SAVEPOINT ${name}`);
+    return result;
+  } catch (e) {
+    if (name !== null) await client.query(`ROLLBACK TO SAVEPOINT ${name}`).catch(() => undefined);
+    throw translate(e);
+  }
+}
 
 export class OrderRepository {
   private constructor(readonly client: Queryable, readonly schema: string) {}
@@ -39,19 +57,8 @@ export class OrderRepository {
 
   private get s() { return ident(this.schema); }
 
-  // Inside unitOfWork a call runs in a savepoint, so that a refused call
-  // leaves the unit's other work standing; outside, a statement is atomic.
   private async one(text: string, values: unknown[]): Promise<any | undefined> {
-    const nested = (inTransaction.get(this.client) ?? 0) > 0;
-    if (nested) await this.client.query('SAVEPOINT orders_call');
-    try {
-      const r = await this.client.query(text, values);
-      if (nested) await this.client.query('RELEASE SAVEPOINT orders_call');
-      return r.rows[0];
-    } catch (e) {
-      if (nested) await this.client.query('ROLLBACK TO SAVEPOINT orders_call').catch(() => undefined);
-      throw translate(e);
-    }
+    return guarded(this.client, async () => (await this.client.query(text, values)).rows[0]);
   }
 
   async add(customerId: string, currency: string, lines: readonly OrderLine[] = [],
@@ -101,12 +108,7 @@ export class OrderRepository {
       if (after !== null) { params.push(after); text += ` AND o.id OPERATOR(pg_catalog.>) $${params.length}`; }
       params.push(pageSize);
       text += ` ORDER BY o.id LIMIT $${params.length}`;
-      let rows: any[];
-      try {
-        rows = (await this.client.query(text, params)).rows;
-      } catch (e) {
-        throw translate(e);
-      }
+      const rows: any[] = await guarded(this.client, async () => (await this.client.query(text, params)).rows);
       for (const r of rows) yield orderFromJson(r.j);
       if (rows.length < pageSize) return;
       after = rows[rows.length - 1].j.id;
@@ -114,19 +116,35 @@ export class OrderRepository {
   }
 }
 
-/** One transaction: committed when fn resolves, rolled back when it throws. */
+/**
+ * One transaction: committed when fn resolves, rolled back when it throws.
+ * Inside another unit of the same client it is a savepoint of that one.
+ * It must own the transaction: do not call it after a BEGIN of your own.
+ */
 export async function unitOfWork<T>(client: Queryable, fn: () => Promise<T>): Promise<T> {
-  await client.query('BEGIN');
-  inTransaction.set(client, (inTransaction.get(client) ?? 0) + 1);
+  const depth = units.get(client) ?? 0;
+  const name = depth > 0 ? `orders_unit_${++savepoints}` : null;
+  await client.query(name === null ? 'BEGIN' : `SAVEPOINT ${name}`);
+  units.set(client, depth + 1);
   try {
-    const result = await fn();
-    await client.query('COMMIT');
+    let result: T;
+    try {
+      result = await fn();
+    } finally {
+      units.set(client, depth);
+    }
+    if (name !== null) {
+      await client.query(`RELEASE SAVEPOINT ${name}`);
+    } else {
+      // the server answers COMMIT with ROLLBACK when the transaction had failed
+      const end = await client.query('COMMIT');
+      if (end.command === 'ROLLBACK')
+        throw new OrdersError('the unit of work was rolled back: a statement in it failed', '25P02');
+    }
     return result;
   } catch (e) {
-    await client.query('ROLLBACK').catch(() => undefined);
+    await client.query(name === null ? 'ROLLBACK' : `ROLLBACK TO SAVEPOINT ${name}`).catch(() => undefined);
     throw translate(e);
-  } finally {
-    inTransaction.set(client, (inTransaction.get(client) ?? 1) - 1);
   }
 }
 

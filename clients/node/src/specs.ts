@@ -22,7 +22,8 @@ class Compare extends Spec {
   isSatisfiedBy(o: Order) { return this.test(o); }
 }
 
-export const customer = (id: string) => new Compare('customer_id', '=', id, (o) => o.customerId === id);
+export const customer = (id: string) =>
+  new Compare('customer_id', '=', id, (o) => o.customerId === id.toLowerCase());
 // compared as text: no need to know the enum type's schema
 export const hasStatus = (s: Status) => new Compare('status::text', '=', s, (o) => o.status === s);
 export const totalAtLeast = (cents: bigint) =>

@@ -82,9 +82,19 @@ export function contract(name: string, makeRepo: () => Promise<Repo>) {
       assert.deepEqual(await ids(repo.find(customer(c))), []);
     });
 
+    it('checks a save in the extension\'s order', async () => {
+      const order = await repo.add(randomUUID(), 'EUR', [TEA]);
+      await repo.save({ ...order, lines: [TEA, POT] });
+      await assert.rejects(repo.save({ ...order, status: 'confirmed' }), ConcurrencyConflict); // version before readiness
+      await violation(async () => repo.save({ ...await repo.get(order.id), status: 'shipped' }),
+                      'order_status_transition', 'status');
+      await assert.rejects(repo.save({ ...order, id: randomUUID(), status: 'confirmed' }), OrderNotFound);
+    });
+
     it('saves: confirm, nothing changed, a stale version', async () => {
       const order = await repo.add(randomUUID(), 'EUR', [TEA], HOME);
-      assert.equal((await repo.save(order)).version, 1);
+      assert.deepEqual(await repo.save(order), order);
+      assert.equal((await repo.get(order.id)).version, 1);
       const confirmed = await repo.save({ ...order, status: 'confirmed' });
       assert.deepEqual([confirmed.status, confirmed.version], ['confirmed', 2]);
       assert.deepEqual(await repo.get(order.id), confirmed);
@@ -107,7 +117,7 @@ export function contract(name: string, makeRepo: () => Promise<Repo>) {
       const order = await repo.add(randomUUID(), 'EUR', [TEA], HOME);
       await assert.rejects(repo.remove(order.id, 2), ConcurrencyConflict);
       const confirmed = await repo.save({ ...order, status: 'confirmed' });
-      await violation(() => repo.remove(order.id), 'order_remove_in_flight', 'status');
+      await violation(() => repo.remove(order.id), 'order_remove_in_flight', 'status', 'confirmed');
       const cancelled = await repo.save({ ...confirmed, status: 'cancelled' });
       assert.equal((await repo.remove(cancelled.id)).status, 'cancelled');
       await assert.rejects(repo.remove(order.id), OrderNotFound);

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { type Address, ConcurrencyConflict, InvariantViolation, type OrderLine, OrderNotFound, OrderRepository,
+import { type Address, ConcurrencyConflict, customer, EventConsumer, HandlerFailed, InvariantViolation, type OrderLine, OrderNotFound, OrderRepository,
          OrdersError, PermissionDenied, ReadOnly, retry, translate, unitOfWork } from '../src/index.js';
 
 const TEA: OrderLine = { productId: '0b1e4f5a-6c7d-4e8f-9a0b-1c2d3e4f5a6b', productName: 'Green tea', quantity: 2, unitPrice: 450n };
@@ -39,6 +39,32 @@ describe('units of work', () => {
       return repo.save({ ...kept, shippingAddress: HOME });
     });
     assert.deepEqual(await repo.get(saved.id), saved);
+  });
+
+  it('nests: an inner unit is a savepoint of the outer one', async () => {
+    let inner = '';
+    let outer = '';
+    await assert.rejects(unitOfWork(client, async () => {
+      outer = (await repo.add(randomUUID(), 'EUR', [TEA])).id;
+      await assert.rejects(unitOfWork(client, async () => {
+        inner = (await repo.add(randomUUID(), 'EUR', [TEA])).id;
+        throw new Error('inner');
+      }), /inner/);
+      await assert.rejects(repo.get(inner), OrderNotFound);        // the inner unit undone
+      await repo.get(outer);                                       // the outer one's work standing
+      await unitOfWork(client, async () => repo.add(randomUUID(), 'EUR', [TEA]));
+      throw new Error('outer');
+    }), /outer/);
+    await assert.rejects(repo.get(outer), OrderNotFound);          // all of it rolled back
+  });
+
+  it('a failed find inside a unit leaves the unit standing', async () => {
+    const kept = await unitOfWork(client, async () => {
+      const o = await repo.add(randomUUID(), 'EUR', [TEA]);
+      await assert.rejects(async () => { for await (const _ of repo.find(customer('not a uuid'))) { /* none */ } });
+      return o;
+    });
+    assert.deepEqual(await repo.get(kept.id), kept);
   });
 
   it('four clients save one order ten times each with retry: no save lost', async () => {
@@ -148,10 +174,42 @@ describe('the consumer', () => {
   });
 
   it('stops on SIGTERM', async () => {
-    const child = spawn(process.execPath, [CONSUMER, `node-${randomUUID()}`, '/dev/null', '--forever'], { stdio: 'inherit' });
-    await new Promise((r) => setTimeout(r, 1500));
-    child.kill('SIGTERM');
-    const code = await new Promise((r) => child.on('exit', r));
-    assert.equal(code, 0);
+    const name = `node-${randomUUID()}`;
+    const child = spawn(process.execPath, [CONSUMER, name, '/dev/null', '--forever'], { stdio: 'inherit' });
+    const exited = new Promise((r) => child.on('exit', r));
+    try {
+      for (let waited = 0; ; waited += 100) {
+        const r = await client.query('SELECT count(*)::int AS n FROM order_event_consumers WHERE name = $1', [name]);
+        if (r.rows[0].n > 0) break;
+        assert.ok(child.exitCode === null && waited < 30000, 'the consumer runs and registers');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('a failing handler ends the loop, and its event comes again', async () => {
+    const name = `node-${randomUUID()}`;
+    await new EventConsumer({}, name, () => undefined, { exitWhenIdleMs: 0, handleSigterm: false }).run();
+    await repo.add(randomUUID(), 'EUR', [TEA]);
+    await assert.rejects(new EventConsumer({}, name, () => { throw Object.assign(new Error('ECONNRESET of its own'), { code: 'ECONNRESET' }); },
+                                           { exitWhenIdleMs: 5000, handleSigterm: false }).run(), HandlerFailed);
+    const seen: unknown[] = [];
+    await new EventConsumer({}, name, (e) => { seen.push(e); }, { exitWhenIdleMs: 200, handleSigterm: false }).run();
+    assert.equal(seen.length, 1);
+  });
+
+  it('carries the payload\'s money whole', async () => {
+    const name = `node-${randomUUID()}`;
+    await new EventConsumer({}, name, () => undefined, { exitWhenIdleMs: 0, handleSigterm: false }).run();
+    const big: OrderLine = { ...TEA, quantity: 1_000_000, unitPrice: 99_999_999_999n };
+    await repo.add(randomUUID(), 'EUR', [big]);
+    const payloads: any[] = [];
+    await new EventConsumer({}, name, (e) => { payloads.push(e.payload); }, { exitWhenIdleMs: 200, handleSigterm: false }).run();
+    assert.equal(BigInt(payloads[0].total), 99_999_999_999_000_000n);
+    assert.equal(BigInt(payloads[0].lines[0].unit_price), 99_999_999_999n);
   });
 });

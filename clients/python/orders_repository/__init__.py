@@ -1,6 +1,6 @@
 """The Order repository over the orders PostgreSQL extension (psycopg 3),
 and an in-memory twin with the same interface for unit tests."""
-from .consumer import EventConsumer
+from .consumer import EventConsumer, HandlerFailed
 from .errors import (ConcurrencyConflict, DuplicateOrder, InvariantViolation, OrderNotFound,
                      OrdersError, PermissionDenied, ReadOnly, translate)
 from .memory import InMemoryOrderRepository

@@ -11,7 +11,7 @@ again; SIGTERM (or stop()) ends the loop after the batch in hand.
 """
 from __future__ import annotations
 
-import select
+import selectors
 import signal
 import threading
 import time
@@ -24,6 +24,11 @@ from psycopg import sql
 from .errors import translate
 from .model import Event
 from .repository import extension_schema
+
+
+class HandlerFailed(Exception):
+    """The handler raised (its exception is the cause): the loop ended, and
+    the events from this one on come again at the next run."""
 
 
 class EventConsumer:
@@ -39,46 +44,60 @@ class EventConsumer:
 
     def _connect(self) -> psycopg.Connection:
         conn = psycopg.connect(self.dsn, autocommit=True)
-        self.schema = self.schema or extension_schema(conn)
-        s = sql.Identifier(self.schema)
         try:
-            conn.execute(sql.SQL("SELECT {s}.orders_events_register(%s, %s)").format(s=s),
-                         (self.name, self.from_start))
-        except psycopg.Error as e:
-            raise translate(e) from e
-        conn.execute("LISTEN orders_events")  # before the first read: no wake-up missed
-        return conn
+            self.schema = self.schema or extension_schema(conn)
+            s = sql.Identifier(self.schema)
+            try:
+                conn.execute(sql.SQL("SELECT {s}.orders_events_register(%s, %s)").format(s=s),
+                             (self.name, self.from_start))
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as e:
+                raise translate(e) from e
+            conn.execute("LISTEN orders_events")  # before the first read: no wake-up missed
+            return conn
+        except BaseException:
+            conn.close()
+            raise
 
     def run(self, exit_when_idle: Optional[float] = None, handle_sigterm: bool = True) -> None:
         """Consumes until stop(), SIGTERM, or exit_when_idle seconds with
-        nothing to read."""
+        nothing to read.  An exception of the handler ends it, unacknowledged."""
+        previous = None
         if handle_sigterm and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, lambda *_: self.stop())
+            previous = signal.signal(signal.SIGTERM, lambda *_: self.stop())
         conn = None
         idle_since = time.monotonic()
         pause = 0.1
-        while not self._stop.is_set():
-            try:
-                if conn is None or conn.closed:
-                    conn = self._connect()
-                    pause = 0.1
-                if self._once(conn):
-                    idle_since = time.monotonic()
-                    continue  # there may be more
-                if exit_when_idle is not None and time.monotonic() - idle_since > exit_when_idle:
-                    break
-                readable, _, _ = select.select([conn.fileno()], [], [], self.wake_every)
-                if readable:
-                    conn.execute("SELECT 1")  # takes in the wake-ups: the outbox is the truth
-            except psycopg.OperationalError:
-                # the server went away: open a new connection, after a pause
-                if conn is not None:
-                    conn.close()
-                conn = None
-                self._stop.wait(pause)
-                pause = min(pause * 2, 5.0)
-        if conn is not None:
-            conn.close()
+        try:
+            while not self._stop.is_set():
+                try:
+                    if conn is None or conn.closed:
+                        conn = self._connect()
+                    if self._once(conn):
+                        idle_since = time.monotonic()
+                        pause = 0.1
+                        continue  # there may be more
+                    if exit_when_idle is not None and time.monotonic() - idle_since > exit_when_idle:
+                        break
+                    with selectors.DefaultSelector() as sel:
+                        sel.register(conn.fileno(), selectors.EVENT_READ)
+                        woken = sel.select(self.wake_every)
+                    if woken:
+                        conn.execute("SELECT 1")  # takes in the wake-ups: the outbox is the truth
+                except psycopg.OperationalError:
+                    # the server went away: open a new connection, after a pause
+                    # that grows while it stays away
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                    self._stop.wait(pause)
+                    pause = min(pause * 2, 5.0)
+        finally:
+            if conn is not None:
+                conn.close()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     def _once(self, conn: psycopg.Connection) -> int:
         s = sql.Identifier(self.schema)
@@ -91,7 +110,12 @@ class EventConsumer:
         except psycopg.Error as e:
             raise translate(e) from e
         for position, type_, order_id, version, payload, occurred_at in rows:
-            self.handler(Event(position, type_, uuid.UUID(str(order_id)), version, payload, occurred_at))
+            try:
+                self.handler(Event(position, type_, uuid.UUID(str(order_id)), version, payload, occurred_at))
+            except Exception as e:
+                # the handler's own failure, whatever it is (a database error
+                # of its own included): not a lost connection to retry
+                raise HandlerFailed(f"the handler of consumer {self.name!r} failed at position {position}") from e
         if rows:
             try:
                 conn.execute(sql.SQL("SELECT {s}.orders_events_ack(%s, %s)").format(s=s),

@@ -38,7 +38,7 @@ class InvariantViolation(OrdersError, ValueError):
     """A rule of the aggregate: rule is the extension's constraint name
     (order_status_transition, order_line_quantity_range ...), or for the
     rules without one: not_null, array_shape, out_of_range,
-    unknown_status; field the path the message names (lines[2].quantity);
+    unknown_status (a status label the extension does not know); field the path the message names (lines[2].quantity);
     value the offending value, when the detail states one."""
 
     def __init__(self, message, rule, field=None, value=None, **kw):
@@ -59,7 +59,7 @@ class PermissionDenied(OrdersError):
 _FIELD = re.compile(r"^((?:lines\[\d+\]\.|shipping_address\.)?[a-z_]+) (?:is|must|cannot|can) ")
 _VALUE = re.compile(r"^The (?:value|currency|country|order's status) is (?:\"?)(.*?)(?:\"?)(?:;|\.$)")
 _RULE_OF_STATE = {"23502": "not_null", "22004": "not_null", "2202E": "array_shape",
-                  "22003": "out_of_range", "22023": "unknown_status"}
+                  "22003": "out_of_range"}
 
 
 def translate(exc: Exception) -> Exception:
@@ -82,6 +82,8 @@ def translate(exc: Exception) -> Exception:
         return ReadOnly(message, **kw)
     if sqlstate == "42501":
         return PermissionDenied(message, **kw)
+    if sqlstate == "22023" and "status" in message:
+        return InvariantViolation(message, "unknown_status", field="status", **kw)
     if sqlstate == "23514" or sqlstate in _RULE_OF_STATE:
         rule = diag.constraint_name or _RULE_OF_STATE.get(sqlstate, sqlstate)
         m = _FIELD.match(message)

@@ -31,10 +31,10 @@ def _check_text(value, field, rule, limit):
         raise InvariantViolation(f"{field} must not be null", "not_null", field=field, sqlstate="23502")
     if not 1 <= len(value) <= limit or _CONTROL.search(value):
         raise _violation(f"{field} must be 1 to {limit} characters without control characters", rule,
-                         field, value)
+                         field)
 
 
-def _check(order_lines, currency, address, status):
+def _check(order_lines, currency, address):
     if currency is None:
         raise InvariantViolation("currency must not be null", "not_null", field="currency", sqlstate="23502")
     if not re.fullmatch(r"[A-Z]{3}", currency):
@@ -66,10 +66,13 @@ def _check(order_lines, currency, address, status):
         if not re.fullmatch(r"[A-Z]{2}", address.country or ""):
             raise _violation("shipping_address.country must be two upper-case ASCII letters",
                              "order_address_fields", "shipping_address.country", address.country)
+    return total
+
+
+def _check_ready(order_lines, address, status):
     if status not in (Status.PENDING, Status.CANCELLED) and (not order_lines or address is None):
         raise _violation(f'an order with status "{status.value}" needs lines and a shipping address',
                          "order_ready_to_confirm", "lines" if not order_lines else "shipping_address")
-    return total
 
 
 class InMemoryOrderRepository:
@@ -84,7 +87,7 @@ class InMemoryOrderRepository:
     def add(self, customer_id, currency: str, lines: Iterable[OrderLine] = (),
             shipping_address: Optional[Address] = None, id=None) -> Order:
         lines = tuple(lines)
-        total = _check(lines, currency, shipping_address, Status.PENDING)
+        total = _check(lines, currency, shipping_address)
         oid = self.next_id() if id is None else uuid.UUID(str(id))
         if oid in self._orders:
             raise DuplicateOrder(f"order {oid} already exists", sqlstate="23505", constraint="orders_pkey")
@@ -111,8 +114,11 @@ class InMemoryOrderRepository:
             raise OrderNotFound(f"order {id} does not exist", sqlstate="P0002") from None
 
     def save(self, order: Order) -> Order:
+        # in the extension's order: the new state's fields, then against the
+        # stored order: version, immutable fields, the status step, readiness,
+        # what is frozen
         lines = tuple(order.lines)
-        total = _check(lines, order.currency, order.shipping_address, Status(order.status))
+        total = _check(lines, order.currency, order.shipping_address)
         stored = self._stored(order.id)
         if order.version != stored.version:
             raise ConcurrencyConflict("order was changed by someone else", sqlstate="40001")
@@ -123,13 +129,14 @@ class InMemoryOrderRepository:
         if status != stored.status and status not in _NEXT[stored.status]:
             raise _violation(f'status cannot move from "{stored.status.value}" to "{status.value}"',
                              "order_status_transition", "status")
+        _check_ready(lines, order.shipping_address, status)
         if lines != stored.lines and stored.status != Status.PENDING:
             raise _violation("lines can change only while the order is pending",
-                             "order_frozen_after_confirm", "lines")
+                             "order_frozen_after_confirm", "lines", stored.status.value)
         if order.shipping_address != stored.shipping_address and \
                 stored.status not in (Status.PENDING, Status.CONFIRMED):
             raise _violation("shipping_address can change only while the order is pending or confirmed",
-                             "order_frozen_after_confirm", "shipping_address")
+                             "order_frozen_after_confirm", "shipping_address", stored.status.value)
         if lines == stored.lines and order.shipping_address == stored.shipping_address \
                 and status == stored.status:
             return stored
@@ -144,7 +151,7 @@ class InMemoryOrderRepository:
             raise ConcurrencyConflict("order was changed by someone else", sqlstate="40001")
         if stored.status in (Status.CONFIRMED, Status.SHIPPED):
             raise _violation("order cannot be removed while it is in flight", "order_remove_in_flight",
-                             "status")
+                             "status", stored.status.value)
         del self._orders[stored.id]
         return stored
 

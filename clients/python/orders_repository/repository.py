@@ -27,9 +27,13 @@ T = TypeVar("T")
 
 
 def extension_schema(conn: psycopg.Connection) -> str:
-    row = conn.execute("SELECT n.nspname FROM pg_catalog.pg_extension e"
-                       " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
-                       " WHERE e.extname = 'orders'").fetchone()
+    # in a transaction block of its own: on a connection that is not in
+    # autocommit, an implicit transaction left open would turn every later
+    # call into a savepoint of it, never committed
+    with conn.transaction():
+        row = conn.execute("SELECT n.nspname FROM pg_catalog.pg_extension e"
+                           " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
+                           " WHERE e.extname = 'orders'").fetchone()
     if row is None:
         raise OrdersError("extension \"orders\" is not installed in this database")
     return row[0]

@@ -91,7 +91,18 @@ class Contract:
 
     def test_save_nothing_changed(self):
         order = self.repo.add(self.customer(), "EUR", [TEA], HOME)
-        self.assertEqual(self.repo.save(order).version, 1)
+        self.assertEqual(self.repo.save(order), order)
+        self.assertEqual(self.repo.get(order.id).version, 1)
+
+    def test_save_checks_in_the_extensions_order(self):
+        order = self.repo.add(self.customer(), "EUR", [TEA])
+        self.repo.save(order.with_(lines=[TEA, POT]))
+        with self.assertRaises(ConcurrencyConflict):     # the version first, readiness after
+            self.repo.save(order.with_(status=CONFIRMED))
+        self.assertViolation(lambda: self.repo.save(self.repo.get(order.id).with_(status=SHIPPED)),
+                             "order_status_transition", "status")
+        with self.assertRaises(OrderNotFound):
+            self.repo.save(order.with_(id=uuid.uuid4(), status=CONFIRMED))
 
     def test_save_stale_version(self):
         order = self.repo.add(self.customer(), "EUR", [TEA], HOME)
@@ -118,7 +129,7 @@ class Contract:
         with self.assertRaises(ConcurrencyConflict):
             self.repo.remove(order.id, expected_version=2)
         confirmed = self.repo.save(order.with_(status=CONFIRMED))
-        self.assertViolation(lambda: self.repo.remove(order.id), "order_remove_in_flight", "status")
+        self.assertViolation(lambda: self.repo.remove(order.id), "order_remove_in_flight", "status", "confirmed")
         removed = self.repo.remove(self.repo.save(confirmed.with_(status=CANCELLED)).id)
         self.assertEqual(removed.status, CANCELLED)
         with self.assertRaises(OrderNotFound):

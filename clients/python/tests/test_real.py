@@ -48,6 +48,11 @@ class Transactions(unittest.TestCase):
             saved = self.repo.save(kept.with_(shipping_address=HOME))
         self.assertEqual(self.repo.get(kept.id), saved)
 
+    def test_a_connection_not_in_autocommit_commits_each_call(self):
+        with psycopg.connect(DSN) as conn:          # autocommit off, psycopg's default
+            added = OrderRepository(conn).add(uuid.uuid4(), "EUR", [TEA])
+            self.assertEqual(self.repo.get(added.id), added, "seen by another connection: committed")
+
     def test_concurrent_saves_with_retry(self):
         order = self.repo.add(uuid.uuid4(), "EUR", [TEA], HOME)
         conflicts = []
@@ -173,9 +178,33 @@ class Consumer(unittest.TestCase):
     def test_sigterm_stops_it(self):
         name = f"py-{uuid.uuid4()}"
         proc = subprocess.Popen([sys.executable, CONSUMER, DSN, name, os.devnull, "--forever"])
-        time.sleep(1.5)
-        proc.send_signal(signal.SIGTERM)
-        self.assertEqual(proc.wait(timeout=15), 0)
+        try:
+            with psycopg.connect(DSN, autocommit=True) as conn:
+                deadline = time.monotonic() + 30
+                while not conn.execute("SELECT count(*) FROM order_event_consumers WHERE name = %s",
+                                       (name,)).fetchone()[0]:
+                    self.assertIsNone(proc.poll(), "the consumer is running")
+                    self.assertLess(time.monotonic(), deadline, "the consumer registered")
+                    time.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=15), 0)
+        finally:
+            proc.kill()
+
+    def test_a_failing_handler_ends_the_loop_unacknowledged(self):
+        from orders_repository import EventConsumer, HandlerFailed
+        name = f"py-{uuid.uuid4()}"
+        EventConsumer(DSN, name, lambda e: None).run(exit_when_idle=0)
+        with psycopg.connect(DSN, autocommit=True) as conn:
+            OrderRepository(conn).add(uuid.uuid4(), "EUR", [TEA])
+
+        def fail(event):
+            raise psycopg.OperationalError("the handler's own database is down")
+        with self.assertRaises(HandlerFailed):
+            EventConsumer(DSN, name, fail).run(exit_when_idle=5)
+        seen = []
+        EventConsumer(DSN, name, seen.append).run(exit_when_idle=0.2)
+        self.assertEqual(len(seen), 1, "the event comes again")
 
 
 if __name__ == "__main__":
