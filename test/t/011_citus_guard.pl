@@ -24,13 +24,6 @@ is($workers[0]->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHER
 	'the extension is on the workers too');
 
 # psql that shows the SQLSTATE of an error
-sub try_sql
-{
-	my ($node, $sql) = @_;
-	my ($rc, $out, $err) = $node->psql('postgres', $sql, extra_params => [ '-v', 'VERBOSITY=verbose' ]);
-	return $err;
-}
-
 # The outbox must go where the orders go: orders distributed alone is
 # refused, not half-routed.  (A distributed table's unique keys must hold
 # its distribution column: order_events' key becomes (order_id, position),
@@ -39,7 +32,7 @@ $coordinator->safe_psql('postgres', q{
 	ALTER TABLE order_events DROP CONSTRAINT order_events_pkey,
 	    ADD PRIMARY KEY (order_id, position);
 	SELECT create_distributed_table('orders', 'id');});
-like(try_sql($coordinator, q{SELECT orders_add('c0000000-0000-4000-8000-000000000001', 'EUR',
+like(CitusCluster::try_sql($coordinator, q{SELECT orders_add('c0000000-0000-4000-8000-000000000001', 'EUR',
 	                    id => 'a0000000-0000-4000-8000-000000000001')}),
 	qr/0A000: extension "orders" cannot use tables "orders" and "order_events" unless Citus distributes both, colocated/,
 	'orders distributed without order_events is refused');
@@ -98,7 +91,7 @@ for my $call (
 	qq{SELECT * FROM orders_get((SELECT '$ids[0]'::uuid))},
 	qq{SELECT * FROM orders_remove((SELECT '$ids[0]'::uuid))})
 {
-	like(try_sql($coordinator, $call), qr/0A000: order is held on another node of the Citus cluster/,
+	like(CitusCluster::try_sql($coordinator, $call), qr/0A000: order is held on another node of the Citus cluster/,
 		'a call on a node without its shard is refused: ' . (split /\(/, $call)[0]);
 }
 is($coordinator->safe_psql('postgres', 'SELECT count(*) FROM orders'), '7',
@@ -117,7 +110,7 @@ my ($other) = grep { $_->port != $holder_port } @workers;
 my $save = qq{SELECT version FROM orders_save(jsonb_populate_record(
 	(SELECT o FROM orders_get('$ids[0]') o), '{"status": "cancelled"}'))};
 is($holder->safe_psql('postgres', $save), '2', 'orders_save on the worker that holds the order');
-like(try_sql($other, $save), qr/0A000: order is held on another node of the Citus cluster/,
+like(CitusCluster::try_sql($other, $save), qr/0A000: order is held on another node of the Citus cluster/,
 	'and refused on the worker that does not');
 
 # The lock a call takes is the one Citus's shard move takes exclusively:
@@ -129,7 +122,7 @@ my $mover = IPC::Run::start(
 $holder->poll_query_until('postgres',
 	q{SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 8 AND granted})
   or die 'the move\'s lock was not taken';
-like(try_sql($holder, qq{SET lock_timeout = '500ms'; SELECT * FROM orders_get('$ids[0]')}),
+like(CitusCluster::try_sql($holder, qq{SET lock_timeout = '500ms'; SELECT * FROM orders_get('$ids[0]')}),
 	qr/55P03: canceling statement due to lock timeout/,
 	'a call waits for a shard move of its order');
 $mover->finish;

@@ -20,12 +20,6 @@ my ($coordinator, @workers) = CitusCluster::start(workers => 2,
 	conf => "shared_preload_libraries = 'citus,orders'\n");
 my @nodes = ($coordinator, @workers);
 
-sub try_sql
-{
-	my ($node, $sql) = @_;
-	my ($rc, $out, $err) = $node->psql('postgres', $sql, extra_params => [ '-v', 'VERBOSITY=verbose' ]);
-	return $err;
-}
 sub q1 { return $coordinator->safe_psql('postgres', $_[0]); }
 
 my $line = q{ARRAY[ROW('0b1e4f5a-6c7d-4e8f-9a0b-1c2d3e4f5a6b', 'Green tea', 2, 450)::order_line]};
@@ -39,7 +33,7 @@ q1(qq{CREATE EXTENSION orders;
 my $before = q1('SELECT string_agg(position::text, \',\' ORDER BY position) FROM order_events');
 
 q1('SELECT orders_distribute(shard_count => 4)');
-like(try_sql($coordinator, 'SELECT orders_distribute()'),
+like(CitusCluster::try_sql($coordinator, 'SELECT orders_distribute()'),
 	qr/55000: tables "orders" and "order_events" are distributed already/,
 	'a second orders_distribute() is refused');
 is(q1('SELECT string_agg(position::text, \',\' ORDER BY position) FROM order_events'),
@@ -71,10 +65,10 @@ is(q1(qq{SELECT version || ' ' || status FROM orders_save(jsonb_populate_record(
 	(SELECT o FROM orders_get('$ids[0]') o), '{"status": "confirmed"}'))}),
 	'2 confirmed', 'orders_save through the coordinator');
 is(q1(qq{SELECT id FROM orders_remove('$ids[1]', 1)}), $ids[1], 'orders_remove through the coordinator');
-like(try_sql($coordinator, qq{SELECT orders_remove('$ids[0]')}),
+like(CitusCluster::try_sql($coordinator, qq{SELECT orders_remove('$ids[0]')}),
 	qr/23514: order cannot be removed while it is in flight.*CONTEXT:.*order $ids[0]/s,
 	'an invariant the worker checks: its SQLSTATE and message reach the caller');
-like(try_sql($coordinator, qq{SELECT orders_save(jsonb_populate_record(
+like(CitusCluster::try_sql($coordinator, qq{SELECT orders_save(jsonb_populate_record(
 	(SELECT o FROM orders_get('$ids[2]') o), '{"version": 7}'))}),
 	qr/40001/, 'a stale version: 40001 from the worker');
 is(q1(q{SELECT count(*) FROM orders_find(customer_id => 'c0000000-0000-4000-8000-000000000001')}),
@@ -105,10 +99,10 @@ for my $call (
 	q{SELECT * FROM (SELECT * FROM orders_get_at(NULL)) s},
 	q{WITH c AS (SELECT orders_remove_at(NULL, NULL, 'on')) SELECT * FROM c})
 {
-	like(try_sql($coordinator, $call), qr/22004: order id must not be null/, "refused: $call");
+	like(CitusCluster::try_sql($coordinator, $call), qr/22004: order id must not be null/, "refused: $call");
 }
 is(q1('SELECT count(*) FROM orders_get(NULL)'), '0', 'orders_get(NULL): no row, as on one node');
-like(try_sql($coordinator, 'SELECT orders_remove(NULL)'), qr/22004/, 'orders_remove(NULL): 22004');
+like(CitusCluster::try_sql($coordinator, 'SELECT orders_remove(NULL)'), qr/22004/, 'orders_remove(NULL): 22004');
 
 ($on_w0) = grep { $port_of{$_} == $workers[0]->port } @ids[7 .. 11];
 ($on_w1) = grep { $port_of{$_} == $workers[1]->port } @ids[7 .. 11];
@@ -126,7 +120,7 @@ is(q1(q{SELECT count(*) FROM orders WHERE customer_id = 'c0000000-0000-4000-8000
 
 # NOTIFY cannot be prepared: with orders.notify = on the commit fails,
 # saying what to do, and nothing stays.
-like(try_sql($coordinator, "$both COMMIT;"),
+like(CitusCluster::try_sql($coordinator, "$both COMMIT;"),
 	qr/cannot prepare a transaction that wrote orders with orders.notify = on/,
 	'two workers with orders.notify = on: the commit says why it cannot be prepared');
 is(q1(q{SELECT count(*) FROM orders WHERE customer_id = 'c0000000-0000-4000-8000-000000000003'}), '0',
@@ -166,7 +160,7 @@ my $slow = IPC::Run::start(
 $coordinator->poll_query_until('postgres',
 	q{SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE 'BEGIN; SELECT version%' AND wait_event = 'PgSleep'})
   or die 'the first save did not start';
-like(try_sql($coordinator, $save), qr/40001/, 'a concurrent save of the same version: 40001');
+like(CitusCluster::try_sql($coordinator, $save), qr/40001/, 'a concurrent save of the same version: 40001');
 $slow->finish;
 is(q1(qq{SELECT version || ' ' || status FROM orders_get('$ids[3]')}), '2 confirmed',
 	'the first save stands');

@@ -19,12 +19,6 @@ my ($coordinator, @workers) = CitusCluster::start(workers => 2,
 	conf => "shared_preload_libraries = 'citus,orders'\n");
 my @nodes = ($coordinator, @workers);
 
-sub try_sql
-{
-	my ($node, $sql) = @_;
-	my ($rc, $out, $err) = $node->psql('postgres', $sql, extra_params => [ '-v', 'VERBOSITY=verbose' ]);
-	return $err;
-}
 sub q1 { return $coordinator->safe_psql('postgres', $_[0]); }
 sub as_app { return $coordinator->safe_psql('postgres', $_[0], extra_params => [ '-U', 'app' ]); }
 
@@ -201,12 +195,12 @@ is(q1(qq{SELECT count(*) FROM order_events WHERE order_id = '$on_w1[2]'}), '1', 
 is(read_all('app', 'app'), 1, 'which is read next');
 
 # Refused, saying why.
-like(try_sql($coordinator, q{SET ROLE app; SELECT * FROM orders_events_cluster_cut((SELECT c FROM order_event_consumers c WHERE name = 'app'))}),
+like(CitusCluster::try_sql($coordinator, q{SET ROLE app; SELECT * FROM orders_events_cluster_cut((SELECT c FROM order_event_consumers c WHERE name = 'app'))}),
 	qr/42501/, 'cutting directly: not granted');
-like(try_sql($workers[0], q{SELECT orders_events_register('w')}),
+like(CitusCluster::try_sql($workers[0], q{SELECT orders_events_register('w')}),
 	qr/0A000: orders_events_register\(\) runs on the coordinator of a Citus cluster/,
 	'on a worker: refused');
-like(try_sql($coordinator, q{BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT * FROM orders_events_read('all'); COMMIT}),
+like(CitusCluster::try_sql($coordinator, q{BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT * FROM orders_events_read('all'); COMMIT}),
 	qr/0A000: orders_events_consumer\(\) needs isolation level READ COMMITTED/,
 	'in REPEATABLE READ: refused');
 

@@ -10,4 +10,13 @@ from .repository import OrderRepository, retry, unit_of_work
 from .specs import (Anything, CreatedBefore, CreatedFrom, Customer, HasStatus, Spec, TotalAtLeast,
                     TotalAtMost)
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "EventConsumer", "HandlerFailed",
+    "ConcurrencyConflict", "DuplicateOrder", "InvariantViolation", "OrderNotFound", "OrdersError",
+    "PermissionDenied", "ReadOnly", "translate",
+    "InMemoryOrderRepository",
+    "CANCELLED", "CONFIRMED", "DELIVERED", "PENDING", "SHIPPED", "Address", "Event", "Order", "OrderLine",
+    "Status",
+    "OrderRepository", "retry", "unit_of_work",
+    "Anything", "CreatedBefore", "CreatedFrom", "Customer", "HasStatus", "Spec", "TotalAtLeast", "TotalAtMost",
+]

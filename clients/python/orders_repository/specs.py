@@ -5,7 +5,6 @@ and also answers is_satisfied_by(order) for the in-memory repository."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any, List, Tuple
 
 from .model import Order, Status

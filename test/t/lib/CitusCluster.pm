@@ -143,6 +143,15 @@ sub stop
 
 # crashes(NODES): the lines of the nodes' logs that show a failed assertion
 # or a process that a signal terminated.
+# try_sql(NODE, SQL): the error output of SQL run on NODE's postgres
+# database (verbose: with the SQLSTATE), empty when it succeeded.
+sub try_sql
+{
+	my ($node, $sql) = @_;
+	my ($rc, $out, $err) = $node->psql('postgres', $sql, extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+	return $err;
+}
+
 # shells_hold_nothing(@nodes): on every node, the tables under the orders
 # extension's names are empty files: nothing was ever written into a
 # shell, whose rows Citus would never read.
