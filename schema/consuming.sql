@@ -15,16 +15,20 @@
 -- the batch's own top position.  A read of max_events costs about
 -- max_events index entries, however far behind the consumer is.  With
 -- relay_only, just the events whose NOTIFY the relay worker sends
--- (relay.sql).
+-- (relay.sql); with types, just the events of those types (the others are
+-- passed over in the same index scans, and so acknowledged with the ones
+-- after them).
 CREATE FUNCTION @extschema@.orders_events_batch(
-    c @extschema@.order_event_consumers, max_events integer, relay_only boolean DEFAULT false)
+    c @extschema@.order_event_consumers, max_events integer, relay_only boolean DEFAULT false,
+    types text[] DEFAULT NULL)
 RETURNS SETOF @extschema@.order_events
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 SET jit = off                           -- a few index probes: never worth compiling
 AS $$
 DECLARE
-    relay_filter text := CASE WHEN relay_only THEN ' AND e.relay' ELSE '' END;
+    relay_filter text := CASE WHEN relay_only THEN ' AND e.relay' ELSE '' END
+        || CASE WHEN types IS NOT NULL THEN format(' AND e.type = ANY (%L::text[])', types) ELSE '' END;
     b @extschema@.order_event_cut;
     a @extschema@.order_event_cut;
     parts text[] := '{}';
@@ -110,7 +114,12 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION @extschema@.orders_events_read(consumer text, max_events integer DEFAULT 100)
+-- The body of both orders_events_read: anyone may call it, as it does
+-- nothing its helpers do not check themselves.  types: only events of these
+-- types; the others are skipped, and count as acknowledged once an event
+-- after them is, or the batch ends.
+CREATE FUNCTION @extschema@.orders_events_next(
+    consumer text, max_events integer, types text[])
 RETURNS SETOF @extschema@.order_events
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -118,16 +127,32 @@ AS $$
 DECLARE
     c @extschema@.order_event_consumers;
     n bigint;
+    unknown text;
 BEGIN
     IF max_events IS NULL OR max_events < 1 THEN
         RAISE EXCEPTION 'max_events must be at least 1' USING ERRCODE = '22023';
+    END IF;
+    -- a misspelt type would skip, and so acknowledge, every event
+    IF types IS NOT NULL THEN
+        IF cardinality(types) = 0 OR array_position(types, NULL) IS NOT NULL THEN
+            RAISE EXCEPTION 'types must list at least one event type, and no null'
+                USING ERRCODE = '22023',
+                      HINT = 'Pass NULL to read events of every type.';
+        END IF;
+        SELECT t INTO unknown FROM unnest(types) t
+        WHERE t <> ALL (@extschema@.orders_event_types()) LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'unknown event type "%"', unknown
+                USING ERRCODE = '22023',
+                      HINT = 'The event types are: ' || array_to_string(@extschema@.orders_event_types(), ', ') || '.';
+        END IF;
     END IF;
     c := @extschema@.orders_events_consumer(consumer);
 
     IF c.batch_snapshot IS NOT NULL THEN
         -- what is left of the batch in progress: events not acknowledged
         -- before a crash come again
-        RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events);
+        RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events, false, types);
         GET DIAGNOSTICS n = ROW_COUNT;
         IF n > 0 THEN
             RETURN;
@@ -140,12 +165,34 @@ BEGIN
     -- taken once the consumer is ours, so that a reader that waited for
     -- another never opens a batch older than the checkpoint that one left
     c := @extschema@.orders_events_open_batch(consumer);
-    RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events);
+    RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events, false, types);
 END
+$$;
+
+-- Two functions, not one with a new argument: a grant of the first, made
+-- before types came (1.8), stays as it was.
+CREATE FUNCTION @extschema@.orders_events_read(consumer text, max_events integer DEFAULT 100)
+RETURNS SETOF @extschema@.order_events
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM @extschema@.orders_events_next(consumer, max_events, NULL)
 $$;
 
 COMMENT ON FUNCTION @extschema@.orders_events_read(text, integer) IS
     'The consumer''s next events in position order, from its checkpoint; unacknowledged ones again';
+
+CREATE FUNCTION @extschema@.orders_events_read(
+    consumer text, types text[], max_events integer DEFAULT 100)
+RETURNS SETOF @extschema@.order_events
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM @extschema@.orders_events_next(consumer, max_events, types)
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_events_read(text, text[], integer) IS
+    'As orders_events_read(consumer, max_events), with only events of types; the others skipped count as acknowledged';
 
 CREATE FUNCTION @extschema@.orders_events_ack(consumer text, last_position bigint)
 RETURNS void

@@ -6,8 +6,8 @@
 -- commit (consuming.sql), and the relay worker sends the NOTIFY of those a
 -- writer left to it (relay.sql).  As with orders, only the extension's
 -- functions write the table, through the heap, and the C code reads its
--- columns by number (src/orders.h: Anum_order_events_*): relay is last, as
--- in a database updated from a version without it.
+-- columns by number (src/orders.h: Anum_order_events_*): relay and the
+-- envelope come last, as in a database updated from a version without them.
 
 -- A position is taken when the event is written, and becomes visible when
 -- its transaction commits: positions order the events, but commit in
@@ -23,6 +23,13 @@ CREATE TABLE @extschema@.order_events (
     payload     jsonb       NOT NULL,
     occurred_at timestamptz NOT NULL,
     relay       boolean     NOT NULL DEFAULT false,   -- NOTIFY sent by the relay worker
+    -- the envelope, from 1.8: the columns Debezium's outbox event router
+    -- reads by default (id, aggregatetype, type, payload; its key is
+    -- order_id), the payload's shape version, and the writer's metadata
+    id             uuid,                             -- NULL for events written before 1.8
+    aggregatetype  text     NOT NULL DEFAULT 'order',
+    schema_version smallint NOT NULL DEFAULT 1,
+    metadata       jsonb,                            -- orders.event_metadata; NULL: none
     CONSTRAINT order_events_pkey PRIMARY KEY (position)
 );
 
@@ -33,6 +40,12 @@ COMMENT ON TABLE @extschema@.order_events IS
     'Outbox of order domain events; written only by the orders_* functions';
 COMMENT ON COLUMN @extschema@.order_events.relay IS
     'true: the relay worker sends this event''s NOTIFY (orders.notify = relay)';
+COMMENT ON COLUMN @extschema@.order_events.id IS
+    'The event''s own id, a time-ordered UUID; NULL for events written before 1.8';
+COMMENT ON COLUMN @extschema@.order_events.schema_version IS
+    'The version of the payload''s shape for this event type';
+COMMENT ON COLUMN @extschema@.order_events.metadata IS
+    'The writer''s orders.event_metadata (correlation, causation, actor, trace context); NULL: none';
 
 -- One order's events, by version: how orders_add knows an id was used
 -- before (an id is never reused: an order's versions only go up).
@@ -47,6 +60,15 @@ CREATE INDEX order_events_xid_idx ON @extschema@.order_events (xid, position);
 -- The relay worker reads only relay events, in position order: the rest of
 -- the outbox's traffic costs it nothing.
 CREATE INDEX order_events_relay_idx ON @extschema@.order_events (position) WHERE relay;
+
+-- The values of order_events.type, from the C code that writes them.
+CREATE FUNCTION @extschema@.orders_event_types()
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'orders_event_types'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.orders_event_types() IS
+    'Every event type the extension writes';
 
 -- pg_dump keeps member tables' definitions only; these keep the events and
 -- the next position too.

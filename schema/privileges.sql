@@ -30,11 +30,12 @@ REVOKE ALL ON FUNCTION
     @extschema@.orders_events_register(text, boolean),
     @extschema@.orders_events_unregister(text),
     @extschema@.orders_events_read(text, integer),
+    @extschema@.orders_events_read(text, text[], integer),
     @extschema@.orders_events_ack(text, bigint),
     @extschema@.orders_events_consumers(),
     @extschema@.orders_events_purge(interval),
     @extschema@.orders_events_relay_batch(integer),
-    @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean),
+    @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean, text[]),
     @extschema@.orders_events_consumer(text),
     @extschema@.orders_events_open_batch(text),
     @extschema@.orders_events_advance(text, bigint, boolean)
@@ -42,7 +43,8 @@ FROM PUBLIC;
 -- But the helpers those call check the caller's privileges themselves (and
 -- orders_events_batch reads as its caller), so anyone may call them.
 GRANT EXECUTE ON FUNCTION
-    @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean),
+    @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean, text[]),
+    @extschema@.orders_events_next(text, integer, text[]),
     @extschema@.orders_events_consumer(text),
     @extschema@.orders_events_open_batch(text),
     @extschema@.orders_events_advance(text, bigint, boolean)

@@ -103,3 +103,41 @@ $$;
 
 COMMENT ON FUNCTION @extschema@.orders_total(uuid, @extschema@.order_status, bigint, bigint, timestamptz, timestamptz) IS
     'Per currency: how many orders match every filter given, and the sum of their totals';
+
+-- One order's history: its events after after_version, in version order,
+-- through the outbox's (order_id, version) index; on a cluster, from the
+-- order's node alone.  Events carry whole orders, so this needs what
+-- reading the order needs (SELECT on orders, with no row-level security
+-- applying) and SELECT on order_events, whose own policies apply.  Events
+-- purged by orders_events_purge are gone from it.
+CREATE FUNCTION @extschema@.orders_events_of(order_id uuid, after_version integer DEFAULT 0)
+RETURNS SETOF @extschema@.order_events
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF order_id IS NULL THEN
+        RAISE EXCEPTION 'order id must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF after_version IS NULL THEN
+        RAISE EXCEPTION 'after_version must not be null' USING ERRCODE = '22004',
+              HINT = 'Pass 0 for the whole history.';
+    END IF;
+    IF NOT has_table_privilege('@extschema@.orders', 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for table orders' USING ERRCODE = '42501';
+    END IF;
+    IF row_security_active('@extschema@.orders') THEN
+        RAISE EXCEPTION 'extension "orders" does not apply row-level security'
+            USING ERRCODE = '0A000',
+                  DETAIL = 'Row-level security is enabled on table "@extschema@.orders".',
+                  HINT = 'Read the table with SELECT, which applies its policies.';
+    END IF;
+    RETURN QUERY
+    SELECT e.* FROM @extschema@.order_events e
+    WHERE e.order_id = $1 AND e.version > $2
+    ORDER BY e.version;
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_events_of(uuid, integer) IS
+    'One order''s events after after_version, in version order; needs SELECT on orders and order_events';

@@ -59,8 +59,24 @@ SELECT id FROM orders_add('c0000000-0000-0000-0000-000000000001', 'EUR',
     ARRAY[ROW('00000000-0000-0000-0000-000000000001', 'Tea', 2, 350)::order_line],
     ROW('Main St 1', 'Berlin', '10115', 'DE')::order_address,
     'a0000000-0000-0000-0000-000000000001');
+
+-- At 1.7, the library serves the outbox without its envelope, and refuses
+-- metadata it has no column for, storing nothing.
+ALTER EXTENSION orders UPDATE TO '1.7';
+BEGIN;
+SET LOCAL orders.event_metadata = '{"correlation_id": "c-1"}';
+SELECT orders_add('c0000000-0000-0000-0000-000000000001', 'EUR', id => 'a0000000-0000-0000-0000-000000000002');
+ROLLBACK;
+-- a grant on orders_events_read outlives the update that adds its sibling
+CREATE ROLE regress_upgrade_reader;
+GRANT EXECUTE ON FUNCTION orders_events_read(text, integer) TO regress_upgrade_reader;
+
 ALTER EXTENSION orders UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'orders';
+SELECT has_function_privilege('regress_upgrade_reader', 'orders_events_read(text, integer)', 'EXECUTE')
+    AS grant_kept;
+REVOKE EXECUTE ON FUNCTION orders_events_read(text, integer) FROM regress_upgrade_reader;
+DROP ROLE regress_upgrade_reader;
 
 -- the data is there, and the new version works on it
 SELECT id, status, version, total FROM orders_get('a0000000-0000-0000-0000-000000000001');
@@ -68,6 +84,9 @@ SELECT id, status, version FROM orders_save(jsonb_populate_record(
     (SELECT o FROM orders_get('a0000000-0000-0000-0000-000000000001') o), '{"status": "confirmed"}'));
 SELECT id FROM orders_find(customer_id => 'c0000000-0000-0000-0000-000000000001');
 SELECT type, version FROM order_events ORDER BY position;
+-- events from before the update have no id; new ones have their envelope
+SELECT type, id IS NOT NULL AS has_id, aggregatetype, schema_version, metadata
+FROM order_events ORDER BY position;
 
 CREATE TEMP TABLE updated AS SELECT * FROM pg_temp.extension_state() s;
 DROP EXTENSION orders;

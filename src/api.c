@@ -146,7 +146,7 @@ route_call(FunctionCallInfo fcinfo, const OrdersCatalog *cat, const char *routed
 	if (write)
 	{
 		types[n] = TEXTOID;
-		values[n] = CStringGetTextDatum(routing_notify_name());
+		values[n] = CStringGetTextDatum(routing_settings());
 		nulls[n++] = false;
 	}
 	result = routing_send(cat, routed_name, n, types, values, nulls, found);

@@ -222,7 +222,8 @@ static const ColumnSpec orders_columns[Natts_orders] = {
 static const ColumnSpec events_columns[Natts_order_events] = {
 	{"position", INT8OID}, {"xid", XID8OID}, {"order_id", UUIDOID}, {"type", TEXTOID},
 	{"version", INT4OID}, {"payload", JSONBOID}, {"occurred_at", TIMESTAMPTZOID},
-	{"relay", BOOLOID},
+	{"relay", BOOLOID}, {"id", UUIDOID}, {"aggregatetype", TEXTOID},
+	{"schema_version", INT2OID}, {"metadata", JSONBOID},
 };
 static const ColumnSpec consumers_columns[Natts_consumers] = {
 	{"name", TEXTOID}, {"acked_snapshot", PG_SNAPSHOTOID}, {"batch_snapshot", PG_SNAPSHOTOID},
@@ -457,6 +458,7 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 	int32		orders_colocation = 0;
 	int32		events_colocation = 0;
 	int32		consumers_colocation;
+	int			events_natts;
 	int			i;
 
 	c->namespace_id = nsp;
@@ -490,13 +492,17 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 
 	/*
 	 * order_events: the outbox; its relay column came with 1.3, its index by
-	 * order with 1.4.  A library newer than the installed scripts serves the
-	 * older layouts until ALTER EXTENSION orders UPDATE.
+	 * order with 1.4, its envelope (id, aggregatetype, schema_version,
+	 * metadata) with 1.8.  A library newer than the installed scripts serves
+	 * the older layouts until ALTER EXTENSION orders UPDATE.
 	 */
 	rel = table_open(c->relids[TABLE_EVENTS], AccessShareLock);
-	c->events_have_relay = RelationGetDescr(rel)->natts >= Anum_order_events_relay;
+	events_natts = RelationGetDescr(rel)->natts;
+	c->events_have_relay = events_natts >= Anum_order_events_relay;
+	c->events_have_envelope = events_natts >= Anum_order_events_metadata;
 	check_heap_table(rel, "order_events", events_columns,
-					 c->events_have_relay ? Natts_order_events : Natts_order_events - 1,
+					 c->events_have_envelope ? Natts_order_events :
+					 c->events_have_relay ? Anum_order_events_relay : Anum_order_events_relay - 1,
 					 c, TABLE_EVENTS);
 	c->events_order_index = find_events_order_index(rel);
 	c->distributed[TABLE_EVENTS] = citus_distributed(c->relids[TABLE_EVENTS], "order_events",

@@ -28,6 +28,8 @@
 
 #include "orders.h"
 
+PG_FUNCTION_INFO_V1(orders_event_types);
+
 static const char *const event_type_names[EVENT_TYPE_COUNT] = {
 	"order_added",
 	"order_lines_changed",
@@ -38,6 +40,18 @@ static const char *const event_type_names[EVENT_TYPE_COUNT] = {
 	"order_cancelled",
 	"order_removed",
 };
+
+/* orders_event_types() RETURNS text[]: every event type, in this order */
+Datum
+orders_event_types(PG_FUNCTION_ARGS)
+{
+	Datum		names[EVENT_TYPE_COUNT];
+	int			i;
+
+	for (i = 0; i < EVENT_TYPE_COUNT; i++)
+		names[i] = CStringGetTextDatum(event_type_names[i]);
+	PG_RETURN_ARRAYTYPE_P(construct_array(names, EVENT_TYPE_COUNT, TEXTOID, -1, false, TYPALIGN_INT));
+}
 
 /*
  * ---- building jsonb without a text round trip ----
@@ -327,6 +341,62 @@ cluster_position(OrdersCall *call, OrderEventType type, const pg_uuid_t *order_i
 	return call->after_position;
 }
 
+/* names the setting in the context of an error its value causes */
+static void
+event_metadata_context(void *arg)
+{
+	errcontext("setting orders.event_metadata");
+}
+
+/*
+ * The effective orders.event_metadata as jsonb, or NULL for none.  Parsed
+ * once for each new value: a transaction that writes many events sets it
+ * once.  The cache is in TopMemoryContext, the value is copied into the
+ * event's tuple.
+ */
+static Jsonb *
+event_metadata(void)
+{
+	static char *cached_text = NULL;
+	static Jsonb *cached = NULL;
+	const char *text = orders_event_metadata_effective();
+	size_t		len = text != NULL ? strlen(text) : 0;
+	ErrorContextCallback context;
+	Jsonb	   *parsed;
+
+	if (len == 0)
+		return NULL;
+	if (cached_text != NULL && strcmp(cached_text, text) == 0)
+		return cached;
+	if (len > EVENT_METADATA_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("orders.event_metadata is too long (%zu bytes)", len),
+				 errdetail("Every event the transaction writes carries it: at most %d bytes are allowed.",
+						   EVENT_METADATA_MAX)));
+
+	context.callback = event_metadata_context;
+	context.arg = NULL;
+	context.previous = error_context_stack;
+	error_context_stack = &context;
+	parsed = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
+	error_context_stack = context.previous;
+	if (!JB_ROOT_IS_OBJECT(parsed) || JB_ROOT_IS_SCALAR(parsed))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("orders.event_metadata must be a JSON object"),
+				 errhint("Set it to an object, such as '{\"correlation_id\": \"...\"}', or to '' for none.")));
+
+	if (cached_text != NULL)
+		pfree(cached_text);
+	if (cached != NULL)
+		pfree(cached);
+	cached_text = MemoryContextStrdup(TopMemoryContext, text);
+	cached = MemoryContextAlloc(TopMemoryContext, VARSIZE(parsed));
+	memcpy(cached, parsed, VARSIZE(parsed));
+	return cached;
+}
+
 /*
  * Emits one event: the outbox row, then, as orders.notify says, the NOTIFY
  * now, or the relay worker's wake-up at commit, or nothing.  Returns its position.
@@ -343,6 +413,8 @@ event_emit(OrdersCall *call, OrderEventType type, pg_uuid_t *order_id,
 	FullTransactionId xid;
 	int64		position;
 	NotifyMode	notify = orders_notify_effective();
+	Jsonb	   *metadata = event_metadata();
+	pg_uuid_t  *event_id = palloc(sizeof(pg_uuid_t));
 
 	Assert(type >= 0 && type < EVENT_TYPE_COUNT);
 
@@ -379,6 +451,22 @@ event_emit(OrdersCall *call, OrderEventType type, pg_uuid_t *order_id,
 				 errhint("Set orders.notify to on, or to off where consumers read the outbox.")));
 	if (notify == NOTIFY_RELAY)
 		relay_note_write();
+	if (cat->events_have_envelope)
+	{
+		uuidv7_generate(event_id);
+		values[Anum_order_events_id - 1] = UUIDPGetDatum(event_id);
+		values[Anum_order_events_aggregatetype - 1] = CStringGetTextDatum("order");
+		values[Anum_order_events_schema_version - 1] = Int16GetDatum(EVENT_SCHEMA_VERSION);
+		if (metadata != NULL)
+			values[Anum_order_events_metadata - 1] = JsonbPGetDatum(metadata);
+		else
+			nulls[Anum_order_events_metadata - 1] = true;
+	}
+	else if (metadata != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("orders.event_metadata needs extension orders 1.8 or later"),
+				 errhint("Run ALTER EXTENSION orders UPDATE, or set orders.event_metadata to ''.")));
 
 	tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
 	storage_insert(call->data[TABLE_EVENTS], tuple);

@@ -20,6 +20,7 @@ PG_MODULE_MAGIC;
 
 int			orders_notify_mode = NOTIFY_ON;
 char	   *orders_relay_database = NULL;
+char	   *orders_event_metadata = NULL;
 
 /* loaded from shared_preload_libraries: the relay worker exists */
 static bool preloaded = false;
@@ -77,6 +78,22 @@ _PG_init(void)
 							   &orders_relay_database,
 							   "postgres",
 							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	/*
+	 * Checked where it is used, as every event is written (events.c), not
+	 * here: a value SET before the library was loaded would otherwise be
+	 * dropped with a warning when it loads, and its events written without
+	 * it.
+	 */
+	DefineCustomStringVariable("orders.event_metadata",
+							   "Metadata that every event the transaction writes carries.",
+							   "A JSON object, such as correlation and causation ids, the actor "
+							   "and W3C trace context; empty for none.  Set it with SET LOCAL.",
+							   &orders_event_metadata,
+							   "",
+							   PGC_USERSET,
 							   0,
 							   NULL, NULL, NULL);
 

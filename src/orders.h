@@ -61,8 +61,18 @@ enum
 	Anum_order_events_payload,
 	Anum_order_events_occurred_at,
 	Anum_order_events_relay,	/* from 1.3 */
-	Natts_order_events = Anum_order_events_relay
+	Anum_order_events_id,		/* from 1.8: the envelope Debezium reads */
+	Anum_order_events_aggregatetype,
+	Anum_order_events_schema_version,
+	Anum_order_events_metadata,
+	Natts_order_events = Anum_order_events_metadata
 };
+
+/* The version of the payloads' shapes, in every event's schema_version. */
+#define EVENT_SCHEMA_VERSION 1
+
+/* The most orders.event_metadata may hold, in bytes: it goes into every event. */
+#define EVENT_METADATA_MAX 8192
 
 /* Columns of table order_event_consumers. */
 enum
@@ -181,6 +191,7 @@ typedef struct OrdersCatalog
 	Oid			orders_pkey;
 	Oid			events_seqid;
 	bool		events_have_relay;	/* installed at 1.3 or later */
+	bool		events_have_envelope;	/* from 1.8: id ... metadata */
 	Oid			events_order_index; /* (order_id, version), from 1.4; else invalid */
 	Oid			consumers_pkey;		/* from 1.4, with consumers' owners; else invalid */
 	bool		consumers_have_bounds;	/* from 1.5: snapshots with their bounds */
@@ -269,7 +280,7 @@ extern void routing_check_may_send(void);
 extern Datum routing_send(const OrdersCatalog *cat, const char *function, int nargs,
 						  const Oid *types, const Datum *values, const bool *nulls,
 						  bool *found);
-extern const char *routing_notify_name(void);
+extern char *routing_settings(void);
 extern void routing_init(void);
 
 /* ---- changes.c ---- */
@@ -338,6 +349,8 @@ extern int	orders_notify_mode;
 /* orders.notify, or what the node that routed the running call sent (routing.c) */
 extern NotifyMode orders_notify_effective(void);
 extern char *orders_relay_database;
+extern char *orders_event_metadata;
+extern const char *orders_event_metadata_effective(void);
 
 /* ---- uuidv7.c ---- */
 

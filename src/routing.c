@@ -11,7 +11,8 @@
  * new order is known only once this node has generated it.  The caller's
  * orders.notify travels with the call, so that a transaction that writes
  * on two workers, and commits with two-phase commit, notifies as it asked
- * (off) on every node.  A routed call that still finds its order elsewhere
+ * (off) on every node; so does its orders.event_metadata, which the events
+ * written there carry.  A routed call that still finds its order elsewhere
  * (the shard moved, or orders_distribute() was never run) is an error,
  * never a second hop.
  *
@@ -74,12 +75,21 @@ static int	routed_depth = 0;
 /* the orders.notify of the node that sent the running call, or -1 */
 static int	routed_notify = -1;
 
+/* its orders.event_metadata, while a routed write runs */
+static char *routed_metadata = NULL;
+
 static planner_hook_type prev_planner_hook = NULL;
 
 NotifyMode
 orders_notify_effective(void)
 {
 	return routed_notify >= 0 ? (NotifyMode) routed_notify : (NotifyMode) orders_notify_mode;
+}
+
+const char *
+orders_event_metadata_effective(void)
+{
+	return routed_notify >= 0 ? routed_metadata : orders_event_metadata;
 }
 
 static const RoutedFunction *
@@ -194,6 +204,7 @@ run_routed(FunctionCallInfo fcinfo, PGFunction body)
 	Oid			public_oid;
 	AclResult	acl;
 	int			saved_notify = routed_notify;
+	char	   *saved_metadata = routed_metadata;
 	volatile Datum result = (Datum) 0;
 
 	if (routed == NULL)
@@ -210,10 +221,18 @@ run_routed(FunctionCallInfo fcinfo, PGFunction body)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("order id must not be null")));
 
+	/* the sender's settings: "mode" or "mode metadata" (routing_settings) */
 	if (routed->notify_arg >= 0)
 	{
 		char	   *mode = text_to_cstring(PG_GETARG_TEXT_PP(routed->notify_arg));
+		char	   *space = strchr(mode, ' ');
 
+		routed_metadata = "";
+		if (space != NULL)
+		{
+			*space = '\0';
+			routed_metadata = space + 1;
+		}
 		if (strcmp(mode, "off") == 0)
 			routed_notify = NOTIFY_OFF;
 		else if (strcmp(mode, "on") == 0)
@@ -234,6 +253,7 @@ run_routed(FunctionCallInfo fcinfo, PGFunction body)
 	{
 		routed_depth--;
 		routed_notify = saved_notify;
+		routed_metadata = saved_metadata;
 	}
 	PG_END_TRY();
 	return result;
@@ -280,19 +300,32 @@ orders_distributed(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(distributed);
 }
 
-/* The orders.notify that a routed call carries to the node of its order. */
-const char *
-routing_notify_name(void)
+/*
+ * The settings that a routed write carries to the node of its order:
+ * orders.notify, then, after a space, orders.event_metadata when it is set.
+ * One text argument of the _at functions, so that 1.7's serve.
+ */
+char *
+routing_settings(void)
 {
+	const char *mode;
+	const char *metadata = orders_event_metadata_effective();
+
 	switch (orders_notify_effective())
 	{
 		case NOTIFY_OFF:
-			return "off";
+			mode = "off";
+			break;
 		case NOTIFY_RELAY:
-			return "relay";
+			mode = "relay";
+			break;
 		default:
-			return "on";
+			mode = "on";
+			break;
 	}
+	if (metadata == NULL || metadata[0] == '\0')
+		return pstrdup(mode);
+	return psprintf("%s %s", mode, metadata);
 }
 
 /* Whether funcid is one of the _at functions of this library, and which. */

@@ -1,0 +1,272 @@
+/* orders--1.7--1.8.sql: the events' envelope (an id of their own, the
+   aggregate's type, the payload's schema version, the writer's metadata),
+   one order's history, and reading by type. */
+
+\echo Use "ALTER EXTENSION orders UPDATE TO '1.8'" to load this file. \quit
+
+SELECT @extschema@.orders_assert_trusted_schema();
+
+-- The envelope: the columns Debezium's outbox event router reads by
+-- default (id, aggregatetype, type, payload; its key is order_id), the
+-- payload's shape version, and the writer's orders.event_metadata.  No
+-- column here rewrites the table: the events written before have no id,
+-- and the constant defaults are stored once, in the catalog.
+ALTER TABLE @extschema@.order_events
+    ADD COLUMN id             uuid,
+    ADD COLUMN aggregatetype  text     NOT NULL DEFAULT 'order',
+    ADD COLUMN schema_version smallint NOT NULL DEFAULT 1,
+    ADD COLUMN metadata       jsonb;
+
+COMMENT ON COLUMN @extschema@.order_events.id IS
+    'The event''s own id, a time-ordered UUID; NULL for events written before 1.8';
+COMMENT ON COLUMN @extschema@.order_events.schema_version IS
+    'The version of the payload''s shape for this event type';
+COMMENT ON COLUMN @extschema@.order_events.metadata IS
+    'The writer''s orders.event_metadata (correlation, causation, actor, trace context); NULL: none';
+
+-- The values of order_events.type, from the C code that writes them.
+CREATE FUNCTION @extschema@.orders_event_types()
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'orders_event_types'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.orders_event_types() IS
+    'Every event type the extension writes';
+
+-- Reading by type.  orders_events_batch is the extension's own (anyone may
+-- call it), so it takes a new argument; orders_events_read keeps its
+-- signature, and so the grants made on it, and gains a sibling.
+DROP FUNCTION @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean);
+
+-- The next events of a consumer's open batch after its batch_position, in
+-- position order: the late events of transactions that were running at the
+-- checkpoint, each read through (xid, position), then the committed events
+-- above the checkpoint's top position, read through the primary key, up to
+-- the batch's own top position.  A read of max_events costs about
+-- max_events index entries, however far behind the consumer is.  With
+-- relay_only, just the events whose NOTIFY the relay worker sends
+-- (relay.sql); with types, just the events of those types (the others are
+-- passed over in the same index scans, and so acknowledged with the ones
+-- after them).
+CREATE FUNCTION @extschema@.orders_events_batch(
+    c @extschema@.order_event_consumers, max_events integer, relay_only boolean DEFAULT false,
+    types text[] DEFAULT NULL)
+RETURNS SETOF @extschema@.order_events
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET jit = off                           -- a few index probes: never worth compiling
+AS $$
+DECLARE
+    relay_filter text := CASE WHEN relay_only THEN ' AND e.relay' ELSE '' END
+        || CASE WHEN types IS NOT NULL THEN format(' AND e.type = ANY (%L::text[])', types) ELSE '' END;
+    b @extschema@.order_event_cut;
+    a @extschema@.order_event_cut;
+    parts text[] := '{}';
+BEGIN
+    -- On a cluster: the same two parts for each node's events, as
+    -- position % 1024 tells them, between the checkpoint's cut of that node
+    -- and the batch's, in one distributed statement (see "Across the nodes
+    -- of a cluster" in consumers.sql).  A node the checkpoint has no cut of
+    -- has nothing of it acknowledged.
+    IF c.batch_cuts IS NOT NULL THEN
+        FOREACH b IN ARRAY c.batch_cuts LOOP
+            a := NULL;
+            SELECT x.* INTO a
+            FROM unnest(coalesce(c.acked_cuts,
+                                 ARRAY[ROW(0, c.acked_snapshot, c.acked_top_position,
+                                           c.acked_next_xid)]::@extschema@.order_event_cut[])) x
+            WHERE x.node_group = b.node_group;
+            parts := parts || format(
+                '(SELECT * FROM @extschema@.order_events e
+                  WHERE e.position > %s AND e.position <= %s AND e.position %% 1024 = %s
+                    AND pg_visible_in_snapshot(e.xid, %L::pg_snapshot)%s%s
+                  ORDER BY e.position LIMIT %s)',
+                greatest(coalesce(a.top_position, 0), c.batch_position),
+                coalesce(b.top_position, 9223372036854775807),
+                b.node_group, b.snapshot,
+                CASE WHEN a.snapshot IS NOT NULL
+                     THEN format(' AND NOT pg_visible_in_snapshot(e.xid, %L::pg_snapshot)', a.snapshot)
+                     ELSE '' END,
+                relay_filter, max_events);
+            -- the late events of the transactions running at the checkpoint's cut
+            IF a.top_position > c.batch_position THEN
+                parts := parts || format(
+                    '(SELECT * FROM @extschema@.order_events e
+                      WHERE (e.xid = ANY (%L::xid8[]) OR (e.xid >= %L::xid8 AND e.xid < %L::xid8))
+                        AND e.position > %s AND e.position <= %s AND e.position %% 1024 = %s
+                        AND pg_visible_in_snapshot(e.xid, %L::pg_snapshot)%s
+                      ORDER BY e.position LIMIT %s)',
+                    ARRAY(SELECT pg_snapshot_xip(a.snapshot)), pg_snapshot_xmax(a.snapshot),
+                    a.next_xid, c.batch_position, a.top_position, b.node_group, b.snapshot,
+                    relay_filter, max_events);
+            END IF;
+        END LOOP;
+        IF cardinality(parts) = 0 THEN
+            RETURN;
+        END IF;
+        RETURN QUERY EXECUTE
+            'SELECT * FROM (' || array_to_string(parts, ' UNION ALL ') || ') e
+             ORDER BY e.position LIMIT ' || max_events;
+        RETURN;
+    END IF;
+    IF @extschema@.orders_distributed() THEN
+        RAISE EXCEPTION 'consumer %''s open batch has no cuts of the cluster''s nodes', c.name
+            USING ERRCODE = '55000',
+                  HINT = 'Run ALTER EXTENSION orders UPDATE, which gives a batch left open its cuts.';
+    END IF;
+
+    -- EXECUTE: planned for these values, so that each part keeps its index
+    RETURN QUERY EXECUTE
+        'WITH late(xid) AS (
+             SELECT x FROM pg_snapshot_xip($1) x
+             UNION ALL
+             SELECT g::text::xid8
+             FROM generate_series(pg_snapshot_xmax($1)::text::bigint,
+                                  $3::text::bigint - 1) g)
+         (SELECT e.* FROM late
+          CROSS JOIN LATERAL (
+              SELECT * FROM @extschema@.order_events e
+              WHERE e.xid = late.xid AND e.position > $5 AND e.position <= $4' || relay_filter || '
+              ORDER BY e.position LIMIT $7) e
+          WHERE pg_visible_in_snapshot(late.xid, $2)
+          UNION ALL
+          SELECT e.* FROM (
+              SELECT * FROM @extschema@.order_events e
+              WHERE e.position > greatest($4, $5) AND e.position <= $6' || relay_filter || '
+                AND pg_visible_in_snapshot(e.xid, $2)
+                AND NOT pg_visible_in_snapshot(e.xid, $1)
+              ORDER BY e.position LIMIT $7) e)
+         ORDER BY position
+         LIMIT $7'
+        USING c.acked_snapshot, c.batch_snapshot, c.acked_next_xid,
+              coalesce(c.acked_top_position, 0), c.batch_position,
+              coalesce(c.batch_top_position, 9223372036854775807), max_events;
+END
+$$;
+
+-- The body of both orders_events_read: anyone may call it, as it does
+-- nothing its helpers do not check themselves.  types: only events of these
+-- types; the others are skipped, and count as acknowledged once an event
+-- after them is, or the batch ends.
+CREATE FUNCTION @extschema@.orders_events_next(
+    consumer text, max_events integer, types text[])
+RETURNS SETOF @extschema@.order_events
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c @extschema@.order_event_consumers;
+    n bigint;
+    unknown text;
+BEGIN
+    IF max_events IS NULL OR max_events < 1 THEN
+        RAISE EXCEPTION 'max_events must be at least 1' USING ERRCODE = '22023';
+    END IF;
+    -- a misspelt type would skip, and so acknowledge, every event
+    IF types IS NOT NULL THEN
+        IF cardinality(types) = 0 OR array_position(types, NULL) IS NOT NULL THEN
+            RAISE EXCEPTION 'types must list at least one event type, and no null'
+                USING ERRCODE = '22023',
+                      HINT = 'Pass NULL to read events of every type.';
+        END IF;
+        SELECT t INTO unknown FROM unnest(types) t
+        WHERE t <> ALL (@extschema@.orders_event_types()) LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'unknown event type "%"', unknown
+                USING ERRCODE = '22023',
+                      HINT = 'The event types are: ' || array_to_string(@extschema@.orders_event_types(), ', ') || '.';
+        END IF;
+    END IF;
+    c := @extschema@.orders_events_consumer(consumer);
+
+    IF c.batch_snapshot IS NOT NULL THEN
+        -- what is left of the batch in progress: events not acknowledged
+        -- before a crash come again
+        RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events, false, types);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        IF n > 0 THEN
+            RETURN;
+        END IF;
+        -- the batch is done: its cut is the new checkpoint
+        PERFORM @extschema@.orders_events_advance(consumer, c.batch_position, true);
+    END IF;
+
+    -- a new batch, everything committed since the checkpoint: its cut is
+    -- taken once the consumer is ours, so that a reader that waited for
+    -- another never opens a batch older than the checkpoint that one left
+    c := @extschema@.orders_events_open_batch(consumer);
+    RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events, false, types);
+END
+$$;
+
+-- Two functions, not one with a new argument: a grant of the first, made
+-- before types came (1.8), stays as it was.
+CREATE OR REPLACE FUNCTION @extschema@.orders_events_read(consumer text, max_events integer DEFAULT 100)
+RETURNS SETOF @extschema@.order_events
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM @extschema@.orders_events_next(consumer, max_events, NULL)
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_events_read(text, integer) IS
+    'The consumer''s next events in position order, from its checkpoint; unacknowledged ones again';
+
+CREATE FUNCTION @extschema@.orders_events_read(
+    consumer text, types text[], max_events integer DEFAULT 100)
+RETURNS SETOF @extschema@.order_events
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM @extschema@.orders_events_next(consumer, max_events, types)
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_events_read(text, text[], integer) IS
+    'As orders_events_read(consumer, max_events), with only events of types; the others skipped count as acknowledged';
+
+-- One order's history: its events after after_version, in version order,
+-- through the outbox's (order_id, version) index; on a cluster, from the
+-- order's node alone.  Events carry whole orders, so this needs what
+-- reading the order needs (SELECT on orders, with no row-level security
+-- applying) and SELECT on order_events, whose own policies apply.  Events
+-- purged by orders_events_purge are gone from it.
+CREATE FUNCTION @extschema@.orders_events_of(order_id uuid, after_version integer DEFAULT 0)
+RETURNS SETOF @extschema@.order_events
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF order_id IS NULL THEN
+        RAISE EXCEPTION 'order id must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF after_version IS NULL THEN
+        RAISE EXCEPTION 'after_version must not be null' USING ERRCODE = '22004',
+              HINT = 'Pass 0 for the whole history.';
+    END IF;
+    IF NOT has_table_privilege('@extschema@.orders', 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for table orders' USING ERRCODE = '42501';
+    END IF;
+    IF row_security_active('@extschema@.orders') THEN
+        RAISE EXCEPTION 'extension "orders" does not apply row-level security'
+            USING ERRCODE = '0A000',
+                  DETAIL = 'Row-level security is enabled on table "@extschema@.orders".',
+                  HINT = 'Read the table with SELECT, which applies its policies.';
+    END IF;
+    RETURN QUERY
+    SELECT e.* FROM @extschema@.order_events e
+    WHERE e.order_id = $1 AND e.version > $2
+    ORDER BY e.version;
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_events_of(uuid, integer) IS
+    'One order''s events after after_version, in version order; needs SELECT on orders and order_events';
+
+REVOKE ALL ON FUNCTION
+    @extschema@.orders_events_read(text, text[], integer),
+    @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean, text[])
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean, text[]),
+    @extschema@.orders_events_next(text, integer, text[])
+TO PUBLIC;
