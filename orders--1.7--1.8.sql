@@ -11,11 +11,24 @@ SELECT @extschema@.orders_assert_trusted_schema();
 -- payload's shape version, and the writer's orders.event_metadata.  No
 -- column here rewrites the table: the events written before have no id,
 -- and the constant defaults are stored once, in the catalog.
-ALTER TABLE @extschema@.order_events
-    ADD COLUMN id             uuid,
-    ADD COLUMN aggregatetype  text     NOT NULL DEFAULT 'order',
-    ADD COLUMN schema_version smallint NOT NULL DEFAULT 1,
-    ADD COLUMN metadata       jsonb;
+--
+-- On a Citus cluster, the coordinator sends ALTER EXTENSION UPDATE to the
+-- workers first, where this script adds the columns to the table's shell,
+-- and then the coordinator's ALTER TABLE adds them to the shards and to
+-- those shells again: hence IF NOT EXISTS.  In a DO block, as a statement
+-- of its own: Citus sends a distributed table's DDL to the nodes as the
+-- text of the statement that ran it, here the whole script otherwise.
+DO $$
+BEGIN
+    EXECUTE $ddl$
+        ALTER TABLE @extschema@.order_events
+            ADD COLUMN IF NOT EXISTS id             uuid,
+            ADD COLUMN IF NOT EXISTS aggregatetype  text     NOT NULL DEFAULT 'order',
+            ADD COLUMN IF NOT EXISTS schema_version smallint NOT NULL DEFAULT 1,
+            ADD COLUMN IF NOT EXISTS metadata       jsonb
+    $ddl$;
+END
+$$;
 
 COMMENT ON COLUMN @extschema@.order_events.id IS
     'The event''s own id, a time-ordered UUID; NULL for events written before 1.8';
