@@ -5,6 +5,7 @@ EXTENSION = orders
 MODULE_big = orders
 OBJS = \
 	src/api.o \
+	src/bulk.o \
 	src/catalog.o \
 	src/changes.o \
 	src/citus.o \
@@ -47,7 +48,7 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare
 
 # pg_regress and pg_isolation_regress each initdb and start a cluster of
 # their own (--temp-instance); nothing needs to be running.
-REGRESS = upgrade setup add invariants get_remove events save queries consumers envelope hardening security
+REGRESS = upgrade setup add add_many invariants get_remove events save queries consumers envelope hardening security
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/test.conf
 
 ISOLATION = listen_notify save_races events_gap events_backlog ddl_races ddl_update key_races

@@ -1,6 +1,6 @@
 /* orders--1.7--1.8.sql: the events' envelope (an id of their own, the
    aggregate's type, the payload's schema version, the writer's metadata),
-   one order's history, and reading by type. */
+   one order's history, reading by type, and many orders added at once. */
 
 \echo Use "ALTER EXTENSION orders UPDATE TO '1.8'" to load this file. \quit
 
@@ -45,6 +45,19 @@ LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 COMMENT ON FUNCTION @extschema@.orders_event_types() IS
     'Every event type the extension writes';
+
+-- Many new orders in one call (src/bulk.c): a jsonb array of objects
+-- with orders_add's arguments as keys, each checked as orders_add checks
+-- it, written through the heap's multi-insert; returns each order added,
+-- in the array's order.  An error names the order's index in the array,
+-- and nothing of the call stays.
+CREATE FUNCTION @extschema@.orders_add_many(orders jsonb)
+RETURNS SETOF @extschema@.orders
+AS 'MODULE_PATHNAME', 'orders_add_many'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.orders_add_many(jsonb) IS
+    'Adds many pending orders (a jsonb array of orders_add''s arguments) after checking every invariant; emits order_added for each';
 
 -- Reading by type.  orders_events_batch is the extension's own (anyone may
 -- call it), so it takes a new argument; orders_events_read keeps its
@@ -276,6 +289,7 @@ COMMENT ON FUNCTION @extschema@.orders_events_of(uuid, integer) IS
     'One order''s events after after_version, in version order; needs SELECT on orders and order_events';
 
 REVOKE ALL ON FUNCTION
+    @extschema@.orders_add_many(jsonb),
     @extschema@.orders_events_read(text, text[], integer),
     @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean, text[])
 FROM PUBLIC;

@@ -19,6 +19,7 @@ FROM PUBLIC;
 -- SELECT would not.
 REVOKE ALL ON FUNCTION
     @extschema@.orders_add(uuid, text, @extschema@.order_line[], @extschema@.order_address, uuid),
+    @extschema@.orders_add_many(jsonb),
     @extschema@.orders_save(@extschema@.orders),
     @extschema@.orders_remove(uuid, integer)
 FROM PUBLIC;

@@ -27,6 +27,19 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.orders_add(uuid, text, @extschema@.order_line[], @extschema@.order_address, uuid) IS
     'Adds a pending order after checking every invariant; emits order_added';
 
+-- Many new orders in one call (src/bulk.c): a jsonb array of objects
+-- with orders_add's arguments as keys, each checked as orders_add checks
+-- it, written through the heap's multi-insert; returns each order added,
+-- in the array's order.  An error names the order's index in the array,
+-- and nothing of the call stays.
+CREATE FUNCTION @extschema@.orders_add_many(orders jsonb)
+RETURNS SETOF @extschema@.orders
+AS 'MODULE_PATHNAME', 'orders_add_many'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.orders_add_many(jsonb) IS
+    'Adds many pending orders (a jsonb array of orders_add''s arguments) after checking every invariant; emits order_added for each';
+
 -- Reads the table directly, so it checks the caller's SELECT privilege
 -- itself, and refuses where row-level security applies to the caller.
 CREATE FUNCTION @extschema@.orders_get(id uuid)

@@ -398,12 +398,12 @@ event_metadata(void)
 }
 
 /*
- * Emits one event: the outbox row, then, as orders.notify says, the NOTIFY
- * now, or the relay worker's wake-up at commit, or nothing.  Returns its position.
+ * One event's outbox row, with its position taken, not yet stored; the
+ * relay worker's wake-up at commit is asked for as orders.notify says.
  */
-int64
-event_emit(OrdersCall *call, OrderEventType type, pg_uuid_t *order_id,
-		   int32 version, Datum payload, TimestampTz occurred_at)
+HeapTuple
+event_build(OrdersCall *call, OrderEventType type, pg_uuid_t *order_id,
+			int32 version, Datum payload, TimestampTz occurred_at, int64 *position_out)
 {
 	const OrdersCatalog *cat = call->cat;
 	Relation	rel = call->rel[TABLE_EVENTS];
@@ -469,10 +469,32 @@ event_emit(OrdersCall *call, OrderEventType type, pg_uuid_t *order_id,
 				 errhint("Run ALTER EXTENSION orders UPDATE, or set orders.event_metadata to ''.")));
 
 	tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+	*position_out = position;
+	return tuple;
+}
+
+/* The NOTIFY of an event stored, now, when orders.notify is on. */
+void
+event_announce(OrderEventType type, const pg_uuid_t *order_id, int32 version, int64 position)
+{
+	if (orders_notify_effective() == NOTIFY_ON)
+		notify_event(position, event_type_names[type], order_id, version);
+}
+
+/*
+ * Emits one event: the outbox row, then, as orders.notify says, the NOTIFY
+ * now, or the relay worker's wake-up at commit, or nothing.  Returns its position.
+ */
+int64
+event_emit(OrdersCall *call, OrderEventType type, pg_uuid_t *order_id,
+		   int32 version, Datum payload, TimestampTz occurred_at)
+{
+	int64		position;
+	HeapTuple	tuple = event_build(call, type, order_id, version, payload, occurred_at,
+									&position);
+
 	storage_insert(call->data[TABLE_EVENTS], tuple);
 	heap_freetuple(tuple);
-
-	if (notify == NOTIFY_ON)
-		notify_event(position, event_type_names[type], order_id, version);
+	event_announce(type, order_id, version, position);
 	return position;
 }

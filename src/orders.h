@@ -293,6 +293,7 @@ extern bool order_address_equal(const OrdersCatalog *cat, Datum a, bool a_isnull
 /* ---- storage.c ---- */
 
 extern void storage_insert(Relation rel, HeapTuple tuple);
+extern void storage_insert_many(Relation rel, HeapTuple *tuples, int ntuples, int *current);
 extern bool storage_fetch(Relation rel, Oid index_oid, Datum key, TupleTableSlot *slot);
 extern bool storage_lock(Relation rel, Oid index_oid, Datum key, AttrNumber key_attnum,
 						 LockTupleMode mode, TupleTableSlot *slot);
@@ -320,6 +321,11 @@ extern Datum event_payload_order(const OrdersCatalog *cat, Datum *values, bool *
 extern Datum event_payload_lines(const OrdersCatalog *cat, Datum lines, int64 total);
 extern Datum event_payload_address(const OrdersCatalog *cat, Datum address, bool isnull);
 extern Datum event_payload_status(OrderStatus from, OrderStatus to);
+extern HeapTuple event_build(OrdersCall *call, OrderEventType type, pg_uuid_t *order_id,
+							 int32 version, Datum payload, TimestampTz occurred_at,
+							 int64 *position_out);
+extern void event_announce(OrderEventType type, const pg_uuid_t *order_id, int32 version,
+						   int64 position);
 extern int64 event_emit(OrdersCall *call, OrderEventType type,
 						pg_uuid_t *order_id, int32 version, Datum payload,
 						TimestampTz occurred_at);

@@ -96,6 +96,50 @@ storage_insert(Relation rel, HeapTuple tuple)
 }
 
 /*
+ * Inserts ntuples tuples into rel through the heap's multi-insert (a page
+ * is filled, and WAL-logged, at a time), then their index entries, as COPY
+ * does.  *current is the index of the tuple being checked or indexed, for
+ * the caller's error context.
+ */
+void
+storage_insert_many(Relation rel, HeapTuple *tuples, int ntuples, int *current)
+{
+	TupleTableSlot **slots = palloc(sizeof(TupleTableSlot *) * ntuples);
+	int			i;
+
+	for (i = 0; i < ntuples; i++)
+	{
+		*current = i;
+		check_not_null(rel, tuples[i]);
+		slots[i] = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
+		ExecStoreHeapTuple(tuples[i], slots[i], false);
+	}
+	*current = -1;
+	heap_multi_insert(rel, slots, ntuples, GetCurrentCommandId(true), 0, NULL);
+
+	if (RelationGetForm(rel)->relhasindex)
+	{
+		EState	   *estate = CreateExecutorState();
+		ResultRelInfo *rri = makeNode(ResultRelInfo);
+
+		InitResultRelInfo(rri, rel, 1, NULL, 0);
+		ExecOpenIndices(rri, false);
+		for (i = 0; i < ntuples; i++)
+		{
+			*current = i;
+			compat_insert_index_tuples(rri, slots[i], estate, false);
+			ResetPerTupleExprContext(estate);
+		}
+		*current = -1;
+		ExecCloseIndices(rri);
+		FreeExecutorState(estate);
+	}
+	for (i = 0; i < ntuples; i++)
+		ExecDropSingleTupleTableSlot(slots[i]);
+	pfree(slots);
+}
+
+/*
  * Replaces the row at otid, which this transaction has locked, by tuple.  A
  * HOT update (no indexed column changed, room on the page) needs no new
  * index entries.

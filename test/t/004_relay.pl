@@ -70,7 +70,13 @@ my $log = $node->basedir . '/heard.log';
 my $stop = $node->basedir . '/stop';
 my $listener = IPC::Run::start([ $python, 'test/t/relay/listen_log.py', $log, $stop ],
 	'>', \my $lout, '2>', \my $lerr);
-usleep(100_000) until -e $log;
+# the listener makes the log once it listens; one that died never will
+until (-e $log)
+{
+	$listener->pump_nb;
+	die "the listener exited: $lerr" unless $listener->pumpable;
+	usleep(100_000);
+}
 
 sub pgbench
 {
