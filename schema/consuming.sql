@@ -170,7 +170,9 @@ END
 $$;
 
 -- Two functions, not one with a new argument: a grant of the first, made
--- before types came (1.8), stays as it was.
+-- before types came (1.8), stays as it was.  The second has no defaults,
+-- so that a call with two parameters of unknown type, as node-postgres
+-- sends them, still finds only the first.
 CREATE FUNCTION @extschema@.orders_events_read(consumer text, max_events integer DEFAULT 100)
 RETURNS SETOF @extschema@.order_events
 LANGUAGE sql VOLATILE
@@ -183,7 +185,7 @@ COMMENT ON FUNCTION @extschema@.orders_events_read(text, integer) IS
     'The consumer''s next events in position order, from its checkpoint; unacknowledged ones again';
 
 CREATE FUNCTION @extschema@.orders_events_read(
-    consumer text, types text[], max_events integer DEFAULT 100)
+    consumer text, max_events integer, types text[])
 RETURNS SETOF @extschema@.order_events
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -191,7 +193,7 @@ AS $$
     SELECT * FROM @extschema@.orders_events_next(consumer, max_events, types)
 $$;
 
-COMMENT ON FUNCTION @extschema@.orders_events_read(text, text[], integer) IS
+COMMENT ON FUNCTION @extschema@.orders_events_read(text, integer, text[]) IS
     'As orders_events_read(consumer, max_events), with only events of types; the others skipped count as acknowledged';
 
 CREATE FUNCTION @extschema@.orders_events_ack(consumer text, last_position bigint)

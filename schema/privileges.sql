@@ -31,7 +31,7 @@ REVOKE ALL ON FUNCTION
     @extschema@.orders_events_register(text, boolean),
     @extschema@.orders_events_unregister(text),
     @extschema@.orders_events_read(text, integer),
-    @extschema@.orders_events_read(text, text[], integer),
+    @extschema@.orders_events_read(text, integer, text[]),
     @extschema@.orders_events_ack(text, bigint),
     @extschema@.orders_events_consumers(),
     @extschema@.orders_events_purge(interval),

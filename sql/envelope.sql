@@ -112,25 +112,29 @@ SELECT orders_event_types();
 SELECT orders_events_register('regress_shipping', from_start => true);
 SELECT orders_events_register('regress_all', from_start => true);
 SELECT order_id, type, version
-FROM orders_events_read('regress_shipping', types => ARRAY['order_shipped', 'order_delivered']);
-SELECT max(position) AS last FROM orders_events_read('regress_shipping', ARRAY['order_shipped', 'order_delivered']) \gset
+FROM orders_events_read('regress_shipping', 100, types => ARRAY['order_shipped', 'order_delivered']);
+SELECT max(position) AS last FROM orders_events_read('regress_shipping', 100, ARRAY['order_shipped', 'order_delivered']) \gset
 SELECT orders_events_ack('regress_shipping', :last);
 -- nothing of those types since: an empty read, and the batch is done
-SELECT count(*) AS more FROM orders_events_read('regress_shipping', ARRAY['order_shipped'], 10);
+SELECT count(*) AS more FROM orders_events_read('regress_shipping', 10, ARRAY['order_shipped']);
 SELECT name, pending FROM orders_events_consumers() WHERE name LIKE 'regress_%' ORDER BY name;
 -- a new order, then a shipped one: the typed reader sees only the shipment
 SELECT (orders_add('c0000000-0000-0000-0000-000000000070', 'EUR', ARRAY[line(3)],
                   ROW('Main St 1', 'Berlin', '10115', 'DE')::order_address, id => 'a0000000-0000-0000-0000-000000000074')).id AS added;
 SELECT move('a0000000-0000-0000-0000-000000000074', 'confirmed', 'shipped');
-SELECT order_id, type FROM orders_events_read('regress_shipping', ARRAY['order_shipped']);
+SELECT order_id, type FROM orders_events_read('regress_shipping', 100, ARRAY['order_shipped']);
 -- a reader of every type still gets them all, in position order
 SELECT count(*) AS all_events, count(*) = (SELECT count(*) FROM order_events) AS every_event
 FROM orders_events_read('regress_all', 1000);
 -- bad type lists
-SELECT err($$SELECT * FROM orders_events_read('regress_shipping', ARRAY['order_shiped'])$$);
-SELECT err($$SELECT * FROM orders_events_read('regress_shipping', ARRAY[]::text[])$$);
-SELECT err($$SELECT * FROM orders_events_read('regress_shipping', ARRAY['order_shipped', NULL])$$);
-SELECT err($$SELECT * FROM orders_events_read('regress_shipping', ARRAY['order_shipped'], 0)$$);
+SELECT err($$SELECT * FROM orders_events_read('regress_shipping', 100, ARRAY['order_shiped'])$$);
+SELECT err($$SELECT * FROM orders_events_read('regress_shipping', 100, ARRAY[]::text[])$$);
+SELECT err($$SELECT * FROM orders_events_read('regress_shipping', 100, ARRAY['order_shipped', NULL])$$);
+SELECT err($$SELECT * FROM orders_events_read('regress_shipping', 0, ARRAY['order_shipped'])$$);
+-- two parameters of unknown type, as node-postgres sends them: still the first function
+PREPARE untyped_read AS SELECT count(*) FROM orders_events_read($1, $2);
+EXECUTE untyped_read('regress_shipping', 10);
+DEALLOCATE untyped_read;
 -- the typed read is granted on its own, like the other
 CREATE ROLE regress_typed;
 GRANT SELECT ON orders, order_events TO regress_typed;
@@ -138,7 +142,7 @@ GRANT EXECUTE ON FUNCTION orders_events_register(text, boolean), orders_events_r
     TO regress_typed;
 SET ROLE regress_typed;
 SELECT orders_events_register('regress_typed_reader');
-SELECT err($$SELECT * FROM orders_events_read('regress_typed_reader', ARRAY['order_shipped'])$$);
+SELECT err($$SELECT * FROM orders_events_read('regress_typed_reader', 100, ARRAY['order_shipped'])$$);
 RESET ROLE;
 -- the helper both call checks what they check: another role's consumer is not read
 CREATE ROLE regress_typed_owner;
@@ -153,14 +157,14 @@ SELECT orders_events_unregister('regress_owned');
 REVOKE ALL ON orders, order_events FROM regress_typed_owner;
 REVOKE ALL ON FUNCTION orders_events_register(text, boolean) FROM regress_typed_owner;
 DROP ROLE regress_typed_owner;
-GRANT EXECUTE ON FUNCTION orders_events_read(text, text[], integer) TO regress_typed;
+GRANT EXECUTE ON FUNCTION orders_events_read(text, integer, text[]) TO regress_typed;
 SET ROLE regress_typed;
-SELECT count(*) AS typed_read FROM orders_events_read('regress_typed_reader', ARRAY['order_shipped']);
+SELECT count(*) AS typed_read FROM orders_events_read('regress_typed_reader', 100, ARRAY['order_shipped']);
 RESET ROLE;
 SELECT orders_events_unregister('regress_typed_reader');
 REVOKE ALL ON orders, order_events FROM regress_typed;
 REVOKE ALL ON FUNCTION orders_events_register(text, boolean), orders_events_read(text, integer),
-    orders_events_read(text, text[], integer) FROM regress_typed;
+    orders_events_read(text, integer, text[]) FROM regress_typed;
 DROP ROLE regress_typed;
 SELECT orders_events_unregister('regress_shipping'), orders_events_unregister('regress_all');
 

@@ -87,10 +87,10 @@ my @confirmed;
 for (1 .. 10)
 {
 	my $batch = q1(q{SELECT string_agg(order_id || ' ' || type, ',' ORDER BY position)
-		FROM orders_events_read('shipping', ARRAY['order_confirmed'], 3)});
+		FROM orders_events_read('shipping', 3, ARRAY['order_confirmed'])});
 	last if $batch eq '';
 	push @confirmed, split /,/, $batch;
-	q1(q{SELECT orders_events_ack('shipping', (SELECT max(position) FROM orders_events_read('shipping', ARRAY['order_confirmed'], 3)))});
+	q1(q{SELECT orders_events_ack('shipping', (SELECT max(position) FROM orders_events_read('shipping', 3, ARRAY['order_confirmed'])))});
 }
 is(scalar @confirmed, 8, 'the typed reader got the eight confirmations');
 is(scalar(grep { !/ order_confirmed$/ } @confirmed), 0, 'and nothing else');

@@ -9,7 +9,7 @@
 // loop after the batch in hand.
 import pg from 'pg';
 import { translate } from './errors.js';
-import type { Event } from './model.js';
+import { type Event, EVENT_COLUMNS, eventFromRow } from './model.js';
 import { extensionSchema } from './repository.js';
 
 export interface ConsumerOptions {
@@ -20,6 +20,8 @@ export interface ConsumerOptions {
   /** Stop after this long with nothing to read; undefined: never. */
   exitWhenIdleMs?: number;
   handleSigterm?: boolean;
+  /** Only events of these types reach the handler; the others are skipped, and acknowledged with the ones after them. */
+  types?: readonly string[];
 }
 
 const ident = (name: string) => '"' + name.replace(/"/g, '""') + '"';
@@ -99,25 +101,15 @@ export class EventConsumer {
 
   private async once(client: pg.Client, schema: string): Promise<number> {
     const s = ident(schema);
-    // the payload's money (total, and each line's unit_price) as strings, so
-    // that JSON carries the bigints whole
-    const { rows } = await client.query(
-      `SELECT e.position::text AS position, e.type, e.order_id, e.version, e.occurred_at,
-              e.payload
-              OPERATOR(pg_catalog.||) CASE WHEN e.payload ? 'total'
-                   THEN pg_catalog.jsonb_build_object('total', e.payload->>'total') ELSE '{}' END
-              OPERATOR(pg_catalog.||) CASE WHEN pg_catalog.jsonb_typeof(e.payload->'lines') = 'array'
-                   THEN pg_catalog.jsonb_build_object('lines', coalesce((
-                          SELECT pg_catalog.jsonb_agg(l OPERATOR(pg_catalog.||)
-                                   pg_catalog.jsonb_build_object('unit_price', l->>'unit_price') ORDER BY n)
-                          FROM pg_catalog.jsonb_array_elements(e.payload->'lines') WITH ORDINALITY AS a(l, n)),
-                          '[]'))
-                   ELSE '{}' END AS payload
-       FROM ${s}.orders_events_read($1, $2) e`, [this.name, this.options.batch ?? 100]);
+    const types = this.options.types;
+    const { rows } = types === undefined
+      ? await client.query(`SELECT ${EVENT_COLUMNS} FROM ${s}.orders_events_read($1, $2) e`,
+                           [this.name, this.options.batch ?? 100])
+      : await client.query(`SELECT ${EVENT_COLUMNS} FROM ${s}.orders_events_read($1, $2, $3::text[]) e`,
+                           [this.name, this.options.batch ?? 100, types]);
     for (const r of rows) {
       try {
-        await this.handler({ position: BigInt(r.position), type: r.type, orderId: r.order_id, version: r.version,
-                             payload: r.payload, occurredAt: r.occurred_at });
+        await this.handler(eventFromRow(r));
       } catch (e) {
         // the handler's own failure, whatever it is: not a lost connection to retry
         throw new HandlerFailed(`the handler of consumer ${this.name} failed at position ${r.position}`, { cause: e });

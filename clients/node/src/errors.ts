@@ -4,6 +4,9 @@ import pg from 'pg';
 // meaning rather than by SQLSTATE (README: "Invariants and errors").
 
 export class OrdersError extends Error {
+  /** For addMany: the offending order's index in the array. */
+  index?: number;
+
   constructor(message: string, readonly sqlstate?: string, readonly detail?: string,
               readonly constraint?: string, readonly column?: string) {
     super(message);
@@ -39,10 +42,19 @@ const RULE_OF_STATE: Record<string, string> = {
   '23502': 'not_null', '22004': 'not_null', '2202E': 'array_shape', '22003': 'out_of_range',
 };
 
+const INDEX = /at index (\d+) of orders_add_many/;
+
 /** The exception for an error the server sent; anything else (a socket's, say) as it was. */
 export function translate(e: unknown): unknown {
   if (!(e instanceof pg.DatabaseError) || typeof e.code !== 'string') return e;
-  const { code, message, detail, constraint, column } = e;
+  const translated = translateCode(e, e.code);
+  const at = INDEX.exec(e.where ?? '');
+  if (at !== null && translated instanceof OrdersError) translated.index = Number(at[1]);
+  return translated;
+}
+
+function translateCode(e: pg.DatabaseError, code: string): unknown {
+  const { message, detail, constraint, column } = e;
   if (code === '22023' && message.includes('status'))
     return new InvariantViolation(message, 'unknown_status', 'status', undefined, code, detail, constraint, column);
   switch (code) {

@@ -3,6 +3,6 @@
 export * from './model.js';
 export * from './errors.js';
 export * from './specs.js';
-export { OrderRepository, unitOfWork, retry, extensionSchema, type Queryable } from './repository.js';
+export { OrderRepository, unitOfWork, retry, extensionSchema, type Queryable, type RepositoryOptions } from './repository.js';
 export { InMemoryOrderRepository } from './memory.js';
 export { EventConsumer, HandlerFailed, type ConsumerOptions } from './consumer.js';

@@ -3,8 +3,8 @@
 // names as the extension's constraints), versions and removal.
 // test/contract.test.ts runs the same cases against both.
 import { randomUUID } from 'node:crypto';
-import { ConcurrencyConflict, DuplicateOrder, InvariantViolation, OrderNotFound } from './errors.js';
-import type { Address, Order, OrderLine, Status } from './model.js';
+import { ConcurrencyConflict, DuplicateOrder, InvariantViolation, OrderNotFound, OrdersError } from './errors.js';
+import type { Address, NewOrder, Order, OrderLine, Status } from './model.js';
 import { Anything, type Spec } from './specs.js';
 
 const NEXT: Record<Status, Status[]> = {
@@ -72,8 +72,8 @@ const sameAddress = (a: Address | null, b: Address | null) =>
 const byId = (a: string, b: string) => (a.toLowerCase() < b.toLowerCase() ? -1 : a.toLowerCase() > b.toLowerCase() ? 1 : 0);
 
 export class InMemoryOrderRepository {
-  private readonly orders = new Map<string, Order>();
-  private readonly used = new Set<string>();
+  private orders = new Map<string, Order>();
+  private used = new Set<string>();
 
   async add(customerId: string, currency: string, lines: readonly OrderLine[] = [],
             shippingAddress: Address | null = null, id?: string): Promise<Order> {
@@ -92,6 +92,24 @@ export class InMemoryOrderRepository {
     this.orders.set(oid, order);
     this.used.add(oid);
     return order;
+  }
+
+  /** All or none, as the extension's orders_add_many: an error carries the offending order's index. */
+  async addMany(orders: readonly NewOrder[]): Promise<Order[]> {
+    const savedOrders = new Map(this.orders);
+    const savedUsed = new Set(this.used);
+    const added: Order[] = [];
+    for (const [i, o] of orders.entries()) {
+      try {
+        added.push(await this.add(o.customerId, o.currency, o.lines ?? [], o.shippingAddress ?? null, o.id));
+      } catch (e) {
+        this.orders = savedOrders;
+        this.used = savedUsed;
+        if (e instanceof OrdersError) e.index = i;
+        throw e;
+      }
+    }
+    return added;
   }
 
   private stored(id: string): Order {

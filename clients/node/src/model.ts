@@ -38,6 +38,42 @@ export interface Event {
   readonly version: number;
   readonly payload: unknown;
   readonly occurredAt: Date;
+  /** From extension 1.8: the event's own id (null for events written before). */
+  readonly id: string | null;
+  /** The writer's orders.event_metadata, or null. */
+  readonly metadata: Record<string, unknown> | null;
+}
+
+/** One order for addMany: add's arguments. */
+export interface NewOrder {
+  readonly customerId: string;
+  readonly currency: string;
+  readonly lines?: readonly OrderLine[];
+  readonly shippingAddress?: Address | null;
+  readonly id?: string;
+}
+
+// An event row's columns, from e (an outbox row), with the payload's money
+// (total, and each line's unit_price) as strings, so that JSON carries the
+// bigints whole.
+export const EVENT_COLUMNS = `e.position::text AS position, e.type, e.order_id, e.version, e.occurred_at,
+  e.id, e.metadata,
+  e.payload
+  OPERATOR(pg_catalog.||) CASE WHEN e.payload ? 'total'
+       THEN pg_catalog.jsonb_build_object('total', e.payload->>'total') ELSE '{}' END
+  OPERATOR(pg_catalog.||) CASE WHEN pg_catalog.jsonb_typeof(e.payload->'lines') = 'array'
+       THEN pg_catalog.jsonb_build_object('lines', coalesce((
+              SELECT pg_catalog.jsonb_agg(l OPERATOR(pg_catalog.||)
+                       pg_catalog.jsonb_build_object('unit_price', l->>'unit_price') ORDER BY n)
+              FROM pg_catalog.jsonb_array_elements(e.payload->'lines') WITH ORDINALITY AS a(l, n)),
+              '[]'))
+       ELSE '{}' END AS payload`;
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function eventFromRow(r: any): Event {
+  return Object.freeze({ position: BigInt(r.position), type: r.type, orderId: r.order_id, version: r.version,
+                         payload: r.payload, occurredAt: r.occurred_at, id: r.id ?? null,
+                         metadata: r.metadata ?? null });
 }
 
 // The JSON the repository exchanges with the server: the columns' names,

@@ -4,8 +4,8 @@
 // strings, so money arrives whole and the extension may be in any schema.
 import type pg from 'pg';
 import { ConcurrencyConflict, OrderNotFound, OrdersError, translate } from './errors.js';
-import { type Address, type Order, type OrderLine, addressToJson, lineToJson, orderFromJson,
-         orderToJson } from './model.js';
+import { type Address, type Event, EVENT_COLUMNS, type NewOrder, type Order, type OrderLine, addressToJson,
+         eventFromRow, lineToJson, orderFromJson, orderToJson } from './model.js';
 import { Anything, type Spec } from './specs.js';
 
 export type Queryable = pg.Client | pg.PoolClient;
@@ -48,17 +48,46 @@ async function guarded<T>(client: Queryable, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-export class OrderRepository {
-  private constructor(readonly client: Queryable, readonly schema: string) {}
+/** orders.event_metadata for the rest of the client's transaction. */
+async function setEventMetadata(client: Queryable, metadata: Record<string, unknown> | undefined) {
+  if (metadata !== undefined)
+    await client.query(`SELECT pg_catalog.set_config('orders.event_metadata', $1, true)`, [JSON.stringify(metadata)]);
+}
 
-  static async create(client: Queryable, schema?: string): Promise<OrderRepository> {
-    return new OrderRepository(client, schema ?? await extensionSchema(client));
+export interface RepositoryOptions {
+  schema?: string;
+  /**
+   * orders.event_metadata (correlation id, causation id, actor, trace
+   * context ...) for the events of this repository's writes; set on the
+   * transaction each write runs in.  unitOfWork's metadata sets it for a
+   * whole transaction.
+   */
+  metadata?: Record<string, unknown>;
+}
+
+export class OrderRepository {
+  private constructor(readonly client: Queryable, readonly schema: string,
+                      readonly metadata?: Record<string, unknown>) {}
+
+  static async create(client: Queryable, options: RepositoryOptions | string = {}): Promise<OrderRepository> {
+    const o = typeof options === 'string' ? { schema: options } : options;
+    return new OrderRepository(client, o.schema ?? await extensionSchema(client), o.metadata);
   }
 
   private get s() { return ident(this.schema); }
 
-  private async one(text: string, values: unknown[]): Promise<any | undefined> {
-    return guarded(this.client, async () => (await this.client.query(text, values)).rows[0]);
+  private async rows(text: string, values: unknown[], write = false): Promise<any[]> {
+    // a write with metadata: the setting and the call in one transaction
+    if (write && this.metadata !== undefined)
+      return unitOfWork(this.client, async () => {
+        await setEventMetadata(this.client, this.metadata);
+        return (await this.client.query(text, values)).rows;
+      });
+    return guarded(this.client, async () => (await this.client.query(text, values)).rows);
+  }
+
+  private async one(text: string, values: unknown[], write = true): Promise<any | undefined> {
+    return (await this.rows(text, values, write))[0];
   }
 
   async add(customerId: string, currency: string, lines: readonly OrderLine[] = [],
@@ -73,8 +102,30 @@ export class OrderRepository {
     return orderFromJson(row.j);
   }
 
+  /**
+   * Many new orders in one call, checked and written all or none; an
+   * error's index is the offending order's.
+   */
+  async addMany(orders: readonly NewOrder[]): Promise<Order[]> {
+    const json = orders.map((o) => ({
+      customer_id: o.customerId, currency: o.currency, lines: (o.lines ?? []).map(lineToJson),
+      ...(o.shippingAddress ? { shipping_address: addressToJson(o.shippingAddress) } : {}),
+      ...(o.id !== undefined ? { id: o.id } : {}),
+    }));
+    const rows = await this.rows(`SELECT ${ROW_JSON} AS j FROM ${this.s}.orders_add_many($1::jsonb) o`,
+                                 [JSON.stringify(json)], true);
+    return rows.map((r) => orderFromJson(r.j));
+  }
+
+  /** The order's events after afterVersion, in version order (purged events are gone). */
+  async eventsOf(id: string, afterVersion = 0): Promise<Event[]> {
+    const rows = await this.rows(`SELECT ${EVENT_COLUMNS} FROM ${this.s}.orders_events_of($1, $2) e`,
+                                 [id, afterVersion]);
+    return rows.map(eventFromRow);
+  }
+
   async get(id: string): Promise<Order> {
-    const row = await this.one(`SELECT ${ROW_JSON} AS j FROM ${this.s}.orders_get($1) o`, [id]);
+    const row = await this.one(`SELECT ${ROW_JSON} AS j FROM ${this.s}.orders_get($1) o`, [id], false);
     if (row === undefined) throw new OrderNotFound(`order ${id} does not exist`, 'P0002');
     return orderFromJson(row.j);
   }
@@ -95,7 +146,7 @@ export class OrderRepository {
   }
 
   async nextId(): Promise<string> {
-    return (await this.one(`SELECT ${this.s}.orders_next_id() AS id`, [])).id;
+    return (await this.one(`SELECT ${this.s}.orders_next_id() AS id`, [], false)).id;
   }
 
   /** The orders the specification selects, by id, a keyset page at a time. */
@@ -120,8 +171,10 @@ export class OrderRepository {
  * One transaction: committed when fn resolves, rolled back when it throws.
  * Inside another unit of the same client it is a savepoint of that one.
  * It must own the transaction: do not call it after a BEGIN of your own.
+ * metadata: orders.event_metadata for every event the transaction writes.
  */
-export async function unitOfWork<T>(client: Queryable, fn: () => Promise<T>): Promise<T> {
+export async function unitOfWork<T>(client: Queryable, fn: () => Promise<T>,
+                                    options: { metadata?: Record<string, unknown> } = {}): Promise<T> {
   const depth = units.get(client) ?? 0;
   const name = depth > 0 ? `orders_unit_${++savepoints}` : null;
   await client.query(name === null ? 'BEGIN' : `SAVEPOINT ${name}`);
@@ -129,6 +182,7 @@ export async function unitOfWork<T>(client: Queryable, fn: () => Promise<T>): Pr
   try {
     let result: T;
     try {
+      await setEventMetadata(client, options.metadata);
       result = await fn();
     } finally {
       units.set(client, depth);

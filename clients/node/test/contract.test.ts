@@ -6,10 +6,10 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { type Address, ConcurrencyConflict, customer, DuplicateOrder, hasStatus, InMemoryOrderRepository,
-         InvariantViolation, type Order, type OrderLine, OrderNotFound, OrderRepository, totalAtLeast,
+         InvariantViolation, type Order, type OrderLine, OrderNotFound, OrderRepository, OrdersError, totalAtLeast,
          totalAtMost } from '../src/index.js';
 
-type Repo = Pick<OrderRepository, 'add' | 'get' | 'save' | 'remove' | 'nextId' | 'find'>;
+type Repo = Pick<OrderRepository, 'add' | 'addMany' | 'get' | 'save' | 'remove' | 'nextId' | 'find'>;
 
 const TEA: OrderLine = { productId: '0b1e4f5a-6c7d-4e8f-9a0b-1c2d3e4f5a6b', productName: 'Green tea', quantity: 2, unitPrice: 450n };
 const POT: OrderLine = { productId: '1c2f5a6b-7d8e-4f9a-8b1c-2d3e4f5a6b7c', productName: 'Teapot', quantity: 1, unitPrice: 3900n };
@@ -122,6 +122,28 @@ export function contract(name: string, makeRepo: () => Promise<Repo>) {
       assert.equal((await repo.remove(cancelled.id)).status, 'cancelled');
       await assert.rejects(repo.remove(order.id), OrderNotFound);
       await assert.rejects(repo.save(confirmed), OrderNotFound);
+    });
+
+    it('adds many, all or none, naming the offending one', async () => {
+      const c = randomUUID();
+      const given = randomUUID();
+      const added = await repo.addMany([
+        { customerId: c, currency: 'EUR', lines: [TEA], shippingAddress: HOME },
+        { customerId: c, currency: 'USD', id: given },
+      ]);
+      assert.deepEqual(added.map((o) => o.currency), ['EUR', 'USD']);
+      assert.equal(added[1].id, given);
+      assert.equal(added[0].total, 900n);
+      assert.deepEqual(await repo.get(added[0].id), added[0]);
+      await assert.rejects(repo.addMany([{ customerId: c, currency: 'EUR' }, { customerId: c, currency: 'eur' }]),
+        (e: unknown) => {
+          assert.ok(e instanceof InvariantViolation, String(e));
+          assert.deepEqual([e.rule, e.index], ['order_currency_format', 1]);
+          return true;
+        });
+      assert.equal((await ids(repo.find(customer(c)))).length, 2, 'nothing of the refused call stays');
+      await assert.rejects(repo.addMany([{ customerId: c, currency: 'EUR', id: given }]),
+        (e: unknown) => e instanceof DuplicateOrder && (e as OrdersError).index === 0);
     });
 
     it('finds by specification, a page at a time', async () => {

@@ -213,3 +213,43 @@ describe('the consumer', () => {
     assert.equal(BigInt(payloads[0].lines[0].unit_price), 99_999_999_999n);
   });
 });
+
+describe('events (extension 1.8)', () => {
+  it('metadata from the repository and the unit of work; one order\'s history', async () => {
+    const tagged = await OrderRepository.create(client, { metadata: { correlation_id: 'node-corr', actor: 'bob' } });
+    const order = await tagged.add(randomUUID(), 'EUR', [TEA], HOME);
+    await tagged.save({ ...order, status: 'confirmed' });
+    const history = await repo.eventsOf(order.id);
+    assert.deepEqual(history.map((e) => [e.type, e.version]), [['order_added', 1], ['order_confirmed', 2]]);
+    assert.deepEqual(history.map((e) => e.metadata?.correlation_id), ['node-corr', 'node-corr']);
+    assert.ok(history.every((e) => typeof e.id === 'string' && e.id.length === 36), 'each event has an id');
+    assert.equal(typeof (history[0].payload as any).total, 'string', 'money as strings');
+    assert.deepEqual((await repo.eventsOf(order.id, 1)).map((e) => e.version), [2]);
+    const [a, b] = await unitOfWork(client, async () => [await repo.add(randomUUID(), 'EUR', [TEA]),
+                                                          await repo.add(randomUUID(), 'EUR', [TEA])],
+                                    { metadata: { causation_id: 'cmd-9' } });
+    assert.deepEqual([...await repo.eventsOf(a.id), ...await repo.eventsOf(b.id)].map((e) => e.metadata),
+                     [{ causation_id: 'cmd-9' }, { causation_id: 'cmd-9' }]);
+    const c = await repo.add(randomUUID(), 'EUR', [TEA]);
+    assert.equal((await repo.eventsOf(c.id))[0].metadata, null, 'none outside the unit of work');
+    await assert.rejects(unitOfWork(client, () => repo.add(randomUUID(), 'EUR', [TEA]), { metadata: { x: 'y'.repeat(9000) } }),
+                         (e: unknown) => e instanceof OrdersError && e.sqlstate === '54000');
+  });
+
+  it('a consumer reads by type; the skipped events count as acknowledged', async () => {
+    const name = `node-types-${randomUUID()}`;
+    await new EventConsumer({}, name, () => undefined, { exitWhenIdleMs: 0, handleSigterm: false }).run();
+    const orders = [];
+    for (let i = 0; i < 5; i++) orders.push(await repo.add(randomUUID(), 'EUR', [TEA], HOME));
+    for (const o of orders.slice(0, 3)) await repo.save({ ...o, status: 'confirmed' });
+    const seen: [string, string][] = [];
+    await new EventConsumer({}, name, (e) => { seen.push([e.type, e.orderId]); },
+                            { batch: 2, types: ['order_confirmed'], exitWhenIdleMs: 200, handleSigterm: false }).run();
+    assert.deepEqual(seen, orders.slice(0, 3).map((o) => ['order_confirmed', o.id]));
+    const { rows } = await client.query('SELECT pending FROM orders_events_consumers() WHERE name = $1', [name]);
+    assert.equal(Number(rows[0].pending), 0);
+    await assert.rejects(new EventConsumer({}, name, () => undefined,
+                                           { types: ['order_confirmd'], exitWhenIdleMs: 200, handleSigterm: false }).run(),
+                         (e: unknown) => e instanceof OrdersError && e.sqlstate === '22023');
+  });
+});

@@ -15,15 +15,14 @@ import selectors
 import signal
 import threading
 import time
-import uuid
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import psycopg
 from psycopg import sql
 
 from .errors import translate
 from .model import Event
-from .repository import extension_schema
+from .repository import EVENT_COLUMNS, event_from_row, extension_schema
 
 
 class HandlerFailed(Exception):
@@ -33,9 +32,13 @@ class HandlerFailed(Exception):
 
 class EventConsumer:
     def __init__(self, dsn: str, name: str, handler: Callable[[Event], None], batch: int = 100,
-                 wake_every: float = 5.0, from_start: bool = False, schema: Optional[str] = None):
+                 wake_every: float = 5.0, from_start: bool = False, schema: Optional[str] = None,
+                 types: Optional[Sequence[str]] = None):
+        """types: only events of these types reach the handler; the others
+        are skipped, and acknowledged with the ones after them."""
         self.dsn, self.name, self.handler = dsn, name, handler
         self.batch, self.wake_every, self.from_start = batch, wake_every, from_start
+        self.types = None if types is None else list(types)
         self.schema = schema
         self._stop = threading.Event()
 
@@ -102,16 +105,22 @@ class EventConsumer:
     def _once(self, conn: psycopg.Connection) -> int:
         s = sql.Identifier(self.schema)
         try:
-            rows = conn.execute(sql.SQL(
-                "SELECT position, type, order_id, version, payload, occurred_at"
-                " FROM {s}.orders_events_read(%s, %s)").format(s=s), (self.name, self.batch)).fetchall()
+            if self.types is None:
+                rows = conn.execute(sql.SQL(
+                    "SELECT " + EVENT_COLUMNS + " FROM {s}.orders_events_read(%s, %s)").format(s=s),
+                    (self.name, self.batch)).fetchall()
+            else:
+                rows = conn.execute(sql.SQL(
+                    "SELECT " + EVENT_COLUMNS + " FROM {s}.orders_events_read(%s, %s, %s)").format(s=s),
+                    (self.name, self.batch, self.types)).fetchall()
         except psycopg.OperationalError:
             raise
         except psycopg.Error as e:
             raise translate(e) from e
-        for position, type_, order_id, version, payload, occurred_at in rows:
+        for row in rows:
+            position = row[0]
             try:
-                self.handler(Event(position, type_, uuid.UUID(str(order_id)), version, payload, occurred_at))
+                self.handler(event_from_row(row))
             except Exception as e:
                 # the handler's own failure, whatever it is (a database error
                 # of its own included): not a lost connection to retry

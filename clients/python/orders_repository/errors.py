@@ -9,16 +9,19 @@ from typing import Optional
 
 
 class OrdersError(Exception):
-    """Base: the server's SQLSTATE, message, detail and constraint, kept."""
+    """Base: the server's SQLSTATE, message, detail and constraint, kept;
+    index: for add_many, the offending order's index in the list."""
 
     def __init__(self, message: str, sqlstate: Optional[str] = None, detail: Optional[str] = None,
-                 constraint: Optional[str] = None, column: Optional[str] = None):
+                 constraint: Optional[str] = None, column: Optional[str] = None,
+                 index: Optional[int] = None):
         super().__init__(message)
         self.message = message
         self.sqlstate = sqlstate
         self.detail = detail
         self.constraint = constraint
         self.column = column
+        self.index = index
 
 
 class OrderNotFound(OrdersError, LookupError):
@@ -58,6 +61,7 @@ class PermissionDenied(OrdersError):
 
 _FIELD = re.compile(r"^((?:lines\[\d+\]\.|shipping_address\.)?[a-z_]+) (?:is|must|cannot|can) ")
 _VALUE = re.compile(r"^The (?:value|currency|country|order's status) is (?:\"?)(.*?)(?:\"?)(?:;|\.$)")
+_INDEX = re.compile(r"at index (\d+) of orders_add_many")
 _RULE_OF_STATE = {"23502": "not_null", "22004": "not_null", "2202E": "array_shape",
                   "22003": "out_of_range"}
 
@@ -70,8 +74,9 @@ def translate(exc: Exception) -> Exception:
     if sqlstate is None or diag is None:
         return exc
     message = diag.message_primary or str(exc)
+    at = _INDEX.search(diag.context or "")
     kw = dict(sqlstate=sqlstate, detail=diag.message_detail, constraint=diag.constraint_name,
-              column=diag.column_name)
+              column=diag.column_name, index=int(at.group(1)) if at else None)
     if sqlstate == "P0002":
         return OrderNotFound(message, **kw)
     if sqlstate == "40001":

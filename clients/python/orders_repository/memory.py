@@ -101,6 +101,23 @@ class InMemoryOrderRepository:
         self._used.add(oid)
         return order
 
+    def add_many(self, orders: Iterable[dict]) -> list:
+        """All or none, as the extension's orders_add_many: an error carries
+        the offending order's index."""
+        orders = list(orders)
+        saved_orders, saved_used = dict(self._orders), set(self._used)
+        added = []
+        for i, o in enumerate(orders):
+            try:
+                added.append(self.add(o["customer_id"], o["currency"], o.get("lines", ()),
+                                      o.get("shipping_address"), o.get("id")))
+            except Exception as e:
+                self._orders, self._used = saved_orders, saved_used
+                if hasattr(e, "index"):
+                    e.index = i
+                raise
+        return added
+
     def get(self, id) -> Order:
         try:
             return self._orders[uuid.UUID(str(id))]

@@ -111,3 +111,6 @@ class Event:
     version: int
     payload: dict
     occurred_at: datetime = field(compare=False)
+    # from extension 1.8: the event's own id, and the writer's metadata
+    id: Optional[uuid.UUID] = field(default=None, compare=False)
+    metadata: Optional[dict] = field(default=None, compare=False)

@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from .errors import ConcurrencyConflict, OrderNotFound, OrdersError, translate
-from .model import Address, Order, OrderLine
+from .model import Address, Event, Order, OrderLine
 from .specs import Anything, Spec
 
 T = TypeVar("T")
@@ -39,10 +39,44 @@ def extension_schema(conn: psycopg.Connection) -> str:
     return row[0]
 
 
+# what an event row is read as: the extension's columns, by name
+EVENT_COLUMNS = "position, type, order_id, version, payload, occurred_at, id, metadata"
+
+
+def event_from_row(row) -> Event:
+    position, type_, order_id, version, payload, occurred_at, id_, metadata = row
+    return Event(position, type_, uuid.UUID(str(order_id)), version, payload, occurred_at,
+                 None if id_ is None else uuid.UUID(str(id_)), metadata)
+
+
+def set_event_metadata(conn: psycopg.Connection, metadata: Optional[dict]) -> None:
+    """orders.event_metadata for the rest of the transaction conn is in."""
+    if metadata is not None:
+        conn.execute("SELECT pg_catalog.set_config('orders.event_metadata', %s, true)",
+                     (json.dumps(metadata),))
+
+
+def _order_json(o) -> dict:
+    """One order of add_many: a dict with add's arguments as keys."""
+    j = {"customer_id": str(o["customer_id"]), "currency": o["currency"],
+         "lines": [l.to_json() for l in o.get("lines", ())]}
+    if o.get("shipping_address") is not None:
+        j["shipping_address"] = o["shipping_address"].to_json()
+    if o.get("id") is not None:
+        j["id"] = str(o["id"])
+    return j
+
+
 class OrderRepository:
-    def __init__(self, conn: psycopg.Connection, schema: Optional[str] = None):
+    """metadata: orders.event_metadata (correlation id, causation id, actor,
+    trace context ...) that every event this repository's writes emit
+    carries; unit_of_work(metadata=...) sets it for a whole transaction."""
+
+    def __init__(self, conn: psycopg.Connection, schema: Optional[str] = None,
+                 metadata: Optional[dict] = None):
         self.conn = conn
         self.schema = schema or extension_schema(conn)
+        self.metadata = metadata
         s = sql.Identifier(self.schema)
         self._add = sql.SQL(
             "SELECT pg_catalog.to_jsonb(o) FROM {s}.orders_add(%s, %s,"
@@ -54,14 +88,22 @@ class OrderRepository:
                              "pg_catalog.jsonb_populate_record(NULL::{s}.orders, %s::jsonb)) o").format(s=s)
         self._remove = sql.SQL("SELECT pg_catalog.to_jsonb(o) FROM {s}.orders_remove(%s, %s) o").format(s=s)
         self._next_id = sql.SQL("SELECT {s}.orders_next_id()").format(s=s)
+        self._add_many = sql.SQL("SELECT pg_catalog.to_jsonb(o) FROM {s}.orders_add_many(%s::jsonb) o").format(s=s)
+        self._events_of = sql.SQL("SELECT " + EVENT_COLUMNS + " FROM {s}.orders_events_of(%s, %s)").format(s=s)
         self._find = "SELECT pg_catalog.to_jsonb(o) FROM {s}.orders o WHERE ({cond}){after} ORDER BY o.id LIMIT %s"
 
-    def _one(self, query, params) -> Optional[tuple]:
+    def _all(self, query, params, write: bool = False) -> list:
         try:
             with self.conn.transaction():
-                return self.conn.execute(query, params).fetchone()
+                if write:
+                    set_event_metadata(self.conn, self.metadata)
+                return self.conn.execute(query, params).fetchall()
         except psycopg.Error as e:
             raise translate(e) from e
+
+    def _one(self, query, params, write: bool = True) -> Optional[tuple]:
+        rows = self._all(query, params, write)
+        return rows[0] if rows else None
 
     def add(self, customer_id, currency: str, lines: Iterable[OrderLine] = (),
             shipping_address: Optional[Address] = None, id=None) -> Order:
@@ -71,8 +113,20 @@ class OrderRepository:
             None if id is None else uuid.UUID(str(id))))
         return Order.from_json(row[0])
 
+    def add_many(self, orders: Iterable[dict]) -> list:
+        """Many new orders in one call: each a dict with add's arguments as
+        keys (customer_id, currency, lines, shipping_address, id).  All or
+        none are added; an error's index is the offending order's."""
+        rows = self._all(self._add_many, (json.dumps([_order_json(o) for o in orders]),), write=True)
+        return [Order.from_json(r[0]) for r in rows]
+
+    def events_of(self, id, after_version: int = 0) -> list:
+        """The order's events after after_version, in version order (events
+        purged from the outbox are gone)."""
+        return [event_from_row(r) for r in self._all(self._events_of, (uuid.UUID(str(id)), after_version))]
+
     def get(self, id) -> Order:
-        row = self._one(self._get, (uuid.UUID(str(id)),))
+        row = self._one(self._get, (uuid.UUID(str(id)),), write=False)
         if row is None:
             raise OrderNotFound(f"order {id} does not exist", sqlstate="P0002")
         return Order.from_json(row[0])
@@ -89,7 +143,7 @@ class OrderRepository:
         return Order.from_json(self._one(self._remove, (uuid.UUID(str(id)), expected_version))[0])
 
     def next_id(self) -> uuid.UUID:
-        return self._one(self._next_id, ())[0]
+        return self._one(self._next_id, (), write=False)[0]
 
     def find(self, spec: Spec = Anything(), page_size: int = 100) -> Iterator[Order]:
         """The orders the specification selects, by id, read a page at a
@@ -114,11 +168,13 @@ class OrderRepository:
 
 
 @contextmanager
-def unit_of_work(conn: psycopg.Connection):
+def unit_of_work(conn: psycopg.Connection, metadata: Optional[dict] = None):
     """One transaction: committed when the block ends, rolled back when it
-    raises.  Repository calls inside it run in savepoints of it."""
+    raises.  Repository calls inside it run in savepoints of it.  metadata:
+    orders.event_metadata for every event the transaction writes."""
     try:
         with conn.transaction():
+            set_event_metadata(conn, metadata)
             yield conn
     except psycopg.Error as e:
         raise translate(e) from e

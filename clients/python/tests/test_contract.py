@@ -153,6 +153,29 @@ class Contract:
                          sorted([small.id, other.id], key=lambda u: u.bytes))
 
 
+    def test_add_many(self):
+        c = self.customer()
+        given = uuid.uuid4()
+        added = self.repo.add_many([
+            {"customer_id": c, "currency": "EUR", "lines": [TEA], "shipping_address": HOME},
+            {"customer_id": c, "currency": "USD", "id": given},
+        ])
+        self.assertEqual([o.currency for o in added], ["EUR", "USD"], "in the list's order")
+        self.assertEqual(added[1].id, given)
+        self.assertEqual(self.repo.get(added[0].id), added[0])
+        self.assertEqual(added[0].total, 900)
+        # all or none: the second is refused, the first not added; the error names it
+        with self.assertRaises(InvariantViolation) as e:
+            self.repo.add_many([{"customer_id": c, "currency": "EUR", "id": uuid.uuid4()},
+                                {"customer_id": c, "currency": "eur"}])
+        self.assertEqual(e.exception.rule, "order_currency_format")
+        self.assertEqual(e.exception.index, 1)
+        self.assertEqual(len(list(self.repo.find(Customer(c)))), 2)
+        with self.assertRaises(DuplicateOrder) as e:
+            self.repo.add_many([{"customer_id": c, "currency": "EUR", "id": given}])
+        self.assertEqual(e.exception.index, 0)
+
+
 class InMemory(Contract, unittest.TestCase):
     def setUp(self):
         self.repo = InMemoryOrderRepository()

@@ -139,6 +139,58 @@ class ErrorMapping(unittest.TestCase):
         self.assertEqual(e.sqlstate, "22012")
 
 
+class Events(unittest.TestCase):
+    """Metadata, one order's history, reading by type (extension 1.8)."""
+
+    def setUp(self):
+        self.conn = psycopg.connect(DSN, autocommit=True)
+
+    def tearDown(self):
+        self.conn.close()
+
+    def test_metadata_from_the_repository_and_the_unit_of_work(self):
+        repo = OrderRepository(self.conn, metadata={"correlation_id": "py-corr", "actor": "alice"})
+        order = repo.add(uuid.uuid4(), "EUR", [TEA], HOME)
+        repo.save(order.with_(status=CONFIRMED))
+        history = repo.events_of(order.id)
+        self.assertEqual([(e.type, e.version) for e in history],
+                         [("order_added", 1), ("order_confirmed", 2)])
+        self.assertEqual({e.metadata["correlation_id"] for e in history}, {"py-corr"})
+        self.assertTrue(all(isinstance(e.id, uuid.UUID) for e in history), "each event has an id")
+        self.assertEqual([e.version for e in repo.events_of(order.id, after_version=1)], [2])
+        plain = OrderRepository(self.conn)
+        with unit_of_work(self.conn, metadata={"causation_id": "cmd-9"}):
+            a = plain.add(uuid.uuid4(), "EUR", [TEA])
+            b = plain.add(uuid.uuid4(), "EUR", [TEA])
+        self.assertEqual([e.metadata for e in plain.events_of(a.id) + plain.events_of(b.id)],
+                         [{"causation_id": "cmd-9"}] * 2)
+        c = plain.add(uuid.uuid4(), "EUR", [TEA])
+        self.assertIsNone(plain.events_of(c.id)[0].metadata, "none outside the unit of work")
+        with self.assertRaises(OrdersError) as e:
+            with unit_of_work(self.conn, metadata={"x": "y" * 9000}):
+                plain.add(uuid.uuid4(), "EUR", [TEA])
+        self.assertEqual(e.exception.sqlstate, "54000")
+
+    def test_consumer_by_type(self):
+        from orders_repository import EventConsumer
+        name = f"py-types-{uuid.uuid4()}"
+        EventConsumer(DSN, name, lambda e: None).run(exit_when_idle=0)
+        repo = OrderRepository(self.conn)
+        orders = [repo.add(uuid.uuid4(), "EUR", [TEA], HOME) for _ in range(5)]
+        for o in orders[:3]:
+            repo.save(o.with_(status=CONFIRMED))
+        seen = []
+        EventConsumer(DSN, name, seen.append, batch=2, types=["order_confirmed"]).run(exit_when_idle=0.2)
+        self.assertEqual([(e.type, e.order_id) for e in seen],
+                         [("order_confirmed", o.id) for o in orders[:3]])
+        pending = self.conn.execute("SELECT pending FROM orders_events_consumers() WHERE name = %s",
+                                    (name,)).fetchone()[0]
+        self.assertEqual(pending, 0, "the skipped events are acknowledged")
+        with self.assertRaises(OrdersError) as e:
+            EventConsumer(DSN, name, seen.append, types=["order_confirmd"]).run(exit_when_idle=0.2)
+        self.assertEqual(e.exception.sqlstate, "22023")
+
+
 class Consumer(unittest.TestCase):
     def test_killed_mid_batch_every_event_at_least_once_in_order(self):
         name = f"py-{uuid.uuid4()}"
