@@ -11,6 +11,7 @@ OBJS = \
 	src/citus.o \
 	src/consumers.o \
 	src/events.o \
+	src/idempotency.o \
 	src/invariants.o \
 	src/module.o \
 	src/notify.o \
@@ -36,6 +37,7 @@ SCHEMA = \
 	schema/consuming.sql \
 	schema/retention.sql \
 	schema/relay.sql \
+	schema/idempotency.sql \
 	schema/cluster.sql \
 	schema/privileges.sql
 DATA_built = orders--$(EXTVERSION).sql
@@ -48,10 +50,10 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare
 
 # pg_regress and pg_isolation_regress each initdb and start a cluster of
 # their own (--temp-instance); nothing needs to be running.
-REGRESS = upgrade setup add add_many invariants get_remove events save queries consumers envelope hardening security
+REGRESS = upgrade setup add add_many invariants get_remove events save queries consumers envelope idempotency hardening security
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/test.conf
 
-ISOLATION = listen_notify save_races events_gap events_backlog ddl_races ddl_update key_races
+ISOLATION = listen_notify save_races events_gap events_backlog ddl_races ddl_update key_races idempotent_retry
 ISOLATION_OPTS = --inputdir=test/isolation --temp-instance=tmp_check_iso --temp-config=test/test.conf
 
 TAP_TESTS = 1

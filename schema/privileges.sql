@@ -10,7 +10,8 @@
 -- granted to each application's role (SELECT), and reading orders or
 -- events through the functions needs it too.
 REVOKE ALL ON @extschema@.orders, @extschema@.order_events,
-              @extschema@.order_events_position_seq, @extschema@.order_event_consumers
+              @extschema@.order_events_position_seq, @extschema@.order_event_consumers,
+              @extschema@.order_idempotency
 FROM PUBLIC;
 
 -- Writing is a privilege: granted explicitly, never to PUBLIC by default.
@@ -35,6 +36,7 @@ REVOKE ALL ON FUNCTION
     @extschema@.orders_events_ack(text, bigint),
     @extschema@.orders_events_consumers(),
     @extschema@.orders_events_purge(interval),
+    @extschema@.orders_idempotency_purge(),
     @extschema@.orders_events_relay_batch(integer),
     @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean, text[]),
     @extschema@.orders_events_consumer(text),

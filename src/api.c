@@ -177,8 +177,17 @@ orders_add(PG_FUNCTION_ARGS)
 	HeapTuple	tuple;
 	Datum		result;
 	Datum		payload;
+	IdempotentCall ic;
+	bool		replayed_null;
 
 	prepare_write("orders_add()");
+	if (idempotency_begin(&ic, fcinfo, cat, "orders_add", 5, &result, &replayed_null))
+	{
+		orders_close(&call);
+		if (replayed_null)
+			PG_RETURN_NULL();
+		PG_RETURN_DATUM(result);
+	}
 
 	if (PG_ARGISNULL(4))
 		uuidv7_generate(&id);
@@ -239,6 +248,7 @@ orders_add(PG_FUNCTION_ARGS)
 
 	payload = event_payload_order(cat, values, nulls);
 	event_emit(&call, EVENT_ORDER_ADDED, &id, 1, payload, now);
+	idempotency_record(&ic, result);
 
 	pop_order_context(&order_context);
 	orders_close(&call);
@@ -315,9 +325,18 @@ orders_remove(PG_FUNCTION_ARGS)
 	Datum		result;
 	Datum		payload;
 	bool		reveal;
+	IdempotentCall ic;
+	bool		replayed_null;
 
 	/* whether the caller may read orders decides what it is shown of the stored one */
 	prepare_write("orders_remove()");
+	if (idempotency_begin(&ic, fcinfo, cat, "orders_remove", 2, &result, &replayed_null))
+	{
+		orders_close(&call);
+		if (replayed_null)
+			PG_RETURN_NULL();
+		PG_RETURN_DATUM(result);
+	}
 	reveal = orders_may_read(cat);
 	id = required_id(fcinfo, 0);
 	push_order_context(&order_context, id);
@@ -356,6 +375,7 @@ orders_remove(PG_FUNCTION_ARGS)
 
 	event_emit(&call, EVENT_ORDER_REMOVED, id, version + 1, payload,
 			   GetCurrentTransactionStartTimestamp());
+	idempotency_record(&ic, result);
 
 	pop_order_context(&order_context);
 	ExecDropSingleTupleTableSlot(slot);
@@ -426,8 +446,17 @@ orders_save(PG_FUNCTION_ARGS)
 	Datum		result;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	bool		reveal;
+	IdempotentCall ic;
+	bool		replayed_null;
 
 	prepare_write("orders_save()");
+	if (idempotency_begin(&ic, fcinfo, cat, "orders_save", 1, &result, &replayed_null))
+	{
+		orders_close(&call);
+		if (replayed_null)
+			PG_RETURN_NULL();
+		PG_RETURN_DATUM(result);
+	}
 	reveal = orders_may_read(cat);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -506,6 +535,7 @@ orders_save(PG_FUNCTION_ARGS)
 		/* the stored order; its update time is not the caller's to learn */
 		result = result_row(desc, stored, stored_null, reveal,
 							lengthof(saved_keep) - 1, saved_keep);
+		idempotency_record(&ic, result);
 		pop_order_context(&order_context);
 		ExecDropSingleTupleTableSlot(slot);
 		orders_close(&call);
@@ -542,6 +572,7 @@ orders_save(PG_FUNCTION_ARGS)
 		event_emit(&call, status_event(new_status), id, version + 1,
 				   event_payload_status(old_status, new_status), now);
 
+	idempotency_record(&ic, result);
 	pop_order_context(&order_context);
 	ExecDropSingleTupleTableSlot(slot);
 	orders_close(&call);

@@ -455,6 +455,11 @@ orders_add_many(PG_FUNCTION_ARGS)
 				 errmsg("orders_add_many is not supported on a Citus cluster"),
 				 errdetail("Its orders belong to the shards of many nodes."),
 				 errhint("Add each order with orders_add, in one transaction if they go together.")));
+	if (orders_idempotency_key != NULL && orders_idempotency_key[0] != '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("orders_add_many does not take orders.idempotency_key"),
+				 errhint("Give the orders ids of their own: a retry with the same ids is refused (23505) if the first attempt committed.")));
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

@@ -273,8 +273,8 @@ event_payload_status(OrderStatus from, OrderStatus to)
  */
 #define POSITION_CATCH_UP_LIMIT 10000
 
-static Oid
-relation_owner(Oid relid)
+Oid
+orders_relation_owner(Oid relid)
 {
 	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	Oid			owner;
@@ -302,7 +302,7 @@ position_sequence_advance(Oid seqid, int64 target, int64 n)
 	/* as the sequence's owner, the extension's; one jump at a time */
 	LockRelationOid(seqid, ShareUpdateExclusiveLock);
 	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(relation_owner(seqid), saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(orders_relation_owner(seqid), saved_context | SECURITY_LOCAL_USERID_CHANGE);
 	(void) DirectFunctionCall2(setval_oid, ObjectIdGetDatum(seqid), Int64GetDatum(target - 1));
 	SetUserIdAndSecContext(saved_user, saved_context);
 	UnlockRelationOid(seqid, ShareUpdateExclusiveLock);

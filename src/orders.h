@@ -283,6 +283,28 @@ extern Datum routing_send(const OrdersCatalog *cat, const char *function, int na
 extern char *routing_settings(void);
 extern void routing_init(void);
 
+/* ---- idempotency.c ---- */
+
+/* A write call under orders.idempotency_key: its place, and what makes it this call. */
+typedef struct IdempotentCall
+{
+	bool		active;			/* to be recorded when it returns */
+	const OrdersCatalog *cat;
+	Oid			role;
+	char	   *key;
+	int			call;			/* its place among the transaction's keyed calls */
+	const char *function;
+	bytea	   *request;
+} IdempotentCall;
+
+extern char *orders_idempotency_key;
+extern int	orders_idempotency_ttl;
+extern void idempotency_init(void);
+extern bool idempotency_begin(IdempotentCall *ic, FunctionCallInfo fcinfo,
+							  const OrdersCatalog *cat, const char *function, int nargs,
+							  Datum *result, bool *isnull);
+extern void idempotency_record(IdempotentCall *ic, Datum result);
+
 /* ---- changes.c ---- */
 
 extern bool order_field_equal(Oid typid, Datum a, Datum b);
@@ -326,6 +348,7 @@ extern HeapTuple event_build(OrdersCall *call, OrderEventType type, pg_uuid_t *o
 							 int64 *position_out);
 extern void event_announce(OrderEventType type, const pg_uuid_t *order_id, int32 version,
 						   int64 position);
+extern Oid	orders_relation_owner(Oid relid);
 extern int64 event_emit(OrdersCall *call, OrderEventType type,
 						pg_uuid_t *order_id, int32 version, Datum payload,
 						TimestampTz occurred_at);

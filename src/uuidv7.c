@@ -42,6 +42,31 @@ uuidv7_generate(pg_uuid_t *out)
 /* Last (milliseconds << 12 | sub-millisecond) handed out by this backend. */
 static uint64 last_tick = 0;
 
+/*
+ * Random bytes from pg_strong_random, taken a pool at a time: each call of
+ * it costs OpenSSL's fork check and locking, which a bulk add would pay
+ * twice an order (its id and its event's).
+ */
+static uint8 random_pool[512];
+static int	random_used = sizeof(random_pool);
+
+static void
+random_bytes(uint8 *out, int n)
+{
+	if (random_used + n > (int) sizeof(random_pool))
+	{
+		if (!pg_strong_random(random_pool, sizeof(random_pool)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate random bytes for a UUID")));
+		random_used = 0;
+	}
+	memcpy(out, random_pool + random_used, n);
+	/* handed out once: never again, not even after an error */
+	memset(random_pool + random_used, 0, n);
+	random_used += n;
+}
+
 void
 uuidv7_generate(pg_uuid_t *out)
 {
@@ -56,10 +81,7 @@ uuidv7_generate(pg_uuid_t *out)
 		tick = last_tick + 1;
 	last_tick = tick;
 
-	if (!pg_strong_random(out->data + 8, 8))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate random bytes for a UUID")));
+	random_bytes(out->data + 8, 8);
 
 	/* bytes 0-5: milliseconds; 6-7: version 7 and the 12-bit sub-ms field */
 	ms = tick >> 12;
