@@ -17,6 +17,8 @@ export class OrdersError extends Error {
 export class OrderNotFound extends OrdersError {}
 /** Someone saved the order first (40001): read again, reapply, save; retry() loops. */
 export class ConcurrencyConflict extends OrdersError {}
+/** orders.idempotency_key was used for another request (22023): a retry repeats the same calls; a new request needs a new key. */
+export class IdempotencyKeyReused extends OrdersError {}
 /** The id is taken, or was used by an order since removed (23505). */
 export class DuplicateOrder extends OrdersError {}
 /** A write on a standby or in a read-only transaction (25006). */
@@ -55,6 +57,8 @@ export function translate(e: unknown): unknown {
 
 function translateCode(e: pg.DatabaseError, code: string): unknown {
   const { message, detail, constraint, column } = e;
+  if (code === '22023' && message.startsWith('idempotency key'))
+    return new IdempotencyKeyReused(message, code, detail, constraint, column);
   if (code === '22023' && message.includes('status'))
     return new InvariantViolation(message, 'unknown_status', 'status', undefined, code, detail, constraint, column);
   switch (code) {

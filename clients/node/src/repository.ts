@@ -172,9 +172,13 @@ export class OrderRepository {
  * Inside another unit of the same client it is a savepoint of that one.
  * It must own the transaction: do not call it after a BEGIN of your own.
  * metadata: orders.event_metadata for every event the transaction writes.
+ * idempotencyKey: orders.idempotency_key; run the same unit again with the
+ * same key after an error at commit and, if the first commit happened, its
+ * calls return what they returned then, writing nothing.
  */
 export async function unitOfWork<T>(client: Queryable, fn: () => Promise<T>,
-                                    options: { metadata?: Record<string, unknown> } = {}): Promise<T> {
+                                    options: { metadata?: Record<string, unknown>; idempotencyKey?: string } = {}):
+                                    Promise<T> {
   const depth = units.get(client) ?? 0;
   const name = depth > 0 ? `orders_unit_${++savepoints}` : null;
   await client.query(name === null ? 'BEGIN' : `SAVEPOINT ${name}`);
@@ -183,6 +187,8 @@ export async function unitOfWork<T>(client: Queryable, fn: () => Promise<T>,
     let result: T;
     try {
       await setEventMetadata(client, options.metadata);
+      if (options.idempotencyKey !== undefined)
+        await client.query(`SELECT pg_catalog.set_config('orders.idempotency_key', $1, true)`, [options.idempotencyKey]);
       result = await fn();
     } finally {
       units.set(client, depth);

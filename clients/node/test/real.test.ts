@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { type Address, ConcurrencyConflict, customer, EventConsumer, HandlerFailed, InvariantViolation, type OrderLine, OrderNotFound, OrderRepository,
+import { type Address, ConcurrencyConflict, customer, EventConsumer, HandlerFailed, IdempotencyKeyReused, InvariantViolation, type OrderLine, OrderNotFound, OrderRepository,
          OrdersError, PermissionDenied, ReadOnly, retry, translate, unitOfWork } from '../src/index.js';
 
 const TEA: OrderLine = { productId: '0b1e4f5a-6c7d-4e8f-9a0b-1c2d3e4f5a6b', productName: 'Green tea', quantity: 2, unitPrice: 450n };
@@ -251,5 +251,28 @@ describe('events (extension 1.8)', () => {
     await assert.rejects(new EventConsumer({}, name, () => undefined,
                                            { types: ['order_confirmd'], exitWhenIdleMs: 200, handleSigterm: false }).run(),
                          (e: unknown) => e instanceof OrdersError && e.sqlstate === '22023');
+  });
+});
+
+describe('idempotent retries', () => {
+  it('a retry after a commit whose answer was lost replays, writing nothing', async () => {
+    const key = `checkout-${randomUUID()}`;
+    const customerId = randomUUID();
+    const checkout = (c: pg.Client, r: OrderRepository) => unitOfWork(c, async () => {
+      const order = await r.add(customerId, 'EUR', [TEA], HOME);   // its id generated
+      return r.save({ ...order, status: 'confirmed' });
+    }, { idempotencyKey: key });
+    // the first attempt committed; its client, told nothing, retries on a new connection
+    const first = new pg.Client();
+    await first.connect();
+    const done = await checkout(first, await OrderRepository.create(first));
+    await first.end();
+    const count = async () => Number((await client.query('SELECT count(*) AS n FROM order_events')).rows[0].n);
+    const before = await count();
+    const again = await checkout(client, repo);
+    assert.deepEqual(again, done);
+    assert.equal(await count(), before, 'nothing written');
+    await assert.rejects(unitOfWork(client, () => repo.add(customerId, 'USD'), { idempotencyKey: key }),
+                         IdempotencyKeyReused);
   });
 });

@@ -1,8 +1,8 @@
 """The Order repository over the orders PostgreSQL extension (psycopg 3),
 and an in-memory twin with the same interface for unit tests."""
 from .consumer import EventConsumer, HandlerFailed
-from .errors import (ConcurrencyConflict, DuplicateOrder, InvariantViolation, OrderNotFound,
-                     OrdersError, PermissionDenied, ReadOnly, translate)
+from .errors import (ConcurrencyConflict, DuplicateOrder, IdempotencyKeyReused, InvariantViolation,
+                     OrderNotFound, OrdersError, PermissionDenied, ReadOnly, translate)
 from .memory import InMemoryOrderRepository
 from .model import (CANCELLED, CONFIRMED, DELIVERED, PENDING, SHIPPED, Address, Event, Order,
                     OrderLine, Status)
@@ -12,7 +12,7 @@ from .specs import (Anything, CreatedBefore, CreatedFrom, Customer, HasStatus, S
 
 __all__ = [
     "EventConsumer", "HandlerFailed",
-    "ConcurrencyConflict", "DuplicateOrder", "InvariantViolation", "OrderNotFound", "OrdersError",
+    "ConcurrencyConflict", "DuplicateOrder", "IdempotencyKeyReused", "InvariantViolation", "OrderNotFound", "OrdersError",
     "PermissionDenied", "ReadOnly", "translate",
     "InMemoryOrderRepository",
     "CANCELLED", "CONFIRMED", "DELIVERED", "PENDING", "SHIPPED", "Address", "Event", "Order", "OrderLine",

@@ -51,6 +51,12 @@ class InvariantViolation(OrdersError, ValueError):
         self.value = value
 
 
+class IdempotencyKeyReused(OrdersError):
+    """orders.idempotency_key was used for another request (22023): a retry
+    must repeat the same calls in the same order; a new request needs a new
+    key."""
+
+
 class ReadOnly(OrdersError):
     """A write on a standby or in a read-only transaction (25006)."""
 
@@ -87,6 +93,8 @@ def translate(exc: Exception) -> Exception:
         return ReadOnly(message, **kw)
     if sqlstate == "42501":
         return PermissionDenied(message, **kw)
+    if sqlstate == "22023" and message.startswith("idempotency key"):
+        return IdempotencyKeyReused(message, **kw)
     if sqlstate == "22023" and "status" in message:
         return InvariantViolation(message, "unknown_status", field="status", **kw)
     if sqlstate == "23514" or sqlstate in _RULE_OF_STATE:

@@ -168,13 +168,21 @@ class OrderRepository:
 
 
 @contextmanager
-def unit_of_work(conn: psycopg.Connection, metadata: Optional[dict] = None):
+def unit_of_work(conn: psycopg.Connection, metadata: Optional[dict] = None,
+                 idempotency_key: Optional[str] = None):
     """One transaction: committed when the block ends, rolled back when it
     raises.  Repository calls inside it run in savepoints of it.  metadata:
-    orders.event_metadata for every event the transaction writes."""
+    orders.event_metadata for every event the transaction writes.
+    idempotency_key: orders.idempotency_key; run the same block again with
+    the same key after an error at commit (a lost connection) and its calls
+    return what they returned the first time, writing nothing, if the first
+    commit happened."""
     try:
         with conn.transaction():
             set_event_metadata(conn, metadata)
+            if idempotency_key is not None:
+                conn.execute("SELECT pg_catalog.set_config('orders.idempotency_key', %s, true)",
+                             (idempotency_key,))
             yield conn
     except psycopg.Error as e:
         raise translate(e) from e

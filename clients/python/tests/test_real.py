@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import psycopg  # noqa: E402
 
-from orders_repository import (CONFIRMED, Address, ConcurrencyConflict, InvariantViolation,  # noqa: E402
+from orders_repository import (CONFIRMED, Address, ConcurrencyConflict, Customer, InvariantViolation,  # noqa: E402
                                OrderLine, OrderNotFound, OrderRepository, OrdersError, PermissionDenied,
                                ReadOnly, retry, translate, unit_of_work)
 
@@ -189,6 +189,34 @@ class Events(unittest.TestCase):
         with self.assertRaises(OrdersError) as e:
             EventConsumer(DSN, name, seen.append, types=["order_confirmd"]).run(exit_when_idle=0.2)
         self.assertEqual(e.exception.sqlstate, "22023")
+
+
+class Idempotency(unittest.TestCase):
+    def test_a_retry_after_a_lost_commit_replays_and_writes_nothing(self):
+        from orders_repository import IdempotencyKeyReused
+        key = f"checkout-{uuid.uuid4()}"
+        customer_id = uuid.uuid4()
+
+        def checkout(conn):
+            repo = OrderRepository(conn)
+            with unit_of_work(conn, idempotency_key=key):
+                order = repo.add(customer_id, "EUR", [TEA], HOME)      # its id generated
+                return repo.save(order.with_(status=CONFIRMED))
+
+        # the first attempt committed; its client, told nothing (the
+        # connection was lost with the answer to COMMIT), retries on a new one
+        with psycopg.connect(DSN, autocommit=True) as first:
+            done = checkout(first)
+        with psycopg.connect(DSN, autocommit=True) as conn:
+            before = conn.execute("SELECT count(*) FROM order_events").fetchone()[0]
+            again = checkout(conn)                    # the client's retry, on a new connection
+            self.assertEqual(again, done, "the same order, as returned the first time")
+            self.assertEqual(conn.execute("SELECT count(*) FROM order_events").fetchone()[0], before,
+                             "nothing written")
+            self.assertEqual(len(list(OrderRepository(conn).find(Customer(customer_id)))), 1)
+            with self.assertRaises(IdempotencyKeyReused):
+                with unit_of_work(conn, idempotency_key=key):
+                    OrderRepository(conn).add(customer_id, "USD")
 
 
 class Consumer(unittest.TestCase):
