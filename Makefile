@@ -35,6 +35,7 @@ SCHEMA = \
 	schema/repository.sql \
 	schema/queries.sql \
 	schema/consuming.sql \
+	schema/groups.sql \
 	schema/retention.sql \
 	schema/relay.sql \
 	schema/idempotency.sql \
@@ -50,7 +51,7 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare
 
 # pg_regress and pg_isolation_regress each initdb and start a cluster of
 # their own (--temp-instance); nothing needs to be running.
-REGRESS = upgrade setup add add_many invariants get_remove events save queries consumers envelope idempotency hardening security
+REGRESS = upgrade setup add add_many invariants get_remove events save queries consumers envelope groups idempotency hardening security
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/test.conf
 
 ISOLATION = listen_notify save_races events_gap events_backlog ddl_races ddl_update key_races idempotent_retry

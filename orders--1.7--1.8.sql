@@ -1,7 +1,7 @@
 /* orders--1.7--1.8.sql: the events' envelope (an id of their own, the
    aggregate's type, the payload's schema version, the writer's metadata),
-   one order's history, reading by type, many orders added at once, and
-   idempotent retries. */
+   one order's history, reading by type, consumer groups, many orders added
+   at once, and idempotent retries. */
 
 \echo Use "ALTER EXTENSION orders UPDATE TO '1.8'" to load this file. \quit
 
@@ -47,6 +47,18 @@ LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.orders_event_types() IS
     'Every event type the extension writes';
 
+-- Which of a consumer group's 16 parts an order's events belong to
+-- (groups.sql): from the order's id alone, so all of an order's events go
+-- to one part, the same on every major and platform (hash partitioning
+-- relies on the same function staying put).
+CREATE FUNCTION @extschema@.orders_event_part(order_id uuid)
+RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN (pg_catalog.uuid_hash_extended(order_id, 0) OPERATOR(pg_catalog.&) 15)::integer;
+
+COMMENT ON FUNCTION @extschema@.orders_event_part(uuid) IS
+    'The part (0 to 15) of a consumer group that reads an order''s events';
+
 -- Many new orders in one call (src/bulk.c): a jsonb array of objects
 -- with orders_add's arguments as keys, each checked as orders_add checks
 -- it, written through the heap's multi-insert; returns each order added,
@@ -60,9 +72,10 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.orders_add_many(jsonb) IS
     'Adds many pending orders (a jsonb array of orders_add''s arguments) after checking every invariant; emits order_added for each';
 
--- Reading by type.  orders_events_batch is the extension's own (anyone may
--- call it), so it takes a new argument; orders_events_read keeps its
--- signature, and so the grants made on it, and gains a sibling.
+-- Reading by type, and by part of a group.  orders_events_batch is the
+-- extension's own (anyone may call it), so it takes new arguments;
+-- orders_events_read keeps its signature, and so the grants made on it,
+-- and gains a sibling.
 DROP FUNCTION @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean);
 
 -- The next events of a consumer's open batch after its batch_position, in
@@ -72,12 +85,13 @@ DROP FUNCTION @extschema@.orders_events_batch(@extschema@.order_event_consumers,
 -- the batch's own top position.  A read of max_events costs about
 -- max_events index entries, however far behind the consumer is.  With
 -- relay_only, just the events whose NOTIFY the relay worker sends
--- (relay.sql); with types, just the events of those types (the others are
--- passed over in the same index scans, and so acknowledged with the ones
--- after them).
+-- (relay.sql); with types, just the events of those types; with part,
+-- just the events of the orders in that part of a consumer group
+-- (groups.sql).  The others are passed over in the same index scans, and so
+-- acknowledged with the ones after them.
 CREATE FUNCTION @extschema@.orders_events_batch(
     c @extschema@.order_event_consumers, max_events integer, relay_only boolean DEFAULT false,
-    types text[] DEFAULT NULL)
+    types text[] DEFAULT NULL, part integer DEFAULT NULL)
 RETURNS SETOF @extschema@.order_events
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -85,7 +99,9 @@ SET jit = off                           -- a few index probes: never worth compi
 AS $$
 DECLARE
     relay_filter text := CASE WHEN relay_only THEN ' AND e.relay' ELSE '' END
-        || CASE WHEN types IS NOT NULL THEN format(' AND e.type = ANY (%L::text[])', types) ELSE '' END;
+        || CASE WHEN types IS NOT NULL THEN format(' AND e.type = ANY (%L::text[])', types) ELSE '' END
+        || CASE WHEN part IS NOT NULL
+                THEN format(' AND @extschema@.orders_event_part(e.order_id) = %s', part) ELSE '' END;
     b @extschema@.order_event_cut;
     a @extschema@.order_event_cut;
     parts text[] := '{}';
@@ -171,12 +187,13 @@ BEGIN
 END
 $$;
 
--- The body of both orders_events_read: anyone may call it, as it does
--- nothing its helpers do not check themselves.  types: only events of these
--- types; the others are skipped, and count as acknowledged once an event
--- after them is, or the batch ends.
+-- The body of both orders_events_read, and of orders_events_read_group for
+-- one part: anyone may call it, as it does nothing its helpers do not check
+-- themselves.  types: only events of these types; part: only the events of
+-- the orders in that part (groups.sql).  The others are skipped, and count
+-- as acknowledged once an event after them is, or the batch ends.
 CREATE FUNCTION @extschema@.orders_events_next(
-    consumer text, max_events integer, types text[])
+    consumer text, max_events integer, types text[], part integer DEFAULT NULL)
 RETURNS SETOF @extschema@.order_events
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -209,7 +226,7 @@ BEGIN
     IF c.batch_snapshot IS NOT NULL THEN
         -- what is left of the batch in progress: events not acknowledged
         -- before a crash come again
-        RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events, false, types);
+        RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events, false, types, part);
         GET DIAGNOSTICS n = ROW_COUNT;
         IF n > 0 THEN
             RETURN;
@@ -222,7 +239,7 @@ BEGIN
     -- taken once the consumer is ours, so that a reader that waited for
     -- another never opens a batch older than the checkpoint that one left
     c := @extschema@.orders_events_open_batch(consumer);
-    RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events, false, types);
+    RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events, false, types, part);
 END
 $$;
 
@@ -291,6 +308,218 @@ $$;
 COMMENT ON FUNCTION @extschema@.orders_events_of(uuid, integer) IS
     'One order''s events after after_version, in version order; needs SELECT on orders and order_events';
 
+-- Consumer groups ------------------------------------------------------------
+-- A consumer group is 16 consumers, its parts, named name/0 to name/15:
+-- part p reads the events of the orders whose orders_event_part is p, with
+-- its own gap-free checkpoint.  So an order's events are one part's, and
+-- come in order.  A reader takes parts, not events: each
+-- orders_events_read_group takes its fair share of the parts (16 over the
+-- readers present), gives back what is beyond it, and reads the parts it
+-- holds.  A part is held by a session-level advisory lock, taken with
+-- pg_try_advisory_lock: a read never waits for another reader, and a part
+-- is one reader's until that reader gives it back or its session ends (a
+-- reader that dies, as soon as the server sees its connection gone:
+-- tcp_keepalives_* for a host that vanished).  So no two readers ever
+-- handle one order's events at once.  A reader's presence is a shared
+-- advisory lock of the group, which is how the others count the readers.
+-- The parts are ordinary consumers: each belongs to the role that
+-- registered the group, and each read and acknowledgement goes through
+-- orders_events_next and orders_events_ack, which check it.  More than 16
+-- readers: the extra ones hold nothing, and stand by.
+
+-- The advisory lock key of a group's part (0 to 15), or of its readers' presence (NULL).
+CREATE FUNCTION @extschema@.orders_events_group_key(consumer text, part integer)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN pg_catalog.hashtextextended('orders_events group ' OPERATOR(pg_catalog.||) consumer
+                                   OPERATOR(pg_catalog.||) ' '
+                                   OPERATOR(pg_catalog.||) coalesce(part::text, 'readers'), 0);
+
+CREATE FUNCTION @extschema@.orders_events_register_group(consumer text, from_start boolean DEFAULT false)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    added boolean := false;
+    p integer;
+BEGIN
+    IF consumer IS NULL OR consumer = '' OR strpos(consumer, '/') > 0 THEN
+        RAISE EXCEPTION 'consumer group name must be a non-empty name without "/"'
+            USING ERRCODE = '22023';
+    END IF;
+    FOR p IN 0..15 LOOP
+        added := @extschema@.orders_events_register(consumer || '/' || p, from_start) OR added;
+    END LOOP;
+    RETURN added;
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_events_register_group(text, boolean) IS
+    'Registers consumer group consumer: its 16 parts, consumers consumer/0 to consumer/15';
+
+CREATE FUNCTION @extschema@.orders_events_unregister_group(consumer text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    removed boolean := false;
+    p integer;
+BEGIN
+    FOR p IN 0..15 LOOP
+        removed := @extschema@.orders_events_unregister(consumer || '/' || p) OR removed;
+    END LOOP;
+    RETURN removed;
+END
+$$;
+
+-- The parts this session holds of the group, in order.
+CREATE FUNCTION @extschema@.orders_events_group_held(consumer text)
+RETURNS integer[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(p ORDER BY p), '{}')
+    FROM generate_series(0, 15) p
+    WHERE EXISTS (
+        SELECT FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.objsubid = 1
+          AND l.mode = 'ExclusiveLock' AND l.granted
+          AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+          AND ((l.classid::bigint << 32) | l.objid::bigint) = @extschema@.orders_events_group_key($1, p))
+$$;
+
+-- The next events of the parts this reader holds, in position order, after
+-- it takes its fair share of the parts.  Returns at once: a part another
+-- reader holds is not waited for.
+CREATE FUNCTION @extschema@.orders_events_read_group(
+    consumer text, max_events integer DEFAULT 100, types text[] DEFAULT NULL)
+RETURNS SETOF @extschema@.order_events
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    readers_key bigint := @extschema@.orders_events_group_key(consumer, NULL);
+    readers bigint;
+    held integer[];
+    share integer;
+    p integer;
+    k integer;
+BEGIN
+    IF consumer IS NULL THEN
+        RAISE EXCEPTION 'consumer group name must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF max_events IS NULL OR max_events < 1 THEN
+        RAISE EXCEPTION 'max_events must be at least 1' USING ERRCODE = '22023';
+    END IF;
+    -- present, once a session
+    held := @extschema@.orders_events_group_held(consumer);
+    IF NOT EXISTS (SELECT FROM pg_locks l
+                   WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.objsubid = 1
+                     AND l.mode = 'ShareLock' AND l.granted
+                     AND ((l.classid::bigint << 32) | l.objid::bigint) = readers_key) THEN
+        PERFORM pg_advisory_lock_shared(readers_key);
+    END IF;
+    SELECT count(DISTINCT l.pid) INTO readers FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.mode = 'ShareLock' AND l.granted
+      AND ((l.classid::bigint << 32) | l.objid::bigint) = readers_key
+      AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database());
+    share := ceil(16.0 / greatest(readers, 1));
+
+    -- give back what is beyond the share, then take free parts up to it,
+    -- starting at a place of this session's own
+    WHILE cardinality(held) > share LOOP
+        PERFORM pg_advisory_unlock(@extschema@.orders_events_group_key(consumer, held[cardinality(held)]));
+        held := held[1:cardinality(held) - 1];
+    END LOOP;
+    FOR k IN 0..15 LOOP
+        EXIT WHEN cardinality(held) >= share;
+        p := (pg_backend_pid() + k) % 16;
+        CONTINUE WHEN p = ANY (held);
+        IF pg_try_advisory_lock(@extschema@.orders_events_group_key(consumer, p)) THEN
+            held := held || p;
+        END IF;
+    END LOOP;
+
+    -- each part's read checks that the group is the caller's; a caller
+    -- refused there keeps no part
+    BEGIN
+        RETURN QUERY
+        SELECT e.* FROM unnest(held) h(part)
+        CROSS JOIN LATERAL @extschema@.orders_events_next(consumer || '/' || h.part, max_events, types, h.part) e
+        ORDER BY e.position
+        LIMIT max_events;
+    EXCEPTION
+        WHEN undefined_object THEN
+            PERFORM @extschema@.orders_events_leave_group(consumer);
+            RAISE EXCEPTION 'consumer group "%" is not registered', consumer
+                USING ERRCODE = '42704',
+                      HINT = 'Register it with orders_events_register_group().';
+        WHEN insufficient_privilege THEN
+            PERFORM @extschema@.orders_events_leave_group(consumer);
+            RAISE EXCEPTION 'consumer group "%" belongs to another role', consumer
+                USING ERRCODE = '42501',
+                      HINT = 'Only the role that registered it, its members and superusers may read it.';
+    END;
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_events_read_group(text, integer, text[]) IS
+    'A reader of consumer group consumer: takes its share of the 16 parts, and returns the next events of the parts it holds';
+
+-- Acknowledges, in every part this reader holds, the events up to and
+-- including last_position: all of them were in its last read, which
+-- returned the parts' events in position order.
+-- As orders_events_ack does for one consumer, through the helpers anyone
+-- may call: a grant of this function alone lets a reader acknowledge.
+CREATE FUNCTION @extschema@.orders_events_ack_group(consumer text, last_position bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p integer;
+    c @extschema@.order_event_consumers;
+BEGIN
+    IF last_position IS NULL THEN
+        RAISE EXCEPTION 'last_position must not be null' USING ERRCODE = '22004';
+    END IF;
+    FOREACH p IN ARRAY @extschema@.orders_events_group_held(consumer) LOOP
+        c := @extschema@.orders_events_consumer(consumer || '/' || p);
+        CONTINUE WHEN c.batch_snapshot IS NULL;
+        c.batch_position := greatest(c.batch_position, last_position);
+        PERFORM @extschema@.orders_events_advance(
+            consumer || '/' || p, c.batch_position,
+            NOT EXISTS (SELECT FROM @extschema@.orders_events_batch(c, 1, false, NULL, p)));
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_events_ack_group(text, bigint) IS
+    'Acknowledges, in each part of the group this reader holds, the events up to and including last_position';
+
+-- Gives back every part this reader holds, and its presence: the others
+-- take the parts at their next read.  Only the caller's own locks: anyone
+-- may call it.
+CREATE FUNCTION @extschema@.orders_events_leave_group(consumer text)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p integer;
+    n integer := 0;
+BEGIN
+    FOREACH p IN ARRAY @extschema@.orders_events_group_held(consumer) LOOP
+        PERFORM pg_advisory_unlock(@extschema@.orders_events_group_key(consumer, p));
+        n := n + 1;
+    END LOOP;
+    PERFORM pg_advisory_unlock_shared(@extschema@.orders_events_group_key(consumer, NULL));
+    RETURN n;
+END
+$$;
+
 -- Retried writes that were done already ----------------------------------
 -- With orders.idempotency_key set, each write call of a transaction
 -- (orders_add, orders_save, orders_remove) is recorded here under the
@@ -345,9 +574,13 @@ REVOKE ALL ON FUNCTION
     @extschema@.orders_idempotency_purge(),
     @extschema@.orders_add_many(jsonb),
     @extschema@.orders_events_read(text, integer, text[]),
-    @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean, text[])
+    @extschema@.orders_events_register_group(text, boolean),
+    @extschema@.orders_events_unregister_group(text),
+    @extschema@.orders_events_read_group(text, integer, text[]),
+    @extschema@.orders_events_ack_group(text, bigint),
+    @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean, text[], integer)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
-    @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean, text[]),
-    @extschema@.orders_events_next(text, integer, text[])
+    @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean, text[], integer),
+    @extschema@.orders_events_next(text, integer, text[], integer)
 TO PUBLIC;

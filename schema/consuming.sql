@@ -15,12 +15,13 @@
 -- the batch's own top position.  A read of max_events costs about
 -- max_events index entries, however far behind the consumer is.  With
 -- relay_only, just the events whose NOTIFY the relay worker sends
--- (relay.sql); with types, just the events of those types (the others are
--- passed over in the same index scans, and so acknowledged with the ones
--- after them).
+-- (relay.sql); with types, just the events of those types; with part,
+-- just the events of the orders in that part of a consumer group
+-- (groups.sql).  The others are passed over in the same index scans, and so
+-- acknowledged with the ones after them.
 CREATE FUNCTION @extschema@.orders_events_batch(
     c @extschema@.order_event_consumers, max_events integer, relay_only boolean DEFAULT false,
-    types text[] DEFAULT NULL)
+    types text[] DEFAULT NULL, part integer DEFAULT NULL)
 RETURNS SETOF @extschema@.order_events
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -28,7 +29,9 @@ SET jit = off                           -- a few index probes: never worth compi
 AS $$
 DECLARE
     relay_filter text := CASE WHEN relay_only THEN ' AND e.relay' ELSE '' END
-        || CASE WHEN types IS NOT NULL THEN format(' AND e.type = ANY (%L::text[])', types) ELSE '' END;
+        || CASE WHEN types IS NOT NULL THEN format(' AND e.type = ANY (%L::text[])', types) ELSE '' END
+        || CASE WHEN part IS NOT NULL
+                THEN format(' AND @extschema@.orders_event_part(e.order_id) = %s', part) ELSE '' END;
     b @extschema@.order_event_cut;
     a @extschema@.order_event_cut;
     parts text[] := '{}';
@@ -114,12 +117,13 @@ BEGIN
 END
 $$;
 
--- The body of both orders_events_read: anyone may call it, as it does
--- nothing its helpers do not check themselves.  types: only events of these
--- types; the others are skipped, and count as acknowledged once an event
--- after them is, or the batch ends.
+-- The body of both orders_events_read, and of orders_events_read_group for
+-- one part: anyone may call it, as it does nothing its helpers do not check
+-- themselves.  types: only events of these types; part: only the events of
+-- the orders in that part (groups.sql).  The others are skipped, and count
+-- as acknowledged once an event after them is, or the batch ends.
 CREATE FUNCTION @extschema@.orders_events_next(
-    consumer text, max_events integer, types text[])
+    consumer text, max_events integer, types text[], part integer DEFAULT NULL)
 RETURNS SETOF @extschema@.order_events
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -152,7 +156,7 @@ BEGIN
     IF c.batch_snapshot IS NOT NULL THEN
         -- what is left of the batch in progress: events not acknowledged
         -- before a crash come again
-        RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events, false, types);
+        RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events, false, types, part);
         GET DIAGNOSTICS n = ROW_COUNT;
         IF n > 0 THEN
             RETURN;
@@ -165,7 +169,7 @@ BEGIN
     -- taken once the consumer is ours, so that a reader that waited for
     -- another never opens a batch older than the checkpoint that one left
     c := @extschema@.orders_events_open_batch(consumer);
-    RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events, false, types);
+    RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events, false, types, part);
 END
 $$;
 

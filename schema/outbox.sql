@@ -70,6 +70,18 @@ LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.orders_event_types() IS
     'Every event type the extension writes';
 
+-- Which of a consumer group's 16 parts an order's events belong to
+-- (groups.sql): from the order's id alone, so all of an order's events go
+-- to one part, the same on every major and platform (hash partitioning
+-- relies on the same function staying put).
+CREATE FUNCTION @extschema@.orders_event_part(order_id uuid)
+RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN (pg_catalog.uuid_hash_extended(order_id, 0) OPERATOR(pg_catalog.&) 15)::integer;
+
+COMMENT ON FUNCTION @extschema@.orders_event_part(uuid) IS
+    'The part (0 to 15) of a consumer group that reads an order''s events';
+
 -- pg_dump keeps member tables' definitions only; these keep the events and
 -- the next position too.
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.order_events', '');

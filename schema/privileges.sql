@@ -33,12 +33,16 @@ REVOKE ALL ON FUNCTION
     @extschema@.orders_events_unregister(text),
     @extschema@.orders_events_read(text, integer),
     @extschema@.orders_events_read(text, integer, text[]),
+    @extschema@.orders_events_register_group(text, boolean),
+    @extschema@.orders_events_unregister_group(text),
+    @extschema@.orders_events_read_group(text, integer, text[]),
+    @extschema@.orders_events_ack_group(text, bigint),
     @extschema@.orders_events_ack(text, bigint),
     @extschema@.orders_events_consumers(),
     @extschema@.orders_events_purge(interval),
     @extschema@.orders_idempotency_purge(),
     @extschema@.orders_events_relay_batch(integer),
-    @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean, text[]),
+    @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean, text[], integer),
     @extschema@.orders_events_consumer(text),
     @extschema@.orders_events_open_batch(text),
     @extschema@.orders_events_advance(text, bigint, boolean)
@@ -46,12 +50,15 @@ FROM PUBLIC;
 -- But the helpers those call check the caller's privileges themselves (and
 -- orders_events_batch reads as its caller), so anyone may call them.
 GRANT EXECUTE ON FUNCTION
-    @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean, text[]),
-    @extschema@.orders_events_next(text, integer, text[]),
+    @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean, text[], integer),
+    @extschema@.orders_events_next(text, integer, text[], integer),
     @extschema@.orders_events_consumer(text),
     @extschema@.orders_events_open_batch(text),
     @extschema@.orders_events_advance(text, bigint, boolean)
 TO PUBLIC;
+
+-- Registering a group registers its 16 parts with orders_events_register,
+-- and unregistering it unregisters them: those need their own grants too.
 
 -- Distributing changes every table and node: the extension's owner's call.
 REVOKE ALL ON FUNCTION @extschema@.orders_distribute(integer) FROM PUBLIC;
