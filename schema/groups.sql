@@ -119,8 +119,11 @@ BEGIN
     share := ceil(16.0 / greatest(readers, 1));
 
     -- give back what is beyond the share, then take free parts up to it,
-    -- starting at a place of this session's own
-    WHILE cardinality(held) > share LOOP
+    -- starting at a place of this session's own.  Not in a transaction that
+    -- has an id already: it may have read those parts, and so hold their
+    -- consumers' rows locked, which would make the reader taking them
+    -- wait (the share is given back at a later read).
+    WHILE cardinality(held) > share AND pg_current_xact_id_if_assigned() IS NULL LOOP
         PERFORM pg_advisory_unlock(@extschema@.orders_events_group_key(consumer, held[cardinality(held)]));
         held := held[1:cardinality(held) - 1];
     END LOOP;
