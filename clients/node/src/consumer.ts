@@ -22,6 +22,8 @@ export interface ConsumerOptions {
   handleSigterm?: boolean;
   /** Only events of these types reach the handler; the others are skipped, and acknowledged with the ones after them. */
   types?: readonly string[];
+  /** name is a consumer group: run as many consumers as you like, each is handed its share of the orders. */
+  group?: boolean;
 }
 
 const ident = (name: string) => '"' + name.replace(/"/g, '""') + '"';
@@ -46,8 +48,8 @@ export class EventConsumer {
     try {
       await client.connect();
       const schema = this.options.schema ?? await extensionSchema(client);
-      await client.query(`SELECT ${ident(schema)}.orders_events_register($1, $2)`,
-                         [this.name, this.options.fromStart ?? false]);
+      const register = this.options.group ? 'orders_events_register_group' : 'orders_events_register';
+      await client.query(`SELECT ${ident(schema)}.${register}($1, $2)`, [this.name, this.options.fromStart ?? false]);
       client.on('notification', () => this.wake?.());
       await client.query('LISTEN orders_events'); // before the first read: no wake-up missed
       return [client, schema];
@@ -102,7 +104,10 @@ export class EventConsumer {
   private async once(client: pg.Client, schema: string): Promise<number> {
     const s = ident(schema);
     const types = this.options.types;
-    const { rows } = types === undefined
+    const { rows } = this.options.group
+      ? await client.query(`SELECT ${EVENT_COLUMNS} FROM ${s}.orders_events_read_group($1, $2, $3::text[]) e`,
+                           [this.name, this.options.batch ?? 100, types ?? null])
+      : types === undefined
       ? await client.query(`SELECT ${EVENT_COLUMNS} FROM ${s}.orders_events_read($1, $2) e`,
                            [this.name, this.options.batch ?? 100])
       : await client.query(`SELECT ${EVENT_COLUMNS} FROM ${s}.orders_events_read($1, $2, $3::text[]) e`,
@@ -116,7 +121,8 @@ export class EventConsumer {
       }
     }
     if (rows.length > 0)
-      await client.query(`SELECT ${s}.orders_events_ack($1, $2::bigint)`, [this.name, rows[rows.length - 1].position]);
+      await client.query(`SELECT ${s}.${this.options.group ? 'orders_events_ack_group' : 'orders_events_ack'}($1, $2::bigint)`,
+                         [this.name, rows[rows.length - 1].position]);
     return rows.length;
   }
 }

@@ -153,7 +153,7 @@ describe('the consumer', () => {
     const log = join(process.env.TMPDIR ?? tmpdir(), `${name}.log`);
     const run = (...extra: string[]) => spawnSync(process.execPath, [CONSUMER, name, log, ...extra], { stdio: 'inherit' });
     assert.equal(run().status, 0); // registers: from now
-    const orders = [];
+    const orders: Awaited<ReturnType<typeof repo.add>>[] = [];
     for (let i = 0; i < 30; i++) orders.push(await repo.add(randomUUID(), 'EUR', [TEA], HOME));
     for (const o of orders.filter((_, i) => i % 2 === 0)) await repo.save({ ...o, status: 'confirmed' });
     const expected = (await client.query('SELECT order_id, version FROM order_events WHERE order_id = ANY($1)',
@@ -239,7 +239,7 @@ describe('events (extension 1.8)', () => {
   it('a consumer reads by type; the skipped events count as acknowledged', async () => {
     const name = `node-types-${randomUUID()}`;
     await new EventConsumer({}, name, () => undefined, { exitWhenIdleMs: 0, handleSigterm: false }).run();
-    const orders = [];
+    const orders: Awaited<ReturnType<typeof repo.add>>[] = [];
     for (let i = 0; i < 5; i++) orders.push(await repo.add(randomUUID(), 'EUR', [TEA], HOME));
     for (const o of orders.slice(0, 3)) await repo.save({ ...o, status: 'confirmed' });
     const seen: [string, string][] = [];
@@ -274,5 +274,26 @@ describe('idempotent retries', () => {
     assert.equal(await count(), before, 'nothing written');
     await assert.rejects(unitOfWork(client, () => repo.add(customerId, 'USD'), { idempotencyKey: key }),
                          IdempotencyKeyReused);
+  });
+});
+
+describe('consumer groups', () => {
+  it('two consumers of one group share its events, each order\'s with one of them, in order', async () => {
+    const name = `node-group-${randomUUID()}`;
+    const orders: Awaited<ReturnType<typeof repo.add>>[] = [];
+    for (let i = 0; i < 12; i++) orders.push(await repo.add(randomUUID(), 'EUR', [TEA], HOME));
+    for (const o of orders) await repo.save({ ...o, status: 'confirmed' });
+    const seen = new Map<string, [string, number][]>();
+    const consumer = (tag: string) => new EventConsumer({}, name, (e) => {
+      if (!orders.some((o) => o.id === e.orderId)) return;
+      const list = seen.get(e.orderId) ?? [];
+      list.push([tag, e.version]);
+      seen.set(e.orderId, list);
+    }, { group: true, fromStart: true, batch: 3, exitWhenIdleMs: 500, wakeEveryMs: 50, handleSigterm: false });
+    await Promise.all([consumer('a').run(), consumer('b').run()]);
+    assert.equal(seen.size, orders.length, 'every order\'s events');
+    for (const [, list] of seen) {
+      assert.deepEqual(list.map(([, v]) => v), [1, 2], 'in version order, once each');
+    }
   });
 });

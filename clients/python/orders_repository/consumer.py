@@ -33,12 +33,15 @@ class HandlerFailed(Exception):
 class EventConsumer:
     def __init__(self, dsn: str, name: str, handler: Callable[[Event], None], batch: int = 100,
                  wake_every: float = 5.0, from_start: bool = False, schema: Optional[str] = None,
-                 types: Optional[Sequence[str]] = None):
+                 types: Optional[Sequence[str]] = None, group: bool = False):
         """types: only events of these types reach the handler; the others
-        are skipped, and acknowledged with the ones after them."""
+        are skipped, and acknowledged with the ones after them.  group: name
+        is a consumer group, read by as many EventConsumers as you run, each
+        handed its share of the orders (README: Consumer groups)."""
         self.dsn, self.name, self.handler = dsn, name, handler
         self.batch, self.wake_every, self.from_start = batch, wake_every, from_start
         self.types = None if types is None else list(types)
+        self.group = group
         self.schema = schema
         self._stop = threading.Event()
 
@@ -51,7 +54,8 @@ class EventConsumer:
             self.schema = self.schema or extension_schema(conn)
             s = sql.Identifier(self.schema)
             try:
-                conn.execute(sql.SQL("SELECT {s}.orders_events_register(%s, %s)").format(s=s),
+                register = "orders_events_register_group" if self.group else "orders_events_register"
+                conn.execute(sql.SQL("SELECT {s}.{f}(%s, %s)").format(s=s, f=sql.Identifier(register)),
                              (self.name, self.from_start))
             except psycopg.OperationalError:
                 raise
@@ -105,7 +109,11 @@ class EventConsumer:
     def _once(self, conn: psycopg.Connection) -> int:
         s = sql.Identifier(self.schema)
         try:
-            if self.types is None:
+            if self.group:
+                rows = conn.execute(sql.SQL(
+                    "SELECT " + EVENT_COLUMNS + " FROM {s}.orders_events_read_group(%s, %s, %s)").format(s=s),
+                    (self.name, self.batch, self.types)).fetchall()
+            elif self.types is None:
                 rows = conn.execute(sql.SQL(
                     "SELECT " + EVENT_COLUMNS + " FROM {s}.orders_events_read(%s, %s)").format(s=s),
                     (self.name, self.batch)).fetchall()
@@ -127,7 +135,8 @@ class EventConsumer:
                 raise HandlerFailed(f"the handler of consumer {self.name!r} failed at position {position}") from e
         if rows:
             try:
-                conn.execute(sql.SQL("SELECT {s}.orders_events_ack(%s, %s)").format(s=s),
+                ack = "orders_events_ack_group" if self.group else "orders_events_ack"
+                conn.execute(sql.SQL("SELECT {s}.{f}(%s, %s)").format(s=s, f=sql.Identifier(ack)),
                              (self.name, rows[-1][0]))
             except psycopg.OperationalError:
                 raise
