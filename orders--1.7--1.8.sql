@@ -270,6 +270,43 @@ $$;
 COMMENT ON FUNCTION @extschema@.orders_events_read(text, integer, text[]) IS
     'As orders_events_read(consumer, max_events), with only events of types; the others skipped count as acknowledged';
 
+-- The body of orders_events_ack, and of orders_events_ack_group for one
+-- part: anyone may call it, as it does nothing its helpers do not check
+-- themselves.  part: the consumer is that part of a group, whose batches
+-- hold only its orders' events.
+CREATE FUNCTION @extschema@.orders_events_ack_through(
+    consumer text, last_position bigint, part integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c @extschema@.order_event_consumers;
+BEGIN
+    IF last_position IS NULL THEN
+        RAISE EXCEPTION 'last_position must not be null' USING ERRCODE = '22004';
+    END IF;
+    c := @extschema@.orders_events_consumer(consumer);
+    IF c.batch_snapshot IS NULL THEN
+        RETURN;                         -- nothing read, nothing to acknowledge
+    END IF;
+    c.batch_position := greatest(c.batch_position, last_position);
+    -- nothing left after it: the whole batch is acknowledged, and its cut
+    -- becomes the checkpoint
+    PERFORM @extschema@.orders_events_advance(
+        consumer, c.batch_position,
+        NOT EXISTS (SELECT FROM @extschema@.orders_events_batch(c, 1, false, NULL, part)));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.orders_events_ack(consumer text, last_position bigint)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT @extschema@.orders_events_ack_through(consumer, last_position)
+$$;
+
 -- One order's history: its events after after_version, in version order,
 -- through the outbox's (order_id, version) index; on a cluster, from the
 -- order's node alone.  Events carry whole orders, so this needs what
@@ -474,8 +511,6 @@ COMMENT ON FUNCTION @extschema@.orders_events_read_group(text, integer, text[]) 
 -- Acknowledges, in every part this reader holds, the events up to and
 -- including last_position: all of them were in its last read, which
 -- returned the parts' events in position order.
--- As orders_events_ack does for one consumer, through the helpers anyone
--- may call: a grant of this function alone lets a reader acknowledge.
 CREATE FUNCTION @extschema@.orders_events_ack_group(consumer text, last_position bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -483,18 +518,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p integer;
-    c @extschema@.order_event_consumers;
 BEGIN
     IF last_position IS NULL THEN
         RAISE EXCEPTION 'last_position must not be null' USING ERRCODE = '22004';
     END IF;
     FOREACH p IN ARRAY @extschema@.orders_events_group_held(consumer) LOOP
-        c := @extschema@.orders_events_consumer(consumer || '/' || p);
-        CONTINUE WHEN c.batch_snapshot IS NULL;
-        c.batch_position := greatest(c.batch_position, last_position);
-        PERFORM @extschema@.orders_events_advance(
-            consumer || '/' || p, c.batch_position,
-            NOT EXISTS (SELECT FROM @extschema@.orders_events_batch(c, 1, false, NULL, p)));
+        PERFORM @extschema@.orders_events_ack_through(consumer || '/' || p, last_position, p);
     END LOOP;
 END
 $$;
@@ -585,5 +614,6 @@ REVOKE ALL ON FUNCTION
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean, text[], integer),
-    @extschema@.orders_events_next(text, integer, text[], integer)
+    @extschema@.orders_events_next(text, integer, text[], integer),
+    @extschema@.orders_events_ack_through(text, bigint, integer)
 TO PUBLIC;

@@ -200,7 +200,12 @@ $$;
 COMMENT ON FUNCTION @extschema@.orders_events_read(text, integer, text[]) IS
     'As orders_events_read(consumer, max_events), with only events of types; the others skipped count as acknowledged';
 
-CREATE FUNCTION @extschema@.orders_events_ack(consumer text, last_position bigint)
+-- The body of orders_events_ack, and of orders_events_ack_group for one
+-- part: anyone may call it, as it does nothing its helpers do not check
+-- themselves.  part: the consumer is that part of a group, whose batches
+-- hold only its orders' events.
+CREATE FUNCTION @extschema@.orders_events_ack_through(
+    consumer text, last_position bigint, part integer DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -220,8 +225,16 @@ BEGIN
     -- becomes the checkpoint
     PERFORM @extschema@.orders_events_advance(
         consumer, c.batch_position,
-        NOT EXISTS (SELECT FROM @extschema@.orders_events_batch(c, 1)));
+        NOT EXISTS (SELECT FROM @extschema@.orders_events_batch(c, 1, false, NULL, part)));
 END
+$$;
+
+CREATE FUNCTION @extschema@.orders_events_ack(consumer text, last_position bigint)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT @extschema@.orders_events_ack_through(consumer, last_position)
 $$;
 
 COMMENT ON FUNCTION @extschema@.orders_events_ack(text, bigint) IS

@@ -165,8 +165,6 @@ COMMENT ON FUNCTION @extschema@.orders_events_read_group(text, integer, text[]) 
 -- Acknowledges, in every part this reader holds, the events up to and
 -- including last_position: all of them were in its last read, which
 -- returned the parts' events in position order.
--- As orders_events_ack does for one consumer, through the helpers anyone
--- may call: a grant of this function alone lets a reader acknowledge.
 CREATE FUNCTION @extschema@.orders_events_ack_group(consumer text, last_position bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -174,18 +172,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p integer;
-    c @extschema@.order_event_consumers;
 BEGIN
     IF last_position IS NULL THEN
         RAISE EXCEPTION 'last_position must not be null' USING ERRCODE = '22004';
     END IF;
     FOREACH p IN ARRAY @extschema@.orders_events_group_held(consumer) LOOP
-        c := @extschema@.orders_events_consumer(consumer || '/' || p);
-        CONTINUE WHEN c.batch_snapshot IS NULL;
-        c.batch_position := greatest(c.batch_position, last_position);
-        PERFORM @extschema@.orders_events_advance(
-            consumer || '/' || p, c.batch_position,
-            NOT EXISTS (SELECT FROM @extschema@.orders_events_batch(c, 1, false, NULL, p)));
+        PERFORM @extschema@.orders_events_ack_through(consumer || '/' || p, last_position, p);
     END LOOP;
 END
 $$;

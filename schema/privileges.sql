@@ -52,6 +52,7 @@ FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean, text[], integer),
     @extschema@.orders_events_next(text, integer, text[], integer),
+    @extschema@.orders_events_ack_through(text, bigint, integer),
     @extschema@.orders_events_consumer(text),
     @extschema@.orders_events_open_batch(text),
     @extschema@.orders_events_advance(text, bigint, boolean)
