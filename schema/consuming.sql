@@ -13,7 +13,9 @@
 -- checkpoint, each read through (xid, position), then the committed events
 -- above the checkpoint's top position, read through the primary key, up to
 -- the batch's own top position.  A read of max_events costs about
--- max_events index entries, however far behind the consumer is.  With
+-- max_events index entries, however far behind the consumer is (with
+-- types or part, the entries passed over count too: a rare type, or one
+-- part of 16, costs what the range holds).  With
 -- relay_only, just the events whose NOTIFY the relay worker sends
 -- (relay.sql); with types, just the events of those types; with part,
 -- just the events of the orders in that part of a consumer group
@@ -117,6 +119,36 @@ BEGIN
 END
 $$;
 
+-- The arguments of a read, checked before anything is taken.  A misspelt
+-- type would skip, and so acknowledge, every event.
+CREATE FUNCTION @extschema@.orders_events_check_read(max_events integer, types text[])
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    unknown text;
+BEGIN
+    IF max_events IS NULL OR max_events < 1 THEN
+        RAISE EXCEPTION 'max_events must be at least 1' USING ERRCODE = '22023';
+    END IF;
+    IF types IS NOT NULL THEN
+        IF cardinality(types) = 0 OR array_position(types, NULL) IS NOT NULL THEN
+            RAISE EXCEPTION 'types must list at least one event type, and no null'
+                USING ERRCODE = '22023',
+                      HINT = 'Pass NULL to read events of every type.';
+        END IF;
+        SELECT t INTO unknown FROM unnest(types) t
+        WHERE t <> ALL (@extschema@.orders_event_types()) LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'unknown event type "%"', unknown
+                USING ERRCODE = '22023',
+                      HINT = 'The event types are: ' || array_to_string(@extschema@.orders_event_types(), ', ') || '.';
+        END IF;
+    END IF;
+END
+$$;
+
 -- The body of both orders_events_read, and of orders_events_read_group for
 -- one part: anyone may call it, as it does nothing its helpers do not check
 -- themselves.  types: only events of these types; part: only the events of
@@ -131,25 +163,11 @@ AS $$
 DECLARE
     c @extschema@.order_event_consumers;
     n bigint;
-    unknown text;
 BEGIN
-    IF max_events IS NULL OR max_events < 1 THEN
-        RAISE EXCEPTION 'max_events must be at least 1' USING ERRCODE = '22023';
-    END IF;
-    -- a misspelt type would skip, and so acknowledge, every event
-    IF types IS NOT NULL THEN
-        IF cardinality(types) = 0 OR array_position(types, NULL) IS NOT NULL THEN
-            RAISE EXCEPTION 'types must list at least one event type, and no null'
-                USING ERRCODE = '22023',
-                      HINT = 'Pass NULL to read events of every type.';
-        END IF;
-        SELECT t INTO unknown FROM unnest(types) t
-        WHERE t <> ALL (@extschema@.orders_event_types()) LIMIT 1;
-        IF FOUND THEN
-            RAISE EXCEPTION 'unknown event type "%"', unknown
-                USING ERRCODE = '22023',
-                      HINT = 'The event types are: ' || array_to_string(@extschema@.orders_event_types(), ', ') || '.';
-        END IF;
+    PERFORM @extschema@.orders_events_check_read(max_events, types);
+    IF part IS NOT NULL AND right(consumer, length(part::text) + 1) <> '/' || part THEN
+        RAISE EXCEPTION 'consumer "%" is not part % of a consumer group', consumer, part
+            USING ERRCODE = '22023';
     END IF;
     c := @extschema@.orders_events_consumer(consumer);
 
@@ -215,6 +233,10 @@ DECLARE
 BEGIN
     IF last_position IS NULL THEN
         RAISE EXCEPTION 'last_position must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF part IS NOT NULL AND right(consumer, length(part::text) + 1) <> '/' || part THEN
+        RAISE EXCEPTION 'consumer "%" is not part % of a consumer group', consumer, part
+            USING ERRCODE = '22023';
     END IF;
     c := @extschema@.orders_events_consumer(consumer);
     IF c.batch_snapshot IS NULL THEN

@@ -10,9 +10,13 @@
 -- pg_try_advisory_lock: a read never waits for another reader, and a part
 -- is one reader's until that reader gives it back or its session ends (a
 -- reader that dies, as soon as the server sees its connection gone:
--- tcp_keepalives_* for a host that vanished).  So no two readers ever
--- handle one order's events at once.  A reader's presence is a shared
--- advisory lock of the group, which is how the others count the readers.
+-- tcp_keepalives_* for a host that vanished).  So no two readers handle
+-- one order's events at once, as long as a reader stops handling when it
+-- loses its session: one whose session the server ended (terminated,
+-- idle_session_timeout, keepalives through a network split) may still be
+-- in its handler when another takes its parts.  A reader's presence is a
+-- shared advisory lock of the group, which is how the others count the
+-- readers; only readers of roles with the caller's privileges count.
 -- The parts are ordinary consumers: each belongs to the role that
 -- registered the group, and each read and acknowledgement goes through
 -- orders_events_next and orders_events_ack, which check it.  More than 16
@@ -41,6 +45,8 @@ BEGIN
     END IF;
     FOR p IN 0..15 LOOP
         added := @extschema@.orders_events_register(consumer || '/' || p, from_start) OR added;
+        -- a part that is another role's consumer already: refused here (42501)
+        PERFORM @extschema@.orders_events_consumer(consumer || '/' || p);
     END LOOP;
     RETURN added;
 END
@@ -94,6 +100,7 @@ DECLARE
     readers_key bigint := @extschema@.orders_events_group_key(consumer, NULL);
     readers bigint;
     held integer[];
+    before integer[];
     share integer;
     p integer;
     k integer;
@@ -101,21 +108,23 @@ BEGIN
     IF consumer IS NULL THEN
         RAISE EXCEPTION 'consumer group name must not be null' USING ERRCODE = '22004';
     END IF;
-    IF max_events IS NULL OR max_events < 1 THEN
-        RAISE EXCEPTION 'max_events must be at least 1' USING ERRCODE = '22023';
-    END IF;
-    -- present, once a session
+    PERFORM @extschema@.orders_events_check_read(max_events, types);
+
+    -- present, once a session, without waiting for anyone
     held := @extschema@.orders_events_group_held(consumer);
     IF NOT EXISTS (SELECT FROM pg_locks l
                    WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.objsubid = 1
                      AND l.mode = 'ShareLock' AND l.granted
                      AND ((l.classid::bigint << 32) | l.objid::bigint) = readers_key) THEN
-        PERFORM pg_advisory_lock_shared(readers_key);
+        PERFORM pg_try_advisory_lock_shared(readers_key);
     END IF;
-    SELECT count(DISTINCT l.pid) INTO readers FROM pg_locks l
+    -- the readers present: sessions of roles with this one's privileges
+    SELECT count(DISTINCT l.pid) INTO readers
+    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
     WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.mode = 'ShareLock' AND l.granted
       AND ((l.classid::bigint << 32) | l.objid::bigint) = readers_key
-      AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database());
+      AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+      AND (l.pid = pg_backend_pid() OR pg_has_role(a.usesysid, current_user, 'USAGE'));
     share := ceil(16.0 / greatest(readers, 1));
 
     -- give back what is beyond the share, then take free parts up to it,
@@ -127,6 +136,7 @@ BEGIN
         PERFORM pg_advisory_unlock(@extschema@.orders_events_group_key(consumer, held[cardinality(held)]));
         held := held[1:cardinality(held) - 1];
     END LOOP;
+    before := held;
     FOR k IN 0..15 LOOP
         EXIT WHEN cardinality(held) >= share;
         p := (pg_backend_pid() + k) % 16;
@@ -135,36 +145,47 @@ BEGIN
             held := held || p;
         END IF;
     END LOOP;
+    held := ARRAY(SELECT h FROM unnest(held) h ORDER BY h);
 
     -- each part's read checks that the group is the caller's; a caller
-    -- refused there keeps no part
+    -- refused there keeps none of the parts it just took (their rows were
+    -- locked, if at all, in the statement that failed: nobody waits for them)
     BEGIN
         RETURN QUERY
         SELECT e.* FROM unnest(held) h(part)
         CROSS JOIN LATERAL @extschema@.orders_events_next(consumer || '/' || h.part, max_events, types, h.part) e
         ORDER BY e.position
         LIMIT max_events;
-    EXCEPTION
-        WHEN undefined_object THEN
-            PERFORM @extschema@.orders_events_leave_group(consumer);
+    EXCEPTION WHEN undefined_object OR insufficient_privilege THEN
+        FOREACH p IN ARRAY held LOOP
+            CONTINUE WHEN p = ANY (before);
+            PERFORM pg_advisory_unlock(@extschema@.orders_events_group_key(consumer, p));
+        END LOOP;
+        IF cardinality(before) = 0 THEN
+            PERFORM pg_advisory_unlock_shared(readers_key);
+        END IF;
+        IF SQLSTATE = '42704' THEN
             RAISE EXCEPTION 'consumer group "%" is not registered', consumer
                 USING ERRCODE = '42704',
                       HINT = 'Register it with orders_events_register_group().';
-        WHEN insufficient_privilege THEN
-            PERFORM @extschema@.orders_events_leave_group(consumer);
+        ELSIF SQLERRM LIKE '%belongs to another role' THEN
             RAISE EXCEPTION 'consumer group "%" belongs to another role', consumer
                 USING ERRCODE = '42501',
                       HINT = 'Only the role that registered it, its members and superusers may read it.';
+        END IF;
+        RAISE;
     END;
+    -- what orders_events_ack_group may acknowledge: the parts this read returned
+    PERFORM set_config('orders_group.read_' || md5(consumer), array_to_string(held, ','), false);
 END
 $$;
 
 COMMENT ON FUNCTION @extschema@.orders_events_read_group(text, integer, text[]) IS
     'A reader of consumer group consumer: takes its share of the 16 parts, and returns the next events of the parts it holds';
 
--- Acknowledges, in every part this reader holds, the events up to and
--- including last_position: all of them were in its last read, which
--- returned the parts' events in position order.
+-- Acknowledges, in every part this reader's last read returned and it
+-- still holds, the events up to and including last_position: all of them
+-- were in that read, which returned the parts' events in position order.
 CREATE FUNCTION @extschema@.orders_events_ack_group(consumer text, last_position bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -172,22 +193,28 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p integer;
+    read_parts integer[] := string_to_array(
+        nullif(current_setting('orders_group.read_' || md5(consumer), true), ''), ',')::integer[];
 BEGIN
     IF last_position IS NULL THEN
         RAISE EXCEPTION 'last_position must not be null' USING ERRCODE = '22004';
     END IF;
+    -- the parts the last read returned that are still this reader's: a part
+    -- taken since, by a read that failed, has events nobody handled
     FOREACH p IN ARRAY @extschema@.orders_events_group_held(consumer) LOOP
+        CONTINUE WHEN read_parts IS NULL OR p <> ALL (read_parts);
         PERFORM @extschema@.orders_events_ack_through(consumer || '/' || p, last_position, p);
     END LOOP;
 END
 $$;
 
 COMMENT ON FUNCTION @extschema@.orders_events_ack_group(text, bigint) IS
-    'Acknowledges, in each part of the group this reader holds, the events up to and including last_position';
+    'Acknowledges, in each part of the group that this reader''s last read returned, the events up to and including last_position';
 
 -- Gives back every part this reader holds, and its presence: the others
 -- take the parts at their next read.  Only the caller's own locks: anyone
--- may call it.
+-- may call it.  Not in a transaction with an id: it may hold the parts'
+-- rows locked, and the reader taking them would wait.
 CREATE FUNCTION @extschema@.orders_events_leave_group(consumer text)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
@@ -197,11 +224,17 @@ DECLARE
     p integer;
     n integer := 0;
 BEGIN
+    IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot leave consumer group "%" in a transaction that has written', consumer
+            USING ERRCODE = '25001',
+                  HINT = 'Leave it after COMMIT, or end the session.';
+    END IF;
     FOREACH p IN ARRAY @extschema@.orders_events_group_held(consumer) LOOP
         PERFORM pg_advisory_unlock(@extschema@.orders_events_group_key(consumer, p));
         n := n + 1;
     END LOOP;
     PERFORM pg_advisory_unlock_shared(@extschema@.orders_events_group_key(consumer, NULL));
+    PERFORM set_config('orders_group.read_' || md5(consumer), '', false);
     RETURN n;
 END
 $$;

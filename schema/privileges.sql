@@ -53,6 +53,13 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean, text[], integer),
     @extschema@.orders_events_next(text, integer, text[], integer),
     @extschema@.orders_events_ack_through(text, bigint, integer),
+    @extschema@.orders_events_check_read(integer, text[]),
+    @extschema@.orders_events_group_key(text, integer),
+    @extschema@.orders_events_group_held(text),
+    @extschema@.orders_events_leave_group(text),
+    @extschema@.orders_event_part(uuid),
+    @extschema@.orders_event_types(),
+    @extschema@.orders_events_of(uuid, integer),
     @extschema@.orders_events_consumer(text),
     @extschema@.orders_events_open_batch(text),
     @extschema@.orders_events_advance(text, bigint, boolean)

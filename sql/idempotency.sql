@@ -18,7 +18,10 @@ SELECT id AS first_id, version FROM orders_add('c0000000-0000-0000-0000-00000000
 SELECT status, version FROM orders_save(jsonb_populate_record(cur(:'first_id'), '{"status": "confirmed"}'));
 COMMIT;
 SELECT * FROM stored \gset before_
--- The retry (the client never saw the commit): the same rows, nothing written.
+-- The retry (the client never saw the commit), on a new connection: the
+-- same rows, nothing written.
+\c
+SET ROLE regress_idem_app;
 BEGIN;
 SET LOCAL orders.idempotency_key = 'checkout-1';
 SELECT id = :'first_id' AS same_id, status, version FROM orders_add('c0000000-0000-0000-0000-000000000090', 'EUR',
@@ -30,11 +33,15 @@ COMMIT;
 SELECT orders = :before_orders AND events = :before_events AS nothing_written FROM stored;
 
 -- Another request under a recorded key: an error, and nothing written.
+\c
+SET ROLE regress_idem_app;
 BEGIN;
 SET LOCAL orders.idempotency_key = 'checkout-1';
 SELECT err($$SELECT orders_add('c0000000-0000-0000-0000-000000000090', 'USD')$$);
 ROLLBACK;
 \set VERBOSITY default
+\c
+SET ROLE regress_idem_app;
 BEGIN;
 SET LOCAL orders.idempotency_key = 'checkout-1';
 SELECT id = :'first_id' AS same_id FROM orders_add('c0000000-0000-0000-0000-000000000090', 'EUR',
@@ -60,6 +67,8 @@ BEGIN;
 SET LOCAL orders.idempotency_key = 'remove-91';
 SELECT id, version FROM orders_remove('a0000000-0000-0000-0000-000000000091');
 COMMIT;
+\c
+SET ROLE regress_idem_app;
 BEGIN;
 SET LOCAL orders.idempotency_key = 'remove-91';
 SELECT id, version FROM orders_remove('a0000000-0000-0000-0000-000000000091');
@@ -68,7 +77,7 @@ SELECT count(*) AS removed_once FROM order_events
 WHERE order_id = 'a0000000-0000-0000-0000-000000000091' AND type = 'order_removed';
 
 -- Keys are each role's own: another role's checkout-1 is a new request.
-RESET ROLE;
+\c
 BEGIN;
 SET LOCAL orders.idempotency_key = 'checkout-1';
 SELECT id <> :'first_id' AS new_order FROM orders_add('c0000000-0000-0000-0000-000000000090', 'USD');
@@ -86,6 +95,29 @@ SET LOCAL orders.idempotency_key = 'bulk-1';
 SELECT err($$SELECT orders_add_many('[]')$$);
 ROLLBACK;
 
+-- A key left set for the session (SET, not SET LOCAL) would make every
+-- later transaction a replay: the second transaction under it is refused.
+SET orders.idempotency_key = 'session-wide';
+SELECT (orders_add('c0000000-0000-0000-0000-000000000090', 'EUR')).version AS first_transaction;
+SELECT err($$SELECT orders_add('c0000000-0000-0000-0000-000000000090', 'EUR')$$);
+RESET orders.idempotency_key;
+
+-- A call in a savepoint rolled back takes its place back: the place is the
+-- call's among those that stayed.
+BEGIN;
+SET LOCAL orders.idempotency_key = 'savepoints';
+SAVEPOINT s;
+SELECT (orders_add('c0000000-0000-0000-0000-000000000090', 'EUR', id => 'a0000000-0000-0000-0000-000000000092')).version;
+ROLLBACK TO SAVEPOINT s;
+SELECT (orders_add('c0000000-0000-0000-0000-000000000090', 'EUR', id => 'a0000000-0000-0000-0000-000000000093')).version;
+COMMIT;
+\c
+SET ROLE regress_idem_app;
+BEGIN;
+SET LOCAL orders.idempotency_key = 'savepoints';
+SELECT id FROM orders_add('c0000000-0000-0000-0000-000000000090', 'EUR', id => 'a0000000-0000-0000-0000-000000000093');
+COMMIT;
+
 -- Records expire: after orders.idempotency_ttl the key is new again.
 BEGIN;
 SET LOCAL orders.idempotency_key = 'short-lived';
@@ -93,6 +125,8 @@ SET LOCAL orders.idempotency_ttl = '1s';
 SELECT id AS short_id FROM orders_add('c0000000-0000-0000-0000-000000000090', 'EUR') \gset
 COMMIT;
 SELECT pg_sleep(1.2);
+\c
+SET ROLE regress_idem_app;
 BEGIN;
 SET LOCAL orders.idempotency_key = 'short-lived';
 SELECT id <> :'short_id' AS written_again FROM orders_add('c0000000-0000-0000-0000-000000000090', 'EUR');

@@ -33,7 +33,17 @@ PG_FUNCTION_INFO_V1(orders_add_many);
 /* At most this many orders in one call: past it, a statement of its own each. */
 #define BULK_MAX 100000
 
-/* Where in the input an error arose, for its context. */
+/* The input functions of the few types the fields have, looked up once a call. */
+typedef struct BulkInputs
+{
+	MemoryContext mcxt;			/* the call's */
+	int			n;
+	Oid			typids[8];
+	FmgrInfo	flinfo[8];
+	Oid			ioparams[8];
+} BulkInputs;
+
+/* Where in the input an error arose, for its context; and the input functions. */
 typedef struct BulkPosition
 {
 	int			index;			/* the order's, in the array; -1: none */
@@ -43,6 +53,7 @@ typedef struct BulkPosition
 	/* while a chunk is written: the order at first + *writing, if >= 0 */
 	const int  *writing;
 	int			first;
+	BulkInputs *inputs;
 } BulkPosition;
 
 static void
@@ -96,25 +107,14 @@ jsonb_type_name(const JsonbValue *v)
 	}
 }
 
-/* The input functions of the few types the fields have, looked up once a call. */
-typedef struct BulkInputs
-{
-	int			n;
-	Oid			typids[8];
-	FmgrInfo	flinfo[8];
-	Oid			ioparams[8];
-} BulkInputs;
-
-static BulkInputs *bulk_inputs = NULL;
 
 /*
  * A scalar JSON value as a value of typid, through the type's input
  * function: a string as it is, a number as it prints.  *isnull for null.
  */
 static Datum
-bulk_scalar(const JsonbValue *v, Oid typid, bool *isnull)
+bulk_scalar(BulkInputs *in, const JsonbValue *v, Oid typid, bool *isnull)
 {
-	BulkInputs *in = bulk_inputs;
 	char	   *text;
 	int			i;
 
@@ -148,7 +148,8 @@ bulk_scalar(const JsonbValue *v, Oid typid, bool *isnull)
 		if (in->n == lengthof(in->typids))
 			elog(ERROR, "orders_add_many: too many field types");
 		getTypeInputInfo(typid, &typinput, &in->ioparams[i]);
-		fmgr_info(typinput, &in->flinfo[i]);
+		/* in the call's memory: the chunks' is reset under a caching input function */
+		fmgr_info_cxt(typinput, &in->flinfo[i], in->mcxt);
 		in->typids[i] = typid;
 		in->n++;
 	}
@@ -226,7 +227,8 @@ bulk_composite(JsonbContainer *object, TupleDesc desc, BulkPosition *pos)
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 
 		pos->field = NameStr(att->attname);
-		values[i] = bulk_scalar(bulk_key(object, NameStr(att->attname)), att->atttypid, &nulls[i]);
+		values[i] = bulk_scalar(pos->inputs, bulk_key(object, NameStr(att->attname)), att->atttypid,
+								&nulls[i]);
 	}
 	pos->field = NULL;
 	return heap_copy_tuple_as_datum(heap_form_tuple(desc, values, nulls), desc);
@@ -308,7 +310,7 @@ bulk_prepare(OrdersCall *call, JsonbValue *v, TimestampTz now, BulkOrder *out,
 	bulk_check_keys(order, NULL, order_keys, lengthof(order_keys), pos);
 
 	pos->field = "id";
-	d = bulk_scalar(bulk_key(order, "id"), UUIDOID, &isnull);
+	d = bulk_scalar(pos->inputs, bulk_key(order, "id"), UUIDOID, &isnull);
 	out->id_given = !isnull;
 	if (isnull)
 		uuidv7_generate(&out->id);
@@ -317,10 +319,10 @@ bulk_prepare(OrdersCall *call, JsonbValue *v, TimestampTz now, BulkOrder *out,
 
 	pos->field = "customer_id";
 	values[Anum_orders_customer_id - 1] =
-		bulk_scalar(bulk_key(order, "customer_id"), UUIDOID, &nulls[Anum_orders_customer_id - 1]);
+		bulk_scalar(pos->inputs, bulk_key(order, "customer_id"), UUIDOID, &nulls[Anum_orders_customer_id - 1]);
 	pos->field = "currency";
 	values[Anum_orders_currency - 1] =
-		bulk_scalar(bulk_key(order, "currency"), TEXTOID, &nulls[Anum_orders_currency - 1]);
+		bulk_scalar(pos->inputs, bulk_key(order, "currency"), TEXTOID, &nulls[Anum_orders_currency - 1]);
 	pos->field = "lines";
 	{
 		JsonbValue *lv = bulk_key(order, "lines");
@@ -438,13 +440,14 @@ orders_add_many(PG_FUNCTION_ARGS)
 	int			n;
 	int			first;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
-	BulkPosition pos = {-1, NULL, -1, NULL, NULL, 0};
+	BulkPosition pos = {-1, NULL, -1, NULL, NULL, 0, NULL};
 	ErrorContextCallback context;
 	MemoryContext chunk_context;
 	MemoryContext old;
 
 	InitMaterializedSRF(fcinfo, 0);
-	bulk_inputs = palloc0(sizeof(BulkInputs));
+	pos.inputs = palloc0(sizeof(BulkInputs));
+	pos.inputs->mcxt = CurrentMemoryContext;
 	cat = orders_open(fcinfo, locks, &call);
 	PreventCommandIfReadOnly("orders_add_many()");
 	PreventCommandIfParallelMode("orders_add_many()");

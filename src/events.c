@@ -387,13 +387,19 @@ event_metadata(void)
 				 errmsg("orders.event_metadata must be a JSON object"),
 				 errhint("Set it to an object, such as '{\"correlation_id\": \"...\"}', or to '' for none.")));
 
-	if (cached_text != NULL)
-		pfree(cached_text);
-	if (cached != NULL)
-		pfree(cached);
-	cached_text = MemoryContextStrdup(TopMemoryContext, text);
-	cached = MemoryContextAlloc(TopMemoryContext, VARSIZE(parsed));
-	memcpy(cached, parsed, VARSIZE(parsed));
+	{
+		/* both copies made before either old one goes: no half-made cache */
+		char	   *new_text = MemoryContextStrdup(TopMemoryContext, text);
+		Jsonb	   *new_value = MemoryContextAlloc(TopMemoryContext, VARSIZE(parsed));
+
+		memcpy(new_value, parsed, VARSIZE(parsed));
+		if (cached_text != NULL)
+			pfree(cached_text);
+		if (cached != NULL)
+			pfree(cached);
+		cached_text = new_text;
+		cached = new_value;
+	}
 	return cached;
 }
 

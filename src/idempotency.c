@@ -23,17 +23,27 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/dependency.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_extension_d.h"
 #include "catalog/pg_type_d.h"
+#include "commands/extension.h"
 #include "common/hashfn.h"
+#include "port/pg_bswap.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 
 #include "orders.h"
 
@@ -46,9 +56,41 @@
 char	   *orders_idempotency_key = NULL;
 int			orders_idempotency_ttl = 86400;
 
-/* this transaction's keyed calls so far, under the key last seen */
-static int	keyed_calls = 0;
-static char *keyed_key = NULL;	/* in TopMemoryContext */
+/*
+ * This transaction's keyed calls so far, a count per key (a transaction may
+ * switch keys, and back), in TopTransactionContext.  A subtransaction that
+ * aborts takes its calls back, as it takes back their records: a place
+ * counts the calls that stayed.
+ */
+typedef struct KeyCount
+{
+	char	   *key;
+	int			calls;
+	uint64		used;			/* when last used: the session's call count then */
+} KeyCount;
+
+static KeyCount *key_counts = NULL;
+static int	nkey_counts = 0;
+static uint64 session_calls = 0;
+
+/* the counts at the start of each open subtransaction, innermost first */
+typedef struct SubCounts
+{
+	SubTransactionId subid;
+	int			n;
+	int		   *calls;
+	struct SubCounts *outer;
+} SubCounts;
+
+static SubCounts *sub_counts = NULL;
+
+/*
+ * The key of the last transaction of this session that committed keyed
+ * calls, in TopMemoryContext: a later transaction under it is not a retry
+ * (a retry follows a lost connection or an abort), but a key left set for
+ * the session.
+ */
+static char *committed_key = NULL;
 
 static void
 idempotency_xact_callback(XactEvent event, void *arg)
@@ -57,10 +99,68 @@ idempotency_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			{
+				/* the last key with calls that stayed: its records committed */
+				int			last = -1;
+				int			i;
+
+				for (i = 0; i < nkey_counts; i++)
+					if (key_counts[i].calls > 0 &&
+						(last < 0 || key_counts[i].used > key_counts[last].used))
+						last = i;
+				if (last >= 0)
+				{
+					char	   *copy = MemoryContextStrdup(TopMemoryContext, key_counts[last].key);
+
+					if (committed_key != NULL)
+						pfree(committed_key);
+					committed_key = copy;
+				}
+			}
+			/* FALLTHROUGH */
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			keyed_calls = 0;
+			/* TopTransactionContext goes with the transaction */
+			key_counts = NULL;
+			nkey_counts = 0;
+			sub_counts = NULL;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+idempotency_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+							 SubTransactionId parentSubid, void *arg)
+{
+	SubCounts  *sc;
+	int			i;
+
+	switch (event)
+	{
+		case SUBXACT_EVENT_START_SUB:
+			sc = MemoryContextAlloc(TopTransactionContext, sizeof(SubCounts));
+			sc->subid = mySubid;
+			sc->n = nkey_counts;
+			sc->calls = MemoryContextAlloc(TopTransactionContext, sizeof(int) * Max(nkey_counts, 1));
+			for (i = 0; i < nkey_counts; i++)
+				sc->calls[i] = key_counts[i].calls;
+			sc->outer = sub_counts;
+			sub_counts = sc;
+			break;
+		case SUBXACT_EVENT_COMMIT_SUB:
+		case SUBXACT_EVENT_ABORT_SUB:
+			if (sub_counts == NULL || sub_counts->subid != mySubid)
+				break;
+			if (event == SUBXACT_EVENT_ABORT_SUB)
+			{
+				/* keys first used in it have no calls left: keep them at 0 */
+				for (i = 0; i < nkey_counts; i++)
+					key_counts[i].calls = i < sub_counts->n ? sub_counts->calls[i] : 0;
+			}
+			sub_counts = sub_counts->outer;
 			break;
 		default:
 			break;
@@ -71,6 +171,32 @@ void
 idempotency_init(void)
 {
 	RegisterXactCallback(idempotency_xact_callback, NULL);
+	RegisterSubXactCallback(idempotency_subxact_callback, NULL);
+}
+
+/* The next place under key in this transaction. */
+static int
+next_place(const char *key)
+{
+	int			i;
+
+	for (i = 0; i < nkey_counts; i++)
+		if (strcmp(key_counts[i].key, key) == 0)
+			break;
+	if (i == nkey_counts)
+	{
+		KeyCount   *grown = MemoryContextAlloc(TopTransactionContext,
+											   sizeof(KeyCount) * (nkey_counts + 1));
+
+		if (nkey_counts > 0)
+			memcpy(grown, key_counts, sizeof(KeyCount) * nkey_counts);
+		grown[i].key = MemoryContextStrdup(TopTransactionContext, key);
+		grown[i].calls = 0;
+		key_counts = grown;
+		nkey_counts++;
+	}
+	key_counts[i].used = ++session_calls;
+	return ++key_counts[i].calls;
 }
 
 /* The key in effect, or NULL; checked. */
@@ -91,21 +217,77 @@ current_key(void)
 	return key;
 }
 
-/* The record table, or an error that says which update brings it. */
+/*
+ * The record table, as the extension made it: it is written as its owner,
+ * so a table of that name that a role slipped in (into a schema still at
+ * 1.7, say), or one with a trigger or a rule, is refused.  Returns nothing;
+ * an error says which update brings it or what is wrong with it.
+ */
 static void
 check_table(const OrdersCatalog *cat)
 {
-	if (!OidIsValid(get_relname_relid("order_idempotency", cat->namespace_id)))
+	Oid			relid = get_relname_relid("order_idempotency", cat->namespace_id);
+	HeapTuple	tup;
+	Form_pg_class form;
+	bool		ours;
+
+	if (!OidIsValid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("orders.idempotency_key needs extension orders 1.8 or later"),
 				 errhint("Run ALTER EXTENSION orders UPDATE, or set orders.idempotency_key to ''.")));
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	form = (Form_pg_class) GETSTRUCT(tup);
+	ours = form->relkind == RELKIND_RELATION && !form->relhastriggers && !form->relhasrules &&
+		!form->relrowsecurity &&
+		form->relowner == orders_relation_owner(cat->relids[TABLE_ORDERS]) &&
+		getExtensionOfObject(RelationRelationId, relid) == get_extension_oid("orders", true);
+	ReleaseSysCache(tup);
+	if (!ours)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"orders\" cannot use \"order_idempotency\": it is not the extension's table as the extension made it"),
+				 errdetail("It must be the extension's own ordinary table, owned by the owner of \"orders\", with no trigger, rule or row-level security.")));
 }
 
-/* What makes one call this call: its function and every argument, as text. */
-static bytea *
-call_request(FunctionCallInfo fcinfo, const char *function, int nargs)
+/* One value of a call, in its type's binary form, length first: -1 for NULL. */
+static void
+append_value(StringInfo buf, Oid typid, Datum value, bool isnull)
 {
+	Oid			typsend;
+	bool		varlena;
+	bytea	   *bytes;
+	uint32		len;
+
+	if (isnull)
+	{
+		len = pg_hton32((uint32) -1);
+		appendBinaryStringInfo(buf, (char *) &len, sizeof(len));
+		return;
+	}
+	getTypeBinaryOutputInfo(typid, &typsend, &varlena);
+	bytes = OidSendFunctionCall(typsend, value);
+	len = pg_hton32((uint32) VARSIZE(bytes) - VARHDRSZ);
+	appendBinaryStringInfo(buf, (char *) &len, sizeof(len));
+	appendBinaryStringInfo(buf, VARDATA(bytes), VARSIZE(bytes) - VARHDRSZ);
+}
+
+/*
+ * What makes one call this call: its function, then each argument in its
+ * binary form (the same whatever the client's TimeZone or DateStyle).  Of
+ * the order orders_save takes, only what the save may change and what names
+ * the order: a retry that read the order again, and so has its new version
+ * and update time, is the same request.
+ */
+static bytea *
+call_request(FunctionCallInfo fcinfo, const OrdersCatalog *cat, const char *function, int nargs)
+{
+	static const int saved_fields[] = {
+		Anum_orders_id, Anum_orders_customer_id, Anum_orders_status, Anum_orders_currency,
+		Anum_orders_lines, Anum_orders_shipping_address
+	};
 	StringInfoData buf;
 	Oid		   *argtypes;
 	int			declared;
@@ -115,20 +297,26 @@ call_request(FunctionCallInfo fcinfo, const char *function, int nargs)
 	initStringInfo(&buf);
 	appendBinaryStringInfo(&buf, "\0\0\0\0", VARHDRSZ);
 	appendStringInfoString(&buf, function);
-	for (i = 0; i < nargs && i < declared; i++)
+	appendStringInfoChar(&buf, '\0');
+	if (strcmp(function, "orders_save") == 0 && !PG_ARGISNULL(0))
 	{
-		Oid			typoutput;
-		bool		varlena;
+		TupleDesc	desc = lookup_rowtype_tupdesc(cat->orders_rowtype, -1);
+		Datum		values[Natts_orders];
+		bool		nulls[Natts_orders];
 
-		appendStringInfoChar(&buf, '\x1f');
-		if (PG_ARGISNULL(i))
+		composite_deform(PG_GETARG_DATUM(0), desc, values, nulls);
+		for (i = 0; i < (int) lengthof(saved_fields); i++)
 		{
-			appendStringInfoChar(&buf, '\x1e');	/* NULL, unlike any text */
-			continue;
+			int			att = saved_fields[i] - 1;
+
+			append_value(&buf, TupleDescAttr(desc, att)->atttypid, values[att], nulls[att]);
 		}
-		getTypeOutputInfo(argtypes[i], &typoutput, &varlena);
-		appendStringInfoString(&buf, OidOutputFunctionCall(typoutput, PG_GETARG_DATUM(i)));
+		ReleaseTupleDesc(desc);
 	}
+	else
+		for (i = 0; i < nargs && i < declared; i++)
+			append_value(&buf, argtypes[i], PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i),
+						 PG_ARGISNULL(i));
 	SET_VARSIZE(buf.data, buf.len);
 	return (bytea *) buf.data;
 }
@@ -142,9 +330,20 @@ lock_key(Oid role, const char *key)
 {
 	LOCKTAG		tag;
 	uint64		h = hash_bytes_extended((const unsigned char *) key, strlen(key), role);
+	ResourceOwner saved = CurrentResourceOwner;
 
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h, IDEMPOTENCY_LOCK_SPACE);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	/* the transaction's, not a savepoint's: a rolled-back savepoint keeps it */
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	PG_TRY();
+	{
+		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	}
+	PG_FINALLY();
+	{
+		CurrentResourceOwner = saved;
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -171,20 +370,20 @@ idempotency_begin(IdempotentCall *ic, FunctionCallInfo fcinfo, const OrdersCatal
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("orders.idempotency_key is not supported on a Citus cluster")));
 
-	if (keyed_key == NULL || strcmp(keyed_key, key) != 0)
-	{
-		if (keyed_key != NULL)
-			pfree(keyed_key);
-		keyed_key = MemoryContextStrdup(TopMemoryContext, key);
-		keyed_calls = 0;
-	}
+	/* a key that stayed set after its transaction committed: not a retry */
+	if (committed_key != NULL && strcmp(committed_key, key) == 0 && nkey_counts == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("idempotency key \"%s\" was used by an earlier transaction of this session", key),
+				 errdetail("A retry runs after a lost connection or a rolled-back transaction, not after a commit."),
+				 errhint("Set a new key for each request, with SET LOCAL.")));
 	ic->active = true;
 	ic->cat = cat;
 	ic->role = GetUserId();
 	ic->key = pstrdup(key);
-	ic->call = ++keyed_calls;
+	ic->call = next_place(key);
 	ic->function = function;
-	ic->request = call_request(fcinfo, function, nargs);
+	ic->request = call_request(fcinfo, cat, function, nargs);
 	lock_key(ic->role, key);
 
 	/* as the table's owner: no role holds a privilege on it */
@@ -234,12 +433,19 @@ idempotency_begin(IdempotentCall *ic, FunctionCallInfo fcinfo, const OrdersCatal
 										  3, types, values, NULL, false, 0) != SPI_OK_DELETE)
 					elog(ERROR, "could not delete an expired idempotency record");
 			}
-			else if (!same || strcmp(recorded, function) != 0)
+			else if (strcmp(recorded, function) != 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("idempotency key \"%s\" was used for another request", ic->key),
-						 errdetail("Call %d under this key was %s with other arguments; this one is %s.",
+						 errdetail("Call %d under this key was %s; this one is %s.",
 								   ic->call, recorded, function),
+						 errhint("A retry must repeat the same calls in the same order; a new request needs a new key.")));
+			else if (!same)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("idempotency key \"%s\" was used for another request", ic->key),
+						 errdetail("Call %d under this key was %s with other arguments.",
+								   ic->call, recorded),
 						 errhint("A retry must repeat the same calls in the same order; a new request needs a new key.")));
 			else
 			{

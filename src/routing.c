@@ -205,6 +205,8 @@ run_routed(FunctionCallInfo fcinfo, PGFunction body)
 	AclResult	acl;
 	int			saved_notify = routed_notify;
 	char	   *saved_metadata = routed_metadata;
+	int			notify = -1;
+	char	   *metadata = NULL;
 	volatile Datum result = (Datum) 0;
 
 	if (routed == NULL)
@@ -227,18 +229,18 @@ run_routed(FunctionCallInfo fcinfo, PGFunction body)
 		char	   *mode = text_to_cstring(PG_GETARG_TEXT_PP(routed->notify_arg));
 		char	   *space = strchr(mode, ' ');
 
-		routed_metadata = "";
+		metadata = "";
 		if (space != NULL)
 		{
 			*space = '\0';
-			routed_metadata = space + 1;
+			metadata = space + 1;
 		}
 		if (strcmp(mode, "off") == 0)
-			routed_notify = NOTIFY_OFF;
+			notify = NOTIFY_OFF;
 		else if (strcmp(mode, "on") == 0)
-			routed_notify = NOTIFY_ON;
+			notify = NOTIFY_ON;
 		else if (strcmp(mode, "relay") == 0)
-			routed_notify = NOTIFY_RELAY;
+			notify = NOTIFY_RELAY;
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -247,6 +249,12 @@ run_routed(FunctionCallInfo fcinfo, PGFunction body)
 	routed_depth++;
 	PG_TRY();
 	{
+		/* set here, so that the PG_FINALLY below restores them whatever happens */
+		if (routed->notify_arg >= 0)
+		{
+			routed_notify = notify;
+			routed_metadata = metadata;
+		}
 		result = body(fcinfo);
 	}
 	PG_FINALLY();
