@@ -3,7 +3,8 @@
 # envelope's columns; the events written on workers get their envelope and
 # the metadata the coordinator's transaction set (it travels with each
 # routed call, two-phase commit included); one order's history is read
-# through the coordinator from its node; a cluster consumer reads by type.
+# through the coordinator from its node; a cluster consumer reads by type,
+# and a consumer group reads everything.
 use strict;
 use warnings;
 use FindBin;
@@ -99,6 +100,14 @@ $seen{$_}++ for @confirmed;
 is(scalar keys %seen, 8, 'each once');
 is(q1(q{SELECT pending FROM orders_events_consumers() WHERE name = 'shipping'}), '0',
 	'the skipped events count as acknowledged');
+
+# A consumer group on the cluster: one reader holds the 16 parts and reads
+# every event once, across both workers.
+q1(q{SELECT orders_events_register_group('billing', from_start => true)});
+my $group_read = q1(q{SELECT count(*) || ' ' || count(DISTINCT position) || ' ' || count(DISTINCT position % 1024)
+	FROM orders_events_read_group('billing', 10000)});
+is($group_read, q1(q{SELECT count(*) || ' ' || count(*) || ' 2' FROM order_events}),
+	'a group reader reads every event of both workers once');
 
 is(join("\n", CitusCluster::crashes(@nodes)), '', 'no node crashed');
 CitusCluster::stop(@nodes);
