@@ -235,7 +235,8 @@ DECLARE
     n bigint;
 BEGIN
     PERFORM @extschema@.orders_events_check_read(max_events, types);
-    IF part IS NOT NULL AND right(consumer, length(part::text) + 1) <> '/' || part THEN
+    IF part IS NOT NULL AND (part NOT BETWEEN 0 AND 15
+                             OR right(consumer, length(part::text) + 1) <> '/' || part) THEN
         RAISE EXCEPTION 'consumer "%" is not part % of a consumer group', consumer, part
             USING ERRCODE = '22023';
     END IF;
@@ -304,7 +305,8 @@ BEGIN
     IF last_position IS NULL THEN
         RAISE EXCEPTION 'last_position must not be null' USING ERRCODE = '22004';
     END IF;
-    IF part IS NOT NULL AND right(consumer, length(part::text) + 1) <> '/' || part THEN
+    IF part IS NOT NULL AND (part NOT BETWEEN 0 AND 15
+                             OR right(consumer, length(part::text) + 1) <> '/' || part) THEN
         RAISE EXCEPTION 'consumer "%" is not part % of a consumer group', consumer, part
             USING ERRCODE = '22023';
     END IF;
@@ -486,7 +488,9 @@ BEGIN
                      AND ((l.classid::bigint << 32) | l.objid::bigint) = readers_key) THEN
         PERFORM pg_try_advisory_lock_shared(readers_key);
     END IF;
-    -- the readers present: sessions of roles with this one's privileges
+    -- the readers present: sessions of roles with this one's privileges,
+    -- as they are now, not as this transaction first saw them
+    PERFORM pg_stat_clear_snapshot();
     SELECT count(DISTINCT l.pid) INTO readers
     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
     WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.mode = 'ShareLock' AND l.granted
@@ -524,19 +528,16 @@ BEGIN
         CROSS JOIN LATERAL @extschema@.orders_events_next(consumer || '/' || h.part, max_events, types, h.part) e
         ORDER BY e.position
         LIMIT max_events;
-    EXCEPTION WHEN undefined_object OR insufficient_privilege THEN
+    EXCEPTION WHEN OTHERS THEN
         FOREACH p IN ARRAY held LOOP
             CONTINUE WHEN p = ANY (before);
             PERFORM pg_advisory_unlock(@extschema@.orders_events_group_key(consumer, p));
         END LOOP;
-        IF cardinality(before) = 0 THEN
-            PERFORM pg_advisory_unlock_shared(readers_key);
-        END IF;
         IF SQLSTATE = '42704' THEN
             RAISE EXCEPTION 'consumer group "%" is not registered', consumer
                 USING ERRCODE = '42704',
                       HINT = 'Register it with orders_events_register_group().';
-        ELSIF SQLERRM LIKE '%belongs to another role' THEN
+        ELSIF SQLSTATE = '42501' AND SQLERRM LIKE '%belongs to another role' THEN
             RAISE EXCEPTION 'consumer group "%" belongs to another role', consumer
                 USING ERRCODE = '42501',
                       HINT = 'Only the role that registered it, its members and superusers may read it.';
@@ -592,6 +593,9 @@ DECLARE
     p integer;
     n integer := 0;
 BEGIN
+    IF consumer IS NULL THEN
+        RAISE EXCEPTION 'consumer group name must not be null' USING ERRCODE = '22004';
+    END IF;
     IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
         RAISE EXCEPTION 'cannot leave consumer group "%" in a transaction that has written', consumer
             USING ERRCODE = '25001',

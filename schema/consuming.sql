@@ -165,7 +165,8 @@ DECLARE
     n bigint;
 BEGIN
     PERFORM @extschema@.orders_events_check_read(max_events, types);
-    IF part IS NOT NULL AND right(consumer, length(part::text) + 1) <> '/' || part THEN
+    IF part IS NOT NULL AND (part NOT BETWEEN 0 AND 15
+                             OR right(consumer, length(part::text) + 1) <> '/' || part) THEN
         RAISE EXCEPTION 'consumer "%" is not part % of a consumer group', consumer, part
             USING ERRCODE = '22023';
     END IF;
@@ -234,7 +235,8 @@ BEGIN
     IF last_position IS NULL THEN
         RAISE EXCEPTION 'last_position must not be null' USING ERRCODE = '22004';
     END IF;
-    IF part IS NOT NULL AND right(consumer, length(part::text) + 1) <> '/' || part THEN
+    IF part IS NOT NULL AND (part NOT BETWEEN 0 AND 15
+                             OR right(consumer, length(part::text) + 1) <> '/' || part) THEN
         RAISE EXCEPTION 'consumer "%" is not part % of a consumer group', consumer, part
             USING ERRCODE = '22023';
     END IF;

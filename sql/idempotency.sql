@@ -102,13 +102,27 @@ SELECT (orders_add('c0000000-0000-0000-0000-000000000090', 'EUR')).version AS fi
 SELECT err($$SELECT orders_add('c0000000-0000-0000-0000-000000000090', 'EUR')$$);
 RESET orders.idempotency_key;
 
+-- A retry on the same connection (a pooler gave it back after a COMMIT
+-- whose answer was lost) sets the key itself: it is a retry, and replays.
+BEGIN;
+SET LOCAL orders.idempotency_key = 'same-backend';
+SELECT (orders_add('c0000000-0000-0000-0000-000000000090', 'EUR', id => 'a0000000-0000-0000-0000-000000000094')).version;
+COMMIT;
+BEGIN;
+SET LOCAL orders.idempotency_key = 'same-backend';
+SELECT id FROM orders_add('c0000000-0000-0000-0000-000000000090', 'EUR', id => 'a0000000-0000-0000-0000-000000000094');
+COMMIT;
+
 -- A call in a savepoint rolled back takes its place back: the place is the
 -- call's among those that stayed.
 BEGIN;
-SET LOCAL orders.idempotency_key = 'savepoints';
 SAVEPOINT s;
+SET LOCAL orders.idempotency_key = 'savepoints';
+SAVEPOINT inner_s;
 SELECT (orders_add('c0000000-0000-0000-0000-000000000090', 'EUR', id => 'a0000000-0000-0000-0000-000000000092')).version;
+RELEASE SAVEPOINT inner_s;
 ROLLBACK TO SAVEPOINT s;
+SET LOCAL orders.idempotency_key = 'savepoints';
 SELECT (orders_add('c0000000-0000-0000-0000-000000000090', 'EUR', id => 'a0000000-0000-0000-0000-000000000093')).version;
 COMMIT;
 \c

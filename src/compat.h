@@ -19,6 +19,7 @@
 #include "catalog/pg_proc_d.h"
 #include "utils/acl.h"
 #include "utils/relcache.h"
+#include "storage/proc.h"
 #include "utils/wait_event.h"
 
 #if PG_VERSION_NUM < 150000
@@ -167,5 +168,16 @@ function_aclcheck(Oid function, Oid role, AclMode mode)
  * monotonic within a backend: orders_next_id() uses it there.
  */
 #define HAVE_BUILTIN_UUIDV7 (PG_VERSION_NUM >= 180000)
+
+/* 17 moved the backend's local transaction id into MyProc->vxid. */
+static inline LocalTransactionId
+compat_my_lxid(void)
+{
+#if PG_VERSION_NUM >= 170000
+	return MyProc->vxid.lxid;
+#else
+	return MyProc->lxid;
+#endif
+}
 
 #endif							/* ORDERS_COMPAT_H */

@@ -24,6 +24,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/pg_class.h"
@@ -57,74 +58,69 @@ char	   *orders_idempotency_key = NULL;
 int			orders_idempotency_ttl = 86400;
 
 /*
- * This transaction's keyed calls so far, a count per key (a transaction may
- * switch keys, and back), in TopTransactionContext.  A subtransaction that
- * aborts takes its calls back, as it takes back their records: a place
- * counts the calls that stayed.
+ * This transaction's keyed calls so far, per key (a transaction may switch
+ * keys, and back), in TopTransactionContext: for each call that stayed, the
+ * subtransaction it was made in and when.  A subtransaction that aborts
+ * takes its calls back, as it takes back their records: the calls made in
+ * it and in its children are the key's last ones, and have subtransaction
+ * ids from its own on.  So a place counts the calls that stayed, and
+ * nothing is kept per savepoint.
  */
-typedef struct KeyCount
-{
-	char	   *key;
-	int			calls;
-	uint64		used;			/* when last used: the session's call count then */
-} KeyCount;
-
-static KeyCount *key_counts = NULL;
-static int	nkey_counts = 0;
-static uint64 session_calls = 0;
-
-/* the counts at the start of each open subtransaction, innermost first */
-typedef struct SubCounts
+typedef struct KeyedCall
 {
 	SubTransactionId subid;
-	int			n;
-	int		   *calls;
-	struct SubCounts *outer;
-} SubCounts;
+	uint64		seq;			/* the session's keyed call count when it was made */
+} KeyedCall;
 
-static SubCounts *sub_counts = NULL;
+typedef struct KeyCalls
+{
+	char	   *key;
+	int			ncalls;
+	int			space;
+	KeyedCall  *calls;
+} KeyCalls;
+
+static KeyCalls *key_calls = NULL;
+static int	nkeys = 0;
+static uint64 session_calls = 0;
 
 /*
  * The key of the last transaction of this session that committed keyed
- * calls, in TopMemoryContext: a later transaction under it is not a retry
- * (a retry follows a lost connection or an abort), but a key left set for
- * the session.
+ * calls: a later transaction under it, which did not set it itself, is not
+ * a retry (a retry follows a lost connection or an abort), but a key left
+ * set for the session.  A buffer of its own: it is filled after the commit
+ * record, where an error could not be an ERROR.
  */
-static char *committed_key = NULL;
+static char committed_key[IDEMPOTENCY_KEY_MAX + 1] = "";
+
+/* the transaction that last set orders.idempotency_key, if any */
+static LocalTransactionId key_set_in = InvalidLocalTransactionId;
 
 static void
 idempotency_xact_callback(XactEvent event, void *arg)
 {
+	int			last = -1;
+	int			i;
+
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			{
-				/* the last key with calls that stayed: its records committed */
-				int			last = -1;
-				int			i;
-
-				for (i = 0; i < nkey_counts; i++)
-					if (key_counts[i].calls > 0 &&
-						(last < 0 || key_counts[i].used > key_counts[last].used))
-						last = i;
-				if (last >= 0)
-				{
-					char	   *copy = MemoryContextStrdup(TopMemoryContext, key_counts[last].key);
-
-					if (committed_key != NULL)
-						pfree(committed_key);
-					committed_key = copy;
-				}
-			}
+			/* the key whose call that stayed came last: its records committed */
+			for (i = 0; i < nkeys; i++)
+				if (key_calls[i].ncalls > 0 &&
+					(last < 0 || key_calls[i].calls[key_calls[i].ncalls - 1].seq >
+					 key_calls[last].calls[key_calls[last].ncalls - 1].seq))
+					last = i;
+			if (last >= 0)
+				strlcpy(committed_key, key_calls[last].key, sizeof(committed_key));
 			/* FALLTHROUGH */
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			/* TopTransactionContext goes with the transaction */
-			key_counts = NULL;
-			nkey_counts = 0;
-			sub_counts = NULL;
+			key_calls = NULL;
+			nkeys = 0;
 			break;
 		default:
 			break;
@@ -135,68 +131,89 @@ static void
 idempotency_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 							 SubTransactionId parentSubid, void *arg)
 {
-	SubCounts  *sc;
 	int			i;
 
-	switch (event)
-	{
-		case SUBXACT_EVENT_START_SUB:
-			sc = MemoryContextAlloc(TopTransactionContext, sizeof(SubCounts));
-			sc->subid = mySubid;
-			sc->n = nkey_counts;
-			sc->calls = MemoryContextAlloc(TopTransactionContext, sizeof(int) * Max(nkey_counts, 1));
-			for (i = 0; i < nkey_counts; i++)
-				sc->calls[i] = key_counts[i].calls;
-			sc->outer = sub_counts;
-			sub_counts = sc;
-			break;
-		case SUBXACT_EVENT_COMMIT_SUB:
-		case SUBXACT_EVENT_ABORT_SUB:
-			if (sub_counts == NULL || sub_counts->subid != mySubid)
-				break;
-			if (event == SUBXACT_EVENT_ABORT_SUB)
-			{
-				/* keys first used in it have no calls left: keep them at 0 */
-				for (i = 0; i < nkey_counts; i++)
-					key_counts[i].calls = i < sub_counts->n ? sub_counts->calls[i] : 0;
-			}
-			sub_counts = sub_counts->outer;
-			break;
-		default:
-			break;
-	}
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	for (i = 0; i < nkeys; i++)
+		while (key_calls[i].ncalls > 0 &&
+			   key_calls[i].calls[key_calls[i].ncalls - 1].subid >= mySubid)
+			key_calls[i].ncalls--;
+}
+
+/* Notes the transaction that sets the key: that one may use a key its session committed. */
+static void
+idempotency_key_assign(const char *newval, void *extra)
+{
+	if (IsTransactionState())
+		key_set_in = compat_my_lxid();
 }
 
 void
 idempotency_init(void)
 {
+	DefineCustomStringVariable("orders.idempotency_key",
+							   "Makes the transaction's writes idempotent under this key.",
+							   "Each write call of the transaction is recorded under the key and its "
+							   "place; a retry of the transaction gets the recorded results and "
+							   "writes nothing.  Empty for none.  Set it with SET LOCAL.",
+							   &orders_idempotency_key,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   NULL, idempotency_key_assign, NULL);
+
+	DefineCustomIntVariable("orders.idempotency_ttl",
+							"How long an idempotent call's record is kept.",
+							"A retry after it writes again.",
+							&orders_idempotency_ttl,
+							86400,
+							1,
+							INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 	RegisterXactCallback(idempotency_xact_callback, NULL);
 	RegisterSubXactCallback(idempotency_subxact_callback, NULL);
+}
+
+/* The key's entry in this transaction, made if new. */
+static KeyCalls *
+key_entry(const char *key, bool create)
+{
+	int			i;
+
+	for (i = 0; i < nkeys; i++)
+		if (strcmp(key_calls[i].key, key) == 0)
+			return &key_calls[i];
+	if (!create)
+		return NULL;
+	if (nkeys == 0)
+		key_calls = MemoryContextAlloc(TopTransactionContext, sizeof(KeyCalls) * 4);
+	else if ((nkeys & (nkeys - 1)) == 0 && nkeys >= 4)
+		key_calls = repalloc(key_calls, sizeof(KeyCalls) * nkeys * 2);
+	key_calls[nkeys].key = MemoryContextStrdup(TopTransactionContext, key);
+	key_calls[nkeys].ncalls = 0;
+	key_calls[nkeys].space = 8;
+	key_calls[nkeys].calls = MemoryContextAlloc(TopTransactionContext, sizeof(KeyedCall) * 8);
+	return &key_calls[nkeys++];
 }
 
 /* The next place under key in this transaction. */
 static int
 next_place(const char *key)
 {
-	int			i;
+	KeyCalls   *k = key_entry(key, true);
 
-	for (i = 0; i < nkey_counts; i++)
-		if (strcmp(key_counts[i].key, key) == 0)
-			break;
-	if (i == nkey_counts)
+	if (k->ncalls == k->space)
 	{
-		KeyCount   *grown = MemoryContextAlloc(TopTransactionContext,
-											   sizeof(KeyCount) * (nkey_counts + 1));
-
-		if (nkey_counts > 0)
-			memcpy(grown, key_counts, sizeof(KeyCount) * nkey_counts);
-		grown[i].key = MemoryContextStrdup(TopTransactionContext, key);
-		grown[i].calls = 0;
-		key_counts = grown;
-		nkey_counts++;
+		k->space *= 2;
+		k->calls = repalloc(k->calls, sizeof(KeyedCall) * k->space);
 	}
-	key_counts[i].used = ++session_calls;
-	return ++key_counts[i].calls;
+	k->calls[k->ncalls].subid = GetCurrentSubTransactionId();
+	k->calls[k->ncalls].seq = ++session_calls;
+	return ++k->ncalls;
 }
 
 /* The key in effect, or NULL; checked. */
@@ -227,8 +244,7 @@ static void
 check_table(const OrdersCatalog *cat)
 {
 	Oid			relid = get_relname_relid("order_idempotency", cat->namespace_id);
-	HeapTuple	tup;
-	Form_pg_class form;
+	Relation	rel;
 	bool		ours;
 
 	if (!OidIsValid(relid))
@@ -236,15 +252,13 @@ check_table(const OrdersCatalog *cat)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("orders.idempotency_key needs extension orders 1.8 or later"),
 				 errhint("Run ALTER EXTENSION orders UPDATE, or set orders.idempotency_key to ''.")));
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	form = (Form_pg_class) GETSTRUCT(tup);
-	ours = form->relkind == RELKIND_RELATION && !form->relhastriggers && !form->relhasrules &&
-		!form->relrowsecurity &&
-		form->relowner == orders_relation_owner(cat->relids[TABLE_ORDERS]) &&
+	/* the relcache, not pg_class's flags, which outlive a dropped trigger */
+	rel = table_open(relid, AccessShareLock);
+	ours = rel->rd_rel->relkind == RELKIND_RELATION && rel->trigdesc == NULL &&
+		rel->rd_rules == NULL && !rel->rd_rel->relrowsecurity &&
+		rel->rd_rel->relowner == orders_relation_owner(cat->relids[TABLE_ORDERS]) &&
 		getExtensionOfObject(RelationRelationId, relid) == get_extension_oid("orders", true);
-	ReleaseSysCache(tup);
+	table_close(rel, AccessShareLock);
 	if (!ours)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -371,7 +385,8 @@ idempotency_begin(IdempotentCall *ic, FunctionCallInfo fcinfo, const OrdersCatal
 				 errmsg("orders.idempotency_key is not supported on a Citus cluster")));
 
 	/* a key that stayed set after its transaction committed: not a retry */
-	if (committed_key != NULL && strcmp(committed_key, key) == 0 && nkey_counts == 0)
+	if (strcmp(committed_key, key) == 0 && key_set_in != compat_my_lxid() &&
+		key_entry(key, false) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("idempotency key \"%s\" was used by an earlier transaction of this session", key),
