@@ -24,11 +24,14 @@ my $python = -x '/usr/bin/python3' ? '/usr/bin/python3' : 'python3';
 my $dsn = 'host=' . $node->host . ' port=' . $node->port . ' dbname=postgres';
 my $log = $node->basedir . '/handled.log';
 
+my %stderr;
+
 sub reader
 {
 	my ($name, @extra) = @_;
+	$stderr{$name} = '';
 	return IPC::Run::start([ $python, 'test/t/groups/group_reader.py', $dsn, 'fulfil', $log, $name, @extra ],
-		'>', \my $out, '2>', \my $err);
+		'>', \my $out, '2>', \$stderr{$name});
 }
 
 sub parts_held
@@ -57,9 +60,17 @@ my $write = sub {
 };
 $write->(1, 60);
 
-my @readers = map { reader("r$_") } 1 .. 3;
+# The victim starts first, so that it surely holds parts and events; the
+# three others join as soon as it handles its first event, and take parts
+# as it gives them back; it dies in its seventh event, its batch half done.
 my $victim = reader('victim', '--kill-after', '7');
-# the victim takes its share, then dies in its seventh event
+my $started = time;
+until (-s $log || time - $started > 60)
+{
+	$victim->pump_nb;
+	usleep(20_000);
+}
+my @readers = map { reader("r$_") } 1 .. 3;
 $victim->finish;
 my $victim_status = ($victim->full_results)[0];
 is($victim_status & 127, 9, 'the victim was killed by SIGKILL, inside its handler');
@@ -140,6 +151,14 @@ is($back_and_forth, 0, 'no order went back and forth between live readers');
 my $redelivered = grep { $handled{$_} > 1 } keys %handled;
 note("events handled twice (the victim's unacknowledged batch, again): $redelivered");
 ok($redelivered <= 5, 'at most a batch handled again');
+
+# what the readers said, and what the server refused, should anything fail
+if (!Test::More->builder->is_passing)
+{
+	diag("$_ said: $stderr{$_}") for grep { $stderr{$_} ne '' } sort keys %stderr;
+	diag($_) for grep { /ERROR|FATAL/ } split /\n/, slurp_file($node->logfile);
+	diag('handled lines: ' . scalar(keys %handled) . '; readers: ' . join(',', sort keys %by_reader));
+}
 
 $node->stop;
 done_testing();

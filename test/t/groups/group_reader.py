@@ -1,12 +1,14 @@
 """One reader of a consumer group, with the Python client's EventConsumer:
 logs "reader order_id version time" for each event it handles.
 
-    group_reader.py DSN GROUP LOG NAME [--kill-after N]
+    group_reader.py DSN GROUP LOG NAME [--kill-after N] [--delay S] [--idle S]
 
-With --kill-after N it sends itself SIGKILL inside the handler of its N-th
-event: killed mid-batch, before acknowledging.  It exits when it has had
-nothing to read for 3 seconds.
+--kill-after N: it sends itself SIGKILL inside the handler of its N-th
+event, killed mid-batch, before acknowledging.  --delay S: each event takes
+S seconds to handle (default 0.05), so that readers work side by side.
+It exits when it has had nothing to read for --idle seconds (default 5).
 """
+import argparse
 import os
 import signal
 import sys
@@ -16,18 +18,26 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "cl
 
 from orders_repository import EventConsumer  # noqa: E402
 
-dsn, group, log, name = sys.argv[1:5]
-kill_after = int(sys.argv[6]) if len(sys.argv) > 6 and sys.argv[5] == "--kill-after" else None
+args = argparse.ArgumentParser()
+args.add_argument("dsn")
+args.add_argument("group")
+args.add_argument("log")
+args.add_argument("name")
+args.add_argument("--kill-after", type=int)
+args.add_argument("--delay", type=float, default=0.05)
+args.add_argument("--idle", type=float, default=5.0)
+a = args.parse_args()
 handled = 0
-out = open(log, "a", buffering=1)
+out = open(a.log, "a", buffering=1)
 
 
 def handle(event):
     global handled
     handled += 1
-    if kill_after is not None and handled == kill_after:
+    if a.kill_after is not None and handled == a.kill_after:
         os.kill(os.getpid(), signal.SIGKILL)
-    out.write(f"{name} {event.order_id} {event.version} {time.time():.6f}\n")
+    time.sleep(a.delay)
+    out.write(f"{a.name} {event.order_id} {event.version} {time.time():.6f}\n")
 
 
-EventConsumer(dsn, group, handle, batch=5, wake_every=0.2, group=True).run(exit_when_idle=3)
+EventConsumer(a.dsn, a.group, handle, batch=5, wake_every=0.2, group=True).run(exit_when_idle=a.idle)
