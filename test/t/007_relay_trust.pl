@@ -121,7 +121,8 @@ $node->safe_psql('postgres', 'DROP SCHEMA open; DROP DATABASE mallorys');
 # ---- (a) the escalation ----
 
 $node->safe_psql('postgres', 'CREATE EXTENSION orders');
-my $first_worker = wait_for(30, \&worker);
+# it shows in pg_stat_activity before it has connected to its database
+my $first_worker = wait_for(30, sub { my $w = worker(); $w && $w =~ / postgres$/ ? $w : '' });
 like($first_worker, qr/^\d+ postgres$/, "the relay worker runs in database postgres ($first_worker)");
 
 local $ENV{PGHOST} = $node->host;
@@ -292,7 +293,8 @@ $node->safe_psql('later', 'CREATE EXTENSION orders');
 ok(wait_for(20, sub { log_since($offset) =~ /LOG:  orders relay worker started for database "later"/ }),
 	'once the database exists the worker starts for it')
   or diag log_since($offset);
-like(wait_for(5, \&worker), qr/^\d+ later$/, 'the worker is connected to database later');
+like(wait_for(5, sub { my $w = worker(); $w && $w =~ / later$/ ? $w : '' }), qr/^\d+ later$/,
+	'the worker is connected to database later');
 my $in_later = add_relayed('later', 'public');
 ok(wait_for(10, sub { relay_pending('later') eq '0' }),
 	"event $in_later, written in database later in relay mode, is relayed (pending reaches 0)");
