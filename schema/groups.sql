@@ -44,7 +44,11 @@ BEGIN
             USING ERRCODE = '22023';
     END IF;
     FOR p IN 0..15 LOOP
-        added := @extschema@.orders_events_register(consumer || '/' || p, from_start) OR added;
+        BEGIN
+            added := @extschema@.orders_events_register(consumer || '/' || p, from_start) OR added;
+        EXCEPTION WHEN unique_violation THEN
+            NULL;                       -- another reader registered it at the same moment
+        END;
         -- a part that is another role's consumer already: refused here (42501)
         PERFORM @extschema@.orders_events_consumer(consumer || '/' || p);
     END LOOP;
@@ -235,7 +239,13 @@ BEGIN
         PERFORM pg_advisory_unlock(@extschema@.orders_events_group_key(consumer, p));
         n := n + 1;
     END LOOP;
-    PERFORM pg_advisory_unlock_shared(@extschema@.orders_events_group_key(consumer, NULL));
+    IF EXISTS (SELECT FROM pg_locks l
+               WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.objsubid = 1
+                 AND l.mode = 'ShareLock' AND l.granted
+                 AND ((l.classid::bigint << 32) | l.objid::bigint)
+                     = @extschema@.orders_events_group_key(consumer, NULL)) THEN
+        PERFORM pg_advisory_unlock_shared(@extschema@.orders_events_group_key(consumer, NULL));
+    END IF;
     PERFORM set_config('orders_group.read_' || md5(consumer), '', false);
     RETURN n;
 END
