@@ -27,22 +27,18 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
-#include "catalog/pg_class.h"
-#include "catalog/pg_extension_d.h"
 #include "catalog/pg_type_d.h"
 #include "commands/extension.h"
 #include "common/hashfn.h"
-#include "port/pg_bswap.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "port/pg_bswap.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
 
@@ -142,7 +138,7 @@ idempotency_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 }
 
 /* Notes the transaction that sets the key: that one may use a key its session committed. */
-static void
+void
 idempotency_key_assign(const char *newval, void *extra)
 {
 	if (IsTransactionState())
@@ -152,28 +148,6 @@ idempotency_key_assign(const char *newval, void *extra)
 void
 idempotency_init(void)
 {
-	DefineCustomStringVariable("orders.idempotency_key",
-							   "Makes the transaction's writes idempotent under this key.",
-							   "Each write call of the transaction is recorded under the key and its "
-							   "place; a retry of the transaction gets the recorded results and "
-							   "writes nothing.  Empty for none.  Set it with SET LOCAL.",
-							   &orders_idempotency_key,
-							   "",
-							   PGC_USERSET,
-							   0,
-							   NULL, idempotency_key_assign, NULL);
-
-	DefineCustomIntVariable("orders.idempotency_ttl",
-							"How long an idempotent call's record is kept.",
-							"A retry after it writes again.",
-							&orders_idempotency_ttl,
-							86400,
-							1,
-							INT_MAX,
-							PGC_USERSET,
-							GUC_UNIT_S,
-							NULL, NULL, NULL);
-
 	RegisterXactCallback(idempotency_xact_callback, NULL);
 	RegisterSubXactCallback(idempotency_subxact_callback, NULL);
 }

@@ -97,12 +97,32 @@ _PG_init(void)
 							   0,
 							   NULL, NULL, NULL);
 
-	/* orders.idempotency_key and orders.idempotency_ttl */
-	idempotency_init();
+	DefineCustomStringVariable("orders.idempotency_key",
+							   "Makes the transaction's writes idempotent under this key.",
+							   "Each write call of the transaction is recorded under the key and its "
+							   "place; a retry of the transaction gets the recorded results and "
+							   "writes nothing.  Empty for none.  Set it with SET LOCAL.",
+							   &orders_idempotency_key,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   NULL, idempotency_key_assign, NULL);
+
+	DefineCustomIntVariable("orders.idempotency_ttl",
+							"How long an idempotent call's record is kept.",
+							"A retry after it writes again.",
+							&orders_idempotency_ttl,
+							86400,
+							1,
+							INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("orders");
 
 	notify_init();
+	idempotency_init();
 	routing_init();
 	if (preloaded)
 		relay_init();

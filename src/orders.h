@@ -300,6 +300,7 @@ typedef struct IdempotentCall
 extern char *orders_idempotency_key;
 extern int	orders_idempotency_ttl;
 extern void idempotency_init(void);
+extern void idempotency_key_assign(const char *newval, void *extra);
 extern bool idempotency_begin(IdempotentCall *ic, FunctionCallInfo fcinfo,
 							  const OrdersCatalog *cat, const char *function, int nargs,
 							  Datum *result, bool *isnull);
