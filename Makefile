@@ -11,6 +11,7 @@ OBJS = \
 	src/citus.o \
 	src/consumers.o \
 	src/events.o \
+	src/holds.o \
 	src/idempotency.o \
 	src/invariants.o \
 	src/module.o \
@@ -39,11 +40,12 @@ SCHEMA = \
 	schema/retention.sql \
 	schema/relay.sql \
 	schema/idempotency.sql \
+	schema/holds.sql \
 	schema/cluster.sql \
 	schema/privileges.sql
 DATA_built = orders--$(EXTVERSION).sql
 DATA = orders--1.0.sql \
-	orders--1.0--1.1.sql orders--1.1--1.2.sql orders--1.2--1.3.sql orders--1.3--1.4.sql orders--1.4--1.5.sql orders--1.5--1.6.sql orders--1.6--1.7.sql orders--1.7--1.8.sql
+	orders--1.0--1.1.sql orders--1.1--1.2.sql orders--1.2--1.3.sql orders--1.3--1.4.sql orders--1.4--1.5.sql orders--1.5--1.6.sql orders--1.6--1.7.sql orders--1.7--1.8.sql orders--1.8--1.9.sql
 
 # -Wextra, less the two warnings PostgreSQL's own headers raise
 # (unused parameters and sign comparisons in their inline functions).
@@ -51,7 +53,7 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare
 
 # pg_regress and pg_isolation_regress each initdb and start a cluster of
 # their own (--temp-instance); nothing needs to be running.
-REGRESS = upgrade setup add add_many invariants get_remove events save queries consumers envelope groups idempotency hardening security
+REGRESS = upgrade setup add add_many invariants get_remove events save queries consumers envelope groups idempotency poison hardening security
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/test.conf
 
 ISOLATION = listen_notify save_races events_gap events_backlog ddl_races ddl_update key_races idempotent_retry consumer_groups

@@ -153,7 +153,10 @@ $$;
 -- one part: anyone may call it, as it does nothing its helpers do not check
 -- themselves.  types: only events of these types; part: only the events of
 -- the orders in that part (groups.sql).  The others are skipped, and count
--- as acknowledged once an event after them is, or the batch ends.
+-- as acknowledged once an event after them is, or the batch ends.  A
+-- consumer with held orders (holds.sql) gets their events that are due as
+-- well, in position order with the others, and no event of a held order
+-- from the stream: each one met is added to its order's hold.
 CREATE FUNCTION @extschema@.orders_events_next(
     consumer text, max_events integer, types text[], part integer DEFAULT NULL)
 RETURNS SETOF @extschema@.order_events
@@ -163,6 +166,16 @@ AS $$
 DECLARE
     c @extschema@.order_event_consumers;
     n bigint;
+    holds @extschema@.order_event_holds[];
+    h @extschema@.order_event_holds;
+    e @extschema@.order_events;
+    due @extschema@.order_events[] := '{}';
+    chunk @extschema@.order_events[];
+    stream @extschema@.order_events[] := '{}';
+    result @extschema@.order_events[];
+    opened boolean := false;
+    bound bigint := 9223372036854775807;
+    i integer;
 BEGIN
     PERFORM @extschema@.orders_events_check_read(max_events, types);
     IF part IS NOT NULL AND (part NOT BETWEEN 0 AND 15
@@ -171,24 +184,96 @@ BEGIN
             USING ERRCODE = '22023';
     END IF;
     c := @extschema@.orders_events_consumer(consumer);
+    holds := @extschema@.orders_events_holds_of(consumer);
 
-    IF c.batch_snapshot IS NOT NULL THEN
-        -- what is left of the batch in progress: events not acknowledged
-        -- before a crash come again
-        RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events, false, types, part);
-        GET DIAGNOSTICS n = ROW_COUNT;
-        IF n > 0 THEN
-            RETURN;
+    IF cardinality(holds) = 0 THEN
+        IF c.batch_snapshot IS NOT NULL THEN
+            -- what is left of the batch in progress: events not acknowledged
+            -- before a crash come again
+            RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events, false, types, part);
+            GET DIAGNOSTICS n = ROW_COUNT;
+            IF n > 0 THEN
+                RETURN;
+            END IF;
+            -- the batch is done: its cut is the new checkpoint
+            PERFORM @extschema@.orders_events_advance(consumer, c.batch_position, true);
         END IF;
-        -- the batch is done: its cut is the new checkpoint
-        PERFORM @extschema@.orders_events_advance(consumer, c.batch_position, true);
+
+        -- a new batch, everything committed since the checkpoint: its cut is
+        -- taken once the consumer is ours, so that a reader that waited for
+        -- another never opens a batch older than the checkpoint that one left
+        c := @extschema@.orders_events_open_batch(consumer);
+        RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events, false, types, part);
+        RETURN;
     END IF;
 
-    -- a new batch, everything committed since the checkpoint: its cut is
-    -- taken once the consumer is ours, so that a reader that waited for
-    -- another never opens a batch older than the checkpoint that one left
-    c := @extschema@.orders_events_open_batch(consumer);
-    RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events, false, types, part);
+    -- the held events that are due; one a read of other types passes over
+    -- counts as handled, and the next one of its order is due in its place
+    FOR h IN SELECT * FROM unnest(holds) x
+             WHERE x.parked_at IS NULL AND x.retry_at <= now() ORDER BY x.position LOOP
+        EXIT WHEN cardinality(due) >= max_events;
+        WHILE h.position IS NOT NULL LOOP
+            SELECT * INTO e FROM @extschema@.order_events x WHERE x.position = h.position;
+            EXIT WHEN NOT FOUND;        -- not for this role's eyes, or deleted
+            IF types IS NULL OR e.type = ANY (types) THEN
+                due := due || e;
+                EXIT;
+            END IF;
+            h := @extschema@.orders_events_hold_next(consumer, h);
+        END LOOP;
+    END LOOP;
+    holds := @extschema@.orders_events_holds_of(consumer);
+
+    -- the stream, as above, but a held order's events join its hold: a
+    -- part of the batch that is all of held orders is acknowledged here
+    -- (the holds have it) and the read goes on
+    LOOP
+        IF c.batch_snapshot IS NULL THEN
+            EXIT WHEN opened;
+            c := @extschema@.orders_events_open_batch(consumer);
+            opened := true;
+        END IF;
+        chunk := ARRAY(SELECT b FROM @extschema@.orders_events_batch(c, max_events, false, types, part) b);
+        IF cardinality(chunk) = 0 THEN
+            bound := 9223372036854775807;
+            EXIT WHEN opened;
+            PERFORM @extschema@.orders_events_advance(consumer, c.batch_position, true);
+            c.batch_snapshot := NULL;
+            CONTINUE;
+        END IF;
+        -- a full chunk may have more of the batch after it: no held event
+        -- beyond it is returned, so that acknowledging through the last
+        -- position returned passes over no event unread
+        bound := CASE WHEN cardinality(chunk) < max_events THEN 9223372036854775807
+                      ELSE chunk[cardinality(chunk)].position END;
+        FOREACH e IN ARRAY chunk LOOP
+            i := array_position(ARRAY(SELECT x.order_id FROM unnest(holds) x), e.order_id);
+            IF i IS NULL THEN
+                stream := stream || e;
+            ELSIF e.position <> holds[i].position AND e.position <> ALL (holds[i].later) THEN
+                h := holds[i];
+                h.later := h.later || e.position;
+                holds[i] := h;
+                PERFORM @extschema@.orders_events_hold_store(consumer, h);
+            END IF;
+        END LOOP;
+        EXIT WHEN cardinality(stream) > 0;
+        PERFORM @extschema@.orders_events_advance(consumer, chunk[cardinality(chunk)].position, false);
+        c.batch_position := chunk[cardinality(chunk)].position;
+    END LOOP;
+
+    result := ARRAY(SELECT x FROM (SELECT * FROM unnest(due) d WHERE d.position <= bound
+                                   UNION ALL SELECT * FROM unnest(stream)) x
+                    ORDER BY x.position LIMIT max_events);
+    -- the held events returned are delivered: acknowledging them, or
+    -- rejecting them again, is now the reader's
+    FOREACH h IN ARRAY holds LOOP
+        IF NOT h.delivered AND h.position = ANY (ARRAY(SELECT r.position FROM unnest(result) r)) THEN
+            h.delivered := true;
+            PERFORM @extschema@.orders_events_hold_store(consumer, h);
+        END IF;
+    END LOOP;
+    RETURN QUERY SELECT * FROM unnest(result);
 END
 $$;
 
@@ -231,6 +316,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c @extschema@.order_event_consumers;
+    h @extschema@.order_event_holds;
 BEGIN
     IF last_position IS NULL THEN
         RAISE EXCEPTION 'last_position must not be null' USING ERRCODE = '22004';
@@ -241,6 +327,11 @@ BEGIN
             USING ERRCODE = '22023';
     END IF;
     c := @extschema@.orders_events_consumer(consumer);
+    -- the held events delivered up to it are handled (holds.sql)
+    FOR h IN SELECT * FROM unnest(@extschema@.orders_events_holds_of(consumer)) x
+             WHERE x.delivered AND x.position <= last_position LOOP
+        PERFORM @extschema@.orders_events_hold_next(consumer, h);
+    END LOOP;
     IF c.batch_snapshot IS NULL THEN
         RETURN;                         -- nothing read, nothing to acknowledge
     END IF;

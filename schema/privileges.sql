@@ -11,7 +11,7 @@
 -- events through the functions needs it too.
 REVOKE ALL ON @extschema@.orders, @extschema@.order_events,
               @extschema@.order_events_position_seq, @extschema@.order_event_consumers,
-              @extschema@.order_idempotency
+              @extschema@.order_idempotency, @extschema@.order_event_holds
 FROM PUBLIC;
 
 -- Writing is a privilege: granted explicitly, never to PUBLIC by default.
@@ -38,6 +38,12 @@ REVOKE ALL ON FUNCTION
     @extschema@.orders_events_read_group(text, integer, text[]),
     @extschema@.orders_events_ack_group(text, bigint),
     @extschema@.orders_events_ack(text, bigint),
+    @extschema@.orders_events_nack(text, bigint, text, integer, interval),
+    @extschema@.orders_events_nack_group(text, bigint, text, integer, interval),
+    @extschema@.orders_events_holds(text),
+    @extschema@.orders_events_parked(text),
+    @extschema@.orders_events_replay(text, bigint),
+    @extschema@.orders_events_discard(text, bigint),
     @extschema@.orders_events_consumers(),
     @extschema@.orders_events_purge(interval),
     @extschema@.orders_idempotency_purge(),
@@ -62,7 +68,13 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.orders_events_of(uuid, integer),
     @extschema@.orders_events_consumer(text),
     @extschema@.orders_events_open_batch(text),
-    @extschema@.orders_events_advance(text, bigint, boolean)
+    @extschema@.orders_events_advance(text, bigint, boolean),
+    @extschema@.orders_events_holds_of(text),
+    @extschema@.orders_events_hold_store(text, @extschema@.order_event_holds),
+    @extschema@.orders_events_held_positions(),
+    @extschema@.orders_events_hold_next(text, @extschema@.order_event_holds),
+    @extschema@.orders_events_hold_at(text, bigint),
+    @extschema@.orders_events_reject(text, bigint, text, integer, interval, integer)
 TO PUBLIC;
 
 -- Registering a group registers its 16 parts with orders_events_register,

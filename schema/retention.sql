@@ -3,7 +3,8 @@
 -- An event is kept until every registered consumer has acknowledged it, so
 -- a consumer that stops reading holds the outbox back: unregister the ones
 -- that are gone.  older_than removes older events whatever the consumers'
--- checkpoints say.  Needs DELETE on order_events and SELECT on
+-- checkpoints say.  Either way the events a consumer holds (holds.sql)
+-- stay until their holds end.  Needs DELETE on order_events and SELECT on
 -- order_event_consumers (the table owner has both): the function runs as
 -- its caller.
 CREATE FUNCTION @extschema@.orders_events_purge(older_than interval DEFAULT NULL)
@@ -17,6 +18,7 @@ DECLARE
     n bigint;
     m bigint;
     node record;
+    held bigint[] := @extschema@.orders_events_held_positions();
 BEGIN
     -- On a cluster each node's events are judged by the consumers' cuts of
     -- that node (position % 1024 tells it): below the smallest xmin, when
@@ -34,12 +36,14 @@ BEGIN
             HAVING count(*) = (SELECT count(*) FROM @extschema@.order_event_consumers)
         LOOP
             DELETE FROM @extschema@.order_events e
-            WHERE e.xid < node.below AND e.position % 1024 = node.node_group;
+            WHERE e.xid < node.below AND e.position % 1024 = node.node_group
+              AND e.position <> ALL (held);
             GET DIAGNOSTICS m = ROW_COUNT;
             n := n + m;
         END LOOP;
         IF older_than IS NOT NULL THEN
-            DELETE FROM @extschema@.order_events e WHERE e.occurred_at < now() - older_than;
+            DELETE FROM @extschema@.order_events e
+            WHERE e.occurred_at < now() - older_than AND e.position <> ALL (held);
             GET DIAGNOSTICS m = ROW_COUNT;
             n := n + m;
         END IF;
@@ -53,16 +57,17 @@ BEGIN
     INTO below, horizon
     FROM @extschema@.order_event_consumers;
 
-    DELETE FROM @extschema@.order_events e WHERE e.xid < below;
+    DELETE FROM @extschema@.order_events e WHERE e.xid < below AND e.position <> ALL (held);
     GET DIAGNOSTICS n = ROW_COUNT;
     DELETE FROM @extschema@.order_events e
-    WHERE e.xid >= below AND e.xid < horizon
+    WHERE e.xid >= below AND e.xid < horizon AND e.position <> ALL (held)
       AND NOT EXISTS (SELECT FROM @extschema@.order_event_consumers c
                       WHERE NOT pg_visible_in_snapshot(e.xid, c.acked_snapshot));
     GET DIAGNOSTICS m = ROW_COUNT;
     n := n + m;
     IF older_than IS NOT NULL THEN
-        DELETE FROM @extschema@.order_events e WHERE e.occurred_at < now() - older_than;
+        DELETE FROM @extschema@.order_events e
+        WHERE e.occurred_at < now() - older_than AND e.position <> ALL (held);
         GET DIAGNOSTICS m = ROW_COUNT;
         n := n + m;
     END IF;

@@ -957,6 +957,51 @@ orders_check_can_read(const OrdersCatalog *cat)
 				 errhint("Read the table with SELECT, which applies its policies.")));
 }
 
+/*
+ * A table of the extension's that no role may write and its functions
+ * read and write as its owner, through SPI (order_idempotency,
+ * order_event_holds).  Written as the owner, a table of that name that a
+ * role slipped in (into a schema at an older version, say), or one given a
+ * trigger, a rule or row-level security, would run what it likes with the
+ * owner's rights: so it must be the extension's own ordinary table, owned
+ * by the owner of the others, as the extension made it.  Returns its OID;
+ * when the extension has no table of that name yet, InvalidOid if
+ * missing_ok, otherwise an error that says which version brings it (what:
+ * the feature that needs it).
+ */
+Oid
+orders_private_table(const OrdersCatalog *cat, const char *relname, const char *what,
+					 const char *version, bool missing_ok)
+{
+	Oid			relid = get_relname_relid(relname, cat->namespace_id);
+	Oid			ext = get_extension_oid("orders", true);
+	Relation	rel;
+	bool		ours;
+
+	if (!OidIsValid(relid) || getExtensionOfObject(RelationRelationId, relid) != ext)
+	{
+		if (missing_ok)
+			return InvalidOid;
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s needs extension orders %s or later", what, version),
+				 errhint("Run ALTER EXTENSION orders UPDATE.")));
+	}
+	/* the relcache, not pg_class's flags, which outlive a dropped trigger */
+	rel = table_open(relid, AccessShareLock);
+	ours = rel->rd_rel->relkind == RELKIND_RELATION && rel->trigdesc == NULL &&
+		rel->rd_rules == NULL && !rel->rd_rel->relrowsecurity &&
+		rel->rd_rel->relowner == orders_relation_owner(cat->relids[TABLE_ORDERS]);
+	table_close(rel, AccessShareLock);
+	if (!ours)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"orders\" cannot use \"%s\": it is not the extension's table as the extension made it",
+						relname),
+				 errdetail("It must be the extension's own ordinary table, owned by the owner of \"orders\", with no trigger, rule or row-level security.")));
+	return relid;
+}
+
 /* A role's name for a message; a dropped role by its OID. */
 char *
 orders_role_name(Oid role)

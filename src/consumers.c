@@ -454,11 +454,33 @@ orders_events_unregister(PG_FUNCTION_ARGS)
 		bool		found = lock_own_consumer(&call, name, slot);
 
 		if (found)
+		{
 			storage_delete(call.rel[TABLE_CONSUMERS], &slot->tts_tid);
+			holds_forget(call.cat, name);
+		}
 		ExecDropSingleTupleTableSlot(slot);
 		orders_close(&call);
 		PG_RETURN_BOOL(found);
 	}
+}
+
+/*
+ * Locks the caller's consumer name until the transaction ends, as
+ * orders_events_consumer() does, and leaves call open: for the functions
+ * that keep more of a consumer's state (holds.c).  what: the function
+ * called, as messages name it.
+ */
+const OrdersCatalog *
+consumer_lock_own(FunctionCallInfo fcinfo, text *name, const char *what, OrdersCall *call)
+{
+	const OrdersCatalog *cat = open_consumers(fcinfo, what, call);
+	TupleTableSlot *slot = table_slot_create(call->rel[TABLE_CONSUMERS], NULL);
+
+	check_can_consume(cat);
+	if (!lock_own_consumer(call, name, slot))
+		not_registered(name);
+	ExecDropSingleTupleTableSlot(slot);
+	return cat;
 }
 
 /*

@@ -24,11 +24,8 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "access/table.h"
 #include "access/xact.h"
-#include "catalog/dependency.h"
 #include "catalog/pg_type_d.h"
-#include "commands/extension.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -208,38 +205,6 @@ current_key(void)
 	return key;
 }
 
-/*
- * The record table, as the extension made it: it is written as its owner,
- * so a table of that name that a role slipped in (into a schema still at
- * 1.7, say), or one with a trigger or a rule, is refused.  Returns nothing;
- * an error says which update brings it or what is wrong with it.
- */
-static void
-check_table(const OrdersCatalog *cat)
-{
-	Oid			relid = get_relname_relid("order_idempotency", cat->namespace_id);
-	Relation	rel;
-	bool		ours;
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("orders.idempotency_key needs extension orders 1.8 or later"),
-				 errhint("Run ALTER EXTENSION orders UPDATE, or set orders.idempotency_key to ''.")));
-	/* the relcache, not pg_class's flags, which outlive a dropped trigger */
-	rel = table_open(relid, AccessShareLock);
-	ours = rel->rd_rel->relkind == RELKIND_RELATION && rel->trigdesc == NULL &&
-		rel->rd_rules == NULL && !rel->rd_rel->relrowsecurity &&
-		rel->rd_rel->relowner == orders_relation_owner(cat->relids[TABLE_ORDERS]) &&
-		getExtensionOfObject(RelationRelationId, relid) == get_extension_oid("orders", true);
-	table_close(rel, AccessShareLock);
-	if (!ours)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension \"orders\" cannot use \"order_idempotency\": it is not the extension's table as the extension made it"),
-				 errdetail("It must be the extension's own ordinary table, owned by the owner of \"orders\", with no trigger, rule or row-level security.")));
-}
-
 /* One value of a call, in its type's binary form, length first: -1 for NULL. */
 static void
 append_value(StringInfo buf, Oid typid, Datum value, bool isnull)
@@ -352,7 +317,7 @@ idempotency_begin(IdempotentCall *ic, FunctionCallInfo fcinfo, const OrdersCatal
 	memset(ic, 0, sizeof(*ic));
 	if (key == NULL)
 		return false;
-	check_table(cat);
+	(void) orders_private_table(cat, "order_idempotency", "orders.idempotency_key", "1.8", false);
 	if (cat->distributed[TABLE_ORDERS])
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

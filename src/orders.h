@@ -11,6 +11,7 @@
  *   events.c      the outbox row of each domain event, and its payload
  *   notify.c      the NOTIFY of each event, sent by writers and the relay worker
  *   consumers.c   named consumers' checkpoints: who owns them, how they move
+ *   holds.c       events a consumer rejected: retried, parked, and what they hold back
  *   uuidv7.c      time-ordered ids
  *   api.c         the SQL-callable functions, composing the above
  *   relay.c       orders.notify = relay: the background worker that sends NOTIFY
@@ -233,6 +234,8 @@ extern bool orders_may_read(const OrdersCatalog *cat);
 extern void orders_check_can_read(const OrdersCatalog *cat);
 extern char *orders_schema_untrusted(Oid nsp);
 extern char *orders_role_name(Oid role);
+extern Oid	orders_private_table(const OrdersCatalog *cat, const char *relname,
+								 const char *what, const char *version, bool missing_ok);
 extern OrderStatus order_status_from_oid(const OrdersCatalog *cat, Oid label, bool given);
 extern void composite_deform(Datum value, TupleDesc desc, Datum *values, bool *nulls);
 
@@ -282,6 +285,15 @@ extern Datum routing_send(const OrdersCatalog *cat, const char *function, int na
 						  bool *found);
 extern char *routing_settings(void);
 extern void routing_init(void);
+
+/* ---- consumers.c ---- */
+
+extern const OrdersCatalog *consumer_lock_own(FunctionCallInfo fcinfo, text *name,
+											  const char *what, OrdersCall *call);
+
+/* ---- holds.c ---- */
+
+extern void holds_forget(const OrdersCatalog *cat, text *consumer);
 
 /* ---- idempotency.c ---- */
 

@@ -254,6 +254,29 @@ storage_lock(Relation rel, Oid index_oid, Datum key, AttrNumber key_attnum,
 						 errmsg("could not serialize access due to concurrent delete")));
 			return false;
 
+		case TM_Invisible:
+
+			/*
+			 * Changed by this transaction in a command after the statement's
+			 * snapshot: a write through SPI (holds.c) counts a command, so a
+			 * second call in one statement meets its own earlier change this
+			 * way.  Looked for again as of this command, where it is gone or
+			 * has its new version.
+			 */
+			if (GetActiveSnapshot()->curcid != GetCurrentCommandId(false))
+			{
+				bool		found;
+
+				/* an error on the way leaves the snapshot to the abort's cleanup */
+				PushCopiedSnapshot(GetActiveSnapshot());
+				UpdateActiveSnapshotCommandId();
+				found = storage_lock(rel, index_oid, key, key_attnum, mode, slot);
+				PopActiveSnapshot();
+				return found;
+			}
+			elog(ERROR, "tuple to lock is invisible to this command");
+			break;
+
 		default:
 			elog(ERROR, "unexpected table_tuple_lock result %d", (int) result);
 	}

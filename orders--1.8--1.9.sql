@@ -1,0 +1,610 @@
+/* orders--1.8--1.9.sql: poison events: a consumer rejects an event, which
+   is retried, then parked, while its order's later events wait behind it. */
+
+\echo Use "ALTER EXTENSION orders UPDATE TO '1.9'" to load this file. \quit
+
+SELECT @extschema@.orders_assert_trusted_schema();
+
+-- A consumer that cannot handle an event rejects it with orders_events_nack
+-- and a reason.  The event is then held for that consumer: it comes again
+-- after retry_delay, twice that after the second failure, and so on, until
+-- max_attempts failures park it, in the consumer's dead-letter list
+-- (orders_events_parked), where it stays until the consumer replays or
+-- discards it.  The order it belongs to is held meanwhile, for that
+-- consumer only: the order's later events wait behind the held one, in
+-- order, and come after it once it is handled (acknowledged) or
+-- discarded; orders_events_holds shows each held order, the event it is
+-- held at, and the events that wait (held_back).  The other orders' events
+-- flow on.
+--
+-- A hold is one row of order_event_holds.  Reading delivers the held
+-- events that are due with the others, all in position order; an event of
+-- a held order met in the stream is added to its hold (later) instead of
+-- being returned.  Acknowledging through a position acknowledges the held
+-- events delivered up to it as well, and rejecting an event acknowledges
+-- every event returned before it, as each read's events are handled in
+-- order.  The purge keeps every held event.
+--
+-- Only src/holds.c writes the table, as its owner, for a caller that owns
+-- the consumer; every function here runs as its caller.  On a Citus
+-- cluster events cannot be rejected (0A000).
+CREATE TABLE @extschema@.order_event_holds (
+    consumer  text        NOT NULL,
+    order_id  uuid        NOT NULL,
+    position  bigint      NOT NULL,             -- the event held: the order's next to handle
+    later     bigint[]    NOT NULL DEFAULT '{}', -- the order's events waiting behind it, in order
+    attempts  integer     NOT NULL DEFAULT 0,   -- failures of the held event so far
+    reason    text,                             -- the last failure's reason
+    failed_at timestamptz,                      -- when it last failed
+    retry_at  timestamptz,                      -- when it comes again; NULL once parked
+    parked_at timestamptz,                      -- when it was parked; NULL while retried
+    delivered boolean     NOT NULL DEFAULT false, -- returned by a read, not yet acknowledged
+    CONSTRAINT order_event_holds_pkey PRIMARY KEY (consumer, order_id)
+);
+
+COMMENT ON TABLE @extschema@.order_event_holds IS
+    'Each consumer''s held orders: the rejected event retried or parked, and the order''s events waiting behind it';
+
+-- pg_dump keeps a member table's definition only; this keeps the holds
+-- too, with the checkpoints they belong to.
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.order_event_holds', '');
+
+-- The consumer's holds, its row locked: src/holds.c.
+CREATE FUNCTION @extschema@.orders_events_holds_of(consumer text)
+RETURNS @extschema@.order_event_holds[]
+AS 'MODULE_PATHNAME', 'orders_events_holds_of'
+LANGUAGE C VOLATILE;
+
+-- Writes one hold of the consumer, or ends it (position NULL).
+CREATE FUNCTION @extschema@.orders_events_hold_store(consumer text, hold @extschema@.order_event_holds)
+RETURNS void
+AS 'MODULE_PATHNAME', 'orders_events_hold_store'
+LANGUAGE C VOLATILE;
+
+-- Every event a hold keeps, for the purge.
+CREATE FUNCTION @extschema@.orders_events_held_positions()
+RETURNS bigint[]
+AS 'MODULE_PATHNAME', 'orders_events_held_positions'
+LANGUAGE C STABLE;
+
+-- The held event is done with (handled, discarded, or skipped by a read of
+-- other types): the next event waiting behind it is held in its place, due
+-- at once, or, none waiting, the order is held no more.  Returns the hold
+-- as it is now: position NULL once it ended.
+CREATE FUNCTION @extschema@.orders_events_hold_next(consumer text, h @extschema@.order_event_holds)
+RETURNS @extschema@.order_event_holds
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF cardinality(h.later) > 0 THEN
+        h.position := h.later[1];
+        h.later := h.later[2:];
+        h.attempts := 0;
+        h.reason := NULL;
+        h.failed_at := NULL;
+        h.retry_at := now();
+        h.parked_at := NULL;
+        h.delivered := false;
+    ELSE
+        h.position := NULL;
+    END IF;
+    PERFORM @extschema@.orders_events_hold_store(consumer, h);
+    RETURN h;
+END
+$$;
+
+-- The body of orders_events_nack, and of orders_events_nack_group for one
+-- part: anyone may call it, as it does nothing its helpers do not check
+-- themselves.
+CREATE FUNCTION @extschema@.orders_events_reject(
+    consumer text, event_position bigint, reason text, max_attempts integer,
+    retry_delay interval, part integer)
+RETURNS @extschema@.order_event_holds
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c @extschema@.order_event_consumers;
+    e @extschema@.order_events;
+    h @extschema@.order_event_holds;
+BEGIN
+    IF event_position IS NULL OR reason IS NULL OR max_attempts IS NULL OR retry_delay IS NULL THEN
+        RAISE EXCEPTION 'event_position, reason, max_attempts and retry_delay must not be null'
+            USING ERRCODE = '22004';
+    END IF;
+    IF max_attempts < 1 THEN
+        RAISE EXCEPTION 'max_attempts must be at least 1' USING ERRCODE = '22023';
+    END IF;
+    IF retry_delay < interval '0' THEN
+        RAISE EXCEPTION 'retry_delay must not be negative' USING ERRCODE = '22023';
+    END IF;
+    IF @extschema@.orders_distributed() THEN
+        RAISE EXCEPTION 'orders_events_nack() is not supported while Citus distributes the outbox'
+            USING ERRCODE = '0A000',
+                  DETAIL = 'Rejected events are held on a single node only.';
+    END IF;
+    c := @extschema@.orders_events_consumer(consumer);
+    SELECT * INTO e FROM @extschema@.order_events x WHERE x.position = event_position;
+    IF FOUND THEN
+        SELECT * INTO h FROM unnest(@extschema@.orders_events_holds_of(consumer)) x
+        WHERE x.order_id = e.order_id;
+    END IF;
+
+    IF h.position = event_position THEN
+        -- a held event, failed again
+        IF NOT h.delivered THEN
+            RAISE EXCEPTION 'event % of consumer "%" was not delivered since it last failed',
+                            event_position, consumer
+                USING ERRCODE = '55000',
+                      HINT = 'A held event can be rejected once each time a read returns it.';
+        END IF;
+        PERFORM @extschema@.orders_events_ack_through(consumer, event_position - 1, part);
+        h.attempts := h.attempts + 1;
+        h.reason := left(reason, 2000);
+        h.failed_at := now();
+        h.delivered := false;
+        IF h.attempts >= max_attempts THEN
+            h.retry_at := NULL;
+            h.parked_at := now();
+        ELSE
+            h.retry_at := now() + retry_delay * power(2, least(h.attempts - 1, 20));
+        END IF;
+        PERFORM @extschema@.orders_events_hold_store(consumer, h);
+        RETURN h;
+    END IF;
+
+    IF h.position IS NOT NULL AND event_position = ANY (h.later) THEN
+        -- the order is held at an earlier event already: this one waits
+        -- behind it whatever its own outcome
+        PERFORM @extschema@.orders_events_ack_through(consumer, event_position, part);
+        RETURN h;
+    END IF;
+
+    IF h.position IS NOT NULL THEN
+        RAISE EXCEPTION 'consumer "%" holds order % at event %, not at event %',
+                        consumer, e.order_id, h.position, event_position
+            USING ERRCODE = '22023',
+                  HINT = 'Reject an event that the consumer''s last read returned.';
+    END IF;
+    -- an event of the stream: not acknowledged yet, in the batch open
+    IF e.position IS NULL OR c.batch_snapshot IS NULL OR event_position <= c.batch_position
+       OR NOT pg_visible_in_snapshot(e.xid, c.batch_snapshot)
+       OR pg_visible_in_snapshot(e.xid, c.acked_snapshot)
+       OR (part IS NOT NULL AND @extschema@.orders_event_part(e.order_id) <> part) THEN
+        RAISE EXCEPTION 'consumer "%" has no event at position % to reject', consumer, event_position
+            USING ERRCODE = '22023',
+                  HINT = 'Reject an event that the consumer''s last read returned and that is not acknowledged.';
+    END IF;
+    h := ROW(consumer, e.order_id, event_position,
+             -- the order's later events in the batch, which the read may
+             -- have returned too: they wait behind it
+             ARRAY(SELECT x.position FROM @extschema@.order_events x
+                   WHERE x.order_id = e.order_id AND x.position > event_position
+                     AND pg_visible_in_snapshot(x.xid, c.batch_snapshot)
+                     AND NOT pg_visible_in_snapshot(x.xid, c.acked_snapshot)
+                   ORDER BY x.position),
+             1, left(reason, 2000), now(),
+             CASE WHEN max_attempts > 1 THEN now() + retry_delay END,
+             CASE WHEN max_attempts <= 1 THEN now() END,
+             false)::@extschema@.order_event_holds;
+    PERFORM @extschema@.orders_events_hold_store(consumer, h);
+    -- the stream goes on past it: the hold has it now
+    PERFORM @extschema@.orders_events_ack_through(consumer, event_position, part);
+    RETURN h;
+END
+$$;
+
+-- Rejects the event at event_position, which the consumer's last read
+-- returned, and acknowledges the events that read returned before it.
+CREATE FUNCTION @extschema@.orders_events_nack(
+    consumer text, event_position bigint, reason text,
+    max_attempts integer DEFAULT 5, retry_delay interval DEFAULT '10 seconds')
+RETURNS @extschema@.order_event_holds
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM @extschema@.orders_events_reject(consumer, event_position, reason,
+                                                   max_attempts, retry_delay, NULL)
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_events_nack(text, bigint, text, integer, interval) IS
+    'Rejects an event read: it comes again after retry_delay, doubling, and is parked after max_attempts failures; its order''s later events wait behind it';
+
+-- The consumer's held orders: the event each is held at, its failures,
+-- when it comes again (retry_at) or since when it is parked, and the
+-- events waiting behind it.
+CREATE FUNCTION @extschema@.orders_events_holds(consumer text)
+RETURNS TABLE (order_id uuid, event_position bigint, type text, version integer,
+               attempts integer, reason text, failed_at timestamptz,
+               retry_at timestamptz, parked_at timestamptz, held_back bigint[])
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT h.order_id, h.position, e.type, e.version, h.attempts, h.reason, h.failed_at,
+           h.retry_at, h.parked_at, h.later
+    FROM unnest(@extschema@.orders_events_holds_of(consumer)) h
+    LEFT JOIN @extschema@.order_events e ON e.position = h.position
+    ORDER BY h.position
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_events_holds(text) IS
+    'The consumer''s held orders: each one''s rejected event, retried or parked, and the events waiting behind it';
+
+-- The dead-letter list: the held events that failed max_attempts times.
+CREATE FUNCTION @extschema@.orders_events_parked(consumer text)
+RETURNS TABLE (order_id uuid, event_position bigint, type text, version integer,
+               attempts integer, reason text, failed_at timestamptz,
+               retry_at timestamptz, parked_at timestamptz, held_back bigint[])
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM @extschema@.orders_events_holds(consumer) h WHERE h.parked_at IS NOT NULL
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_events_parked(text) IS
+    'The consumer''s parked events: rejected max_attempts times; replay or discard them';
+
+-- The consumer's hold at event_position, which must be the event its
+-- order is held at.
+CREATE FUNCTION @extschema@.orders_events_hold_at(consumer text, event_position bigint)
+RETURNS @extschema@.order_event_holds
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    h @extschema@.order_event_holds;
+BEGIN
+    IF event_position IS NULL THEN
+        RAISE EXCEPTION 'event_position must not be null' USING ERRCODE = '22004';
+    END IF;
+    SELECT * INTO h FROM unnest(@extschema@.orders_events_holds_of(consumer)) x
+    WHERE x.position = event_position;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'consumer "%" holds no event at position %', consumer, event_position
+            USING ERRCODE = '22023',
+                  HINT = 'orders_events_holds() lists the events held; an event waiting behind another is replayed or discarded after it.';
+    END IF;
+    RETURN h;
+END
+$$;
+
+-- Tries a held event again at the consumer's next read, with its count of
+-- failures back at zero: after the cause was mended.
+CREATE FUNCTION @extschema@.orders_events_replay(consumer text, event_position bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    h @extschema@.order_event_holds := @extschema@.orders_events_hold_at(consumer, event_position);
+BEGIN
+    h.attempts := 0;
+    h.retry_at := now();
+    h.parked_at := NULL;
+    h.delivered := false;
+    PERFORM @extschema@.orders_events_hold_store(consumer, h);
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_events_replay(text, bigint) IS
+    'Delivers a held event again at the consumer''s next read, its failures counted from zero';
+
+-- Gives up on a held event, as if handled: the order's next waiting event
+-- comes at the consumer's next read.
+CREATE FUNCTION @extschema@.orders_events_discard(consumer text, event_position bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM @extschema@.orders_events_hold_next(
+        consumer, @extschema@.orders_events_hold_at(consumer, event_position));
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_events_discard(text, bigint) IS
+    'Drops a held event, as if handled; the events of its order waiting behind it follow';
+
+-- Rejects the event at event_position, which this reader's last read
+-- returned, in its part (holds.sql), and acknowledges the events that read
+-- returned before it.  A group's holds are its parts': see them with
+-- orders_events_holds(consumer || '/' || part), the part being
+-- orders_event_part(order_id).
+CREATE FUNCTION @extschema@.orders_events_nack_group(
+    consumer text, event_position bigint, reason text,
+    max_attempts integer DEFAULT 5, retry_delay interval DEFAULT '10 seconds')
+RETURNS @extschema@.order_event_holds
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p integer;
+    read_parts integer[] := string_to_array(
+        nullif(current_setting('orders_group.read_' || md5(consumer), true), ''), ',')::integer[];
+BEGIN
+    IF event_position IS NULL THEN
+        RAISE EXCEPTION 'event_position must not be null' USING ERRCODE = '22004';
+    END IF;
+    SELECT @extschema@.orders_event_part(e.order_id) INTO p
+    FROM @extschema@.order_events e WHERE e.position = event_position;
+    IF p IS NULL OR read_parts IS NULL OR p <> ALL (read_parts)
+       OR p <> ALL (@extschema@.orders_events_group_held(consumer)) THEN
+        RAISE EXCEPTION 'consumer group "%" has no event at position % that this reader read', consumer, event_position
+            USING ERRCODE = '22023',
+                  HINT = 'Reject an event that this reader''s last orders_events_read_group() returned.';
+    END IF;
+    IF event_position > 1 THEN
+        PERFORM @extschema@.orders_events_ack_group(consumer, event_position - 1);
+    END IF;
+    RETURN @extschema@.orders_events_reject(consumer || '/' || p, event_position, reason,
+                                            max_attempts, retry_delay, p);
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_events_nack_group(text, bigint, text, integer, interval) IS
+    'As orders_events_nack, for a reader of consumer group consumer: the event is held in its part';
+
+-- Reading delivers the held events that are due, and holds back the
+-- events of held orders; acknowledging handles the held events delivered.
+-- The body of both orders_events_read, and of orders_events_read_group for
+-- one part: anyone may call it, as it does nothing its helpers do not check
+-- themselves.  types: only events of these types; part: only the events of
+-- the orders in that part (groups.sql).  The others are skipped, and count
+-- as acknowledged once an event after them is, or the batch ends.  A
+-- consumer with held orders (holds.sql) gets their events that are due as
+-- well, in position order with the others, and no event of a held order
+-- from the stream: each one met is added to its order's hold.
+CREATE OR REPLACE FUNCTION @extschema@.orders_events_next(
+    consumer text, max_events integer, types text[], part integer DEFAULT NULL)
+RETURNS SETOF @extschema@.order_events
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c @extschema@.order_event_consumers;
+    n bigint;
+    holds @extschema@.order_event_holds[];
+    h @extschema@.order_event_holds;
+    e @extschema@.order_events;
+    due @extschema@.order_events[] := '{}';
+    chunk @extschema@.order_events[];
+    stream @extschema@.order_events[] := '{}';
+    result @extschema@.order_events[];
+    opened boolean := false;
+    bound bigint := 9223372036854775807;
+    i integer;
+BEGIN
+    PERFORM @extschema@.orders_events_check_read(max_events, types);
+    IF part IS NOT NULL AND (part NOT BETWEEN 0 AND 15
+                             OR right(consumer, length(part::text) + 1) <> '/' || part) THEN
+        RAISE EXCEPTION 'consumer "%" is not part % of a consumer group', consumer, part
+            USING ERRCODE = '22023';
+    END IF;
+    c := @extschema@.orders_events_consumer(consumer);
+    holds := @extschema@.orders_events_holds_of(consumer);
+
+    IF cardinality(holds) = 0 THEN
+        IF c.batch_snapshot IS NOT NULL THEN
+            -- what is left of the batch in progress: events not acknowledged
+            -- before a crash come again
+            RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events, false, types, part);
+            GET DIAGNOSTICS n = ROW_COUNT;
+            IF n > 0 THEN
+                RETURN;
+            END IF;
+            -- the batch is done: its cut is the new checkpoint
+            PERFORM @extschema@.orders_events_advance(consumer, c.batch_position, true);
+        END IF;
+
+        -- a new batch, everything committed since the checkpoint: its cut is
+        -- taken once the consumer is ours, so that a reader that waited for
+        -- another never opens a batch older than the checkpoint that one left
+        c := @extschema@.orders_events_open_batch(consumer);
+        RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events, false, types, part);
+        RETURN;
+    END IF;
+
+    -- the held events that are due; one a read of other types passes over
+    -- counts as handled, and the next one of its order is due in its place
+    FOR h IN SELECT * FROM unnest(holds) x
+             WHERE x.parked_at IS NULL AND x.retry_at <= now() ORDER BY x.position LOOP
+        EXIT WHEN cardinality(due) >= max_events;
+        WHILE h.position IS NOT NULL LOOP
+            SELECT * INTO e FROM @extschema@.order_events x WHERE x.position = h.position;
+            EXIT WHEN NOT FOUND;        -- not for this role's eyes, or deleted
+            IF types IS NULL OR e.type = ANY (types) THEN
+                due := due || e;
+                EXIT;
+            END IF;
+            h := @extschema@.orders_events_hold_next(consumer, h);
+        END LOOP;
+    END LOOP;
+    holds := @extschema@.orders_events_holds_of(consumer);
+
+    -- the stream, as above, but a held order's events join its hold: a
+    -- part of the batch that is all of held orders is acknowledged here
+    -- (the holds have it) and the read goes on
+    LOOP
+        IF c.batch_snapshot IS NULL THEN
+            EXIT WHEN opened;
+            c := @extschema@.orders_events_open_batch(consumer);
+            opened := true;
+        END IF;
+        chunk := ARRAY(SELECT b FROM @extschema@.orders_events_batch(c, max_events, false, types, part) b);
+        IF cardinality(chunk) = 0 THEN
+            bound := 9223372036854775807;
+            EXIT WHEN opened;
+            PERFORM @extschema@.orders_events_advance(consumer, c.batch_position, true);
+            c.batch_snapshot := NULL;
+            CONTINUE;
+        END IF;
+        -- a full chunk may have more of the batch after it: no held event
+        -- beyond it is returned, so that acknowledging through the last
+        -- position returned passes over no event unread
+        bound := CASE WHEN cardinality(chunk) < max_events THEN 9223372036854775807
+                      ELSE chunk[cardinality(chunk)].position END;
+        FOREACH e IN ARRAY chunk LOOP
+            i := array_position(ARRAY(SELECT x.order_id FROM unnest(holds) x), e.order_id);
+            IF i IS NULL THEN
+                stream := stream || e;
+            ELSIF e.position <> holds[i].position AND e.position <> ALL (holds[i].later) THEN
+                h := holds[i];
+                h.later := h.later || e.position;
+                holds[i] := h;
+                PERFORM @extschema@.orders_events_hold_store(consumer, h);
+            END IF;
+        END LOOP;
+        EXIT WHEN cardinality(stream) > 0;
+        PERFORM @extschema@.orders_events_advance(consumer, chunk[cardinality(chunk)].position, false);
+        c.batch_position := chunk[cardinality(chunk)].position;
+    END LOOP;
+
+    result := ARRAY(SELECT x FROM (SELECT * FROM unnest(due) d WHERE d.position <= bound
+                                   UNION ALL SELECT * FROM unnest(stream)) x
+                    ORDER BY x.position LIMIT max_events);
+    -- the held events returned are delivered: acknowledging them, or
+    -- rejecting them again, is now the reader's
+    FOREACH h IN ARRAY holds LOOP
+        IF NOT h.delivered AND h.position = ANY (ARRAY(SELECT r.position FROM unnest(result) r)) THEN
+            h.delivered := true;
+            PERFORM @extschema@.orders_events_hold_store(consumer, h);
+        END IF;
+    END LOOP;
+    RETURN QUERY SELECT * FROM unnest(result);
+END
+$$;
+
+-- The body of orders_events_ack, and of orders_events_ack_group for one
+-- part: anyone may call it, as it does nothing its helpers do not check
+-- themselves.  part: the consumer is that part of a group, whose batches
+-- hold only its orders' events.
+CREATE OR REPLACE FUNCTION @extschema@.orders_events_ack_through(
+    consumer text, last_position bigint, part integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c @extschema@.order_event_consumers;
+    h @extschema@.order_event_holds;
+BEGIN
+    IF last_position IS NULL THEN
+        RAISE EXCEPTION 'last_position must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF part IS NOT NULL AND (part NOT BETWEEN 0 AND 15
+                             OR right(consumer, length(part::text) + 1) <> '/' || part) THEN
+        RAISE EXCEPTION 'consumer "%" is not part % of a consumer group', consumer, part
+            USING ERRCODE = '22023';
+    END IF;
+    c := @extschema@.orders_events_consumer(consumer);
+    -- the held events delivered up to it are handled (holds.sql)
+    FOR h IN SELECT * FROM unnest(@extschema@.orders_events_holds_of(consumer)) x
+             WHERE x.delivered AND x.position <= last_position LOOP
+        PERFORM @extschema@.orders_events_hold_next(consumer, h);
+    END LOOP;
+    IF c.batch_snapshot IS NULL THEN
+        RETURN;                         -- nothing read, nothing to acknowledge
+    END IF;
+    c.batch_position := greatest(c.batch_position, last_position);
+    -- nothing left after it: the whole batch is acknowledged, and its cut
+    -- becomes the checkpoint
+    PERFORM @extschema@.orders_events_advance(
+        consumer, c.batch_position,
+        NOT EXISTS (SELECT FROM @extschema@.orders_events_batch(c, 1, false, NULL, part)));
+END
+$$;
+
+-- The purge keeps the held events.
+-- An event is kept until every registered consumer has acknowledged it, so
+-- a consumer that stops reading holds the outbox back: unregister the ones
+-- that are gone.  older_than removes older events whatever the consumers'
+-- checkpoints say.  Either way the events a consumer holds (holds.sql)
+-- stay until their holds end.  Needs DELETE on order_events and SELECT on
+-- order_event_consumers (the table owner has both): the function runs as
+-- its caller.
+CREATE OR REPLACE FUNCTION @extschema@.orders_events_purge(older_than interval DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    below xid8;
+    horizon xid8;
+    n bigint;
+    m bigint;
+    node record;
+    held bigint[] := @extschema@.orders_events_held_positions();
+BEGIN
+    -- On a cluster each node's events are judged by the consumers' cuts of
+    -- that node (position % 1024 tells it): below the smallest xmin, when
+    -- every consumer has a cut of it.  A checkpoint without cuts is from
+    -- before the outbox was distributed, the coordinator's (group 0).
+    IF @extschema@.orders_distributed() THEN
+        n := 0;
+        FOR node IN
+            SELECT k.node_group, min(pg_snapshot_xmin(k.snapshot)) AS below
+            FROM @extschema@.order_event_consumers c
+            CROSS JOIN LATERAL unnest(coalesce(c.acked_cuts,
+                ARRAY[ROW(0, c.acked_snapshot, c.acked_top_position, c.acked_next_xid)]
+                    ::@extschema@.order_event_cut[])) k
+            GROUP BY k.node_group
+            HAVING count(*) = (SELECT count(*) FROM @extschema@.order_event_consumers)
+        LOOP
+            DELETE FROM @extschema@.order_events e
+            WHERE e.xid < node.below AND e.position % 1024 = node.node_group
+              AND e.position <> ALL (held);
+            GET DIAGNOSTICS m = ROW_COUNT;
+            n := n + m;
+        END LOOP;
+        IF older_than IS NOT NULL THEN
+            DELETE FROM @extschema@.order_events e
+            WHERE e.occurred_at < now() - older_than AND e.position <> ALL (held);
+            GET DIAGNOSTICS m = ROW_COUNT;
+            n := n + m;
+        END IF;
+        RETURN n;
+    END IF;
+    -- Below every checkpoint's xmin, every event is acknowledged by all: one
+    -- range of the xid index, no test per row.  Between that and the
+    -- smallest xmax, each checkpoint is asked.  Events still in flight are
+    -- never seen, so kept.
+    SELECT min(pg_snapshot_xmin(acked_snapshot)), min(pg_snapshot_xmax(acked_snapshot))
+    INTO below, horizon
+    FROM @extschema@.order_event_consumers;
+
+    DELETE FROM @extschema@.order_events e WHERE e.xid < below AND e.position <> ALL (held);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    DELETE FROM @extschema@.order_events e
+    WHERE e.xid >= below AND e.xid < horizon AND e.position <> ALL (held)
+      AND NOT EXISTS (SELECT FROM @extschema@.order_event_consumers c
+                      WHERE NOT pg_visible_in_snapshot(e.xid, c.acked_snapshot));
+    GET DIAGNOSTICS m = ROW_COUNT;
+    n := n + m;
+    IF older_than IS NOT NULL THEN
+        DELETE FROM @extschema@.order_events e
+        WHERE e.occurred_at < now() - older_than AND e.position <> ALL (held);
+        GET DIAGNOSTICS m = ROW_COUNT;
+        n := n + m;
+    END IF;
+    RETURN n;
+END
+$$;
+
+REVOKE ALL ON @extschema@.order_event_holds FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+    @extschema@.orders_events_nack(text, bigint, text, integer, interval),
+    @extschema@.orders_events_nack_group(text, bigint, text, integer, interval),
+    @extschema@.orders_events_holds(text),
+    @extschema@.orders_events_parked(text),
+    @extschema@.orders_events_replay(text, bigint),
+    @extschema@.orders_events_discard(text, bigint)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    @extschema@.orders_events_holds_of(text),
+    @extschema@.orders_events_hold_store(text, @extschema@.order_event_holds),
+    @extschema@.orders_events_held_positions(),
+    @extschema@.orders_events_hold_next(text, @extschema@.order_event_holds),
+    @extschema@.orders_events_hold_at(text, bigint),
+    @extschema@.orders_events_reject(text, bigint, text, integer, interval, integer)
+TO PUBLIC;
