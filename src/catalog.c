@@ -107,10 +107,22 @@ cache_serves(Oid nsp)
 	return cache_valid && cache->namespace_id == nsp;
 }
 
+/*
+ * The private tables (orders_private_table) found to be members of the
+ * extension, so that pg_depend is not searched at every call: forgotten at
+ * any invalidation of their relcache entries.
+ */
+#define KNOWN_MEMBERS 4
+static Oid	known_members[KNOWN_MEMBERS];
+
 static void
 orders_relcache_callback(Datum arg, Oid relid)
 {
 	int			i;
+
+	for (i = 0; i < KNOWN_MEMBERS; i++)
+		if (relid == InvalidOid || known_members[i] == relid)
+			known_members[i] = InvalidOid;
 
 	for (i = 0; i < WATCHED_RELIDS; i++)
 	{
@@ -974,11 +986,25 @@ orders_private_table(const OrdersCatalog *cat, const char *relname, const char *
 					 const char *version, bool missing_ok)
 {
 	Oid			relid = get_relname_relid(relname, cat->namespace_id);
-	Oid			ext = get_extension_oid("orders", true);
 	Relation	rel;
 	bool		ours;
+	bool		member = false;
+	int			i;
 
-	if (!OidIsValid(relid) || getExtensionOfObject(RelationRelationId, relid) != ext)
+	for (i = 0; i < KNOWN_MEMBERS && OidIsValid(relid) && !member; i++)
+		member = known_members[i] == relid;
+	if (!member && OidIsValid(relid) &&
+		getExtensionOfObject(RelationRelationId, relid) == get_extension_oid("orders", true))
+	{
+		member = true;
+		for (i = 0; i < KNOWN_MEMBERS; i++)
+			if (!OidIsValid(known_members[i]))
+			{
+				known_members[i] = relid;
+				break;
+			}
+	}
+	if (!member)
 	{
 		if (missing_ok)
 			return InvalidOid;

@@ -44,6 +44,62 @@ enum
 };
 
 /*
+ * The statements prepared so far, each kept for the session: a read of
+ * events asks for the consumer's holds every time.  A statement is its
+ * text, which names the schema, and its parameters' types, among them the
+ * holds' row type: a schema renamed or an extension made again makes new
+ * ones.  The plan cache replans a kept statement when a table it reads
+ * changes.
+ */
+#define KEPT_STATEMENTS 8
+
+typedef struct KeptStatement
+{
+	char	   *sql;
+	int			nargs;
+	Oid			types[2];
+	SPIPlanPtr	plan;
+} KeptStatement;
+
+static KeptStatement kept[KEPT_STATEMENTS];
+static int	nkept = 0;
+
+/* The prepared statement of sql, prepared now if new; inside SPI. */
+static SPIPlanPtr
+statement(const char *sql, int nargs, Oid *types)
+{
+	KeptStatement *k;
+	int			i;
+
+	Assert(nargs <= (int) lengthof(kept[0].types));
+	for (i = 0; i < nkept; i++)
+		if (kept[i].nargs == nargs && strcmp(kept[i].sql, sql) == 0 &&
+			(nargs == 0 || memcmp(kept[i].types, types, sizeof(Oid) * nargs) == 0))
+			return kept[i].plan;
+	if (nkept == KEPT_STATEMENTS)
+	{
+		/* a session that met that many schemas: start again */
+		for (i = 0; i < nkept; i++)
+		{
+			SPI_freeplan(kept[i].plan);
+			pfree(kept[i].sql);
+		}
+		nkept = 0;
+	}
+	k = &kept[nkept];
+	k->plan = SPI_prepare(sql, nargs, types);
+	if (k->plan == NULL || SPI_keepplan(k->plan) != 0)
+		elog(ERROR, "could not prepare a statement on table \"%s\": %s",
+			 HOLDS_TABLE, SPI_result_code_string(SPI_result));
+	k->sql = MemoryContextStrdup(TopMemoryContext, sql);
+	k->nargs = nargs;
+	if (nargs > 0)
+		memcpy(k->types, types, sizeof(Oid) * nargs);
+	nkept++;
+	return k->plan;
+}
+
+/*
  * Runs one statement as the owner of the extension's tables, and returns
  * the first column of its first row, copied out of SPI (NULL: *isnull).
  */
@@ -64,8 +120,8 @@ run_as_owner(const OrdersCatalog *cat, const char *sql, int nargs, Oid *types,
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		/* a read needs no new command: the caller's snapshot sees what it wrote */
-		if (SPI_execute_with_args(sql, nargs, types, values, NULL,
-								  expected == SPI_OK_SELECT, 0) != expected)
+		if (SPI_execute_plan(statement(sql, nargs, types), values, NULL,
+							 expected == SPI_OK_SELECT, 0) != expected)
 			elog(ERROR, "could not run a statement on table \"%s\"", HOLDS_TABLE);
 		if (SPI_tuptable != NULL && SPI_processed > 0)
 		{
