@@ -186,6 +186,27 @@ SELECT orders_events_register('regress_mail');
 SELECT count(*) AS holds FROM orders_events_holds('regress_mail');
 SELECT count(*) AS rows_left FROM order_event_holds WHERE consumer = 'regress_mail';
 
+-- A consumer group's reader rejects in the event's part; the part holds it.
+SELECT orders_events_register_group('regress_fulfil');
+SELECT move(o(6), 'confirmed'), move(o(4), 'delivered');
+CREATE TEMP TABLE gr AS SELECT * FROM orders_events_read_group('regress_fulfil', 10);
+SELECT string_agg(right(order_id::text, 1) || ':' || type, ' ' ORDER BY position) AS group_read FROM gr;
+SELECT min(position) AS g1, max(position) AS g2 FROM gr \gset
+SELECT h.attempts, h.order_id = o(6) AS order_6
+FROM orders_events_nack_group('regress_fulfil', :g1, 'warehouse offline', retry_delay => '0') h;
+SELECT count(*) AS held_in_its_part
+FROM orders_events_holds('regress_fulfil/' || orders_event_part(o(6)));
+SELECT orders_events_ack_group('regress_fulfil', :g2);
+SELECT string_agg(right(order_id::text, 1) || ':' || type, ' ' ORDER BY position) AS retried
+FROM orders_events_read_group('regress_fulfil', 10);
+SELECT orders_events_ack_group('regress_fulfil', :g1);
+SELECT count(*) AS holds_left FROM orders_events_holds('regress_fulfil/' || orders_event_part(o(6)));
+SELECT err($$SELECT orders_events_nack_group('regress_fulfil', $$ || :g1 || $$, 'acknowledged')$$);
+SELECT err($$SELECT orders_events_nack_group('regress_nogroup', $$ || :g1 || $$, 'x')$$);
+SELECT orders_events_leave_group('regress_fulfil');
+SELECT orders_events_unregister_group('regress_fulfil');
+DROP TABLE gr;
+
 DROP OWNED BY regress_poison_app, regress_poison_other;
 DROP ROLE regress_poison_app, regress_poison_other;
 DROP FUNCTION p(integer), o(integer), got(text, integer), held(text);
