@@ -1,6 +1,6 @@
 """The Order repository over the orders PostgreSQL extension (psycopg 3),
 and an in-memory twin with the same interface for unit tests."""
-from .consumer import EventConsumer, HandlerFailed
+from .consumer import EventConsumer, HandlerFailed, Hold, Reject
 from .errors import (ConcurrencyConflict, DuplicateOrder, IdempotencyKeyReused, InvariantViolation,
                      OrderNotFound, OrdersError, PermissionDenied, ReadOnly, translate)
 from .memory import InMemoryOrderRepository
@@ -11,7 +11,7 @@ from .specs import (Anything, CreatedBefore, CreatedFrom, Customer, HasStatus, S
                     TotalAtMost)
 
 __all__ = [
-    "EventConsumer", "HandlerFailed",
+    "EventConsumer", "HandlerFailed", "Hold", "Reject",
     "ConcurrencyConflict", "DuplicateOrder", "IdempotencyKeyReused", "InvariantViolation", "OrderNotFound", "OrdersError",
     "PermissionDenied", "ReadOnly", "translate",
     "InMemoryOrderRepository",

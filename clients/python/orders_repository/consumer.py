@@ -6,21 +6,28 @@ each to the handler, acknowledge them once the handler returned.  A
 handler that raises stops the loop before the acknowledgement, so those
 events come again on the next run: delivery is at least once, in position
 order (each order's events in version order); make the handler idempotent
-((order_id, version) identifies an event).  A lost connection is opened
-again; SIGTERM (or stop()) ends the loop after the batch in hand.
+((order_id, version) identifies an event).  A handler that raises Reject
+rejects that one event instead (orders_events_nack): it comes again after
+retry_delay seconds, doubling, and is parked after max_attempts failures,
+while that order's later events wait behind it and the others flow on;
+holds(), parked(), replay() and discard() manage them.  A lost connection
+is opened again; SIGTERM (or stop()) ends the loop after the batch in hand.
 """
 from __future__ import annotations
 
+import datetime
 import selectors
 import signal
 import threading
 import time
-from typing import Callable, Optional, Sequence
+import uuid
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence
 
 import psycopg
 from psycopg import sql
 
-from .errors import translate
+from .errors import OrdersError, translate
 from .model import Event
 from .repository import EVENT_COLUMNS, event_from_row, extension_schema
 
@@ -30,16 +37,51 @@ class HandlerFailed(Exception):
     the events from this one on come again at the next run."""
 
 
+class Reject(Exception):
+    """Raised by a handler that cannot handle this event, now or ever: the
+    event is rejected with the exception's message as the reason.  The
+    consumer goes on with the other orders' events; this order's later
+    events wait behind the rejected one until it is handled, discarded or
+    replayed."""
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A held order of a consumer: the rejected event it is held at, its
+    failures, when it comes again (retry_at) or since when it is parked,
+    and the positions of the order's events waiting behind it."""
+    consumer: str
+    order_id: uuid.UUID
+    position: int
+    type: Optional[str]
+    version: Optional[int]
+    attempts: int
+    reason: Optional[str]
+    failed_at: Optional[datetime.datetime]
+    retry_at: Optional[datetime.datetime]
+    parked_at: Optional[datetime.datetime]
+    held_back: List[int]
+
+    @property
+    def parked(self) -> bool:
+        return self.parked_at is not None
+
+
 class EventConsumer:
     def __init__(self, dsn: str, name: str, handler: Callable[[Event], None], batch: int = 100,
                  wake_every: float = 5.0, from_start: bool = False, schema: Optional[str] = None,
-                 types: Optional[Sequence[str]] = None, group: bool = False):
+                 types: Optional[Sequence[str]] = None, group: bool = False,
+                 max_attempts: int = 5, retry_delay: float = 10.0):
         """types: only events of these types reach the handler; the others
         are skipped, and acknowledged with the ones after them.  group: name
         is a consumer group, read by as many EventConsumers as you run, each
-        handed its share of the orders (README: Consumer groups)."""
+        handed its share of the orders (README: Consumer groups).
+        max_attempts, retry_delay: for an event the handler rejects (Reject),
+        how often it is tried before it is parked, and the first wait in
+        seconds, doubled after each failure."""
         self.dsn, self.name, self.handler = dsn, name, handler
         self.batch, self.wake_every, self.from_start = batch, wake_every, from_start
+        self.max_attempts, self.retry_delay = max_attempts, retry_delay
         self.types = None if types is None else list(types)
         self.group = group
         self.schema = schema
@@ -125,10 +167,18 @@ class EventConsumer:
             raise
         except psycopg.Error as e:
             raise translate(e) from e
+        rejected = set()
         for row in rows:
-            position = row[0]
+            position, order_id = row[0], row[2]
+            if order_id in rejected:
+                continue  # waits behind its order's rejected event, in the hold
             try:
                 self.handler(event_from_row(row))
+            except Reject as e:
+                rejected.add(order_id)
+                self._call("orders_events_nack_group" if self.group else "orders_events_nack",
+                           position, str(e) or type(e).__name__, self.max_attempts,
+                           datetime.timedelta(seconds=self.retry_delay), conn=conn)
             except Exception as e:
                 # the handler's own failure, whatever it is (a database error
                 # of its own included): not a lost connection to retry
@@ -143,3 +193,55 @@ class EventConsumer:
             except psycopg.Error as e:
                 raise translate(e) from e
         return len(rows)
+
+    def _call(self, function: str, *args, conn: Optional[psycopg.Connection] = None,
+              consumer: Optional[str] = None):
+        """One call of function(consumer, *args), on conn or a connection of its own."""
+        own = conn is None
+        if own:
+            conn = psycopg.connect(self.dsn, autocommit=True)
+        try:
+            self.schema = self.schema or extension_schema(conn)
+            query = sql.SQL("SELECT * FROM {s}.{f}(" + ", ".join(["%s"] * (len(args) + 1)) + ")").format(
+                s=sql.Identifier(self.schema), f=sql.Identifier(function))
+            try:
+                return conn.execute(query, (consumer or self.name, *args)).fetchall()
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as e:
+                raise translate(e) from e
+        finally:
+            if own:
+                conn.close()
+
+    def _consumers(self) -> List[str]:
+        """The consumers that hold this one's events: a group's 16 parts."""
+        return [f"{self.name}/{p}" for p in range(16)] if self.group else [self.name]
+
+    def holds(self) -> List[Hold]:
+        """The held orders: each one's rejected event, retried or parked."""
+        held = []
+        for consumer in self._consumers():
+            for r in self._call("orders_events_holds", consumer=consumer):
+                held.append(Hold(consumer, uuid.UUID(str(r[0])), *r[1:9], list(r[9])))
+        return sorted(held, key=lambda h: h.position)
+
+    def parked(self) -> List[Hold]:
+        """The dead-letter list: the events rejected max_attempts times."""
+        return [h for h in self.holds() if h.parked]
+
+    def _hold_at(self, position: int) -> Hold:
+        for h in self.holds():
+            if h.position == position:
+                return h
+        raise OrdersError(f"consumer {self.name!r} holds no event at position {position}", sqlstate="22023")
+
+    def replay(self, position: int) -> None:
+        """The held event at position comes again at the next read, its
+        failures counted from zero."""
+        self._call("orders_events_replay", position, consumer=self._hold_at(position).consumer)
+
+    def discard(self, position: int) -> None:
+        """Gives up on the held event at position, as if handled: its
+        order's waiting events follow."""
+        self._call("orders_events_discard", position, consumer=self._hold_at(position).consumer)

@@ -271,6 +271,60 @@ class Consumer(unittest.TestCase):
         finally:
             proc.kill()
 
+    def test_a_rejected_event_is_retried_then_parked_while_its_order_waits(self):
+        from orders_repository import EventConsumer, Reject
+        name = f"py-poison-{uuid.uuid4()}"
+        EventConsumer(DSN, name, lambda e: None).run(exit_when_idle=0)
+        with psycopg.connect(DSN, autocommit=True) as conn:
+            repo = OrderRepository(conn)
+            bad, good = (repo.add(uuid.uuid4(), "EUR", [TEA], HOME) for _ in range(2))
+            repo.save(bad.with_(status=CONFIRMED))
+            repo.save(good.with_(status=CONFIRMED))
+        seen, tries = [], []
+
+        def handler(event):
+            if event.order_id == bad.id:
+                tries.append(event.type)
+                raise Reject(f"no template for {event.type}")
+            seen.append((event.order_id, event.type))
+        consumer = EventConsumer(DSN, name, handler, max_attempts=3, retry_delay=0.0)
+        consumer.run(exit_when_idle=0.5)
+        self.assertEqual(seen, [(good.id, "order_added"), (good.id, "order_confirmed")],
+                         "the other order's events flow")
+        self.assertEqual(tries, ["order_added"] * 3, "tried max_attempts times, nothing of the order after it")
+        [parked] = consumer.parked()
+        self.assertEqual((parked.order_id, parked.type, parked.attempts, parked.reason),
+                         (bad.id, "order_added", 3, "no template for order_added"))
+        self.assertEqual(len(parked.held_back), 1, "its order's confirmation waits behind it")
+        with self.assertRaises(OrdersError) as e:
+            consumer.replay(parked.position + 1000000)
+        self.assertEqual(e.exception.sqlstate, "22023")
+
+        # mended: replayed, the order's events come, in order
+        consumer.replay(parked.position)
+        consumer.handler = lambda event: seen.append((event.order_id, event.type))
+        consumer.run(exit_when_idle=0.5)
+        self.assertEqual(seen[2:], [(bad.id, "order_added"), (bad.id, "order_confirmed")])
+        self.assertEqual(consumer.holds(), [])
+
+        # parked at once, then discarded: the order's next event follows
+        with psycopg.connect(DSN, autocommit=True) as conn:
+            repo = OrderRepository(conn)
+            other = repo.add(uuid.uuid4(), "EUR", [TEA], HOME)
+            repo.save(other.with_(status=CONFIRMED))
+
+        def refuse_added(event):
+            if event.type == "order_added":
+                raise Reject("refused")
+            seen.append((event.order_id, event.type))
+        EventConsumer(DSN, name, refuse_added, max_attempts=1).run(exit_when_idle=0.3)
+        [parked] = consumer.parked()
+        self.assertEqual(parked.order_id, other.id)
+        consumer.discard(parked.position)
+        consumer.run(exit_when_idle=0.3)
+        self.assertEqual(seen[-1], (other.id, "order_confirmed"))
+        self.assertEqual(consumer.holds(), [])
+
     def test_a_failing_handler_ends_the_loop_unacknowledged(self):
         from orders_repository import EventConsumer, HandlerFailed
         name = f"py-{uuid.uuid4()}"
