@@ -5,4 +5,4 @@ export * from './errors.js';
 export * from './specs.js';
 export { OrderRepository, unitOfWork, retry, extensionSchema, type Queryable, type RepositoryOptions } from './repository.js';
 export { InMemoryOrderRepository } from './memory.js';
-export { EventConsumer, HandlerFailed, type ConsumerOptions } from './consumer.js';
+export { EventConsumer, HandlerFailed, Reject, type ConsumerOptions, type Hold } from './consumer.js';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { type Address, ConcurrencyConflict, customer, EventConsumer, HandlerFailed, IdempotencyKeyReused, InvariantViolation, type OrderLine, OrderNotFound, OrderRepository,
+import { type Address, ConcurrencyConflict, customer, EventConsumer, HandlerFailed, IdempotencyKeyReused, InvariantViolation, type OrderLine, OrderNotFound, OrderRepository, Reject,
          OrdersError, PermissionDenied, ReadOnly, retry, translate, unitOfWork } from '../src/index.js';
 
 const TEA: OrderLine = { productId: '0b1e4f5a-6c7d-4e8f-9a0b-1c2d3e4f5a6b', productName: 'Green tea', quantity: 2, unitPrice: 450n };
@@ -296,4 +296,57 @@ describe('consumer groups', () => {
       assert.deepEqual(list.map(([, v]) => v), [1, 2], 'in version order, once each');
     }
   });
+});
+
+describe('poison events', () => {
+  for (const group of [false, true]) {
+    it(`a rejected event is retried, parked while its order waits, then replayed or discarded${group ? ' (in a group)' : ''}`, async () => {
+      const name = `node-poison-${randomUUID()}`;
+      const options = { group, exitWhenIdleMs: 300, wakeEveryMs: 50, handleSigterm: false, maxAttempts: 3, retryDelayMs: 0 };
+      await new EventConsumer({}, name, () => undefined, { ...options, exitWhenIdleMs: 0 }).run();
+      const bad = await repo.add(randomUUID(), 'EUR', [TEA], HOME);
+      const good = await repo.add(randomUUID(), 'EUR', [TEA], HOME);
+      await repo.save({ ...bad, status: 'confirmed' });
+      await repo.save({ ...good, status: 'confirmed' });
+      const seen: [string, string][] = [];
+      const tries: string[] = [];
+      const consumer = new EventConsumer({}, name, (e) => {
+        if (e.orderId === bad.id) {
+          tries.push(e.type);
+          throw new Reject(`no template for ${e.type}`);
+        }
+        seen.push([e.orderId, e.type]);
+      }, options);
+      await consumer.run();
+      assert.deepEqual(seen, [[good.id, 'order_added'], [good.id, 'order_confirmed']], 'the other order flows');
+      assert.deepEqual(tries, ['order_added', 'order_added', 'order_added'], 'max attempts, nothing after it');
+      const [parked, ...none] = await consumer.parked();
+      assert.equal(none.length, 0);
+      assert.deepEqual([parked.orderId, parked.type, parked.attempts, parked.reason],
+                       [bad.id, 'order_added', 3, 'no template for order_added']);
+      assert.equal(parked.heldBack.length, 1, 'its confirmation waits behind it');
+      await assert.rejects(consumer.replay(parked.position + 1000000n),
+                           (e: unknown) => e instanceof OrdersError && e.sqlstate === '22023');
+
+      // mended and replayed: the order's events come, in order
+      await consumer.replay(parked.position);
+      await new EventConsumer({}, name, (e) => { seen.push([e.orderId, e.type]); }, options).run();
+      assert.deepEqual(seen.slice(2), [[bad.id, 'order_added'], [bad.id, 'order_confirmed']]);
+      assert.deepEqual(await consumer.holds(), []);
+
+      // parked at once, then discarded: the order's next event follows
+      const other = await repo.add(randomUUID(), 'EUR', [TEA], HOME);
+      await repo.save({ ...other, status: 'confirmed' });
+      await new EventConsumer({}, name, (e) => {
+        if (e.type === 'order_added') throw new Reject('refused');
+        seen.push([e.orderId, e.type]);
+      }, { ...options, maxAttempts: 1 }).run();
+      const [again] = await consumer.parked();
+      assert.equal(again.orderId, other.id);
+      await consumer.discard(again.position);
+      await new EventConsumer({}, name, (e) => { seen.push([e.orderId, e.type]); }, options).run();
+      assert.deepEqual(seen[seen.length - 1], [other.id, 'order_confirmed']);
+      assert.deepEqual(await consumer.holds(), []);
+    });
+  }
 });
