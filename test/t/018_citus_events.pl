@@ -1,10 +1,11 @@
-# Extension 1.8 on a Citus cluster: ALTER EXTENSION orders UPDATE of a
-# cluster distributed at 1.7 gives every shard and every node's shell the
+# Extensions 1.8 and 1.9 on a Citus cluster: ALTER EXTENSION orders UPDATE
+# of a cluster distributed at 1.7 gives every shard and every node's shell the
 # envelope's columns; the events written on workers get their envelope and
 # the metadata the coordinator's transaction set (it travels with each
 # routed call, two-phase commit included); one order's history is read
 # through the coordinator from its node; a cluster consumer reads by type,
-# and a consumer group reads everything.
+# and a consumer group reads everything.  Rejecting an event (1.9) is
+# refused on a cluster, and leaves the consumer as it was.
 use strict;
 use warnings;
 use FindBin;
@@ -39,7 +40,7 @@ is(CitusCluster::try_sql($coordinator, 'ALTER EXTENSION orders UPDATE'), '',
 for my $node (@nodes)
 {
 	is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'orders'}),
-		'1.8', $node->name . ': at 1.8');
+		'1.9', $node->name . ': at 1.9, through 1.8');
 	is($node->safe_psql('postgres',
 			q{SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute
 			  WHERE attrelid = 'order_events'::regclass AND attnum > 8 AND NOT attisdropped}),
@@ -108,6 +109,14 @@ my $group_read = q1(q{SELECT count(*) || ' ' || count(DISTINCT position) || ' ' 
 	FROM orders_events_read_group('billing', 10000)});
 is($group_read, q1(q{SELECT count(*) || ' ' || count(*) || ' 2' FROM order_events}),
 	'a group reader reads every event of both workers once');
+
+# Rejected events are held on one node only: refused on a cluster, and the
+# consumer reads on as before.
+my $next = q1(q{SELECT coalesce(min(position), 1) FROM orders_events_read('shipping', 1)});
+like(CitusCluster::try_sql($coordinator, qq{SELECT orders_events_nack('shipping', $next, 'down')}),
+	qr/0A000.*not supported while Citus distributes the outbox/s, 'nack refused on a cluster (0A000)');
+is(q1(q{SELECT count(*) FROM orders_events_holds('shipping')}), '0', 'no hold on a cluster');
+cmp_ok(q1(q{SELECT orders_events_purge()}), '>=', 0, 'the purge runs on a cluster');
 
 is(join("\n", CitusCluster::crashes(@nodes)), '', 'no node crashed');
 CitusCluster::stop(@nodes);
