@@ -213,14 +213,23 @@ CREATE FUNCTION @extschema@.orders_events_holds(consumer text)
 RETURNS TABLE (order_id uuid, event_position bigint, type text, version integer,
                attempts integer, reason text, failed_at timestamptz,
                retry_at timestamptz, parked_at timestamptz, held_back bigint[])
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    holds @extschema@.order_event_holds[] := @extschema@.orders_events_holds_of(consumer);
+BEGIN
+    -- none on a cluster, whose outbox Citus would not join here
+    IF cardinality(holds) = 0 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
     SELECT h.order_id, h.position, e.type, e.version, h.attempts, h.reason, h.failed_at,
            h.retry_at, h.parked_at, h.later
-    FROM unnest(@extschema@.orders_events_holds_of(consumer)) h
+    FROM unnest(holds) h
     LEFT JOIN @extschema@.order_events e ON e.position = h.position
-    ORDER BY h.position
+    ORDER BY h.position;
+END
 $$;
 
 COMMENT ON FUNCTION @extschema@.orders_events_holds(text) IS
