@@ -173,6 +173,7 @@ DECLARE
     chunk @extschema@.order_events[];
     stream @extschema@.order_events[] := '{}';
     result @extschema@.order_events[];
+    held uuid[];
     opened boolean := false;
     bound bigint := 9223372036854775807;
     i integer;
@@ -223,6 +224,7 @@ BEGIN
         END LOOP;
     END LOOP;
     holds := @extschema@.orders_events_holds_of(consumer);
+    held := ARRAY(SELECT x.order_id FROM unnest(holds) x);
 
     -- the stream, as above, but a held order's events join its hold: a
     -- part of the batch that is all of held orders is acknowledged here
@@ -247,7 +249,7 @@ BEGIN
         bound := CASE WHEN cardinality(chunk) < max_events THEN 9223372036854775807
                       ELSE chunk[cardinality(chunk)].position END;
         FOREACH e IN ARRAY chunk LOOP
-            i := array_position(ARRAY(SELECT x.order_id FROM unnest(holds) x), e.order_id);
+            i := array_position(held, e.order_id);
             IF i IS NULL THEN
                 stream := stream || e;
             ELSIF e.position <> holds[i].position AND e.position <> ALL (holds[i].later) THEN
