@@ -67,6 +67,17 @@ RETURNS bigint[]
 AS 'MODULE_PATHNAME', 'orders_events_held_positions'
 LANGUAGE C STABLE;
 
+-- When a held event that failed attempts times comes again: retry_delay
+-- after its first failure, doubled after each one since, and never more
+-- than a year on (a longer wait would overflow the types, not help).
+CREATE FUNCTION @extschema@.orders_events_retry_at(retry_delay interval, attempts integer)
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+RETURN now() + make_interval(secs => least(extract(epoch FROM retry_delay)::float8
+                                           * power(2, least(greatest(attempts, 1) - 1, 40)),
+                                           31536000));
+
 -- The held event is done with (handled, discarded, or skipped by a read of
 -- other types): the next event waiting behind it is held in its place, due
 -- at once, or, none waiting, the order is held no more.  Returns the hold
@@ -148,7 +159,7 @@ BEGIN
             h.retry_at := NULL;
             h.parked_at := now();
         ELSE
-            h.retry_at := now() + retry_delay * power(2, least(h.attempts - 1, 20));
+            h.retry_at := @extschema@.orders_events_retry_at(retry_delay, h.attempts);
         END IF;
         PERFORM @extschema@.orders_events_hold_store(consumer, h);
         RETURN h;
@@ -185,7 +196,7 @@ BEGIN
                      AND NOT pg_visible_in_snapshot(x.xid, c.acked_snapshot)
                    ORDER BY x.position),
              1, left(reason, 2000), now(),
-             CASE WHEN max_attempts > 1 THEN now() + retry_delay END,
+             CASE WHEN max_attempts > 1 THEN @extschema@.orders_events_retry_at(retry_delay, 1) END,
              CASE WHEN max_attempts <= 1 THEN now() END,
              false)::@extschema@.order_event_holds;
     PERFORM @extschema@.orders_events_hold_store(consumer, h);
@@ -381,6 +392,9 @@ DECLARE
     stream @extschema@.order_events[] := '{}';
     result @extschema@.order_events[];
     held uuid[];
+    newer bigint[];
+    returned bigint[];
+    last bigint;
     opened boolean := false;
     bound bigint := 9223372036854775807;
     i integer;
@@ -415,15 +429,16 @@ BEGIN
         RETURN;
     END IF;
 
-    -- the held events that are due; one a read of other types passes over
-    -- counts as handled, and the next one of its order is due in its place
+    -- the held events that are due.  One the read passes over (of another
+    -- type, not for this role's eyes, or purged with older_than) counts as
+    -- handled, as in the stream, and the next one of its order is due in
+    -- its place.
     FOR h IN SELECT * FROM unnest(holds) x
              WHERE x.parked_at IS NULL AND x.retry_at <= now() ORDER BY x.position LOOP
         EXIT WHEN cardinality(due) >= max_events;
         WHILE h.position IS NOT NULL LOOP
             SELECT * INTO e FROM @extschema@.order_events x WHERE x.position = h.position;
-            EXIT WHEN NOT FOUND;        -- not for this role's eyes, or deleted
-            IF types IS NULL OR e.type = ANY (types) THEN
+            IF FOUND AND (types IS NULL OR e.type = ANY (types)) THEN
                 due := due || e;
                 EXIT;
             END IF;
@@ -433,9 +448,12 @@ BEGIN
     holds := @extschema@.orders_events_holds_of(consumer);
     held := ARRAY(SELECT x.order_id FROM unnest(holds) x);
 
-    -- the stream, as above, but a held order's events join its hold: a
-    -- part of the batch that is all of held orders is acknowledged here
-    -- (the holds have it) and the read goes on
+    -- the stream, as above, but a held order's events join its hold.  Read
+    -- on until max_events are to be returned or the batch ends: a read that
+    -- returns fewer has read its batch to the end, which a group's
+    -- acknowledgement through another part's position relies on.  A part
+    -- of the batch that is all of held orders is acknowledged here (the
+    -- holds have it).
     LOOP
         IF c.batch_snapshot IS NULL THEN
             EXIT WHEN opened;
@@ -445,42 +463,54 @@ BEGIN
         chunk := ARRAY(SELECT b FROM @extschema@.orders_events_batch(c, max_events, false, types, part) b);
         IF cardinality(chunk) = 0 THEN
             bound := 9223372036854775807;
-            EXIT WHEN opened;
+            EXIT WHEN opened OR cardinality(stream) > 0;
             PERFORM @extschema@.orders_events_advance(consumer, c.batch_position, true);
             c.batch_snapshot := NULL;
             CONTINUE;
         END IF;
-        -- a full chunk may have more of the batch after it: no held event
-        -- beyond it is returned, so that acknowledging through the last
-        -- position returned passes over no event unread
-        bound := CASE WHEN cardinality(chunk) < max_events THEN 9223372036854775807
-                      ELSE chunk[cardinality(chunk)].position END;
-        FOREACH e IN ARRAY chunk LOOP
-            i := array_position(held, e.order_id);
-            IF i IS NULL THEN
-                stream := stream || e;
-            ELSIF e.position <> holds[i].position AND e.position <> ALL (holds[i].later) THEN
-                h := holds[i];
-                h.later := h.later || e.position;
+        stream := stream || ARRAY(SELECT x FROM unnest(chunk) x WHERE x.order_id <> ALL (held));
+        FOR i, newer IN
+            SELECT array_position(held, x.order_id), array_agg(x.position ORDER BY x.position)
+            FROM unnest(chunk) x WHERE x.order_id = ANY (held) GROUP BY x.order_id
+        LOOP
+            -- an order's events come in position order: those beyond the
+            -- last its hold has are new to it
+            h := holds[i];
+            newer := ARRAY(SELECT p FROM unnest(newer) p
+                           WHERE p > greatest(h.position, h.later[cardinality(h.later)]));
+            IF cardinality(newer) > 0 THEN
+                h.later := h.later || newer;
                 holds[i] := h;
                 PERFORM @extschema@.orders_events_hold_store(consumer, h);
             END IF;
         END LOOP;
-        EXIT WHEN cardinality(stream) > 0;
-        PERFORM @extschema@.orders_events_advance(consumer, chunk[cardinality(chunk)].position, false);
-        c.batch_position := chunk[cardinality(chunk)].position;
+        last := chunk[cardinality(chunk)].position;
+        IF cardinality(chunk) < max_events THEN
+            bound := 9223372036854775807;   -- nothing of the batch after it
+            EXIT WHEN cardinality(stream) > 0;
+        ELSE
+            -- more of the batch may follow: no held event beyond it is
+            -- returned, so that acknowledging through the last position
+            -- returned passes over no event unread
+            bound := last;
+            EXIT WHEN cardinality(stream) >= max_events;
+        END IF;
+        IF cardinality(stream) = 0 THEN
+            PERFORM @extschema@.orders_events_advance(consumer, last, false);
+        END IF;
+        c.batch_position := last;           -- read on after it
     END LOOP;
 
-    result := ARRAY(SELECT x FROM (SELECT * FROM unnest(due) d WHERE d.position <= bound
-                                   UNION ALL SELECT * FROM unnest(stream)) x
-                    ORDER BY x.position LIMIT max_events);
+    -- rows of the outbox's own type throughout: a record would be
+    -- converted back through its text form
+    due := ARRAY(SELECT d FROM unnest(due) d WHERE d.position <= bound);
+    result := ARRAY(SELECT x FROM unnest(due || stream) x ORDER BY x.position LIMIT max_events);
     -- the held events returned are delivered: acknowledging them, or
     -- rejecting them again, is now the reader's
-    FOREACH h IN ARRAY holds LOOP
-        IF NOT h.delivered AND h.position = ANY (ARRAY(SELECT r.position FROM unnest(result) r)) THEN
-            h.delivered := true;
-            PERFORM @extschema@.orders_events_hold_store(consumer, h);
-        END IF;
+    returned := ARRAY(SELECT r.position FROM unnest(result) r);
+    FOR h IN SELECT * FROM unnest(holds) x WHERE NOT x.delivered AND x.position = ANY (returned) LOOP
+        h.delivered := true;
+        PERFORM @extschema@.orders_events_hold_store(consumer, h);
     END LOOP;
     RETURN QUERY SELECT * FROM unnest(result);
 END
@@ -530,8 +560,8 @@ $$;
 -- An event is kept until every registered consumer has acknowledged it, so
 -- a consumer that stops reading holds the outbox back: unregister the ones
 -- that are gone.  older_than removes older events whatever the consumers'
--- checkpoints say.  Either way the events a consumer holds (holds.sql)
--- stay until their holds end.  Needs DELETE on order_events and SELECT on
+-- checkpoints and holds say.  Otherwise the events a consumer holds
+-- (holds.sql) stay until their holds end.  Needs DELETE on order_events and SELECT on
 -- order_event_consumers (the table owner has both): the function runs as
 -- its caller.
 CREATE OR REPLACE FUNCTION @extschema@.orders_events_purge(older_than interval DEFAULT NULL)
@@ -545,7 +575,7 @@ DECLARE
     n bigint;
     m bigint;
     node record;
-    held bigint[] := @extschema@.orders_events_held_positions();
+    held bigint[];
 BEGIN
     -- On a cluster each node's events are judged by the consumers' cuts of
     -- that node (position % 1024 tells it): below the smallest xmin, when
@@ -553,6 +583,7 @@ BEGIN
     -- before the outbox was distributed, the coordinator's (group 0).
     IF @extschema@.orders_distributed() THEN
         n := 0;
+        held := @extschema@.orders_events_held_positions();   -- none on a cluster
         FOR node IN
             SELECT k.node_group, min(pg_snapshot_xmin(k.snapshot)) AS below
             FROM @extschema@.order_event_consumers c
@@ -564,13 +595,12 @@ BEGIN
         LOOP
             DELETE FROM @extschema@.order_events e
             WHERE e.xid < node.below AND e.position % 1024 = node.node_group
-              AND e.position <> ALL (held);
+              AND NOT EXISTS (SELECT FROM unnest(held) k WHERE k = e.position);
             GET DIAGNOSTICS m = ROW_COUNT;
             n := n + m;
         END LOOP;
         IF older_than IS NOT NULL THEN
-            DELETE FROM @extschema@.order_events e
-            WHERE e.occurred_at < now() - older_than AND e.position <> ALL (held);
+            DELETE FROM @extschema@.order_events e WHERE e.occurred_at < now() - older_than;
             GET DIAGNOSTICS m = ROW_COUNT;
             n := n + m;
         END IF;
@@ -583,18 +613,22 @@ BEGIN
     SELECT min(pg_snapshot_xmin(acked_snapshot)), min(pg_snapshot_xmax(acked_snapshot))
     INTO below, horizon
     FROM @extschema@.order_event_consumers;
+    -- read after the checkpoints: an event a reader holds and acknowledges
+    -- meanwhile is either not below these checkpoints yet, or held here
+    held := @extschema@.orders_events_held_positions();
 
-    DELETE FROM @extschema@.order_events e WHERE e.xid < below AND e.position <> ALL (held);
+    DELETE FROM @extschema@.order_events e
+    WHERE e.xid < below AND NOT EXISTS (SELECT FROM unnest(held) k WHERE k = e.position);
     GET DIAGNOSTICS n = ROW_COUNT;
     DELETE FROM @extschema@.order_events e
-    WHERE e.xid >= below AND e.xid < horizon AND e.position <> ALL (held)
+    WHERE e.xid >= below AND e.xid < horizon
+      AND NOT EXISTS (SELECT FROM unnest(held) k WHERE k = e.position)
       AND NOT EXISTS (SELECT FROM @extschema@.order_event_consumers c
                       WHERE NOT pg_visible_in_snapshot(e.xid, c.acked_snapshot));
     GET DIAGNOSTICS m = ROW_COUNT;
     n := n + m;
     IF older_than IS NOT NULL THEN
-        DELETE FROM @extschema@.order_events e
-        WHERE e.occurred_at < now() - older_than AND e.position <> ALL (held);
+        DELETE FROM @extschema@.order_events e WHERE e.occurred_at < now() - older_than;
         GET DIAGNOSTICS m = ROW_COUNT;
         n := n + m;
     END IF;
@@ -617,5 +651,6 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.orders_events_held_positions(),
     @extschema@.orders_events_hold_next(text, @extschema@.order_event_holds),
     @extschema@.orders_events_hold_at(text, bigint),
+    @extschema@.orders_events_retry_at(interval, integer),
     @extschema@.orders_events_reject(text, bigint, text, integer, interval, integer)
 TO PUBLIC;

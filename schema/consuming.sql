@@ -174,6 +174,9 @@ DECLARE
     stream @extschema@.order_events[] := '{}';
     result @extschema@.order_events[];
     held uuid[];
+    newer bigint[];
+    returned bigint[];
+    last bigint;
     opened boolean := false;
     bound bigint := 9223372036854775807;
     i integer;
@@ -208,15 +211,16 @@ BEGIN
         RETURN;
     END IF;
 
-    -- the held events that are due; one a read of other types passes over
-    -- counts as handled, and the next one of its order is due in its place
+    -- the held events that are due.  One the read passes over (of another
+    -- type, not for this role's eyes, or purged with older_than) counts as
+    -- handled, as in the stream, and the next one of its order is due in
+    -- its place.
     FOR h IN SELECT * FROM unnest(holds) x
              WHERE x.parked_at IS NULL AND x.retry_at <= now() ORDER BY x.position LOOP
         EXIT WHEN cardinality(due) >= max_events;
         WHILE h.position IS NOT NULL LOOP
             SELECT * INTO e FROM @extschema@.order_events x WHERE x.position = h.position;
-            EXIT WHEN NOT FOUND;        -- not for this role's eyes, or deleted
-            IF types IS NULL OR e.type = ANY (types) THEN
+            IF FOUND AND (types IS NULL OR e.type = ANY (types)) THEN
                 due := due || e;
                 EXIT;
             END IF;
@@ -226,9 +230,12 @@ BEGIN
     holds := @extschema@.orders_events_holds_of(consumer);
     held := ARRAY(SELECT x.order_id FROM unnest(holds) x);
 
-    -- the stream, as above, but a held order's events join its hold: a
-    -- part of the batch that is all of held orders is acknowledged here
-    -- (the holds have it) and the read goes on
+    -- the stream, as above, but a held order's events join its hold.  Read
+    -- on until max_events are to be returned or the batch ends: a read that
+    -- returns fewer has read its batch to the end, which a group's
+    -- acknowledgement through another part's position relies on.  A part
+    -- of the batch that is all of held orders is acknowledged here (the
+    -- holds have it).
     LOOP
         IF c.batch_snapshot IS NULL THEN
             EXIT WHEN opened;
@@ -238,42 +245,54 @@ BEGIN
         chunk := ARRAY(SELECT b FROM @extschema@.orders_events_batch(c, max_events, false, types, part) b);
         IF cardinality(chunk) = 0 THEN
             bound := 9223372036854775807;
-            EXIT WHEN opened;
+            EXIT WHEN opened OR cardinality(stream) > 0;
             PERFORM @extschema@.orders_events_advance(consumer, c.batch_position, true);
             c.batch_snapshot := NULL;
             CONTINUE;
         END IF;
-        -- a full chunk may have more of the batch after it: no held event
-        -- beyond it is returned, so that acknowledging through the last
-        -- position returned passes over no event unread
-        bound := CASE WHEN cardinality(chunk) < max_events THEN 9223372036854775807
-                      ELSE chunk[cardinality(chunk)].position END;
-        FOREACH e IN ARRAY chunk LOOP
-            i := array_position(held, e.order_id);
-            IF i IS NULL THEN
-                stream := stream || e;
-            ELSIF e.position <> holds[i].position AND e.position <> ALL (holds[i].later) THEN
-                h := holds[i];
-                h.later := h.later || e.position;
+        stream := stream || ARRAY(SELECT x FROM unnest(chunk) x WHERE x.order_id <> ALL (held));
+        FOR i, newer IN
+            SELECT array_position(held, x.order_id), array_agg(x.position ORDER BY x.position)
+            FROM unnest(chunk) x WHERE x.order_id = ANY (held) GROUP BY x.order_id
+        LOOP
+            -- an order's events come in position order: those beyond the
+            -- last its hold has are new to it
+            h := holds[i];
+            newer := ARRAY(SELECT p FROM unnest(newer) p
+                           WHERE p > greatest(h.position, h.later[cardinality(h.later)]));
+            IF cardinality(newer) > 0 THEN
+                h.later := h.later || newer;
                 holds[i] := h;
                 PERFORM @extschema@.orders_events_hold_store(consumer, h);
             END IF;
         END LOOP;
-        EXIT WHEN cardinality(stream) > 0;
-        PERFORM @extschema@.orders_events_advance(consumer, chunk[cardinality(chunk)].position, false);
-        c.batch_position := chunk[cardinality(chunk)].position;
+        last := chunk[cardinality(chunk)].position;
+        IF cardinality(chunk) < max_events THEN
+            bound := 9223372036854775807;   -- nothing of the batch after it
+            EXIT WHEN cardinality(stream) > 0;
+        ELSE
+            -- more of the batch may follow: no held event beyond it is
+            -- returned, so that acknowledging through the last position
+            -- returned passes over no event unread
+            bound := last;
+            EXIT WHEN cardinality(stream) >= max_events;
+        END IF;
+        IF cardinality(stream) = 0 THEN
+            PERFORM @extschema@.orders_events_advance(consumer, last, false);
+        END IF;
+        c.batch_position := last;           -- read on after it
     END LOOP;
 
-    result := ARRAY(SELECT x FROM (SELECT * FROM unnest(due) d WHERE d.position <= bound
-                                   UNION ALL SELECT * FROM unnest(stream)) x
-                    ORDER BY x.position LIMIT max_events);
+    -- rows of the outbox's own type throughout: a record would be
+    -- converted back through its text form
+    due := ARRAY(SELECT d FROM unnest(due) d WHERE d.position <= bound);
+    result := ARRAY(SELECT x FROM unnest(due || stream) x ORDER BY x.position LIMIT max_events);
     -- the held events returned are delivered: acknowledging them, or
     -- rejecting them again, is now the reader's
-    FOREACH h IN ARRAY holds LOOP
-        IF NOT h.delivered AND h.position = ANY (ARRAY(SELECT r.position FROM unnest(result) r)) THEN
-            h.delivered := true;
-            PERFORM @extschema@.orders_events_hold_store(consumer, h);
-        END IF;
+    returned := ARRAY(SELECT r.position FROM unnest(result) r);
+    FOR h IN SELECT * FROM unnest(holds) x WHERE NOT x.delivered AND x.position = ANY (returned) LOOP
+        h.delivered := true;
+        PERFORM @extschema@.orders_events_hold_store(consumer, h);
     END LOOP;
     RETURN QUERY SELECT * FROM unnest(result);
 END

@@ -62,6 +62,17 @@ RETURNS bigint[]
 AS 'MODULE_PATHNAME', 'orders_events_held_positions'
 LANGUAGE C STABLE;
 
+-- When a held event that failed attempts times comes again: retry_delay
+-- after its first failure, doubled after each one since, and never more
+-- than a year on (a longer wait would overflow the types, not help).
+CREATE FUNCTION @extschema@.orders_events_retry_at(retry_delay interval, attempts integer)
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+RETURN now() + make_interval(secs => least(extract(epoch FROM retry_delay)::float8
+                                           * power(2, least(greatest(attempts, 1) - 1, 40)),
+                                           31536000));
+
 -- The held event is done with (handled, discarded, or skipped by a read of
 -- other types): the next event waiting behind it is held in its place, due
 -- at once, or, none waiting, the order is held no more.  Returns the hold
@@ -143,7 +154,7 @@ BEGIN
             h.retry_at := NULL;
             h.parked_at := now();
         ELSE
-            h.retry_at := now() + retry_delay * power(2, least(h.attempts - 1, 20));
+            h.retry_at := @extschema@.orders_events_retry_at(retry_delay, h.attempts);
         END IF;
         PERFORM @extschema@.orders_events_hold_store(consumer, h);
         RETURN h;
@@ -180,7 +191,7 @@ BEGIN
                      AND NOT pg_visible_in_snapshot(x.xid, c.acked_snapshot)
                    ORDER BY x.position),
              1, left(reason, 2000), now(),
-             CASE WHEN max_attempts > 1 THEN now() + retry_delay END,
+             CASE WHEN max_attempts > 1 THEN @extschema@.orders_events_retry_at(retry_delay, 1) END,
              CASE WHEN max_attempts <= 1 THEN now() END,
              false)::@extschema@.order_event_holds;
     PERFORM @extschema@.orders_events_hold_store(consumer, h);

@@ -74,6 +74,7 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.orders_events_held_positions(),
     @extschema@.orders_events_hold_next(text, @extschema@.order_event_holds),
     @extschema@.orders_events_hold_at(text, bigint),
+    @extschema@.orders_events_retry_at(interval, integer),
     @extschema@.orders_events_reject(text, bigint, text, integer, interval, integer)
 TO PUBLIC;
 

@@ -3,8 +3,8 @@
 -- An event is kept until every registered consumer has acknowledged it, so
 -- a consumer that stops reading holds the outbox back: unregister the ones
 -- that are gone.  older_than removes older events whatever the consumers'
--- checkpoints say.  Either way the events a consumer holds (holds.sql)
--- stay until their holds end.  Needs DELETE on order_events and SELECT on
+-- checkpoints and holds say.  Otherwise the events a consumer holds
+-- (holds.sql) stay until their holds end.  Needs DELETE on order_events and SELECT on
 -- order_event_consumers (the table owner has both): the function runs as
 -- its caller.
 CREATE FUNCTION @extschema@.orders_events_purge(older_than interval DEFAULT NULL)
@@ -18,7 +18,7 @@ DECLARE
     n bigint;
     m bigint;
     node record;
-    held bigint[] := @extschema@.orders_events_held_positions();
+    held bigint[];
 BEGIN
     -- On a cluster each node's events are judged by the consumers' cuts of
     -- that node (position % 1024 tells it): below the smallest xmin, when
@@ -26,6 +26,7 @@ BEGIN
     -- before the outbox was distributed, the coordinator's (group 0).
     IF @extschema@.orders_distributed() THEN
         n := 0;
+        held := @extschema@.orders_events_held_positions();   -- none on a cluster
         FOR node IN
             SELECT k.node_group, min(pg_snapshot_xmin(k.snapshot)) AS below
             FROM @extschema@.order_event_consumers c
@@ -37,13 +38,12 @@ BEGIN
         LOOP
             DELETE FROM @extschema@.order_events e
             WHERE e.xid < node.below AND e.position % 1024 = node.node_group
-              AND e.position <> ALL (held);
+              AND NOT EXISTS (SELECT FROM unnest(held) k WHERE k = e.position);
             GET DIAGNOSTICS m = ROW_COUNT;
             n := n + m;
         END LOOP;
         IF older_than IS NOT NULL THEN
-            DELETE FROM @extschema@.order_events e
-            WHERE e.occurred_at < now() - older_than AND e.position <> ALL (held);
+            DELETE FROM @extschema@.order_events e WHERE e.occurred_at < now() - older_than;
             GET DIAGNOSTICS m = ROW_COUNT;
             n := n + m;
         END IF;
@@ -56,18 +56,22 @@ BEGIN
     SELECT min(pg_snapshot_xmin(acked_snapshot)), min(pg_snapshot_xmax(acked_snapshot))
     INTO below, horizon
     FROM @extschema@.order_event_consumers;
+    -- read after the checkpoints: an event a reader holds and acknowledges
+    -- meanwhile is either not below these checkpoints yet, or held here
+    held := @extschema@.orders_events_held_positions();
 
-    DELETE FROM @extschema@.order_events e WHERE e.xid < below AND e.position <> ALL (held);
+    DELETE FROM @extschema@.order_events e
+    WHERE e.xid < below AND NOT EXISTS (SELECT FROM unnest(held) k WHERE k = e.position);
     GET DIAGNOSTICS n = ROW_COUNT;
     DELETE FROM @extschema@.order_events e
-    WHERE e.xid >= below AND e.xid < horizon AND e.position <> ALL (held)
+    WHERE e.xid >= below AND e.xid < horizon
+      AND NOT EXISTS (SELECT FROM unnest(held) k WHERE k = e.position)
       AND NOT EXISTS (SELECT FROM @extschema@.order_event_consumers c
                       WHERE NOT pg_visible_in_snapshot(e.xid, c.acked_snapshot));
     GET DIAGNOSTICS m = ROW_COUNT;
     n := n + m;
     IF older_than IS NOT NULL THEN
-        DELETE FROM @extschema@.order_events e
-        WHERE e.occurred_at < now() - older_than AND e.position <> ALL (held);
+        DELETE FROM @extschema@.order_events e WHERE e.occurred_at < now() - older_than;
         GET DIAGNOSTICS m = ROW_COUNT;
         n := n + m;
     END IF;

@@ -177,8 +177,14 @@ SELECT got('regress_mail') AS waits;
 SELECT orders_events_ack('regress_mail', p(18));
 SELECT orders_events_purge() AS purged;
 SELECT array(SELECT right(order_id::text, 1) || ':' || type FROM order_events ORDER BY position) AS kept;
+-- older_than removes old events whatever the holds say; a held event that
+-- is gone is passed over, as the stream passes over what it cannot read
+SELECT min(position) AS held_pos FROM order_events \gset
 SELECT orders_events_purge(older_than => '0') AS purged_old;
 SELECT array(SELECT right(order_id::text, 1) || ':' || type FROM order_events ORDER BY position) AS kept;
+SELECT orders_events_replay('regress_mail', :held_pos);
+SELECT got('regress_mail') AS passed_over;
+SELECT count(*) AS holds_left FROM orders_events_holds('regress_mail');
 
 -- unregistering ends the consumer's holds: registered again, it has none
 SELECT orders_events_unregister('regress_mail');
@@ -206,6 +212,34 @@ SELECT err($$SELECT orders_events_nack_group('regress_nogroup', $$ || :g1 || $$,
 SELECT orders_events_leave_group('regress_fulfil');
 SELECT orders_events_unregister_group('regress_fulfil');
 DROP TABLE gr;
+
+-- A read returns max_events when the batch has them, reading on past the
+-- events its holds take: a read that returns fewer has read its batch to
+-- the end (a group's acknowledgement through another part's position
+-- relies on it).
+SELECT orders_events_register('regress_chunks');
+SELECT (orders_add('c0000000-0000-0000-0000-0000000000a0', 'EUR', ARRAY[line(1)],
+                   ROW('Main St 1', 'Berlin', '10115', 'DE')::order_address, o(7))).version;
+SELECT position AS x_added FROM orders_events_read('regress_chunks', 1) \gset
+SELECT (orders_events_nack('regress_chunks', :x_added, 'x is poison', retry_delay => '1 hour')).attempts;
+SELECT move(o(7), 'confirmed');
+SELECT (orders_add('c0000000-0000-0000-0000-0000000000a0', 'EUR', ARRAY[line(1)],
+                   ROW('Main St 1', 'Berlin', '10115', 'DE')::order_address, o(8))).version;
+SELECT move(o(8), 'confirmed');
+SELECT got('regress_chunks', 2) AS two_of_y;
+SELECT cardinality(held_back) AS x_waiting FROM orders_events_holds('regress_chunks');
+-- a hold's waiting events follow its held one, in order, none null
+SELECT err($$SELECT orders_events_hold_store('regress_chunks',
+               ROW('regress_chunks', o(7), $$ || :x_added || $$, '{NULL}', 1, NULL, NULL, now(), NULL, false)::order_event_holds)$$);
+SELECT err($$SELECT orders_events_hold_store('regress_chunks',
+               ROW('regress_chunks', o(7), $$ || :x_added || $$, ARRAY[$$ || :x_added + 5 || $$, $$ || :x_added + 3 || $$]::bigint[], 1, NULL, NULL, now(), NULL, false)::order_event_holds)$$);
+SELECT err($$SELECT orders_events_hold_store('regress_chunks',
+               ROW('regress_chunks', o(7), $$ || :x_added || $$, NULL, 1, NULL, NULL, now(), NULL, false)::order_event_holds)$$);
+-- the wait after a failure is at most a year, whatever the delay asked
+SELECT h.retry_at BETWEEN now() + interval '364 days' AND now() + interval '366 days' AS a_year
+FROM orders_events_nack('regress_chunks', (SELECT min(position) FROM order_events WHERE order_id = o(8)),
+                        'y too', retry_delay => '1000000 years') h;
+SELECT orders_events_unregister('regress_chunks');
 
 DROP OWNED BY regress_poison_app, regress_poison_other;
 DROP ROLE regress_poison_app, regress_poison_other;

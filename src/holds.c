@@ -24,8 +24,10 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 
 #include "orders.h"
 
@@ -40,7 +42,8 @@ enum
 {
 	Anum_holds_consumer = 1,
 	Anum_holds_order_id,
-	Anum_holds_position
+	Anum_holds_position,
+	Anum_holds_later
 };
 
 /*
@@ -119,9 +122,15 @@ run_as_owner(const OrdersCatalog *cat, const char *sql, int nargs, Oid *types,
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		/* a read needs no new command: the caller's snapshot sees what it wrote */
-		if (SPI_execute_plan(statement(sql, nargs, types), values, NULL,
-							 expected == SPI_OK_SELECT, 0) != expected)
+		/*
+		 * A read sees the latest holds, as the lock on the consumer's row
+		 * that the caller took, maybe after waiting, lets it: another
+		 * reader's changes committed meanwhile, which the statement's own
+		 * snapshot would not show, and which the caller would write over.
+		 */
+		if (SPI_execute_snapshot(statement(sql, nargs, types), values, NULL,
+								 expected == SPI_OK_SELECT ? GetLatestSnapshot() : InvalidSnapshot,
+								 InvalidSnapshot, expected == SPI_OK_SELECT, false, 0) != expected)
 			elog(ERROR, "could not run a statement on table \"%s\"", HOLDS_TABLE);
 		if (SPI_tuptable != NULL && SPI_processed > 0)
 		{
@@ -205,6 +214,36 @@ same_name(text *a, text *b)
 }
 
 /*
+ * The events waiting behind a held one: after it, in position order, each
+ * once, none NULL.  The purge keeps them, so a NULL among them would stop
+ * it keeping anything.
+ */
+static void
+check_waiting(int64 position, Datum later, bool isnull)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+	int64		prev = position;
+
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("a hold's waiting events must not be null")));
+	deconstruct_array(DatumGetArrayTypeP(later), INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
+					  TYPALIGN_DOUBLE, &elems, &nulls, &n);
+	for (i = 0; i < n; i++)
+	{
+		if (nulls[i] || DatumGetInt64(elems[i]) <= prev)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("a hold's waiting events must follow its held event, in position order, none null")));
+		prev = DatumGetInt64(elems[i]);
+	}
+}
+
+/*
  * orders_events_hold_store(consumer text, hold order_event_holds): writes
  * the hold of one of the consumer's orders, or, when hold.position is
  * NULL, ends it (the order's events flow again).
@@ -219,6 +258,7 @@ orders_events_hold_store(PG_FUNCTION_ARGS)
 	const char *q = quote_identifier(cat->namespace_name);
 	HeapTupleHeader hold;
 	Datum		consumer;
+	Datum		position;
 	bool		isnull;
 	Oid			types[2] = {TEXTOID, get_rel_type_id(relid)};
 	Datum		values[2];
@@ -242,7 +282,14 @@ orders_events_hold_store(PG_FUNCTION_ARGS)
 
 	values[0] = PointerGetDatum(name);
 	values[1] = PointerGetDatum(hold);
-	(void) GetAttributeByNum(hold, Anum_holds_position, &isnull);
+	position = GetAttributeByNum(hold, Anum_holds_position, &isnull);
+	if (!isnull)
+	{
+		bool		later_isnull;
+		Datum		later = GetAttributeByNum(hold, Anum_holds_later, &later_isnull);
+
+		check_waiting(DatumGetInt64(position), later, later_isnull);
+	}
 	if (isnull)
 		(void) run_as_owner(cat, psprintf(
 			"DELETE FROM %1$s.%2$s h WHERE h.consumer OPERATOR(pg_catalog.=) $1"
@@ -281,7 +328,7 @@ orders_events_held_positions(PG_FUNCTION_ARGS)
 	(void) orders_private_table(cat, HOLDS_TABLE, "orders_events_held_positions()", "1.9", false);
 	result = run_as_owner(cat, psprintf(
 		"SELECT pg_catalog.array_agg(p) FROM %s.%s h,"
-		" pg_catalog.unnest(pg_catalog.array_append(h.later, h.position)) p",
+		" pg_catalog.unnest(pg_catalog.array_append(h.later, h.position)) p WHERE p IS NOT NULL",
 		quote_identifier(cat->namespace_name), HOLDS_TABLE),
 						  0, NULL, NULL, SPI_OK_SELECT, &isnull);
 	orders_close(&call);
