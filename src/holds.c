@@ -137,8 +137,8 @@ run_as_owner(const OrdersCatalog *cat, const char *sql, int nargs, Oid *types,
 			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
 
 			if (!*isnull)
-				result = SPI_datumTransfer(d, SPI_tuptable->tupdesc->attrs[0].attbyval,
-										   SPI_tuptable->tupdesc->attrs[0].attlen);
+				result = SPI_datumTransfer(d, TupleDescAttr(SPI_tuptable->tupdesc, 0)->attbyval,
+										   TupleDescAttr(SPI_tuptable->tupdesc, 0)->attlen);
 		}
 		SPI_finish();
 	}
