@@ -393,6 +393,8 @@ DECLARE
     result @extschema@.order_events[];
     held uuid[];
     newer bigint[];
+    stored bigint[];
+    changed integer[] := '{}';
     returned bigint[];
     last bigint;
     opened boolean := false;
@@ -429,13 +431,11 @@ BEGIN
         RETURN;
     END IF;
 
-    -- the held events that are due.  One the read passes over (of another
-    -- type, not for this role's eyes, or purged with older_than) counts as
-    -- handled, as in the stream, and the next one of its order is due in
-    -- its place.
-    FOR h IN SELECT * FROM unnest(holds) x
-             WHERE x.parked_at IS NULL AND x.retry_at <= now() ORDER BY x.position LOOP
-        EXIT WHEN cardinality(due) >= max_events;
+    -- the held events that are due, the first max_events of them by
+    -- position.  One the read passes over (of another type, not for this
+    -- role's eyes, or purged with older_than) counts as handled, as in the
+    -- stream, and the next one of its order is due in its place.
+    FOR h IN SELECT * FROM unnest(holds) x WHERE x.parked_at IS NULL AND x.retry_at <= now() LOOP
         WHILE h.position IS NOT NULL LOOP
             SELECT * INTO e FROM @extschema@.order_events x WHERE x.position = h.position;
             IF FOUND AND (types IS NULL OR e.type = ANY (types)) THEN
@@ -445,15 +445,18 @@ BEGIN
             h := @extschema@.orders_events_hold_next(consumer, h);
         END LOOP;
     END LOOP;
+    due := ARRAY(SELECT d FROM unnest(due) d ORDER BY d.position LIMIT max_events);
     holds := @extschema@.orders_events_holds_of(consumer);
     held := ARRAY(SELECT x.order_id FROM unnest(holds) x);
+    stored := ARRAY(SELECT greatest(x.position, x.later[cardinality(x.later)]) FROM unnest(holds) x);
 
     -- the stream, as above, but a held order's events join its hold.  Read
     -- on until max_events are to be returned or the batch ends: a read that
     -- returns fewer has read its batch to the end, which a group's
     -- acknowledgement through another part's position relies on.  A part
-    -- of the batch that is all of held orders is acknowledged here (the
-    -- holds have it).
+    -- of the batch that is all of held orders is acknowledged here, its
+    -- events stored in their holds; the others' are stored below, up to
+    -- what the reader will acknowledge.
     LOOP
         IF c.batch_snapshot IS NULL THEN
             EXIT WHEN opened;
@@ -481,7 +484,7 @@ BEGIN
             IF cardinality(newer) > 0 THEN
                 h.later := h.later || newer;
                 holds[i] := h;
-                PERFORM @extschema@.orders_events_hold_store(consumer, h);
+                changed := changed || i;
             END IF;
         END LOOP;
         last := chunk[cardinality(chunk)].position;
@@ -496,6 +499,11 @@ BEGIN
             EXIT WHEN cardinality(stream) >= max_events;
         END IF;
         IF cardinality(stream) = 0 THEN
+            FOREACH i IN ARRAY ARRAY(SELECT DISTINCT x FROM unnest(changed) x) LOOP
+                PERFORM @extschema@.orders_events_hold_store(consumer, holds[i]);
+                stored[i] := greatest(holds[i].position, holds[i].later[cardinality(holds[i].later)]);
+            END LOOP;
+            changed := '{}';
             PERFORM @extschema@.orders_events_advance(consumer, last, false);
         END IF;
         c.batch_position := last;           -- read on after it
@@ -505,11 +513,20 @@ BEGIN
     -- converted back through its text form
     due := ARRAY(SELECT d FROM unnest(due) d WHERE d.position <= bound);
     result := ARRAY(SELECT x FROM unnest(due || stream) x ORDER BY x.position LIMIT max_events);
-    -- the held events returned are delivered: acknowledging them, or
-    -- rejecting them again, is now the reader's
     returned := ARRAY(SELECT r.position FROM unnest(result) r);
-    FOR h IN SELECT * FROM unnest(holds) x WHERE NOT x.delivered AND x.position = ANY (returned) LOOP
-        h.delivered := true;
+
+    -- A held order's events met in the stream are stored in its hold up to
+    -- the last position returned, which the reader acknowledges through:
+    -- those after it come again at the next read, so that a hold
+    -- discarded meanwhile does not take events the stream has not passed.
+    -- The held events returned are delivered, and only they: acknowledging
+    -- them, or rejecting them again, is now the reader's.
+    FOR i IN SELECT k FROM generate_subscripts(holds, 1) k
+             WHERE k = ANY (changed) OR holds[k].delivered <> (holds[k].position = ANY (returned)) LOOP
+        h := holds[i];
+        h.later := ARRAY(SELECT p FROM unnest(h.later) p
+                         WHERE p <= greatest(stored[i], (SELECT max(r) FROM unnest(returned) r)));
+        h.delivered := h.position = ANY (returned);
         PERFORM @extschema@.orders_events_hold_store(consumer, h);
     END LOOP;
     RETURN QUERY SELECT * FROM unnest(result);
@@ -633,6 +650,133 @@ BEGIN
         n := n + m;
     END IF;
     RETURN n;
+END
+$$;
+
+-- Distributing the outbox is refused while events are held.
+CREATE OR REPLACE FUNCTION @extschema@.orders_distribute(shard_count integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    node record;
+    taken bigint;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RAISE EXCEPTION 'orders_distribute() needs extension "citus" in this database'
+            USING ERRCODE = '55000';
+    END IF;
+    IF EXISTS (SELECT FROM pg_dist_partition
+               WHERE logicalrelid IN ('@extschema@.orders'::regclass,
+                                      '@extschema@.order_events'::regclass)) THEN
+        RAISE EXCEPTION 'tables "orders" and "order_events" are distributed already'
+            USING ERRCODE = '55000',
+                  HINT = 'orders_distribute() sets up a cluster once, from tables that are not distributed.';
+    END IF;
+
+    -- Citus crashes the backend that plans a delegated call with a NULL
+    -- distribution argument; the library's planner hook refuses such a
+    -- call first (src/routing.c), in every session where it is preloaded.
+    FOR node IN
+        SELECT * FROM run_command_on_all_nodes(
+            $q$SELECT 'orders' = ANY (pg_catalog.string_to_array(pg_catalog.replace(
+                   pg_catalog.current_setting('shared_preload_libraries'), ' ', ''), ','))$q$)
+    LOOP
+        IF NOT node.success OR node.result IS DISTINCT FROM 't' THEN
+            RAISE EXCEPTION 'Citus node % does not preload library "orders"', node.nodeid
+                USING ERRCODE = '55000',
+                      DETAIL = CASE WHEN node.success THEN 'Its shared_preload_libraries does not name orders.'
+                                    ELSE 'It could not be asked: ' || node.result END,
+                      HINT = 'Set shared_preload_libraries = ''citus,orders'' on every node, and restart them.';
+        END IF;
+    END LOOP;
+
+    -- Citus runs a function's DDL over one connection a node, and
+    -- distributing a table uses many unless told otherwise.
+    SET LOCAL citus.multi_shard_modify_mode TO 'sequential';
+    -- Citus plans neither a query into which a SQL function that reads a
+    -- distributed table was inlined, nor that function's own statement
+    -- (its arguments are parameters): on a cluster orders_find plans each
+    -- call for the filters given, as orders_count does.
+    CREATE OR REPLACE FUNCTION @extschema@.orders_find(
+        customer_id    uuid DEFAULT NULL,
+        status         @extschema@.order_status DEFAULT NULL,
+        min_total      bigint DEFAULT NULL,
+        max_total      bigint DEFAULT NULL,
+        created_from   timestamptz DEFAULT NULL,
+        created_before timestamptz DEFAULT NULL,
+        after_id       uuid DEFAULT NULL,
+        max_rows       integer DEFAULT 100)
+    RETURNS SETOF @extschema@.orders
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $find$
+    BEGIN
+        RETURN QUERY EXECUTE
+            'SELECT o.* FROM @extschema@.orders o WHERE '
+            || @extschema@.orders_filter_sql($1, $2, $3, $4, $5, $6)
+            || CASE WHEN $7 IS NULL THEN '' ELSE ' AND o.id OPERATOR(pg_catalog.>) $7' END
+            || ' ORDER BY o.id LIMIT $8'
+            USING $1, $2, $3, $4, $5, $6, $7, $8;
+    END
+    $find$;
+    LOCK TABLE @extschema@.orders, @extschema@.order_events, @extschema@.order_event_consumers,
+               @extschema@.order_event_holds
+        IN EXCLUSIVE MODE;
+    -- rejected events are held on one node only (holds.sql): their
+    -- positions would not follow the outbox onto the cluster
+    IF EXISTS (SELECT FROM @extschema@.order_event_holds) THEN
+        RAISE EXCEPTION 'consumers hold rejected events'
+            USING ERRCODE = '55000',
+                  HINT = 'Replay or discard them (orders_events_holds() lists a consumer''s), then distribute.';
+    END IF;
+    -- the relay worker's consumer: relay is refused on a cluster, and a
+    -- checkpoint nobody moves would keep every event from retention
+    DELETE FROM @extschema@.order_event_consumers WHERE name = 'orders_relay';
+    ALTER TABLE @extschema@.order_events DROP CONSTRAINT order_events_pkey;
+    UPDATE @extschema@.order_events SET position = position * 1024;
+    UPDATE @extschema@.order_event_consumers
+    SET acked_top_position = acked_top_position * 1024,
+        batch_top_position = batch_top_position * 1024,
+        batch_position = batch_position * 1024;
+    -- a batch open now goes on as the coordinator's (group 0) cut
+    UPDATE @extschema@.order_event_consumers
+    SET batch_cuts = ARRAY[ROW(0, batch_snapshot, batch_top_position, batch_next_xid)]
+                         ::@extschema@.order_event_cut[]
+    WHERE batch_snapshot IS NOT NULL;
+    ALTER TABLE @extschema@.order_events
+        ADD CONSTRAINT order_events_pkey PRIMARY KEY (order_id, position);
+    -- consumers read each node's events in position order (orders_events_batch)
+    CREATE INDEX order_events_position_idx ON @extschema@.order_events (position);
+    SELECT last_value INTO taken FROM @extschema@.order_events_position_seq;
+    FOR node IN
+        SELECT * FROM run_command_on_workers(
+            format('SELECT pg_catalog.setval(%L, %s)',
+                   '@extschema@.order_events_position_seq', taken))
+    LOOP
+        IF NOT node.success THEN
+            RAISE EXCEPTION 'could not set the event position sequence on Citus node %:%',
+                node.nodename, node.nodeport
+                USING ERRCODE = '55000', DETAIL = node.result;
+        END IF;
+    END LOOP;
+
+    PERFORM create_distributed_table('@extschema@.orders', 'id', shard_count => shard_count);
+    PERFORM create_distributed_table('@extschema@.order_events', 'order_id',
+                                     colocate_with => '@extschema@.orders');
+    -- the rows copied into the shards stay in the shells' files otherwise
+    PERFORM truncate_local_data_after_distributing_table('@extschema@.orders');
+    PERFORM truncate_local_data_after_distributing_table('@extschema@.order_events');
+    PERFORM create_distributed_function(
+        '@extschema@.orders_add_at(uuid, text, @extschema@.order_line[], @extschema@.order_address, uuid, text)',
+        'id', colocate_with => '@extschema@.orders', force_delegation => true);
+    PERFORM create_distributed_function('@extschema@.orders_get_at(uuid)',
+        'id', colocate_with => '@extschema@.orders', force_delegation => true);
+    PERFORM create_distributed_function('@extschema@.orders_save_at(@extschema@.orders, uuid, text)',
+        'id', colocate_with => '@extschema@.orders', force_delegation => true);
+    PERFORM create_distributed_function('@extschema@.orders_remove_at(uuid, integer, text)',
+        'id', colocate_with => '@extschema@.orders', force_delegation => true);
 END
 $$;
 

@@ -245,8 +245,16 @@ BEGIN
             USING $1, $2, $3, $4, $5, $6, $7, $8;
     END
     $find$;
-    LOCK TABLE @extschema@.orders, @extschema@.order_events, @extschema@.order_event_consumers
+    LOCK TABLE @extschema@.orders, @extschema@.order_events, @extschema@.order_event_consumers,
+               @extschema@.order_event_holds
         IN EXCLUSIVE MODE;
+    -- rejected events are held on one node only (holds.sql): their
+    -- positions would not follow the outbox onto the cluster
+    IF EXISTS (SELECT FROM @extschema@.order_event_holds) THEN
+        RAISE EXCEPTION 'consumers hold rejected events'
+            USING ERRCODE = '55000',
+                  HINT = 'Replay or discard them (orders_events_holds() lists a consumer''s), then distribute.';
+    END IF;
     -- the relay worker's consumer: relay is refused on a cluster, and a
     -- checkpoint nobody moves would keep every event from retention
     DELETE FROM @extschema@.order_event_consumers WHERE name = 'orders_relay';

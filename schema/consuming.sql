@@ -175,6 +175,8 @@ DECLARE
     result @extschema@.order_events[];
     held uuid[];
     newer bigint[];
+    stored bigint[];
+    changed integer[] := '{}';
     returned bigint[];
     last bigint;
     opened boolean := false;
@@ -211,13 +213,11 @@ BEGIN
         RETURN;
     END IF;
 
-    -- the held events that are due.  One the read passes over (of another
-    -- type, not for this role's eyes, or purged with older_than) counts as
-    -- handled, as in the stream, and the next one of its order is due in
-    -- its place.
-    FOR h IN SELECT * FROM unnest(holds) x
-             WHERE x.parked_at IS NULL AND x.retry_at <= now() ORDER BY x.position LOOP
-        EXIT WHEN cardinality(due) >= max_events;
+    -- the held events that are due, the first max_events of them by
+    -- position.  One the read passes over (of another type, not for this
+    -- role's eyes, or purged with older_than) counts as handled, as in the
+    -- stream, and the next one of its order is due in its place.
+    FOR h IN SELECT * FROM unnest(holds) x WHERE x.parked_at IS NULL AND x.retry_at <= now() LOOP
         WHILE h.position IS NOT NULL LOOP
             SELECT * INTO e FROM @extschema@.order_events x WHERE x.position = h.position;
             IF FOUND AND (types IS NULL OR e.type = ANY (types)) THEN
@@ -227,15 +227,18 @@ BEGIN
             h := @extschema@.orders_events_hold_next(consumer, h);
         END LOOP;
     END LOOP;
+    due := ARRAY(SELECT d FROM unnest(due) d ORDER BY d.position LIMIT max_events);
     holds := @extschema@.orders_events_holds_of(consumer);
     held := ARRAY(SELECT x.order_id FROM unnest(holds) x);
+    stored := ARRAY(SELECT greatest(x.position, x.later[cardinality(x.later)]) FROM unnest(holds) x);
 
     -- the stream, as above, but a held order's events join its hold.  Read
     -- on until max_events are to be returned or the batch ends: a read that
     -- returns fewer has read its batch to the end, which a group's
     -- acknowledgement through another part's position relies on.  A part
-    -- of the batch that is all of held orders is acknowledged here (the
-    -- holds have it).
+    -- of the batch that is all of held orders is acknowledged here, its
+    -- events stored in their holds; the others' are stored below, up to
+    -- what the reader will acknowledge.
     LOOP
         IF c.batch_snapshot IS NULL THEN
             EXIT WHEN opened;
@@ -263,7 +266,7 @@ BEGIN
             IF cardinality(newer) > 0 THEN
                 h.later := h.later || newer;
                 holds[i] := h;
-                PERFORM @extschema@.orders_events_hold_store(consumer, h);
+                changed := changed || i;
             END IF;
         END LOOP;
         last := chunk[cardinality(chunk)].position;
@@ -278,6 +281,11 @@ BEGIN
             EXIT WHEN cardinality(stream) >= max_events;
         END IF;
         IF cardinality(stream) = 0 THEN
+            FOREACH i IN ARRAY ARRAY(SELECT DISTINCT x FROM unnest(changed) x) LOOP
+                PERFORM @extschema@.orders_events_hold_store(consumer, holds[i]);
+                stored[i] := greatest(holds[i].position, holds[i].later[cardinality(holds[i].later)]);
+            END LOOP;
+            changed := '{}';
             PERFORM @extschema@.orders_events_advance(consumer, last, false);
         END IF;
         c.batch_position := last;           -- read on after it
@@ -287,11 +295,20 @@ BEGIN
     -- converted back through its text form
     due := ARRAY(SELECT d FROM unnest(due) d WHERE d.position <= bound);
     result := ARRAY(SELECT x FROM unnest(due || stream) x ORDER BY x.position LIMIT max_events);
-    -- the held events returned are delivered: acknowledging them, or
-    -- rejecting them again, is now the reader's
     returned := ARRAY(SELECT r.position FROM unnest(result) r);
-    FOR h IN SELECT * FROM unnest(holds) x WHERE NOT x.delivered AND x.position = ANY (returned) LOOP
-        h.delivered := true;
+
+    -- A held order's events met in the stream are stored in its hold up to
+    -- the last position returned, which the reader acknowledges through:
+    -- those after it come again at the next read, so that a hold
+    -- discarded meanwhile does not take events the stream has not passed.
+    -- The held events returned are delivered, and only they: acknowledging
+    -- them, or rejecting them again, is now the reader's.
+    FOR i IN SELECT k FROM generate_subscripts(holds, 1) k
+             WHERE k = ANY (changed) OR holds[k].delivered <> (holds[k].position = ANY (returned)) LOOP
+        h := holds[i];
+        h.later := ARRAY(SELECT p FROM unnest(h.later) p
+                         WHERE p <= greatest(stored[i], (SELECT max(r) FROM unnest(returned) r)));
+        h.delivered := h.position = ANY (returned);
         PERFORM @extschema@.orders_events_hold_store(consumer, h);
     END LOOP;
     RETURN QUERY SELECT * FROM unnest(result);

@@ -235,11 +235,32 @@ SELECT err($$SELECT orders_events_hold_store('regress_chunks',
                ROW('regress_chunks', o(7), $$ || :x_added || $$, ARRAY[$$ || :x_added + 5 || $$, $$ || :x_added + 3 || $$]::bigint[], 1, NULL, NULL, now(), NULL, false)::order_event_holds)$$);
 SELECT err($$SELECT orders_events_hold_store('regress_chunks',
                ROW('regress_chunks', o(7), $$ || :x_added || $$, NULL, 1, NULL, NULL, now(), NULL, false)::order_event_holds)$$);
+SELECT err($$SELECT orders_events_hold_store('regress_chunks',
+               ROW('regress_chunks', o(7), $$ || :x_added || $$, '{{1000},{1001}}', 1, NULL, NULL, now(), NULL, false)::order_event_holds)$$);
+SELECT err($$SELECT orders_events_hold_store('regress_chunks',
+               ROW('regress_chunks', o(7), $$ || :x_added || $$, '[0:1]={1000,1001}', 1, NULL, NULL, now(), NULL, false)::order_event_holds)$$);
 -- the wait after a failure is at most a year, whatever the delay asked
 SELECT h.retry_at BETWEEN now() + interval '364 days' AND now() + interval '366 days' AS a_year
 FROM orders_events_nack('regress_chunks', (SELECT min(position) FROM order_events WHERE order_id = o(8)),
                         'y too', retry_delay => '1000000 years') h;
 SELECT orders_events_unregister('regress_chunks');
+
+-- Acknowledging handles only the held events the last read returned: one
+-- that an earlier read returned, before the reader restarted, is not
+-- handled by an acknowledgement past it.
+SELECT orders_events_register('regress_stale');
+SELECT count(*) FROM (SELECT orders_add('c0000000-0000-0000-0000-0000000000a0', 'EUR', id => o(n))
+                      FROM generate_series(9, 10) n) s;
+CREATE TEMP TABLE st AS SELECT * FROM orders_events_read('regress_stale', 10);
+SELECT min(position) AS s1, max(position) AS s2 FROM st \gset
+SELECT (orders_events_nack('regress_stale', :s1, 'no', retry_delay => '0')).attempts,
+       (orders_events_nack('regress_stale', :s2, 'no', retry_delay => '0')).attempts;
+SELECT count(*) AS both_come_again FROM orders_events_read('regress_stale', 10);
+SELECT count(*) AS after_a_restart FROM orders_events_read('regress_stale', 1);
+SELECT orders_events_ack('regress_stale', :s2);
+SELECT right(order_id::text, 1) AS still_held FROM orders_events_holds('regress_stale');
+SELECT orders_events_unregister('regress_stale');
+DROP TABLE st;
 
 DROP OWNED BY regress_poison_app, regress_poison_other;
 DROP ROLE regress_poison_app, regress_poison_other;

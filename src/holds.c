@@ -221,6 +221,7 @@ same_name(text *a, text *b)
 static void
 check_waiting(int64 position, Datum later, bool isnull)
 {
+	ArrayType  *array;
 	Datum	   *elems;
 	bool	   *nulls;
 	int			n;
@@ -231,7 +232,13 @@ check_waiting(int64 position, Datum later, bool isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("a hold's waiting events must not be null")));
-	deconstruct_array(DatumGetArrayTypeP(later), INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
+	array = DatumGetArrayTypeP(later);
+	/* read as later[1], later[2:] ...: one dimension from 1, or none */
+	if (ARR_NDIM(array) > 1 || (ARR_NDIM(array) == 1 && ARR_LBOUND(array)[0] != 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a hold's waiting events must be a one-dimensional array from 1")));
+	deconstruct_array(array, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
 					  TYPALIGN_DOUBLE, &elems, &nulls, &n);
 	for (i = 0; i < n; i++)
 	{
@@ -327,8 +334,9 @@ orders_events_held_positions(PG_FUNCTION_ARGS)
 		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(cat->relids[TABLE_CONSUMERS]));
 	(void) orders_private_table(cat, HOLDS_TABLE, "orders_events_held_positions()", "1.9", false);
 	result = run_as_owner(cat, psprintf(
-		"SELECT pg_catalog.array_agg(p) FROM %s.%s h,"
-		" pg_catalog.unnest(pg_catalog.array_append(h.later, h.position)) p WHERE p IS NOT NULL",
+		"SELECT pg_catalog.array_agg(p) FROM"
+		" (SELECT h.position FROM %1$s.%2$s h UNION ALL"
+		"  SELECT pg_catalog.unnest(h.later) FROM %1$s.%2$s h) w(p) WHERE p IS NOT NULL",
 		quote_identifier(cat->namespace_name), HOLDS_TABLE),
 						  0, NULL, NULL, SPI_OK_SELECT, &isnull);
 	orders_close(&call);
