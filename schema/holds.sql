@@ -50,6 +50,12 @@ RETURNS @extschema@.order_event_holds[]
 AS 'MODULE_PATHNAME', 'orders_events_holds_of'
 LANGUAGE C VOLATILE;
 
+-- The same, the consumer not locked: for showing them.
+CREATE FUNCTION @extschema@.orders_events_holds_peek(consumer text)
+RETURNS @extschema@.order_event_holds[]
+AS 'MODULE_PATHNAME', 'orders_events_holds_peek'
+LANGUAGE C STABLE;
+
 -- Writes one hold of the consumer, or ends it (position NULL).
 CREATE FUNCTION @extschema@.orders_events_hold_store(consumer text, hold @extschema@.order_event_holds)
 RETURNS void
@@ -224,11 +230,12 @@ CREATE FUNCTION @extschema@.orders_events_holds(consumer text)
 RETURNS TABLE (order_id uuid, event_position bigint, type text, version integer,
                attempts integer, reason text, failed_at timestamptz,
                retry_at timestamptz, parked_at timestamptz, held_back bigint[])
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    holds @extschema@.order_event_holds[] := @extschema@.orders_events_holds_of(consumer);
+    -- not waiting for a reader, and on a standby too
+    holds @extschema@.order_event_holds[] := @extschema@.orders_events_holds_peek(consumer);
 BEGIN
     -- none on a cluster, whose outbox Citus would not join here
     IF cardinality(holds) = 0 THEN
@@ -251,7 +258,7 @@ CREATE FUNCTION @extschema@.orders_events_parked(consumer text)
 RETURNS TABLE (order_id uuid, event_position bigint, type text, version integer,
                attempts integer, reason text, failed_at timestamptz,
                retry_at timestamptz, parked_at timestamptz, held_back bigint[])
-LANGUAGE sql VOLATILE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT * FROM @extschema@.orders_events_holds(consumer) h WHERE h.parked_at IS NOT NULL

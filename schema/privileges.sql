@@ -70,6 +70,7 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.orders_events_open_batch(text),
     @extschema@.orders_events_advance(text, bigint, boolean),
     @extschema@.orders_events_holds_of(text),
+    @extschema@.orders_events_holds_peek(text),
     @extschema@.orders_events_hold_store(text, @extschema@.order_event_holds),
     @extschema@.orders_events_held_positions(),
     @extschema@.orders_events_hold_next(text, @extschema@.order_event_holds),

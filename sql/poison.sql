@@ -43,6 +43,10 @@ SELECT h.attempts, h.reason, h.parked_at IS NULL AS retried,
        h.retry_at > now() AS later_on, cardinality(h.later) AS waiting
 FROM orders_events_nack('regress_mail', p(1), 'mail server down', retry_delay => '1 hour') h;
 SELECT * FROM held('regress_mail');
+-- listing them only reads: it works in a read-only transaction
+BEGIN READ ONLY;
+SELECT count(*) AS listed_read_only FROM orders_events_holds('regress_mail');
+COMMIT;
 -- the rest of the read is handled: acknowledged through its last event
 SELECT orders_events_ack('regress_mail', p(5));
 -- nothing due yet, nothing new

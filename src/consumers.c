@@ -55,6 +55,8 @@ PG_FUNCTION_INFO_V1(orders_events_node_cut);
 
 static const LOCKMODE consumer_locks[TABLE_COUNT] = {NoLock, NoLock, RowExclusiveLock};
 
+static void check_owner(text *name, TupleTableSlot *slot);
+
 /*
  * Opens the consumers' table for a change of a checkpoint.  Checkpoints are
  * written on the primary; a standby gets a message that says so rather
@@ -146,12 +148,21 @@ static bool
 lock_own_consumer(OrdersCall *call, text *name, TupleTableSlot *slot)
 {
 	Relation	rel = call->rel[TABLE_CONSUMERS];
-	bool		isnull;
-	Oid			owner;
 
 	if (!storage_lock(rel, call->cat->consumers_pkey, PointerGetDatum(name),
 					  Anum_consumers_name, LockTupleNoKeyExclusive, slot))
 		return false;
+	check_owner(name, slot);
+	return true;
+}
+
+/* The consumer in slot is the caller's, or an error says whose it is. */
+static void
+check_owner(text *name, TupleTableSlot *slot)
+{
+	bool		isnull;
+	Oid			owner;
+
 	owner = DatumGetObjectId(slot_getattr(slot, Anum_consumers_owner, &isnull));
 	if (!has_privs_of_role(GetUserId(), owner))
 		ereport(ERROR,
@@ -160,7 +171,6 @@ lock_own_consumer(OrdersCall *call, text *name, TupleTableSlot *slot)
 				 errdetail("Only role \"%s\", its members and superusers may use it.",
 						   orders_role_name(owner)),
 				 errhint("Register a consumer of your own with orders_events_register().")));
-	return true;
 }
 
 static void
@@ -479,6 +489,33 @@ consumer_lock_own(FunctionCallInfo fcinfo, text *name, const char *what, OrdersC
 	check_can_consume(cat);
 	if (!lock_own_consumer(call, name, slot))
 		not_registered(name);
+	ExecDropSingleTupleTableSlot(slot);
+	return cat;
+}
+
+/*
+ * Checks that the consumer is the caller's without locking it, for what
+ * only reads its state (holds.c): a reader holding it does not make that
+ * wait, and it works in a read-only transaction and on a standby.  Leaves
+ * call open.
+ */
+const OrdersCatalog *
+consumer_check_own(FunctionCallInfo fcinfo, text *name, OrdersCall *call)
+{
+	static const LOCKMODE read_locks[TABLE_COUNT] = {NoLock, NoLock, AccessShareLock};
+	const OrdersCatalog *cat = orders_open(fcinfo, read_locks, call);
+	TupleTableSlot *slot;
+
+	if (!OidIsValid(cat->consumers_pkey))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("consumers need extension orders 1.4 or later"),
+				 errhint("Run ALTER EXTENSION orders UPDATE.")));
+	check_can_consume(cat);
+	slot = table_slot_create(call->rel[TABLE_CONSUMERS], NULL);
+	if (!storage_fetch(call->rel[TABLE_CONSUMERS], cat->consumers_pkey, PointerGetDatum(name), slot))
+		not_registered(name);
+	check_owner(name, slot);
 	ExecDropSingleTupleTableSlot(slot);
 	return cat;
 }

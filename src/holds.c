@@ -32,6 +32,7 @@
 #include "orders.h"
 
 PG_FUNCTION_INFO_V1(orders_events_holds_of);
+PG_FUNCTION_INFO_V1(orders_events_holds_peek);
 PG_FUNCTION_INFO_V1(orders_events_hold_store);
 PG_FUNCTION_INFO_V1(orders_events_held_positions);
 
@@ -171,6 +172,8 @@ consumer_argument(FunctionCallInfo fcinfo)
 	return PG_GETARG_TEXT_PP(0);
 }
 
+static Datum holds_of(FunctionCallInfo fcinfo, bool lock);
+
 /*
  * orders_events_holds_of(consumer text) RETURNS order_event_holds[]: the
  * consumer's holds, in position order, with its row locked.  None on a
@@ -179,9 +182,26 @@ consumer_argument(FunctionCallInfo fcinfo)
 Datum
 orders_events_holds_of(PG_FUNCTION_ARGS)
 {
+	return holds_of(fcinfo, true);
+}
+
+/*
+ * orders_events_holds_peek(consumer text) RETURNS order_event_holds[]: the
+ * same, the consumer not locked, for what only shows them.
+ */
+Datum
+orders_events_holds_peek(PG_FUNCTION_ARGS)
+{
+	return holds_of(fcinfo, false);
+}
+
+static Datum
+holds_of(FunctionCallInfo fcinfo, bool lock)
+{
 	text	   *name = consumer_argument(fcinfo);
 	OrdersCall	call;
-	const OrdersCatalog *cat = consumer_lock_own(fcinfo, name, "orders_events_holds_of()", &call);
+	const OrdersCatalog *cat = lock ? consumer_lock_own(fcinfo, name, "orders_events_holds_of()", &call)
+		: consumer_check_own(fcinfo, name, &call);
 	Oid			relid = orders_private_table(cat, HOLDS_TABLE, "orders_events_holds_of()", "1.9", false);
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];

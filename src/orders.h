@@ -290,6 +290,8 @@ extern void routing_init(void);
 
 extern const OrdersCatalog *consumer_lock_own(FunctionCallInfo fcinfo, text *name,
 											  const char *what, OrdersCall *call);
+extern const OrdersCatalog *consumer_check_own(FunctionCallInfo fcinfo, text *name,
+											   OrdersCall *call);
 
 /* ---- holds.c ---- */
 

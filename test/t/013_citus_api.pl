@@ -34,8 +34,8 @@ my $before = q1('SELECT string_agg(position::text, \',\' ORDER BY position) FROM
 
 # A consumer holding a rejected event: its position would not follow the
 # outbox onto the cluster, so distributing waits until it is resolved.
-my $held = q1(q{SELECT orders_events_register('mail', from_start => true);
-	SELECT position FROM orders_events_nack('mail',
+q1(q{SELECT orders_events_register('mail', from_start => true)});
+my $held = q1(q{SELECT position FROM orders_events_nack('mail',
 		(SELECT min(position) FROM orders_events_read('mail', 1)), 'down')});
 like(CitusCluster::try_sql($coordinator, 'SELECT orders_distribute(shard_count => 4)'),
 	qr/55000: consumers hold rejected events/, 'orders_distribute() is refused while an event is held');
