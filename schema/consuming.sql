@@ -180,6 +180,7 @@ DECLARE
     returned bigint[];
     last bigint;
     opened boolean := false;
+    moved boolean := false;
     bound bigint := 9223372036854775807;
     i integer;
 BEGIN
@@ -225,10 +226,13 @@ BEGIN
                 EXIT;
             END IF;
             h := @extschema@.orders_events_hold_next(consumer, h);
+            moved := true;
         END LOOP;
     END LOOP;
     due := ARRAY(SELECT d FROM unnest(due) d ORDER BY d.position LIMIT max_events);
-    holds := @extschema@.orders_events_holds_of(consumer);
+    IF moved THEN
+        holds := @extschema@.orders_events_holds_of(consumer);
+    END IF;
     held := ARRAY(SELECT x.order_id FROM unnest(holds) x);
     stored := ARRAY(SELECT greatest(x.position, x.later[cardinality(x.later)]) FROM unnest(holds) x);
 
@@ -303,8 +307,11 @@ BEGIN
     -- discarded meanwhile does not take events the stream has not passed.
     -- The held events returned are delivered, and only they: acknowledging
     -- them, or rejecting them again, is now the reader's.
-    FOR i IN SELECT k FROM generate_subscripts(holds, 1) k
-             WHERE k = ANY (changed) OR holds[k].delivered <> (holds[k].position = ANY (returned)) LOOP
+    FOR i IN SELECT x.k
+             FROM unnest(holds) WITH ORDINALITY
+                  x(consumer, order_id, position, later, attempts, reason, failed_at, retry_at,
+                    parked_at, delivered, k)
+             WHERE x.k = ANY (changed) OR x.delivered <> (x.position = ANY (returned)) LOOP
         h := holds[i];
         h.later := ARRAY(SELECT p FROM unnest(h.later) p
                          WHERE p <= greatest(stored[i], (SELECT max(r) FROM unnest(returned) r)));
