@@ -26,7 +26,7 @@ BEGIN
     -- before the outbox was distributed, the coordinator's (group 0).
     IF @extschema@.orders_distributed() THEN
         n := 0;
-        held := @extschema@.orders_events_held_positions();   -- none on a cluster
+        -- no event is held on a cluster (holds.sql): nothing to keep for holds
         FOR node IN
             SELECT k.node_group, min(pg_snapshot_xmin(k.snapshot)) AS below
             FROM @extschema@.order_event_consumers c
@@ -37,8 +37,7 @@ BEGIN
             HAVING count(*) = (SELECT count(*) FROM @extschema@.order_event_consumers)
         LOOP
             DELETE FROM @extschema@.order_events e
-            WHERE e.xid < node.below AND e.position % 1024 = node.node_group
-              AND NOT EXISTS (SELECT FROM unnest(held) k WHERE k = e.position);
+            WHERE e.xid < node.below AND e.position % 1024 = node.node_group;
             GET DIAGNOSTICS m = ROW_COUNT;
             n := n + m;
         END LOOP;

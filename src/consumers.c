@@ -118,8 +118,9 @@ quoted_name(text *name)
 	return quote_text_datum(PointerGetDatum(name));
 }
 
-static text *
-required_name(FunctionCallInfo fcinfo)
+/* The consumer's name, the first argument of every consumer function. */
+text *
+consumer_required_name(FunctionCallInfo fcinfo)
 {
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -366,7 +367,7 @@ cluster_cut(OrdersCall *call, Datum *values, bool *nulls)
 Datum
 orders_events_register(PG_FUNCTION_ARGS)
 {
-	text	   *name = required_name(fcinfo);
+	text	   *name = consumer_required_name(fcinfo);
 	bool		from_start = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
 	OrdersCall	call;
 	const OrdersCatalog *cat = open_consumers(fcinfo, "orders_events_register()", &call);
@@ -455,7 +456,7 @@ orders_events_register(PG_FUNCTION_ARGS)
 Datum
 orders_events_unregister(PG_FUNCTION_ARGS)
 {
-	text	   *name = required_name(fcinfo);
+	text	   *name = consumer_required_name(fcinfo);
 	OrdersCall	call;
 
 	open_consumers(fcinfo, "orders_events_unregister()", &call);
@@ -528,7 +529,7 @@ consumer_check_own(FunctionCallInfo fcinfo, text *name, OrdersCall *call)
 Datum
 orders_events_consumer(PG_FUNCTION_ARGS)
 {
-	text	   *name = required_name(fcinfo);
+	text	   *name = consumer_required_name(fcinfo);
 	OrdersCall	call;
 	const OrdersCatalog *cat = open_consumers(fcinfo, "orders_events_consumer()", &call);
 	TupleTableSlot *slot = table_slot_create(call.rel[TABLE_CONSUMERS], NULL);
@@ -591,7 +592,7 @@ lock_consumer_row(OrdersCall *call, text *name, Datum *values, bool *nulls, int 
 Datum
 orders_events_checkpoint(PG_FUNCTION_ARGS)
 {
-	text	   *name = required_name(fcinfo);
+	text	   *name = consumer_required_name(fcinfo);
 	OrdersCall	call;
 	TupleTableSlot *slot;
 	Datum		values[Natts_consumers];
@@ -643,7 +644,7 @@ lock_checkpoint(FunctionCallInfo fcinfo, text *name, const char *what, OrdersCal
 Datum
 orders_events_open_batch(PG_FUNCTION_ARGS)
 {
-	text	   *name = required_name(fcinfo);
+	text	   *name = consumer_required_name(fcinfo);
 	OrdersCall	call;
 	Datum		values[Natts_consumers];
 	bool		nulls[Natts_consumers];
@@ -695,7 +696,7 @@ orders_events_open_batch(PG_FUNCTION_ARGS)
 Datum
 orders_events_advance(PG_FUNCTION_ARGS)
 {
-	text	   *name = required_name(fcinfo);
+	text	   *name = consumer_required_name(fcinfo);
 	OrdersCall	call;
 	Datum		values[Natts_consumers];
 	bool		nulls[Natts_consumers];

@@ -162,16 +162,6 @@ refuse_on_cluster(const OrdersCatalog *cat, const char *what)
 				 errdetail("Rejected events are held on a single node only.")));
 }
 
-static text *
-consumer_argument(FunctionCallInfo fcinfo)
-{
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("consumer name must not be null")));
-	return PG_GETARG_TEXT_PP(0);
-}
-
 static Datum holds_of(FunctionCallInfo fcinfo, bool lock);
 
 /*
@@ -198,7 +188,7 @@ orders_events_holds_peek(PG_FUNCTION_ARGS)
 static Datum
 holds_of(FunctionCallInfo fcinfo, bool lock)
 {
-	text	   *name = consumer_argument(fcinfo);
+	text	   *name = consumer_required_name(fcinfo);
 	OrdersCall	call;
 	const OrdersCatalog *cat = lock ? consumer_lock_own(fcinfo, name, "orders_events_holds_of()", &call)
 		: consumer_check_own(fcinfo, name, &call);
@@ -278,7 +268,7 @@ check_waiting(int64 position, Datum later, bool isnull)
 Datum
 orders_events_hold_store(PG_FUNCTION_ARGS)
 {
-	text	   *name = consumer_argument(fcinfo);
+	text	   *name = consumer_required_name(fcinfo);
 	OrdersCall	call;
 	const OrdersCatalog *cat = consumer_lock_own(fcinfo, name, "orders_events_hold_store()", &call);
 	Oid			relid = orders_private_table(cat, HOLDS_TABLE, "orders_events_hold_store()", "1.9", false);

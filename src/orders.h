@@ -288,6 +288,7 @@ extern void routing_init(void);
 
 /* ---- consumers.c ---- */
 
+extern text *consumer_required_name(FunctionCallInfo fcinfo);
 extern const OrdersCatalog *consumer_lock_own(FunctionCallInfo fcinfo, text *name,
 											  const char *what, OrdersCall *call);
 extern const OrdersCatalog *consumer_check_own(FunctionCallInfo fcinfo, text *name,
