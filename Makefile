@@ -16,6 +16,7 @@ OBJS = \
 	src/invariants.o \
 	src/module.o \
 	src/notify.o \
+	src/origin.o \
 	src/relay.o \
 	src/routing.o \
 	src/storage.o \
@@ -41,11 +42,12 @@ SCHEMA = \
 	schema/relay.sql \
 	schema/idempotency.sql \
 	schema/holds.sql \
+	schema/origin.sql \
 	schema/cluster.sql \
 	schema/privileges.sql
 DATA_built = orders--$(EXTVERSION).sql
 DATA = orders--1.0.sql \
-	orders--1.0--1.1.sql orders--1.1--1.2.sql orders--1.2--1.3.sql orders--1.3--1.4.sql orders--1.4--1.5.sql orders--1.5--1.6.sql orders--1.6--1.7.sql orders--1.7--1.8.sql orders--1.8--1.9.sql
+	orders--1.0--1.1.sql orders--1.1--1.2.sql orders--1.2--1.3.sql orders--1.3--1.4.sql orders--1.4--1.5.sql orders--1.5--1.6.sql orders--1.6--1.7.sql orders--1.7--1.8.sql orders--1.8--1.9.sql orders--1.9--1.10.sql
 
 # -Wextra, less the two warnings PostgreSQL's own headers raise
 # (unused parameters and sign comparisons in their inline functions).
@@ -53,10 +55,10 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare
 
 # pg_regress and pg_isolation_regress each initdb and start a cluster of
 # their own (--temp-instance); nothing needs to be running.
-REGRESS = upgrade setup add add_many invariants get_remove events save queries consumers envelope groups idempotency poison hardening security
+REGRESS = upgrade setup add add_many invariants get_remove events save queries consumers envelope groups idempotency poison adopt hardening security
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/test.conf
 
-ISOLATION = listen_notify save_races events_gap events_backlog ddl_races ddl_update key_races idempotent_retry consumer_groups poison_events
+ISOLATION = listen_notify save_races events_gap events_backlog ddl_races ddl_update key_races idempotent_retry consumer_groups poison_events purge_races
 ISOLATION_OPTS = --inputdir=test/isolation --temp-instance=tmp_check_iso --temp-config=test/test.conf
 
 TAP_TESTS = 1

@@ -54,6 +54,19 @@
 -- shard moved has events of two nodes, and a batch never holds a later one
 -- without the earlier.  A checkpoint with no cuts on a cluster is from
 -- before the outbox was distributed: the coordinator's, group 0.
+--
+-- From another cluster ---------------------------------------------------------
+--
+-- Snapshots and the events' transaction ids number one cluster's
+-- transactions.  A database restored into another cluster, upgraded with
+-- pg_upgrade or promoted from a logical replica is adopted before its first
+-- use (origin.sql): its events are settled, judged by position from then
+-- on, and each checkpoint is re-expressed in positions.  settled_position
+-- is the last settled event; the settled events a consumer has not
+-- acknowledged are carried: those after carried_after, and those listed in
+-- carried (NULL: none).  They are the first of its next batch, and
+-- acknowledged with it.  Its cuts' top positions are at or above
+-- settled_position, so no settled event is ever judged by its transaction.
 CREATE TYPE @extschema@.order_event_cut AS (
     node_group   integer,       -- the node's Citus group
     snapshot     pg_snapshot,
@@ -78,6 +91,9 @@ CREATE TABLE @extschema@.order_event_consumers (
     batch_next_xid     xid8,
     acked_cuts         @extschema@.order_event_cut[],  -- a cluster's: one a node
     batch_cuts         @extschema@.order_event_cut[],
+    settled_position   bigint      NOT NULL DEFAULT 0,  -- events up to it: settled
+    carried_after      bigint,                  -- settled, not acknowledged: after it,
+    carried            bigint[],                -- and these
     CONSTRAINT order_event_consumers_pkey PRIMARY KEY (name)
 );
 

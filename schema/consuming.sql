@@ -90,7 +90,10 @@ BEGIN
                   HINT = 'Run ALTER EXTENSION orders UPDATE, which gives a batch left open its cuts.';
     END IF;
 
-    -- EXECUTE: planned for these values, so that each part keeps its index
+    -- EXECUTE: planned for these values, so that each part keeps its index.
+    -- Settled events ($8 and below, from another cluster: see "From another
+    -- cluster" in consumers.sql) are never judged by their transaction:
+    -- the consumer's carried ones come first, by position alone.
     RETURN QUERY EXECUTE
         'WITH late(xid) AS (
              SELECT x FROM pg_snapshot_xip($1) x
@@ -101,21 +104,33 @@ BEGIN
          (SELECT e.* FROM late
           CROSS JOIN LATERAL (
               SELECT * FROM @extschema@.order_events e
-              WHERE e.xid = late.xid AND e.position > $5 AND e.position <= $4' || relay_filter || '
+              WHERE e.xid = late.xid AND e.position > greatest($5, $8) AND e.position <= $4' || relay_filter || '
               ORDER BY e.position LIMIT $7) e
           WHERE pg_visible_in_snapshot(late.xid, $2)
           UNION ALL
           SELECT e.* FROM (
               SELECT * FROM @extschema@.order_events e
-              WHERE e.position > greatest($4, $5) AND e.position <= $6' || relay_filter || '
+              WHERE e.position > greatest($4, $5, $8) AND e.position <= $6' || relay_filter || '
                 AND pg_visible_in_snapshot(e.xid, $2)
                 AND NOT pg_visible_in_snapshot(e.xid, $1)
-              ORDER BY e.position LIMIT $7) e)
+              ORDER BY e.position LIMIT $7) e'
+        || CASE WHEN c.carried_after IS NULL THEN '' ELSE '
+          UNION ALL
+          SELECT e.* FROM (
+              SELECT * FROM @extschema@.order_events e
+              WHERE e.position > greatest($9, $5) AND e.position <= $8' || relay_filter || '
+              ORDER BY e.position LIMIT $7) e
+          UNION ALL
+          SELECT e.* FROM (
+              SELECT * FROM @extschema@.order_events e
+              WHERE e.position = ANY ($10) AND e.position > $5' || relay_filter || '
+              ORDER BY e.position LIMIT $7) e' END || ')
          ORDER BY position
          LIMIT $7'
         USING c.acked_snapshot, c.batch_snapshot, c.acked_next_xid,
               coalesce(c.acked_top_position, 0), c.batch_position,
-              coalesce(c.batch_top_position, 9223372036854775807), max_events;
+              coalesce(c.batch_top_position, 9223372036854775807), max_events,
+              c.settled_position, c.carried_after, c.carried;
 END
 $$;
 
@@ -133,6 +148,10 @@ BEGIN
         RAISE EXCEPTION 'max_events must be at least 1' USING ERRCODE = '22023';
     END IF;
     IF types IS NOT NULL THEN
+        IF array_ndims(types) > 1 THEN
+            RAISE EXCEPTION 'types must be a one-dimensional array'
+                USING ERRCODE = '22023';
+        END IF;
         IF cardinality(types) = 0 OR array_position(types, NULL) IS NOT NULL THEN
             RAISE EXCEPTION 'types must list at least one event type, and no null'
                 USING ERRCODE = '22023',
@@ -474,11 +493,21 @@ BEGIN
     CROSS JOIN top
     CROSS JOIN LATERAL (
         SELECT greatest(c.acked_top_position,
-                        CASE WHEN c.batch_snapshot IS NOT NULL THEN c.batch_position END) AS done) d
+                        CASE WHEN c.batch_snapshot IS NOT NULL THEN c.batch_position END) AS done,
+               CASE WHEN c.batch_snapshot IS NOT NULL THEN c.batch_position ELSE 0 END AS batch_done) d
     CROSS JOIN LATERAL (
-        SELECT greatest(top.position - d.done, 0) AS pending,
-               (SELECT e.occurred_at FROM @extschema@.order_events e
-                WHERE e.position > d.done ORDER BY e.position LIMIT 1) AS oldest
+        -- and the settled events it carries (consumers.sql)
+        SELECT greatest(top.position - d.done, 0)
+                   + CASE WHEN c.carried_after IS NULL THEN 0
+                          ELSE greatest(c.settled_position - greatest(c.carried_after, d.batch_done), 0)
+                               + coalesce(cardinality(c.carried), 0) END AS pending,
+               least((SELECT e.occurred_at FROM @extschema@.order_events e
+                      WHERE e.position > d.done ORDER BY e.position LIMIT 1),
+                     (SELECT e.occurred_at FROM @extschema@.order_events e
+                      WHERE c.carried_after IS NOT NULL
+                        AND (e.position = ANY (c.carried) OR e.position > c.carried_after)
+                        AND e.position > d.batch_done AND e.position <= c.settled_position
+                      ORDER BY e.position LIMIT 1)) AS oldest
         WHERE c.acked_top_position IS NOT NULL
         UNION ALL
         -- a checkpoint from before 1.5: counted exactly, once

@@ -11,7 +11,8 @@
 -- events through the functions needs it too.
 REVOKE ALL ON @extschema@.orders, @extschema@.order_events,
               @extschema@.order_events_position_seq, @extschema@.order_event_consumers,
-              @extschema@.order_idempotency, @extschema@.order_event_holds
+              @extschema@.order_idempotency, @extschema@.order_event_holds,
+              @extschema@.order_events_origin
 FROM PUBLIC;
 
 -- Writing is a privilege: granted explicitly, never to PUBLIC by default.
@@ -78,6 +79,10 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.orders_events_retry_at(interval, integer),
     @extschema@.orders_events_reject(text, bigint, text, integer, interval, integer)
 TO PUBLIC;
+
+-- Adopting converts every checkpoint exactly and changes no event: the
+-- first write or read of any role does it anyway, and the purge calls it.
+GRANT EXECUTE ON FUNCTION @extschema@.orders_adopt() TO PUBLIC;
 
 -- Registering a group registers its 16 parts with orders_events_register,
 -- and unregistering it unregisters them: those need their own grants too.

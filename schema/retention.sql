@@ -13,12 +13,9 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    below xid8;
-    horizon xid8;
     n bigint;
     m bigint;
     node record;
-    held bigint[];
 BEGIN
     -- On a cluster each node's events are judged by the consumers' cuts of
     -- that node (position % 1024 tells it): below the smallest xmin, when
@@ -48,23 +45,42 @@ BEGIN
         END IF;
         RETURN n;
     END IF;
+    -- Checkpoints of another cluster are made this one's first (origin.sql).
+    PERFORM @extschema@.orders_adopt();
+    -- Each statement reads the checkpoints and the holds itself, after its
+    -- snapshot was taken: a reader that acknowledges an event and holds it
+    -- (orders_events_nack) commits either before that snapshot, and its
+    -- hold is read, or after it, and its old checkpoint is.  The holds are
+    -- read with the latest snapshot (holds.c), which a checkpoint seen here
+    -- is never newer than.
+    --
+    -- Settled events (from another cluster, consumers.sql) by position:
+    -- kept while a consumer carries one.
+    DELETE FROM @extschema@.order_events e
+    WHERE e.position <= (SELECT max(c.settled_position) FROM @extschema@.order_event_consumers c)
+      AND NOT EXISTS (SELECT FROM @extschema@.order_event_consumers c
+                      WHERE c.carried_after IS NOT NULL
+                        AND (e.position > c.carried_after OR e.position = ANY (c.carried)))
+      AND NOT EXISTS (SELECT FROM unnest(@extschema@.orders_events_held_positions()) k
+                      WHERE k = e.position);
+    GET DIAGNOSTICS n = ROW_COUNT;
     -- Below every checkpoint's xmin, every event is acknowledged by all: one
     -- range of the xid index, no test per row.  Between that and the
     -- smallest xmax, each checkpoint is asked.  Events still in flight are
     -- never seen, so kept.
-    SELECT min(pg_snapshot_xmin(acked_snapshot)), min(pg_snapshot_xmax(acked_snapshot))
-    INTO below, horizon
-    FROM @extschema@.order_event_consumers;
-    -- read after the checkpoints: an event a reader holds and acknowledges
-    -- meanwhile is either not below these checkpoints yet, or held here
-    held := @extschema@.orders_events_held_positions();
-
     DELETE FROM @extschema@.order_events e
-    WHERE e.xid < below AND NOT EXISTS (SELECT FROM unnest(held) k WHERE k = e.position);
-    GET DIAGNOSTICS n = ROW_COUNT;
+    WHERE e.xid < (SELECT min(pg_snapshot_xmin(c.acked_snapshot)) FROM @extschema@.order_event_consumers c)
+      AND e.position > (SELECT coalesce(max(c.settled_position), 0) FROM @extschema@.order_event_consumers c)
+      AND NOT EXISTS (SELECT FROM unnest(@extschema@.orders_events_held_positions()) k
+                      WHERE k = e.position);
+    GET DIAGNOSTICS m = ROW_COUNT;
+    n := n + m;
     DELETE FROM @extschema@.order_events e
-    WHERE e.xid >= below AND e.xid < horizon
-      AND NOT EXISTS (SELECT FROM unnest(held) k WHERE k = e.position)
+    WHERE e.xid >= (SELECT min(pg_snapshot_xmin(c.acked_snapshot)) FROM @extschema@.order_event_consumers c)
+      AND e.xid < (SELECT min(pg_snapshot_xmax(c.acked_snapshot)) FROM @extschema@.order_event_consumers c)
+      AND e.position > (SELECT coalesce(max(c.settled_position), 0) FROM @extschema@.order_event_consumers c)
+      AND NOT EXISTS (SELECT FROM unnest(@extschema@.orders_events_held_positions()) k
+                      WHERE k = e.position)
       AND NOT EXISTS (SELECT FROM @extschema@.order_event_consumers c
                       WHERE NOT pg_visible_in_snapshot(e.xid, c.acked_snapshot));
     GET DIAGNOSTICS m = ROW_COUNT;

@@ -244,6 +244,7 @@ static const ColumnSpec consumers_columns[Natts_consumers] = {
 	{"acked_top_position", INT8OID}, {"acked_next_xid", XID8OID},
 	{"batch_top_position", INT8OID}, {"batch_next_xid", XID8OID},
 	{"acked_cuts", InvalidOid}, {"batch_cuts", InvalidOid},
+	{"settled_position", INT8OID}, {"carried_after", INT8OID}, {"carried", INT8ARRAYOID},
 };
 static const ColumnSpec line_fields[Natts_line] = {
 	{"product_id", UUIDOID}, {"product_name", TEXTOID}, {"quantity", INT4OID},
@@ -540,11 +541,12 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 
 		rel = table_open(c->relids[TABLE_CONSUMERS], AccessShareLock);
 		natts = RelationGetDescr(rel)->natts;
-		if (natts == Natts_consumers || natts == Anum_consumers_batch_next_xid ||
-			natts == Anum_consumers_owner)
+		if (natts == Natts_consumers || natts == Anum_consumers_batch_cuts ||
+			natts == Anum_consumers_batch_next_xid || natts == Anum_consumers_owner)
 		{
 			c->consumers_have_bounds = natts >= Anum_consumers_batch_next_xid;
-			c->consumers_have_cuts = natts == Natts_consumers;
+			c->consumers_have_cuts = natts >= Anum_consumers_batch_cuts;
+			c->consumers_have_carried = natts == Natts_consumers;
 			check_heap_table(rel, "order_event_consumers", consumers_columns, natts,
 							 c, TABLE_CONSUMERS);
 			c->consumers_pkey = check_primary_key(rel, "order_event_consumers",
@@ -1026,6 +1028,20 @@ orders_private_table(const OrdersCatalog *cat, const char *relname, const char *
 						relname),
 				 errdetail("It must be the extension's own ordinary table, owned by the owner of \"orders\", with no trigger, rule or row-level security.")));
 	return relid;
+}
+
+/* The owner of one of our relations: the role their private statements run as. */
+Oid
+orders_relation_owner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
 }
 
 /* A role's name for a message; a dropped role by its OID. */

@@ -83,6 +83,8 @@ open_consumers(FunctionCallInfo fcinfo, const char *what, OrdersCall *call)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("%s needs extension orders 1.4 or later", what),
 				 errhint("Run ALTER EXTENSION orders UPDATE.")));
+	/* checkpoints of another cluster are made this one's before any is used */
+	origin_ensure(cat);
 
 	/*
 	 * On a cluster a checkpoint holds a cut of every node (see "Across the
@@ -429,6 +431,22 @@ orders_events_register(PG_FUNCTION_ARGS)
 			nulls[Anum_consumers_batch_top_position - 1] = true;
 			nulls[Anum_consumers_batch_next_xid - 1] = true;
 		}
+		if (cat->consumers_have_carried)
+		{
+			int64		settled = origin_settled_position(cat);
+
+			/*
+			 * The events another cluster wrote are judged by position: from
+			 * the start, all of them are carried to this consumer; from now,
+			 * none, as the cut's top position is past them.
+			 */
+			values[Anum_consumers_settled_position - 1] = Int64GetDatum(settled);
+			nulls[Anum_consumers_carried_after - 1] = !(from_start && settled > 0);
+			values[Anum_consumers_carried_after - 1] = Int64GetDatum(0);
+			nulls[Anum_consumers_carried - 1] = true;
+			if (from_start)
+				values[Anum_consumers_acked_top_position - 1] = Int64GetDatum(settled);
+		}
 		if (cat->consumers_have_cuts)
 		{
 			/*
@@ -723,6 +741,12 @@ orders_events_advance(PG_FUNCTION_ARGS)
 		nulls[Anum_consumers_batch_top_position - 1] = true;
 		nulls[Anum_consumers_batch_next_xid - 1] = true;
 		values[Anum_consumers_batch_position - 1] = Int64GetDatum(0);
+		/* the carried events were the batch's first: all acknowledged now */
+		if (call.cat->consumers_have_carried)
+		{
+			nulls[Anum_consumers_carried_after - 1] = true;
+			nulls[Anum_consumers_carried - 1] = true;
+		}
 		if (call.cat->consumers_have_cuts)
 		{
 			values[Anum_consumers_acked_cuts - 1] = values[Anum_consumers_batch_cuts - 1];

@@ -273,19 +273,6 @@ event_payload_status(OrderStatus from, OrderStatus to)
  */
 #define POSITION_CATCH_UP_LIMIT 10000
 
-Oid
-orders_relation_owner(Oid relid)
-{
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
 /* The sequence's next value at target or above; n was just taken from it. */
 static int64
 position_sequence_advance(Oid seqid, int64 target, int64 n)
@@ -423,6 +410,9 @@ event_build(OrdersCall *call, OrderEventType type, pg_uuid_t *order_id,
 	pg_uuid_t  *event_id = palloc(sizeof(pg_uuid_t));
 
 	Assert(type >= 0 && type < EVENT_TYPE_COUNT);
+
+	/* an outbox of another cluster is made this one's before it grows */
+	origin_ensure(cat);
 
 	/*
 	 * The transaction id first, the position after: a reader relies on an

@@ -123,6 +123,7 @@ _PG_init(void)
 
 	notify_init();
 	idempotency_init();
+	origin_init();
 	routing_init();
 	if (preloaded)
 		relay_init();

@@ -91,7 +91,10 @@ enum
 	Anum_consumers_batch_next_xid,
 	Anum_consumers_acked_cuts,	/* from 1.7: one cut a node of a Citus cluster */
 	Anum_consumers_batch_cuts,
-	Natts_consumers = Anum_consumers_batch_cuts
+	Anum_consumers_settled_position,	/* from 1.10: what another cluster wrote */
+	Anum_consumers_carried_after,
+	Anum_consumers_carried,
+	Natts_consumers = Anum_consumers_carried
 };
 
 /* Fields of the composite order_line. */
@@ -197,6 +200,7 @@ typedef struct OrdersCatalog
 	Oid			consumers_pkey;		/* from 1.4, with consumers' owners; else invalid */
 	bool		consumers_have_bounds;	/* from 1.5: snapshots with their bounds */
 	bool		consumers_have_cuts;	/* from 1.7: a cut a node, on a cluster */
+	bool		consumers_have_carried; /* from 1.10: settled and carried positions */
 
 	Oid			status_typid;
 	Oid			status_oids[ORDER_STATUS_COUNT];
@@ -234,6 +238,7 @@ extern bool orders_may_read(const OrdersCatalog *cat);
 extern void orders_check_can_read(const OrdersCatalog *cat);
 extern char *orders_schema_untrusted(Oid nsp);
 extern char *orders_role_name(Oid role);
+extern Oid	orders_relation_owner(Oid relid);
 extern Oid	orders_private_table(const OrdersCatalog *cat, const char *relname,
 								 const char *what, const char *version, bool missing_ok);
 extern OrderStatus order_status_from_oid(const OrdersCatalog *cat, Oid label, bool given);
@@ -293,6 +298,12 @@ extern const OrdersCatalog *consumer_lock_own(FunctionCallInfo fcinfo, text *nam
 											  const char *what, OrdersCall *call);
 extern const OrdersCatalog *consumer_check_own(FunctionCallInfo fcinfo, text *name,
 											   OrdersCall *call);
+
+/* ---- origin.c ---- */
+
+extern void origin_init(void);
+extern void origin_ensure(const OrdersCatalog *cat);
+extern int64 origin_settled_position(const OrdersCatalog *cat);
 
 /* ---- holds.c ---- */
 
@@ -364,7 +375,6 @@ extern HeapTuple event_build(OrdersCall *call, OrderEventType type, pg_uuid_t *o
 							 int64 *position_out);
 extern void event_announce(OrderEventType type, const pg_uuid_t *order_id, int32 version,
 						   int64 position);
-extern Oid	orders_relation_owner(Oid relid);
 extern int64 event_emit(OrdersCall *call, OrderEventType type,
 						pg_uuid_t *order_id, int32 version, Datum payload,
 						TimestampTz occurred_at);
