@@ -14,6 +14,12 @@ ALTER TABLE @extschema@.order_event_consumers
     ADD COLUMN settled_position bigint NOT NULL DEFAULT 0,
     ADD COLUMN carried_after bigint,
     ADD COLUMN carried bigint[];
+
+-- No origin is recorded here: this script cannot tell whether the data
+-- was written in this cluster (a dump of 1.9 may have been restored into
+-- it), so the first use decides, adopting if it holds events or consumers.
+-- The adoption is exact either way, and costs the few transactions running
+-- at each checkpoint.
 -- A checkpoint is a snapshot and an event carries its writer's transaction
 -- id: both number one cluster's transactions.  This row names that cluster
 -- (pg_control_system()'s system_identifier).  After a restore into another
@@ -49,15 +55,6 @@ LANGUAGE C VOLATILE;
 
 COMMENT ON FUNCTION @extschema@.orders_adopt() IS
     'Makes an outbox and checkpoints restored, upgraded or replicated from another cluster this cluster''s own; the first write or consumer call does it too';
-
--- The data here was written in this cluster: record it, unless it is still
--- arriving from a publisher (whose row will come with it) or there is none
--- (the first use records it).
-INSERT INTO @extschema@.order_events_origin (system_identifier, settled_position)
-SELECT s.system_identifier, 0 FROM pg_catalog.pg_control_system() s
-WHERE (EXISTS (SELECT FROM @extschema@.order_events) OR EXISTS (SELECT FROM @extschema@.order_event_consumers))
-  AND NOT EXISTS (SELECT FROM pg_catalog.pg_subscription_rel r
-                  WHERE r.srrelid OPERATOR(pg_catalog.=) '@extschema@.order_events'::regclass);
 
 -- Settled events are read by position, and a two-dimensional list of types
 -- is 22023.
@@ -303,8 +300,6 @@ BEGIN
         END IF;
         RETURN n;
     END IF;
-    -- Checkpoints of another cluster are made this one's first (origin.sql).
-    PERFORM @extschema@.orders_adopt();
     -- Each statement reads the checkpoints and the holds itself, after its
     -- snapshot was taken: a reader that acknowledges an event and holds it
     -- (orders_events_nack) commits either before that snapshot, and its
@@ -313,7 +308,10 @@ BEGIN
     -- is never newer than.
     --
     -- Settled events (from another cluster, consumers.sql) by position:
-    -- kept while a consumer carries one.
+    -- kept while a consumer carries one.  Checkpoints not adopted yet
+    -- (origin.sql) are judged with the events they came with, in the ids of
+    -- the cluster that wrote both: no event is written here before they
+    -- are adopted.
     DELETE FROM @extschema@.order_events e
     WHERE e.position <= (SELECT max(c.settled_position) FROM @extschema@.order_event_consumers c)
       AND NOT EXISTS (SELECT FROM @extschema@.order_event_consumers c
@@ -352,5 +350,249 @@ BEGIN
 END
 $$;
 
+-- a carried event can be rejected
+CREATE OR REPLACE FUNCTION @extschema@.orders_events_reject(
+    consumer text, event_position bigint, reason text, max_attempts integer,
+    retry_delay interval, part integer)
+RETURNS @extschema@.order_event_holds
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c @extschema@.order_event_consumers;
+    e @extschema@.order_events;
+    h @extschema@.order_event_holds;
+BEGIN
+    IF event_position IS NULL OR reason IS NULL OR max_attempts IS NULL OR retry_delay IS NULL THEN
+        RAISE EXCEPTION 'event_position, reason, max_attempts and retry_delay must not be null'
+            USING ERRCODE = '22004';
+    END IF;
+    IF max_attempts < 1 THEN
+        RAISE EXCEPTION 'max_attempts must be at least 1' USING ERRCODE = '22023';
+    END IF;
+    IF retry_delay < interval '0' THEN
+        RAISE EXCEPTION 'retry_delay must not be negative' USING ERRCODE = '22023';
+    END IF;
+    IF @extschema@.orders_distributed() THEN
+        RAISE EXCEPTION 'orders_events_nack() is not supported while Citus distributes the outbox'
+            USING ERRCODE = '0A000',
+                  DETAIL = 'Rejected events are held on a single node only.';
+    END IF;
+    c := @extschema@.orders_events_consumer(consumer);
+    SELECT * INTO e FROM @extschema@.order_events x WHERE x.position = event_position;
+    IF FOUND THEN
+        SELECT * INTO h FROM unnest(@extschema@.orders_events_holds_of(consumer)) x
+        WHERE x.order_id = e.order_id;
+    END IF;
+
+    IF h.position = event_position THEN
+        -- a held event, failed again
+        IF NOT h.delivered THEN
+            RAISE EXCEPTION 'event % of consumer "%" was not delivered since it last failed',
+                            event_position, consumer
+                USING ERRCODE = '55000',
+                      HINT = 'A held event can be rejected once each time a read returns it.';
+        END IF;
+        PERFORM @extschema@.orders_events_ack_through(consumer, event_position - 1, part);
+        h.attempts := h.attempts + 1;
+        h.reason := left(reason, 2000);
+        h.failed_at := now();
+        h.delivered := false;
+        IF h.attempts >= max_attempts THEN
+            h.retry_at := NULL;
+            h.parked_at := now();
+        ELSE
+            h.retry_at := @extschema@.orders_events_retry_at(retry_delay, h.attempts);
+        END IF;
+        PERFORM @extschema@.orders_events_hold_store(consumer, h);
+        RETURN h;
+    END IF;
+
+    IF h.position IS NOT NULL AND event_position = ANY (h.later) THEN
+        -- the order is held at an earlier event already: this one waits
+        -- behind it whatever its own outcome
+        PERFORM @extschema@.orders_events_ack_through(consumer, event_position, part);
+        RETURN h;
+    END IF;
+
+    IF h.position IS NOT NULL THEN
+        RAISE EXCEPTION 'consumer "%" holds order % at event %, not at event %',
+                        consumer, e.order_id, h.position, event_position
+            USING ERRCODE = '22023',
+                  HINT = 'Reject an event that the consumer''s last read returned.';
+    END IF;
+    -- an event of the stream: not acknowledged yet, in the batch open
+    -- (a settled event, from another cluster, by whether it is carried:
+    -- its transaction id means nothing here; consumers.sql)
+    IF e.position IS NULL OR c.batch_snapshot IS NULL OR event_position <= c.batch_position
+       OR (CASE WHEN e.position <= c.settled_position
+                THEN NOT coalesce(e.position > c.carried_after OR e.position = ANY (c.carried), false)
+                ELSE NOT pg_visible_in_snapshot(e.xid, c.batch_snapshot)
+                     OR pg_visible_in_snapshot(e.xid, c.acked_snapshot) END)
+       OR (part IS NOT NULL AND @extschema@.orders_event_part(e.order_id) <> part) THEN
+        RAISE EXCEPTION 'consumer "%" has no event at position % to reject', consumer, event_position
+            USING ERRCODE = '22023',
+                  HINT = 'Reject an event that the consumer''s last read returned and that is not acknowledged.';
+    END IF;
+    h := ROW(consumer, e.order_id, event_position,
+             -- the order's later events in the batch, which the read may
+             -- have returned too: they wait behind it
+             ARRAY(SELECT x.position FROM @extschema@.order_events x
+                   WHERE x.order_id = e.order_id AND x.position > event_position
+                     AND CASE WHEN x.position <= c.settled_position
+                              THEN coalesce(x.position > c.carried_after OR x.position = ANY (c.carried), false)
+                              ELSE pg_visible_in_snapshot(x.xid, c.batch_snapshot)
+                                   AND NOT pg_visible_in_snapshot(x.xid, c.acked_snapshot) END
+                   ORDER BY x.position),
+             1, left(reason, 2000), now(),
+             CASE WHEN max_attempts > 1 THEN @extschema@.orders_events_retry_at(retry_delay, 1) END,
+             CASE WHEN max_attempts <= 1 THEN now() END,
+             false)::@extschema@.order_event_holds;
+    PERFORM @extschema@.orders_events_hold_store(consumer, h);
+    -- the stream goes on past it: the hold has it now
+    PERFORM @extschema@.orders_events_ack_through(consumer, event_position, part);
+    RETURN h;
+END
+$$;
+
+-- settled events are not distributed
+CREATE OR REPLACE FUNCTION @extschema@.orders_distribute(shard_count integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    node record;
+    taken bigint;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+        RAISE EXCEPTION 'orders_distribute() needs extension "citus" in this database'
+            USING ERRCODE = '55000';
+    END IF;
+    IF EXISTS (SELECT FROM pg_dist_partition
+               WHERE logicalrelid IN ('@extschema@.orders'::regclass,
+                                      '@extschema@.order_events'::regclass)) THEN
+        RAISE EXCEPTION 'tables "orders" and "order_events" are distributed already'
+            USING ERRCODE = '55000',
+                  HINT = 'orders_distribute() sets up a cluster once, from tables that are not distributed.';
+    END IF;
+
+    -- Citus crashes the backend that plans a delegated call with a NULL
+    -- distribution argument; the library's planner hook refuses such a
+    -- call first (src/routing.c), in every session where it is preloaded.
+    FOR node IN
+        SELECT * FROM run_command_on_all_nodes(
+            $q$SELECT 'orders' = ANY (pg_catalog.string_to_array(pg_catalog.replace(
+                   pg_catalog.current_setting('shared_preload_libraries'), ' ', ''), ','))$q$)
+    LOOP
+        IF NOT node.success OR node.result IS DISTINCT FROM 't' THEN
+            RAISE EXCEPTION 'Citus node % does not preload library "orders"', node.nodeid
+                USING ERRCODE = '55000',
+                      DETAIL = CASE WHEN node.success THEN 'Its shared_preload_libraries does not name orders.'
+                                    ELSE 'It could not be asked: ' || node.result END,
+                      HINT = 'Set shared_preload_libraries = ''citus,orders'' on every node, and restart them.';
+        END IF;
+    END LOOP;
+
+    -- Citus runs a function's DDL over one connection a node, and
+    -- distributing a table uses many unless told otherwise.
+    SET LOCAL citus.multi_shard_modify_mode TO 'sequential';
+    -- Citus plans neither a query into which a SQL function that reads a
+    -- distributed table was inlined, nor that function's own statement
+    -- (its arguments are parameters): on a cluster orders_find plans each
+    -- call for the filters given, as orders_count does.
+    CREATE OR REPLACE FUNCTION @extschema@.orders_find(
+        customer_id    uuid DEFAULT NULL,
+        status         @extschema@.order_status DEFAULT NULL,
+        min_total      bigint DEFAULT NULL,
+        max_total      bigint DEFAULT NULL,
+        created_from   timestamptz DEFAULT NULL,
+        created_before timestamptz DEFAULT NULL,
+        after_id       uuid DEFAULT NULL,
+        max_rows       integer DEFAULT 100)
+    RETURNS SETOF @extschema@.orders
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $find$
+    BEGIN
+        RETURN QUERY EXECUTE
+            'SELECT o.* FROM @extschema@.orders o WHERE '
+            || @extschema@.orders_filter_sql($1, $2, $3, $4, $5, $6)
+            || CASE WHEN $7 IS NULL THEN '' ELSE ' AND o.id OPERATOR(pg_catalog.>) $7' END
+            || ' ORDER BY o.id LIMIT $8'
+            USING $1, $2, $3, $4, $5, $6, $7, $8;
+    END
+    $find$;
+    LOCK TABLE @extschema@.orders, @extschema@.order_events, @extschema@.order_event_consumers,
+               @extschema@.order_event_holds
+        IN EXCLUSIVE MODE;
+    -- rejected events are held on one node only (holds.sql): their
+    -- positions would not follow the outbox onto the cluster
+    IF EXISTS (SELECT FROM @extschema@.order_event_holds) THEN
+        RAISE EXCEPTION 'consumers hold rejected events'
+            USING ERRCODE = '55000',
+                  HINT = 'Replay or discard them (orders_events_holds() lists a consumer''s), then distribute.';
+    END IF;
+    -- events settled by an adoption (origin.sql) are judged by position on
+    -- one node only: read and purge them first
+    IF EXISTS (SELECT FROM @extschema@.order_event_consumers c WHERE c.carried_after IS NOT NULL)
+       OR EXISTS (SELECT FROM @extschema@.order_events e
+                  WHERE e.position <= (SELECT max(c.settled_position)
+                                       FROM @extschema@.order_event_consumers c)) THEN
+        RAISE EXCEPTION 'the outbox holds events settled when it was adopted from another cluster'
+            USING ERRCODE = '55000',
+                  HINT = 'Let every consumer read them, run orders_events_purge(), then distribute.';
+    END IF;
+    -- the relay worker's consumer: relay is refused on a cluster, and a
+    -- checkpoint nobody moves would keep every event from retention
+    DELETE FROM @extschema@.order_event_consumers WHERE name = 'orders_relay';
+    ALTER TABLE @extschema@.order_events DROP CONSTRAINT order_events_pkey;
+    UPDATE @extschema@.order_events SET position = position * 1024;
+    UPDATE @extschema@.order_event_consumers
+    SET acked_top_position = acked_top_position * 1024,
+        batch_top_position = batch_top_position * 1024,
+        batch_position = batch_position * 1024,
+        settled_position = settled_position * 1024;
+    UPDATE @extschema@.order_events_origin SET settled_position = settled_position * 1024;
+    -- a batch open now goes on as the coordinator's (group 0) cut
+    UPDATE @extschema@.order_event_consumers
+    SET batch_cuts = ARRAY[ROW(0, batch_snapshot, batch_top_position, batch_next_xid)]
+                         ::@extschema@.order_event_cut[]
+    WHERE batch_snapshot IS NOT NULL;
+    ALTER TABLE @extschema@.order_events
+        ADD CONSTRAINT order_events_pkey PRIMARY KEY (order_id, position);
+    -- consumers read each node's events in position order (orders_events_batch)
+    CREATE INDEX order_events_position_idx ON @extschema@.order_events (position);
+    SELECT last_value INTO taken FROM @extschema@.order_events_position_seq;
+    FOR node IN
+        SELECT * FROM run_command_on_workers(
+            format('SELECT pg_catalog.setval(%L, %s)',
+                   '@extschema@.order_events_position_seq', taken))
+    LOOP
+        IF NOT node.success THEN
+            RAISE EXCEPTION 'could not set the event position sequence on Citus node %:%',
+                node.nodename, node.nodeport
+                USING ERRCODE = '55000', DETAIL = node.result;
+        END IF;
+    END LOOP;
+
+    PERFORM create_distributed_table('@extschema@.orders', 'id', shard_count => shard_count);
+    PERFORM create_distributed_table('@extschema@.order_events', 'order_id',
+                                     colocate_with => '@extschema@.orders');
+    -- the rows copied into the shards stay in the shells' files otherwise
+    PERFORM truncate_local_data_after_distributing_table('@extschema@.orders');
+    PERFORM truncate_local_data_after_distributing_table('@extschema@.order_events');
+    PERFORM create_distributed_function(
+        '@extschema@.orders_add_at(uuid, text, @extschema@.order_line[], @extschema@.order_address, uuid, text)',
+        'id', colocate_with => '@extschema@.orders', force_delegation => true);
+    PERFORM create_distributed_function('@extschema@.orders_get_at(uuid)',
+        'id', colocate_with => '@extschema@.orders', force_delegation => true);
+    PERFORM create_distributed_function('@extschema@.orders_save_at(@extschema@.orders, uuid, text)',
+        'id', colocate_with => '@extschema@.orders', force_delegation => true);
+    PERFORM create_distributed_function('@extschema@.orders_remove_at(uuid, integer, text)',
+        'id', colocate_with => '@extschema@.orders', force_delegation => true);
+END
+$$;
+
 REVOKE ALL ON @extschema@.order_events_origin FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@.orders_adopt() TO PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.orders_adopt() FROM PUBLIC;

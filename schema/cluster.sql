@@ -255,6 +255,16 @@ BEGIN
             USING ERRCODE = '55000',
                   HINT = 'Replay or discard them (orders_events_holds() lists a consumer''s), then distribute.';
     END IF;
+    -- events settled by an adoption (origin.sql) are judged by position on
+    -- one node only: read and purge them first
+    IF EXISTS (SELECT FROM @extschema@.order_event_consumers c WHERE c.carried_after IS NOT NULL)
+       OR EXISTS (SELECT FROM @extschema@.order_events e
+                  WHERE e.position <= (SELECT max(c.settled_position)
+                                       FROM @extschema@.order_event_consumers c)) THEN
+        RAISE EXCEPTION 'the outbox holds events settled when it was adopted from another cluster'
+            USING ERRCODE = '55000',
+                  HINT = 'Let every consumer read them, run orders_events_purge(), then distribute.';
+    END IF;
     -- the relay worker's consumer: relay is refused on a cluster, and a
     -- checkpoint nobody moves would keep every event from retention
     DELETE FROM @extschema@.order_event_consumers WHERE name = 'orders_relay';
@@ -263,7 +273,9 @@ BEGIN
     UPDATE @extschema@.order_event_consumers
     SET acked_top_position = acked_top_position * 1024,
         batch_top_position = batch_top_position * 1024,
-        batch_position = batch_position * 1024;
+        batch_position = batch_position * 1024,
+        settled_position = settled_position * 1024;
+    UPDATE @extschema@.order_events_origin SET settled_position = settled_position * 1024;
     -- a batch open now goes on as the coordinator's (group 0) cut
     UPDATE @extschema@.order_event_consumers
     SET batch_cuts = ARRAY[ROW(0, batch_snapshot, batch_top_position, batch_next_xid)]

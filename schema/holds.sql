@@ -180,9 +180,13 @@ BEGIN
                   HINT = 'Reject an event that the consumer''s last read returned.';
     END IF;
     -- an event of the stream: not acknowledged yet, in the batch open
+    -- (a settled event, from another cluster, by whether it is carried:
+    -- its transaction id means nothing here; consumers.sql)
     IF e.position IS NULL OR c.batch_snapshot IS NULL OR event_position <= c.batch_position
-       OR NOT pg_visible_in_snapshot(e.xid, c.batch_snapshot)
-       OR pg_visible_in_snapshot(e.xid, c.acked_snapshot)
+       OR (CASE WHEN e.position <= c.settled_position
+                THEN NOT coalesce(e.position > c.carried_after OR e.position = ANY (c.carried), false)
+                ELSE NOT pg_visible_in_snapshot(e.xid, c.batch_snapshot)
+                     OR pg_visible_in_snapshot(e.xid, c.acked_snapshot) END)
        OR (part IS NOT NULL AND @extschema@.orders_event_part(e.order_id) <> part) THEN
         RAISE EXCEPTION 'consumer "%" has no event at position % to reject', consumer, event_position
             USING ERRCODE = '22023',
@@ -193,8 +197,10 @@ BEGIN
              -- have returned too: they wait behind it
              ARRAY(SELECT x.position FROM @extschema@.order_events x
                    WHERE x.order_id = e.order_id AND x.position > event_position
-                     AND pg_visible_in_snapshot(x.xid, c.batch_snapshot)
-                     AND NOT pg_visible_in_snapshot(x.xid, c.acked_snapshot)
+                     AND CASE WHEN x.position <= c.settled_position
+                              THEN coalesce(x.position > c.carried_after OR x.position = ANY (c.carried), false)
+                              ELSE pg_visible_in_snapshot(x.xid, c.batch_snapshot)
+                                   AND NOT pg_visible_in_snapshot(x.xid, c.acked_snapshot) END
                    ORDER BY x.position),
              1, left(reason, 2000), now(),
              CASE WHEN max_attempts > 1 THEN @extschema@.orders_events_retry_at(retry_delay, 1) END,

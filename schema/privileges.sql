@@ -80,9 +80,9 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.orders_events_reject(text, bigint, text, integer, interval, integer)
 TO PUBLIC;
 
--- Adopting converts every checkpoint exactly and changes no event: the
--- first write or read of any role does it anyway, and the purge calls it.
-GRANT EXECUTE ON FUNCTION @extschema@.orders_adopt() TO PUBLIC;
+-- Adopting is the DBA's, after a restore or a switchover; the first write
+-- or consumer call does it too, as the tables' owner.
+REVOKE ALL ON FUNCTION @extschema@.orders_adopt() FROM PUBLIC;
 
 -- Registering a group registers its 16 parts with orders_events_register,
 -- and unregistering it unregisters them: those need their own grants too.

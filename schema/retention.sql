@@ -45,8 +45,6 @@ BEGIN
         END IF;
         RETURN n;
     END IF;
-    -- Checkpoints of another cluster are made this one's first (origin.sql).
-    PERFORM @extschema@.orders_adopt();
     -- Each statement reads the checkpoints and the holds itself, after its
     -- snapshot was taken: a reader that acknowledges an event and holds it
     -- (orders_events_nack) commits either before that snapshot, and its
@@ -55,7 +53,10 @@ BEGIN
     -- is never newer than.
     --
     -- Settled events (from another cluster, consumers.sql) by position:
-    -- kept while a consumer carries one.
+    -- kept while a consumer carries one.  Checkpoints not adopted yet
+    -- (origin.sql) are judged with the events they came with, in the ids of
+    -- the cluster that wrote both: no event is written here before they
+    -- are adopted.
     DELETE FROM @extschema@.order_events e
     WHERE e.position <= (SELECT max(c.settled_position) FROM @extschema@.order_event_consumers c)
       AND NOT EXISTS (SELECT FROM @extschema@.order_event_consumers c

@@ -62,9 +62,11 @@ SELECT move(o(1), 'confirmed');                           -- position 7
 
 -- The data now belongs to another cluster, as after a restore there.
 UPDATE order_events_origin SET system_identifier = 42;
--- a purge before the first read keeps what a consumer has not acknowledged:
--- it adopts first.
+-- a purge before the adoption judges the checkpoints with the events they
+-- came with, and keeps what a consumer has not acknowledged
 SELECT orders_events_purge() AS purged;
+-- the first write or consumer call adopts; a DBA can choose the moment
+SELECT adopted, previous_system_identifier, settled_position, consumers FROM orders_adopt();
 SELECT * FROM order_events_origin \gset origin_
 SELECT :'origin_system_identifier' = (SELECT system_identifier::text FROM pg_control_system()) AS this_cluster,
        :origin_settled_position AS settled, :'origin_adopted_from' AS adopted_from;
@@ -143,7 +145,7 @@ CREATE ROLE regress_adopt_app;
 SET ROLE regress_adopt_app;
 SELECT err($$UPDATE order_events_origin SET system_identifier = 1$$);
 SELECT err($$SELECT * FROM order_events_origin$$);
-SELECT adopted FROM orders_adopt();
+SELECT err($$SELECT * FROM orders_adopt()$$);
 RESET ROLE;
 DROP ROLE regress_adopt_app;
 

@@ -21,7 +21,7 @@
  *   settled events it had not acknowledged (its open batch included, from
  *   its acknowledged position) are carried, those after carried_after and
  *   those listed in carried, and its snapshot becomes one of this cluster
- *   that sees no transaction still able to write (see adopt_statement);
+ *   that sees no transaction still able to write (see adopt_bounded);
  * - the position sequence moves past every settled event (a logical
  *   replica's sequence is not replicated).
  *
@@ -77,6 +77,7 @@ static SubTransactionId known_in = InvalidSubTransactionId;
 
 typedef struct Adoption
 {
+	bool		wrote;			/* stamped or adopted: the lock stays */
 	bool		adopted;
 	bool		had_origin;
 	int64		previous_system;
@@ -104,10 +105,11 @@ origin_xact_callback(XactEvent event, void *arg)
 {
 	if (known_in == InvalidSubTransactionId)
 		return;
-	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	/* a prepared transaction may yet be rolled back, by another session */
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
 		origin_forget();
-	else if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
-			 event == XACT_EVENT_PREPARE)
+	else if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
 		known_in = InvalidSubTransactionId;
 }
 
@@ -157,12 +159,20 @@ spi_value(const char *sql, int nargs, Oid *types, Datum *values, int expected, b
 /*
  * Every consumer's checkpoint, re-expressed in positions ($1: the settled
  * position; $2, $3: the snapshot and next transaction id of the new
- * checkpoints).  An event is one the consumer has not acknowledged when
- * it was settled before and carried (and, in an open batch, after the
- * batch's acknowledged position), or, written since, when the consumer's
- * snapshots say so, judged in the cluster that wrote it.  carried_after is
- * the last event it has acknowledged, carried lists those before it that
- * it has not: the few transactions running at its checkpoint.
+ * checkpoints).  An event is one the consumer has not acknowledged when it
+ * was settled before and carried (and, in an open batch, after the batch's
+ * acknowledged position), or, written since, when the consumer's snapshots
+ * say so, judged in the cluster that wrote it.
+ *
+ * Costs the few transactions running at the checkpoint, not the backlog:
+ * every event above a cut's top position is newer than its snapshot, and
+ * one at or below it that the snapshot does not see is one of those
+ * transactions' (their ids: the snapshot's xip and [xmax, next_xid)),
+ * found through the (xid, position) index.  So every event after "a", the
+ * checkpoint's top (or the batch's acknowledged position, within the
+ * batch's top), is carried, and below it only those transactions' events
+ * and the events carried before: the list.  A checkpoint without bounds
+ * (from before 1.5) has every event asked instead: the second statement.
  *
  * The new snapshot is xmin:xmin: with xmin this transaction's (itself
  * included).  Every transaction below it has ended and, as an adoption
@@ -171,7 +181,39 @@ spi_value(const char *sql, int nargs, Oid *types, Datum *values, int expected, b
  * is running, so a batch has no late events to look up below its top
  * position, the settled one.
  */
-static const char adopt_statement[] =
+static const char adopt_bounded[] =
+"UPDATE %1$s.order_event_consumers c SET"
+"  (carried_after, carried) = ("
+"    WITH b AS ("
+"      SELECT least($1, greatest(c.acked_top_position,"
+"                                CASE WHEN c.batch_snapshot IS NOT NULL"
+"                                     THEN least(c.batch_position, c.batch_top_position) END)) AS a),"
+"    u AS ("
+"      SELECT e.position FROM b, %1$s.order_events e"
+"      WHERE e.position <= least(b.a, c.settled_position)"
+"        AND (e.position = ANY (c.carried) OR e.position > c.carried_after)"
+"        AND (c.batch_snapshot IS NULL OR e.position > c.batch_position)"
+"      UNION ALL"
+"      SELECT e.position FROM b, %1$s.order_events e"
+"      WHERE e.position > c.settled_position AND e.position <= least(b.a, c.acked_top_position)"
+"        AND (e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(c.acked_snapshot)))"
+"             OR (e.xid >= pg_snapshot_xmax(c.acked_snapshot) AND e.xid < c.acked_next_xid))"
+"        AND NOT coalesce(pg_visible_in_snapshot(e.xid, c.batch_snapshot)"
+"                         AND e.position <= c.batch_position, false)"
+"      UNION ALL"
+"      SELECT e.position FROM b, %1$s.order_events e"
+"      WHERE c.batch_snapshot IS NOT NULL"
+"        AND e.position > greatest(c.settled_position, c.acked_top_position) AND e.position <= b.a"
+"        AND (e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(c.batch_snapshot)))"
+"             OR (e.xid >= pg_snapshot_xmax(c.batch_snapshot) AND e.xid < c.batch_next_xid)))"
+"    SELECT CASE WHEN b.a < $1 OR EXISTS (SELECT FROM u) THEN b.a END,"
+"           nullif(ARRAY(SELECT u.position FROM u ORDER BY u.position), '{}')"
+"    FROM b),"
+"  %2$s"
+" WHERE c.acked_top_position IS NOT NULL"
+"   AND (c.batch_snapshot IS NULL OR c.batch_top_position IS NOT NULL)";
+
+static const char adopt_unbounded[] =
 "UPDATE %1$s.order_event_consumers c SET"
 "  (carried_after, carried) = ("
 "    WITH u AS ("
@@ -191,7 +233,13 @@ static const char adopt_statement[] =
 "                                             WHERE u.pending AND u.position < k.after"
 "                                             ORDER BY u.position), '{}') END"
 "    FROM k),"
-"  acked_snapshot = $2, acked_top_position = $1, acked_next_xid = $3,"
+"  %2$s"
+" WHERE NOT (c.acked_top_position IS NOT NULL"
+"            AND (c.batch_snapshot IS NULL OR c.batch_top_position IS NOT NULL))";
+
+/* What both statements set besides the carried events. */
+static const char adopt_checkpoint[] =
+"acked_snapshot = $2, acked_top_position = $1, acked_next_xid = $3,"
 "  batch_snapshot = NULL, batch_position = 0, batch_top_position = NULL, batch_next_xid = NULL,"
 "  acked_cuts = NULL, batch_cuts = NULL, settled_position = $1";
 
@@ -243,10 +291,14 @@ adopt(const OrdersCatalog *cat, int64 system, bool only_stamp, Adoption *a)
 		values[1] = DirectFunctionCall1(pg_snapshot_in, CStringGetDatum(xmin_text));
 		types[2] = XID8OID;
 		values[2] = FullTransactionIdGetDatum(FullTransactionIdFromU64(xmin));
-		if (SPI_execute_with_args(psprintf(adopt_statement, nsp), 3, types, values, NULL,
-								  false, 0) != SPI_OK_UPDATE)
+		if (SPI_execute_with_args(psprintf(adopt_bounded, nsp, adopt_checkpoint), 3, types, values,
+								  NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not adopt the checkpoints of \"order_event_consumers\"");
 		a->consumers = (int64) SPI_processed;
+		if (SPI_execute_with_args(psprintf(adopt_unbounded, nsp, adopt_checkpoint), 3, types, values,
+								  NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not adopt the checkpoints of \"order_event_consumers\"");
+		a->consumers += (int64) SPI_processed;
 		a->adopted = true;
 	}
 
@@ -256,6 +308,7 @@ adopt(const OrdersCatalog *cat, int64 system, bool only_stamp, Adoption *a)
 	values[1] = Int64GetDatum(settled);
 	types[2] = BOOLOID;
 	values[2] = BoolGetDatum(a->adopted);
+	a->wrote = true;
 	(void) spi_value(psprintf(
 		"INSERT INTO %1$s." ORIGIN_TABLE " AS o (system_identifier, settled_position, adopted_at, adopted_from)"
 		" VALUES ($1, $2, CASE WHEN $3 THEN now() END, NULL)"
@@ -276,62 +329,90 @@ static bool
 origin_check(const OrdersCatalog *cat, Oid relid, bool locked, Adoption *a)
 {
 	const char *nsp = quote_identifier(cat->namespace_name);
+	bool		distributed = cat->distributed[TABLE_EVENTS];
 	int64		system = (int64) GetSystemIdentifier();
 	bool		isnull;
 	Datum		d;
+	bool		subscribed;
+	bool		replicated;
 	bool		has_data;
-	Oid			types[1] = {OIDOID};
-	Datum		values[1];
+	Oid			types[2] = {OIDOID, REGCLASSOID};
+	Datum		values[2];
+	SPIPlanPtr	plan;
 
-	SPIPlanPtr	plan = SPI_prepare(psprintf("SELECT o.system_identifier, o.settled_position FROM %s." ORIGIN_TABLE " o",
-											nsp), 0, NULL);
-
+	/*
+	 * The origin row, and two signs that the events are another cluster's
+	 * whatever it says: a subscription that replicates them (enabled or
+	 * not: it may be enabled again), and an event beyond the position
+	 * sequence, which hands out every position written here (a replica's
+	 * sequence is not replicated).  A cluster's shell tables hold no
+	 * event: there each node keeps its own.
+	 */
+	plan = SPI_prepare(psprintf(
+		"SELECT o.system_identifier, o.settled_position,"
+		"       EXISTS (SELECT FROM pg_subscription_rel r WHERE r.srrelid = $1),"
+		"       %s, %s"
+		" FROM (SELECT) x LEFT JOIN %s." ORIGIN_TABLE " o ON true",
+		distributed ? "false" :
+		psprintf("coalesce((SELECT max(e.position) FROM %s.order_events e)"
+				 "         > coalesce(pg_sequence_last_value($2), 0), false)", nsp),
+		distributed ? "false" :
+		psprintf("EXISTS (SELECT FROM %1$s.order_events) OR EXISTS (SELECT FROM %1$s.order_event_consumers)", nsp),
+		nsp), 2, types);
+	values[0] = ObjectIdGetDatum(cat->relids[TABLE_EVENTS]);
+	values[1] = ObjectIdGetDatum(cat->events_seqid);
 	/* the latest row: an adoption the lock waited for is seen done */
 	if (plan == NULL ||
-		SPI_execute_snapshot(plan, NULL, NULL, GetLatestSnapshot(), InvalidSnapshot,
-							 true, false, 0) != SPI_OK_SELECT)
+		SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							 true, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not read table \"%s\"", ORIGIN_TABLE);
-	a->had_origin = SPI_processed > 0;
-	if (a->had_origin)
-	{
-		a->previous_system = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		a->settled = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-		if (a->previous_system == system)
-			return true;
-	}
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	a->had_origin = !isnull;
+	a->previous_system = isnull ? 0 : DatumGetInt64(d);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	a->settled = isnull ? 0 : DatumGetInt64(d);
+	subscribed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	replicated = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+	has_data = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
+
+	if (a->had_origin && a->previous_system == system && !subscribed && !replicated)
+		return true;
 	if (!locked)
 		return false;
 
-	/* rows still arriving: not ours to settle, nor to add to */
-	values[0] = ObjectIdGetDatum(cat->relids[TABLE_EVENTS]);
-	d = spi_value("SELECT s.subname::text FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid"
-				  " WHERE r.srrelid = $1 AND s.subenabled LIMIT 1",
-				  1, types, values, SPI_OK_SELECT, &isnull);
-	if (!isnull)
+	/* rows still arriving, or that may again: not ours to settle, nor to add to */
+	if (subscribed)
+	{
+		d = spi_value("SELECT s.subname::text FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid"
+					  " WHERE r.srrelid = $1 LIMIT 1",
+					  1, types, values, SPI_OK_SELECT, &isnull);
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the outbox of extension \"orders\" is being replicated into this database by subscription \"%s\"",
-						TextDatumGetCString(d)),
+				 errmsg("the outbox of extension \"orders\" is replicated into this database by subscription \"%s\"",
+						isnull ? "?" : TextDatumGetCString(d)),
 				 errdetail("Events and checkpoints are written and used on the publisher until the switchover."),
-				 errhint("Once writes have stopped on the publisher and the subscription has caught up, disable it (ALTER SUBSCRIPTION ... DISABLE), then run SELECT * FROM orders_adopt().")));
-
-	/* a cluster's shell tables hold nothing: its nodes each stamp their own */
-	if (!a->had_origin && !cat->distributed[TABLE_EVENTS])
-	{
-		has_data = DatumGetBool(spi_value(psprintf(
-			"SELECT EXISTS (SELECT FROM %1$s.order_events) OR EXISTS (SELECT FROM %1$s.order_event_consumers)",
-			nsp), 0, NULL, NULL, SPI_OK_SELECT, &isnull));
-		/* nothing here yet: this cluster's from the start */
-		if (!has_data)
-		{
-			adopt(cat, system, true, a);
-			return true;
-		}
+				 errhint("Once writes have stopped on the publisher and the subscription has caught up, drop the subscription, then run SELECT * FROM orders_adopt().")));
 	}
-	adopt(cat, system, cat->distributed[TABLE_EVENTS], a);
+	/* nothing here yet: this cluster's from the start */
+	if (!a->had_origin && !has_data)
+	{
+		adopt(cat, system, true, a);
+		return true;
+	}
+	/* a transaction prepared with events in it: they would land unsettled */
+	if (!distributed &&
+		!DatumGetBool(spi_value("SELECT NOT EXISTS (SELECT FROM pg_locks l WHERE l.locktype = 'relation'"
+								" AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+								" AND l.relation = $1 AND l.pid IS NULL)",
+								1, types, values, SPI_OK_SELECT, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the outbox of extension \"orders\" cannot be adopted while a prepared transaction has written to it"),
+				 errhint("COMMIT PREPARED or ROLLBACK PREPARED it (pg_prepared_xacts lists them), then retry.")));
+	adopt(cat, system, distributed, a);
 	if (a->adopted)
 		ereport(LOG,
-				(errmsg("extension \"orders\" adopted the outbox of %s: %lld consumers' checkpoints re-expressed in positions, events up to position %lld settled",
+				(errmsg("extension \"orders\" adopts the outbox of %s: %lld consumers' checkpoints re-expressed in positions, events up to position %lld settled",
 						a->had_origin ? psprintf("system " INT64_FORMAT, a->previous_system) : "an unknown system",
 						(long long) a->consumers, (long long) a->settled)));
 	return true;
@@ -382,6 +463,9 @@ origin_settle(const OrdersCatalog *cat, Oid relid, Adoption *a)
 		LockRelationOid(relid, ShareRowExclusiveLock);
 		memset(a, 0, sizeof(*a));
 		(void) origin_check_as_owner(cat, relid, true, a);
+		/* done by another meanwhile: nothing of ours to keep it for */
+		if (!a->wrote)
+			UnlockRelationOid(relid, ShareRowExclusiveLock);
 	}
 	known_relid = relid;
 	known_settled = a->settled;

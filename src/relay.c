@@ -296,16 +296,24 @@ relay_trusted_schema(bool *can_probe)
 static bool
 relay_checkpoint_behind(const char *schema)
 {
-	Oid			argtypes[4] = {INT8OID, XID8ARRAYOID, XID8OID, XID8OID};
-	Datum		args[4];
-	char		argnulls[4];
+	Oid			argtypes[5] = {INT8OID, XID8ARRAYOID, XID8OID, XID8OID, INT8OID};
+	Datum		args[5];
+	char		argnulls[5];
 	bool		isnull;
 	int			i;
 
-	if (SPI_execute(psprintf("SELECT c.batch_snapshot IS NOT NULL,"
+	/*
+	 * Settled events (from another cluster, 1.10) that the checkpoint
+	 * carries are behind it too; no settled event is judged by its
+	 * transaction id.  Read through the row's jsonb: the columns are not
+	 * there before the update to 1.10.
+	 */
+	if (SPI_execute(psprintf("SELECT c.batch_snapshot IS NOT NULL"
+							 "        OR (to_jsonb(c) ->> 'carried_after') IS NOT NULL,"
 							 " coalesce(c.acked_top_position, 0),"
 							 " ARRAY(SELECT pg_snapshot_xip(c.acked_snapshot)),"
-							 " pg_snapshot_xmax(c.acked_snapshot), c.acked_next_xid"
+							 " pg_snapshot_xmax(c.acked_snapshot), c.acked_next_xid,"
+							 " coalesce((to_jsonb(c) ->> 'settled_position')::bigint, 0)"
 							 " FROM %s.order_event_consumers c WHERE c.name = 'orders_relay'",
 							 schema),
 					true, 0) != SPI_OK_SELECT)
@@ -323,9 +331,9 @@ relay_checkpoint_behind(const char *schema)
 	if (SPI_execute_with_args(psprintf("SELECT EXISTS (SELECT FROM %1$s.order_events"
 									   "               WHERE position > $1)"
 									   " OR EXISTS (SELECT FROM %1$s.order_events"
-									   "            WHERE xid = ANY ($2))"
+									   "            WHERE xid = ANY ($2) AND position > $5)"
 									   " OR EXISTS (SELECT FROM %1$s.order_events"
-									   "            WHERE xid >= $3 AND xid < $4)",
+									   "            WHERE xid >= $3 AND xid < $4 AND position > $5)",
 									   schema),
 							  lengthof(args), argtypes, args, argnulls, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the outbox");
