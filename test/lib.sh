@@ -62,6 +62,43 @@ build_and_install() {
 	make -s PG_CONFIG="$PG_CONFIG" install
 }
 
+# upgrade_from_install MAJOR: as root, for test/t/024_pg_upgrade.pl, the
+# previous major tested (15 before 17, 17 before 18) with the extension
+# built from these sources installed into it; sets UPGRADE_FROM to that
+# installation's prefix (the parent of its bin/).  The build is made in a
+# copy of the tree, so that the main build's objects stay as they are.
+# 17 is used only if test/pg-build has made it already (building it takes
+# minutes; test/matrix builds it before 18).  Not root, or no older major:
+# UPGRADE_FROM stays as it was (ORDERS_UPGRADE_FROM from the environment).
+upgrade_from_install() {
+	local old pg_config dir
+	case $1 in
+	17) old=15 ;;
+	18) old=17 ;;
+	*) return 0 ;;
+	esac
+	[ "$(id -u)" -eq 0 ] || return 0
+	if [ "$old" = 15 ]; then
+		pg_config=$(test/pg-build 15) || return 1
+	else
+		pg_config=${ORDERS_PG_CACHE:-/var/cache/orders-pg}/postgresql-$old/bin/pg_config
+		if [ ! -x "$pg_config" ]; then
+			echo "PostgreSQL $old is not built (test/pg-build $old): no upgrade from it is tested"
+			return 0
+		fi
+	fi
+	say "building and installing the extension into PostgreSQL $old too (test/t/024_pg_upgrade.pl upgrades from it)"
+	dir=$(mktemp -d -t orders-upgrade-from.XXXXXX)
+	tar --exclude=.git -cf - . | (cd "$dir" && tar -xf -)
+	if ! (cd "$dir" && make -s PG_CONFIG="$pg_config" clean &&
+		make -s PG_CONFIG="$pg_config" COPT=-Werror && make -s PG_CONFIG="$pg_config" install); then
+		rm -rf "$dir"
+		return 1
+	fi
+	rm -rf "$dir"
+	UPGRADE_FROM=$(dirname "$("$pg_config" --bindir)")
+}
+
 # initdb refuses to run as root; as root, run cluster work as this user.
 RUN_USER=postgres
 
