@@ -125,6 +125,21 @@ SELECT got('idle');
 SELECT orders_events_ack('idle', 11);
 SELECT got('idle');
 
+-- A consumer that has read nothing since an adoption keeps what it carries
+-- as a range through the next one (not a list of every position), and one
+-- halfway through its carried events goes on from where it acknowledged.
+SELECT orders_events_register('regress_slow', from_start => true);
+SELECT orders_events_register('regress_half', from_start => true);
+SELECT got('regress_half', 1);
+SELECT orders_events_ack('regress_half', 11);
+SELECT add(n) FROM generate_series(13, 14) n;
+UPDATE order_events_origin SET system_identifier = 44;
+SELECT adopted, settled_position FROM orders_adopt();
+SELECT * FROM carried WHERE name LIKE 'regress_%';
+SELECT got('regress_slow');
+SELECT got('regress_half');
+SELECT orders_events_unregister('regress_slow'), orders_events_unregister('regress_half');
+
 -- A database with events and checkpoints but no origin (a dump of 1.9
 -- restored, a replica whose origin table was not published) is adopted.
 DELETE FROM order_events_origin;

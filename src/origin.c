@@ -171,8 +171,11 @@ spi_value(const char *sql, int nargs, Oid *types, Datum *values, int expected, b
  * found through the (xid, position) index.  So every event after "a", the
  * checkpoint's top (or the batch's acknowledged position, within the
  * batch's top), is carried, and below it only those transactions' events
- * and the events carried before: the list.  A checkpoint without bounds
- * (from before 1.5) has every event asked instead: the second statement.
+ * and the events carried before: the list.  A checkpoint that has read
+ * nothing past the last adoption keeps its carried range as a range
+ * (keep_range), so that a second adoption does not list what the first
+ * left to read.  A checkpoint without bounds (from before 1.5) has every
+ * event asked instead: the second statement.
  *
  * The new snapshot is xmin:xmin: with xmin this transaction's (itself
  * included).  Every transaction below it has ended and, as an adoption
@@ -184,14 +187,24 @@ spi_value(const char *sql, int nargs, Oid *types, Datum *values, int expected, b
 static const char adopt_bounded[] =
 "UPDATE %1$s.order_event_consumers c SET"
 "  (carried_after, carried) = ("
-"    WITH b AS ("
-"      SELECT least($1, greatest(c.acked_top_position,"
-"                                CASE WHEN c.batch_snapshot IS NOT NULL"
-"                                     THEN least(c.batch_position, c.batch_top_position) END)) AS a),"
+"    WITH r AS ("
+"      SELECT greatest(c.acked_top_position,"
+"                      CASE WHEN c.batch_snapshot IS NOT NULL"
+"                           THEN least(c.batch_position, c.batch_top_position) END) AS a),"
+"    b AS ("
+"      SELECT least($1, r.a) AS a,"
+"             c.carried_after IS NOT NULL AND r.a <= c.settled_position AS keep_range,"
+"             greatest(c.carried_after,"
+"                      CASE WHEN c.batch_snapshot IS NOT NULL THEN c.batch_position END) AS kept_after"
+"      FROM r),"
 "    u AS ("
 "      SELECT e.position FROM b, %1$s.order_events e"
-"      WHERE e.position <= least(b.a, c.settled_position)"
-"        AND (e.position = ANY (c.carried) OR e.position > c.carried_after)"
+"      WHERE e.position = ANY (c.carried) AND e.position <= least(b.a, c.settled_position)"
+"        AND (c.batch_snapshot IS NULL OR e.position > c.batch_position)"
+"      UNION ALL"
+"      SELECT e.position FROM b, %1$s.order_events e"
+"      WHERE NOT b.keep_range"
+"        AND e.position > c.carried_after AND e.position <= least(b.a, c.settled_position)"
 "        AND (c.batch_snapshot IS NULL OR e.position > c.batch_position)"
 "      UNION ALL"
 "      SELECT e.position FROM b, %1$s.order_events e"
@@ -206,7 +219,8 @@ static const char adopt_bounded[] =
 "        AND e.position > greatest(c.settled_position, c.acked_top_position) AND e.position <= b.a"
 "        AND (e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(c.batch_snapshot)))"
 "             OR (e.xid >= pg_snapshot_xmax(c.batch_snapshot) AND e.xid < c.batch_next_xid)))"
-"    SELECT CASE WHEN b.a < $1 OR EXISTS (SELECT FROM u) THEN b.a END,"
+"    SELECT CASE WHEN b.keep_range THEN b.kept_after"
+"                WHEN b.a < $1 OR EXISTS (SELECT FROM u) THEN b.a END,"
 "           nullif(ARRAY(SELECT u.position FROM u ORDER BY u.position), '{}')"
 "    FROM b),"
 "  %2$s"
