@@ -32,10 +32,13 @@
  * dump restored into the same cluster: same system identifier, nothing to
  * do, and rightly so, as the transaction ids are the same ones.
  *
- * Nothing is adopted while an enabled subscription replicates order_events
- * into this database: its rows are still arriving.  On a Citus cluster
- * each node's cuts are kept apart already and the nodes move physically
- * (pg_upgrade keeps transaction ids): there the row is only re-stamped.
+ * Nothing is adopted while a subscription replicates order_events into
+ * this database, enabled or not: its rows are arriving, or may again.  Nor
+ * while a prepared transaction has written events, which would commit
+ * below the settled position unseen; a writer still in flight is waited
+ * for.  On a Citus cluster each node's events are read by that node's
+ * cuts, and the nodes move physically (pg_upgrade, failover), keeping
+ * their transaction ids: nothing is recorded there.
  *
  * The statements run as the owner of the extension's tables, with
  * search_path set to pg_catalog alone, and name every relation with its
@@ -343,7 +346,6 @@ static bool
 origin_check(const OrdersCatalog *cat, Oid relid, bool locked, Adoption *a)
 {
 	const char *nsp = quote_identifier(cat->namespace_name);
-	bool		distributed = cat->distributed[TABLE_EVENTS];
 	int64		system = (int64) GetSystemIdentifier();
 	bool		isnull;
 	Datum		d;
@@ -359,20 +361,15 @@ origin_check(const OrdersCatalog *cat, Oid relid, bool locked, Adoption *a)
 	 * whatever it says: a subscription that replicates them (enabled or
 	 * not: it may be enabled again), and an event beyond the position
 	 * sequence, which hands out every position written here (a replica's
-	 * sequence is not replicated).  A cluster's shell tables hold no
-	 * event: there each node keeps its own.
+	 * sequence is not replicated).
 	 */
 	plan = SPI_prepare(psprintf(
 		"SELECT o.system_identifier, o.settled_position,"
 		"       EXISTS (SELECT FROM pg_subscription_rel r WHERE r.srrelid = $1),"
-		"       %s, %s"
-		" FROM (SELECT) x LEFT JOIN %s." ORIGIN_TABLE " o ON true",
-		distributed ? "false" :
-		psprintf("coalesce((SELECT max(e.position) FROM %s.order_events e)"
-				 "         > coalesce(pg_sequence_last_value($2), 0), false)", nsp),
-		distributed ? "false" :
-		psprintf("EXISTS (SELECT FROM %1$s.order_events) OR EXISTS (SELECT FROM %1$s.order_event_consumers)", nsp),
-		nsp), 2, types);
+		"       coalesce((SELECT max(e.position) FROM %1$s.order_events e)"
+		"                > coalesce(pg_sequence_last_value($2), 0), false),"
+		"       EXISTS (SELECT FROM %1$s.order_events) OR EXISTS (SELECT FROM %1$s.order_event_consumers)"
+		" FROM (SELECT) x LEFT JOIN %1$s." ORIGIN_TABLE " o ON true", nsp), 2, types);
 	values[0] = ObjectIdGetDatum(cat->relids[TABLE_EVENTS]);
 	values[1] = ObjectIdGetDatum(cat->events_seqid);
 	/* the latest row: an adoption the lock waited for is seen done */
@@ -414,8 +411,7 @@ origin_check(const OrdersCatalog *cat, Oid relid, bool locked, Adoption *a)
 		return true;
 	}
 	/* a transaction prepared with events in it: they would land unsettled */
-	if (!distributed &&
-		!DatumGetBool(spi_value("SELECT NOT EXISTS (SELECT FROM pg_locks l WHERE l.locktype = 'relation'"
+	if (!DatumGetBool(spi_value("SELECT NOT EXISTS (SELECT FROM pg_locks l WHERE l.locktype = 'relation'"
 								" AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 								" AND l.relation = $1 AND l.pid IS NULL)",
 								1, types, values, SPI_OK_SELECT, &isnull)))
@@ -423,7 +419,36 @@ origin_check(const OrdersCatalog *cat, Oid relid, bool locked, Adoption *a)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the outbox of extension \"orders\" cannot be adopted while a prepared transaction has written to it"),
 				 errhint("COMMIT PREPARED or ROLLBACK PREPARED it (pg_prepared_xacts lists them), then retry.")));
-	adopt(cat, system, distributed, a);
+	/*
+	 * An adoption settles every position handed out so far, and must see
+	 * each of their events committed or gone: a writer that did not pass
+	 * this check (a backend still running a library from before 1.10, or a
+	 * purge) is waited for; the writers of 1.10 wait for this lock before
+	 * they write.  Each statement's snapshot after it must see what they
+	 * committed: READ COMMITTED.
+	 */
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the outbox of extension \"orders\" must be adopted in a READ COMMITTED transaction"),
+				 errdetail("Its events and checkpoints come from another cluster, and are adopted at their first use."),
+				 errhint("Run SELECT * FROM orders_adopt() in READ COMMITTED, then retry.")));
+	types[1] = OIDOID;
+	values[1] = ObjectIdGetDatum(relid);
+	while (DatumGetBool(spi_value(
+		"SELECT EXISTS (SELECT FROM pg_locks l"
+		"               WHERE l.locktype = 'relation' AND l.relation = $1 AND l.granted"
+		"                 AND l.mode = 'RowExclusiveLock' AND l.pid <> pg_backend_pid()"
+		"                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+		"                 AND NOT EXISTS (SELECT FROM pg_locks w"
+		"                                 WHERE w.pid = l.pid AND w.locktype = 'relation'"
+		"                                   AND w.relation = $2 AND NOT w.granted))",
+		2, types, values, SPI_OK_SELECT, &isnull)))
+	{
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(10000L);
+	}
+	adopt(cat, system, false, a);
 	if (a->adopted)
 		ereport(LOG,
 				(errmsg("extension \"orders\" adopts the outbox of %s: %lld consumers' checkpoints re-expressed in positions, events up to position %lld settled",
@@ -471,7 +496,14 @@ static void
 origin_settle(const OrdersCatalog *cat, Oid relid, Adoption *a)
 {
 	memset(a, 0, sizeof(*a));
-	if (!origin_check_as_owner(cat, relid, false, a))
+	/*
+	 * On a cluster each node's events are read by that node's cuts, and
+	 * the nodes move physically (pg_upgrade, failover), keeping their
+	 * transaction ids: nothing to record, nor to wait for.
+	 */
+	if (cat->distributed[TABLE_EVENTS])
+		;
+	else if (!origin_check_as_owner(cat, relid, false, a))
 	{
 		/* one backend adopts; the others wait, then find it done */
 		LockRelationOid(relid, ShareRowExclusiveLock);
