@@ -537,8 +537,8 @@ BEGIN
     -- one node only: read and purge them first
     IF EXISTS (SELECT FROM @extschema@.order_event_consumers c WHERE c.carried_after IS NOT NULL)
        OR EXISTS (SELECT FROM @extschema@.order_events e
-                  WHERE e.position <= (SELECT max(c.settled_position)
-                                       FROM @extschema@.order_event_consumers c)) THEN
+                  WHERE e.position <= (SELECT o.settled_position
+                                       FROM @extschema@.order_events_origin o)) THEN
         RAISE EXCEPTION 'the outbox holds events settled when it was adopted from another cluster'
             USING ERRCODE = '55000',
                   HINT = 'Let every consumer read them, run orders_events_purge(), then distribute.';

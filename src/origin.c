@@ -72,11 +72,21 @@ PG_FUNCTION_INFO_V1(orders_adopt);
 
 #define ORIGIN_TABLE "order_events_origin"
 
+/*
+ * The last position the sequence handed out, read from the sequence (the
+ * extension's own, read as its owner): %1$s is the schema.
+ */
+#define LAST_TAKEN \
+	"(SELECT CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END" \
+	" FROM %1$s.order_events_position_seq s)"
+
 /* What this session knows: the origin table it checked, and its answer. */
 static Oid	known_relid = InvalidOid;
 static int64 known_settled = 0;
 /* Found in this (sub)transaction: forgotten if it aborts. */
 static SubTransactionId known_in = InvalidSubTransactionId;
+/* ... by stamping or adopting, which a prepared transaction may undo. */
+static bool known_by_writing = false;
 
 typedef struct Adoption
 {
@@ -94,6 +104,7 @@ origin_forget(void)
 	known_relid = InvalidOid;
 	known_settled = 0;
 	known_in = InvalidSubTransactionId;
+	known_by_writing = false;
 }
 
 static void
@@ -110,10 +121,14 @@ origin_xact_callback(XactEvent event, void *arg)
 		return;
 	/* a prepared transaction may yet be rolled back, by another session */
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
-		event == XACT_EVENT_PREPARE)
+		(event == XACT_EVENT_PREPARE && known_by_writing))
 		origin_forget();
-	else if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+	else if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+			 event == XACT_EVENT_PREPARE)
+	{
 		known_in = InvalidSubTransactionId;
+		known_by_writing = false;
+	}
 }
 
 static void
@@ -210,18 +225,30 @@ static const char adopt_bounded[] =
 "        AND e.position > c.carried_after AND e.position <= least(b.a, c.settled_position)"
 "        AND (c.batch_snapshot IS NULL OR e.position > c.batch_position)"
 "      UNION ALL"
-"      SELECT e.position FROM b, %1$s.order_events e"
-"      WHERE e.position > c.settled_position AND e.position <= least(b.a, c.acked_top_position)"
-"        AND (e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(c.acked_snapshot)))"
-"             OR (e.xid >= pg_snapshot_xmax(c.acked_snapshot) AND e.xid < c.acked_next_xid))"
-"        AND NOT coalesce(pg_visible_in_snapshot(e.xid, c.batch_snapshot)"
+"      SELECT e.position FROM b,"
+"        (SELECT x FROM pg_snapshot_xip(c.acked_snapshot) x"
+"         UNION ALL"
+"         SELECT g::text::xid8 FROM generate_series(pg_snapshot_xmax(c.acked_snapshot)::text::bigint,"
+"                                                   c.acked_next_xid::text::bigint - 1) g) l(xid)"
+"        CROSS JOIN LATERAL ("
+"          SELECT e.position, e.xid FROM %1$s.order_events e"
+"          WHERE e.xid = l.xid"
+"            AND e.position > c.settled_position AND e.position <= least(b.a, c.acked_top_position)"
+"          OFFSET 0) e"
+"      WHERE NOT coalesce(pg_visible_in_snapshot(e.xid, c.batch_snapshot)"
 "                         AND e.position <= c.batch_position, false)"
 "      UNION ALL"
-"      SELECT e.position FROM b, %1$s.order_events e"
-"      WHERE c.batch_snapshot IS NOT NULL"
-"        AND e.position > greatest(c.settled_position, c.acked_top_position) AND e.position <= b.a"
-"        AND (e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(c.batch_snapshot)))"
-"             OR (e.xid >= pg_snapshot_xmax(c.batch_snapshot) AND e.xid < c.batch_next_xid)))"
+"      SELECT e.position FROM b,"
+"        (SELECT x FROM pg_snapshot_xip(c.batch_snapshot) x"
+"         UNION ALL"
+"         SELECT g::text::xid8 FROM generate_series(pg_snapshot_xmax(c.batch_snapshot)::text::bigint,"
+"                                                   c.batch_next_xid::text::bigint - 1) g) l(xid)"
+"        CROSS JOIN LATERAL ("
+"          SELECT e.position FROM %1$s.order_events e"
+"          WHERE e.xid = l.xid"
+"            AND e.position > greatest(c.settled_position, c.acked_top_position) AND e.position <= b.a"
+"          OFFSET 0) e"
+"      WHERE c.batch_snapshot IS NOT NULL)"
 "    SELECT CASE WHEN b.keep_range THEN b.kept_after"
 "                WHEN b.a < $1 OR EXISTS (SELECT FROM u) THEN b.a END,"
 "           nullif(ARRAY(SELECT u.position FROM u ORDER BY u.position), '{}')"
@@ -286,13 +313,13 @@ adopt(const OrdersCatalog *cat, int64 system, bool only_stamp, Adoption *a)
 		types[0] = REGCLASSOID;
 		values[0] = ObjectIdGetDatum(cat->events_seqid);
 		last = spi_value(psprintf(
-			"SELECT greatest((SELECT max(e.position) FROM %s.order_events e),"
-			"                pg_sequence_last_value($1), 0)", nsp),
-						 1, types, values, SPI_OK_SELECT, &isnull);
+			"SELECT greatest((SELECT max(e.position) FROM %1$s.order_events e), " LAST_TAKEN ", 0)",
+			nsp), 0, NULL, NULL, SPI_OK_SELECT, &isnull);
 		settled = DatumGetInt64(last);
 		types[1] = INT8OID;
 		values[1] = Int64GetDatum(settled);
-		(void) spi_value("SELECT setval($1, $2) WHERE $2 > coalesce(pg_sequence_last_value($1), 0)",
+		/* forward only: a sequence moved on by hand stays where it is */
+		(void) spi_value(psprintf("SELECT setval($1, $2) WHERE $2 > " LAST_TAKEN, nsp),
 						 2, types, values, SPI_OK_SELECT, &isnull);
 
 		snapshot = spi_value("SELECT pg_current_snapshot()", 0, NULL, NULL, SPI_OK_SELECT, &isnull);
@@ -352,7 +379,7 @@ origin_check(const OrdersCatalog *cat, Oid relid, bool locked, Adoption *a)
 	bool		subscribed;
 	bool		replicated;
 	bool		has_data;
-	Oid			types[2] = {OIDOID, REGCLASSOID};
+	Oid			types[2] = {OIDOID, OIDOID};
 	Datum		values[2];
 	SPIPlanPtr	plan;
 
@@ -366,12 +393,11 @@ origin_check(const OrdersCatalog *cat, Oid relid, bool locked, Adoption *a)
 	plan = SPI_prepare(psprintf(
 		"SELECT o.system_identifier, o.settled_position,"
 		"       EXISTS (SELECT FROM pg_subscription_rel r WHERE r.srrelid = $1),"
-		"       coalesce((SELECT max(e.position) FROM %1$s.order_events e)"
-		"                > coalesce(pg_sequence_last_value($2), 0), false),"
-		"       EXISTS (SELECT FROM %1$s.order_events) OR EXISTS (SELECT FROM %1$s.order_event_consumers)"
-		" FROM (SELECT) x LEFT JOIN %1$s." ORIGIN_TABLE " o ON true", nsp), 2, types);
+		"       coalesce(m.position > " LAST_TAKEN ", false),"
+		"       m.position IS NOT NULL OR EXISTS (SELECT FROM %1$s.order_event_consumers)"
+		" FROM (SELECT max(e.position) AS position FROM %1$s.order_events e) m"
+		" LEFT JOIN %1$s." ORIGIN_TABLE " o ON true", nsp), 1, types);
 	values[0] = ObjectIdGetDatum(cat->relids[TABLE_EVENTS]);
-	values[1] = ObjectIdGetDatum(cat->events_seqid);
 	/* the latest row: an adoption the lock waited for is seen done */
 	if (plan == NULL ||
 		SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(), InvalidSnapshot,
@@ -435,16 +461,28 @@ origin_check(const OrdersCatalog *cat, Oid relid, bool locked, Adoption *a)
 				 errhint("Run SELECT * FROM orders_adopt() in READ COMMITTED, then retry.")));
 	types[1] = OIDOID;
 	values[1] = ObjectIdGetDatum(relid);
-	while (DatumGetBool(spi_value(
-		"SELECT EXISTS (SELECT FROM pg_locks l"
-		"               WHERE l.locktype = 'relation' AND l.relation = $1 AND l.granted"
-		"                 AND l.mode = 'RowExclusiveLock' AND l.pid <> pg_backend_pid()"
-		"                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-		"                 AND NOT EXISTS (SELECT FROM pg_locks w"
-		"                                 WHERE w.pid = l.pid AND w.locktype = 'relation'"
-		"                                   AND w.relation = $2 AND NOT w.granted))",
-		2, types, values, SPI_OK_SELECT, &isnull)))
+	for (;;)
 	{
+		/* 0: none; 1: one to wait for; 2: one that waits for this transaction */
+		int32		writers = DatumGetInt32(spi_value(
+			"SELECT coalesce(max(CASE WHEN pg_backend_pid() = ANY (pg_blocking_pids(l.pid)) THEN 2 ELSE 1 END), 0)"
+			" FROM pg_locks l"
+			" WHERE l.locktype = 'relation' AND l.relation = $1 AND l.granted"
+			"   AND l.mode = 'RowExclusiveLock' AND l.pid <> pg_backend_pid()"
+			"   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+			"   AND NOT EXISTS (SELECT FROM pg_locks w"
+			"                   WHERE w.pid = l.pid AND w.locktype = 'relation'"
+			"                     AND w.relation = $2 AND NOT w.granted)",
+			2, types, values, SPI_OK_SELECT, &isnull));
+
+		if (writers == 0)
+			break;
+		if (writers == 2)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_DEADLOCK_DETECTED),
+					 errmsg("could not adopt the outbox of extension \"orders\": a transaction writing to it waits for this one"),
+					 errdetail("The outbox's events and checkpoints come from another cluster, and are adopted at their first use, once no transaction is writing to it."),
+					 errhint("Retry the transaction, or run SELECT * FROM orders_adopt() first.")));
 		CHECK_FOR_INTERRUPTS();
 		pg_usleep(10000L);
 	}
@@ -476,6 +514,9 @@ origin_check_as_owner(const OrdersCatalog *cat, Oid relid, bool locked, Adoption
 	PG_TRY();
 	{
 		(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		/* a few index probes a consumer: never worth compiling */
+		(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
@@ -516,6 +557,7 @@ origin_settle(const OrdersCatalog *cat, Oid relid, Adoption *a)
 	known_relid = relid;
 	known_settled = a->settled;
 	known_in = GetCurrentSubTransactionId();
+	known_by_writing = a->wrote;
 }
 
 /*
