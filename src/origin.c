@@ -51,7 +51,6 @@
 #include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -62,7 +61,6 @@
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
-#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/xid8.h"
 
@@ -157,7 +155,7 @@ spi_value(const char *sql, int nargs, Oid *types, Datum *values, int expected, b
 	Datum		result = (Datum) 0;
 
 	*isnull = true;
-	/* the latest snapshot: what the lock just taken was waited for */
+	/* not read-only: each statement sees what committed before it began */
 	if (SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0) != expected)
 		elog(ERROR, "could not run a statement on table \"%s\": %s", ORIGIN_TABLE, sql);
 	if (SPI_tuptable != NULL && SPI_processed > 0)
