@@ -936,7 +936,7 @@ order_status_from_oid(const OrdersCatalog *cat, Oid label, bool given)
 	ereport(ERROR,
 			(errcode(given ? ERRCODE_INVALID_PARAMETER_VALUE : ERRCODE_CHECK_VIOLATION),
 			 errmsg("status \"%s\" is not one the extension \"orders\" knows", name),
-			 errdetail("An order's status is one of pending, confirmed, shipped, delivered and cancelled."),
+			 errdetail("The field is status. An order's status is one of pending, confirmed, shipped, delivered and cancelled."),
 			 errhint("Labels added to type order_status are not statuses of an order.")));
 	pg_unreachable();
 }

@@ -7,6 +7,13 @@
  * column), a message that names the field, and the offending value in the
  * detail; the order is named by the calling function, in the error's
  * context.  A missing value is 23502 with its column.
+ *
+ * The detail of every error about one field of the order, whatever its
+ * SQLSTATE, begins with the sentence "The field is <path>.", where path is
+ * the column (currency), a line's field (lines[2].quantity, lines counted
+ * from 1) or the address's (shipping_address.city).  The column error field
+ * can only name the table's column (lines); the message wording differs
+ * from rule to rule; so clients read the path from this one sentence.
  */
 #include "postgres.h"
 
@@ -125,6 +132,7 @@ not_null_violation(Relation rel, int attnum, const char *field)
 	ereport(ERROR,
 			(errcode(ERRCODE_NOT_NULL_VIOLATION),
 			 errmsg("%s must not be null", field),
+			 errdetail("The field is %s.", field),
 			 errtablecol(rel, attnum)));
 }
 
@@ -160,7 +168,7 @@ order_check_currency(Relation rel, Datum currency, bool isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
 				 errmsg("currency must be three upper-case ASCII letters"),
-				 errdetail("The currency is %s.",
+				 errdetail("The field is currency. The currency is %s.",
 						   quote_text(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t))),
 				 errhint("Use an ISO 4217 code, such as \"EUR\" or \"USD\"."),
 				 errviolation(rel, "order_currency_format", Anum_orders_currency)));
@@ -194,8 +202,7 @@ text_has_controls(Datum d)
 /*
  * A text field of a line (line > 0: lines[line].field) or of the shipping
  * address (line == 0: shipping_address.field): 1 to max_chars characters,
- * no control character.  The field's path is spelled out for the message
- * only.
+ * no control character.
  */
 static void
 check_text_field(Relation rel, const char *rule, int attnum, int line, const char *field,
@@ -204,6 +211,7 @@ check_text_field(Relation rel, const char *rule, int attnum, int line, const cha
 	text	   *t = DatumGetTextPP(value);
 	const char *s = VARDATA_ANY(t);
 	int			len = VARSIZE_ANY_EXHDR(t);
+	char	   *path;
 
 	/* more bytes than max_chars characters can take: too long, not measured */
 	int			chars = len > max_chars * MAX_MULTIBYTE_CHAR_LEN ? -2 :
@@ -211,16 +219,17 @@ check_text_field(Relation rel, const char *rule, int attnum, int line, const cha
 
 	if (chars >= 1 && chars <= max_chars)
 		return;
+	path = line > 0 ? psprintf("lines[%d].%s", line, field) :
+		psprintf("shipping_address.%s", field);
 	ereport(ERROR,
 			(errcode(ERRCODE_CHECK_VIOLATION),
 			 errmsg("%s must be 1 to %d characters without control characters",
-					line > 0 ? psprintf("lines[%d].%s", line, field) :
-					psprintf("shipping_address.%s", field),
-					max_chars),
+					path, max_chars),
 			 chars == -1 ?
-			 errdetail("The value %s holds a control character.", quote_text(s, len)) :
-			 errdetail("The value %s is %d characters long.", quote_text(s, len),
-					   pg_mbstrlen_with_len(s, len)),
+			 errdetail("The field is %s. The value %s holds a control character.",
+					   path, quote_text(s, len)) :
+			 errdetail("The field is %s. The value %s is %d characters long.",
+					   path, quote_text(s, len), pg_mbstrlen_with_len(s, len)),
 			 errviolation(rel, rule, attnum)));
 }
 
@@ -263,12 +272,16 @@ check_product_unique(Relation rel, LineProduct *products, int n)
 		{
 			char		pid[UUID_TEXT_SIZE];
 
+			/*
+			 * The field is the later line's product_id, as the one to change:
+			 * the first line of a product is the one kept, in the order given.
+			 */
 			uuid_format(products[i].product_id, pid);
 			ereport(ERROR,
 					(errcode(ERRCODE_CHECK_VIOLATION),
 					 errmsg("product %s appears in more than one line", pid),
-					 errdetail("Both lines[%d] and lines[%d] have product_id %s.",
-							   products[i - 1].line, products[i].line, pid),
+					 errdetail("The field is lines[%d].product_id. Its value %s is also the product_id of lines[%d].",
+							   products[i].line, pid, products[i - 1].line),
 					 errhint("Put the whole quantity of a product in one line."),
 					 errviolation(rel, "order_line_product_unique", Anum_orders_lines)));
 		}
@@ -284,7 +297,8 @@ check_line_range(Relation rel, const char *rule, int line, const char *field, in
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
 				 errmsg("lines[%d].%s is out of range", line, field),
-				 errdetail("The value is %lld; it must be between %lld and %lld.",
+				 errdetail("The field is lines[%d].%s. The value is %lld; it must be between %lld and %lld.",
+						   line, field,
 						   (long long) value, (long long) min, (long long) max),
 				 errviolation(rel, rule, Anum_orders_lines)));
 }
@@ -357,25 +371,26 @@ order_check_lines(Relation rel, const OrdersCatalog *cat, Datum lines, bool isnu
 		ereport(ERROR,
 				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
 				 errmsg("lines must be a one-dimensional array"),
-				 errdetail("The array has %d dimensions.", ARR_NDIM(arr)),
+				 errdetail("The field is lines. The array has %d dimensions.", ARR_NDIM(arr)),
 				 errtablecol(rel, Anum_orders_lines)));
 	if (ARR_NDIM(arr) == 1 && ARR_LBOUND(arr)[0] != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
 				 errmsg("lines must be numbered from 1"),
-				 errdetail("The array starts at index %d.", ARR_LBOUND(arr)[0]),
+				 errdetail("The field is lines. The array starts at index %d.", ARR_LBOUND(arr)[0]),
 				 errtablecol(rel, Anum_orders_lines)));
 	if (ARR_ELEMTYPE(arr) != cat->line_typid)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("lines must be an array of order_line")));
+				 errmsg("lines must be an array of order_line"),
+				 errdetail("The field is lines.")));
 
 	n = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
 	if (n > ORDER_LINES_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
 				 errmsg("too many lines"),
-				 errdetail("The order has %d lines; at most %d are allowed.",
+				 errdetail("The field is lines. The order has %d lines; at most %d are allowed.",
 						   n, ORDER_LINES_MAX),
 				 errviolation(rel, "order_lines_max", Anum_orders_lines)));
 
@@ -397,7 +412,7 @@ order_check_lines(Relation rel, const OrdersCatalog *cat, Datum lines, bool isnu
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 					 errmsg("total is out of range for type bigint"),
-					 errdetail("The sum of quantity times unit_price exceeds %lld at lines[%d].",
+					 errdetail("The field is total. The sum of quantity times unit_price exceeds %lld at lines[%d].",
 							   (long long) PG_INT64_MAX, i + 1),
 					 errtablecol(rel, Anum_orders_total)));
 	}
@@ -441,7 +456,7 @@ order_check_address(Relation rel, const OrdersCatalog *cat, Datum address, bool 
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
 				 errmsg("shipping_address.country must be two upper-case ASCII letters"),
-				 errdetail("The country is %s.",
+				 errdetail("The field is shipping_address.country. The country is %s.",
 						   quote_text_datum(values[Anum_address_country - 1])),
 				 errhint("Use an ISO 3166-1 alpha-2 code, such as \"DE\" or \"US\"."),
 				 errviolation(rel, "order_address_fields", Anum_orders_shipping_address)));
@@ -460,7 +475,10 @@ order_check_removable(Relation rel, OrderStatus status, bool reveal)
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
 				 errmsg("order cannot be removed while it is in flight"),
-				 reveal ? errdetail("The order's status is \"%s\".", order_status_names[status]) : 0,
+				 reveal ?
+				 errdetail("The field is status. The order's status is \"%s\".",
+						   order_status_names[status]) :
+				 errdetail("The field is status."),
 				 errhint("Cancel a confirmed order, or wait until a shipped one is delivered."),
 				 errviolation(rel, "order_remove_in_flight", Anum_orders_status)));
 }
@@ -478,9 +496,10 @@ order_check_version(int32 stored, int32 expected, bool reveal)
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("order was changed by someone else"),
 				 reveal ?
-				 errdetail("Expected version %d, but the stored version is %d.",
+				 errdetail("The field is version. Expected version %d, but the stored version is %d.",
 						   expected, stored) :
-				 errdetail("Expected version %d, but the stored version differs.", expected),
+				 errdetail("The field is version. Expected version %d, but the stored version differs.",
+						   expected),
 				 errhint("Read the order again, reapply the change and retry.")));
 }
 
@@ -492,7 +511,8 @@ order_check_next_version(int32 version)
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("order has reached the highest version"),
-				 errdetail("Version %d is the largest an integer holds.", PG_INT32_MAX)));
+				 errdetail("The field is version. Version %d is the largest an integer holds.",
+						   PG_INT32_MAX)));
 }
 
 /*
@@ -525,11 +545,13 @@ order_check_status_transition(Relation rel, OrderStatus from, OrderStatus to, bo
 				(errcode(ERRCODE_CHECK_VIOLATION),
 				 errmsg("status cannot move to \"%s\" from the stored status",
 						order_status_names[to]),
+				 errdetail("The field is status."),
 				 errviolation(rel, "order_status_transition", Anum_orders_status)));
 	ereport(ERROR,
 			(errcode(ERRCODE_CHECK_VIOLATION),
 			 errmsg("status cannot move from \"%s\" to \"%s\"",
 					order_status_names[from], order_status_names[to]),
+			 errdetail("The field is status."),
 			 (from == ORDER_DELIVERED || from == ORDER_CANCELLED) ?
 			 errhint("An order with status \"%s\" is final.", order_status_names[from]) :
 			 errhint("Status moves pending, confirmed, shipped, delivered, one step at a time; "
@@ -549,8 +571,8 @@ order_check_ready(Relation rel, OrderStatus status, int nlines, bool address_isn
 				 errmsg("an order with status \"%s\" needs lines and a shipping address",
 						order_status_names[status]),
 				 nlines == 0 ?
-				 errdetail("The order has no lines.") :
-				 errdetail("The order has no shipping address."),
+				 errdetail("The field is lines. The order has no lines.") :
+				 errdetail("The field is shipping_address. The order has no shipping address."),
 				 errviolation(rel, "order_ready_to_confirm",
 							  nlines == 0 ? Anum_orders_lines : Anum_orders_shipping_address)));
 }
@@ -575,7 +597,11 @@ order_check_frozen(Relation rel, OrderStatus stored, bool lines_changed,
 				 lines_frozen ?
 				 errmsg("lines can change only while the order is pending") :
 				 errmsg("shipping_address can change only while the order is pending or confirmed"),
-				 reveal ? errdetail("The order's status is \"%s\".", order_status_names[stored]) : 0,
+				 reveal ?
+				 errdetail("The field is %s. The order's status is \"%s\".",
+						   lines_frozen ? "lines" : "shipping_address",
+						   order_status_names[stored]) :
+				 errdetail("The field is %s.", lines_frozen ? "lines" : "shipping_address"),
 				 errviolation(rel, "order_frozen_after_confirm",
 							  lines_frozen ? Anum_orders_lines : Anum_orders_shipping_address)));
 }
@@ -608,10 +634,11 @@ order_check_immutable(Relation rel, int attnum, Datum stored, Datum given, bool 
 				(errcode(ERRCODE_CHECK_VIOLATION),
 				 errmsg("%s cannot change", field),
 				 reveal ?
-				 errdetail("The stored %s is %s; the save gives %s.", field,
+				 errdetail("The field is %s. The stored %s is %s; the save gives %s.",
+						   field, field,
 						   detail_value(att->atttypid, stored),
 						   detail_value(att->atttypid, given)) :
-				 errdetail("The save gives %s %s, which is not the stored value.", field,
-						   detail_value(att->atttypid, given)),
+				 errdetail("The field is %s. The save gives %s %s, which is not the stored value.",
+						   field, field, detail_value(att->atttypid, given)),
 				 errviolation(rel, "order_immutable_fields", attnum)));
 }

@@ -1,16 +1,36 @@
 import pg from 'pg';
 
 // Every error the extension raises, as an exception a caller can catch by
-// meaning rather than by SQLSTATE (README: "Invariants and errors").
+// meaning rather than by SQLSTATE (README: "Invariants and errors").  The
+// extension gives the failing field's path in the first sentence of the
+// detail: "The field is lines[2].quantity. The value is 0; ...".
+
+const PATH = /^The field is (\S+)\.(?: |$)/;
+
+/** The path the detail's first sentence gives ("The field is lines[2].quantity."), or undefined. */
+export function pathOf(detail?: string): string | undefined {
+  const m = PATH.exec(detail ?? '');
+  return m === null ? undefined : m[1];
+}
+
+/** The first sentence of the detail of an error about the field at path. */
+export const fieldDetail = (path: string) => `The field is ${path}.`;
 
 export class OrdersError extends Error {
   /** For addMany: the offending order's index in the array. */
   index?: number;
+  /**
+   * The failing field's path (lines[2].quantity, shipping_address.city,
+   * status): from the detail's first sentence, else the column error field;
+   * undefined for an error about the call rather than a field.
+   */
+  readonly path?: string;
 
   constructor(message: string, readonly sqlstate?: string, readonly detail?: string,
-              readonly constraint?: string, readonly column?: string) {
+              readonly constraint?: string, readonly column?: string, path?: string) {
     super(message);
     this.name = new.target.name;
+    this.path = path ?? pathOf(detail) ?? column;
   }
 }
 /** No order has this id (P0002, or no row from a read). */
@@ -28,17 +48,19 @@ export class PermissionDenied extends OrdersError {}
 /**
  * A rule of the aggregate: rule is the extension's constraint name, or for
  * the rules without one not_null, array_shape, out_of_range,
- * unknown_status; field the path the message names (lines[2].quantity);
- * value the offending value when the detail states one.
+ * unknown_status; path the failing field's (lines[2].quantity), as
+ * OrdersError reads it; value the offending value when the detail states one.
  */
 export class InvariantViolation extends OrdersError {
-  constructor(message: string, readonly rule: string, readonly field?: string, readonly value?: string,
+  constructor(message: string, readonly rule: string, path?: string, readonly value?: string,
               sqlstate?: string, detail?: string, constraint?: string, column?: string) {
-    super(message, sqlstate, detail, constraint, column);
+    super(message, sqlstate, detail, constraint, column, path);
   }
+
+  /** The path, by its earlier name. */
+  get field(): string | undefined { return this.path; }
 }
 
-const FIELD = /^((?:lines\[\d+\]\.|shipping_address\.)?[a-z_]+) (?:is|must|cannot|can) /;
 const VALUE = /^The (?:value|currency|country|order's status) is "?(.*?)"?(?:;|\.$)/;
 const RULE_OF_STATE: Record<string, string> = {
   '23502': 'not_null', '22004': 'not_null', '2202E': 'array_shape', '22003': 'out_of_range',
@@ -60,7 +82,7 @@ function translateCode(e: pg.DatabaseError, code: string): unknown {
   if (code === '22023' && message.startsWith('idempotency key'))
     return new IdempotencyKeyReused(message, code, detail, constraint, column);
   if (code === '22023' && message.includes('status'))
-    return new InvariantViolation(message, 'unknown_status', 'status', undefined, code, detail, constraint, column);
+    return new InvariantViolation(message, 'unknown_status', undefined, undefined, code, detail, constraint, column);
   switch (code) {
     case 'P0002': return new OrderNotFound(message, code, detail, constraint, column);
     case '40001': return new ConcurrencyConflict(message, code, detail, constraint, column);
@@ -69,10 +91,9 @@ function translateCode(e: pg.DatabaseError, code: string): unknown {
     case '42501': return new PermissionDenied(message, code, detail, constraint, column);
   }
   if (code === '23514' || code in RULE_OF_STATE) {
-    const f = FIELD.exec(message);
-    const field = f && f[1] !== 'order' ? f[1] : column;
-    const v = VALUE.exec(detail ?? '');
-    return new InvariantViolation(message, constraint ?? RULE_OF_STATE[code] ?? code, field, v ? v[1] : undefined,
+    // the value is stated in the sentence after the path's
+    const v = VALUE.exec((detail ?? '').replace(PATH, ''));
+    return new InvariantViolation(message, constraint ?? RULE_OF_STATE[code] ?? code, undefined, v ? v[1] : undefined,
                                   code, detail, constraint, column);
   }
   return new OrdersError(message, code, detail, constraint, column);

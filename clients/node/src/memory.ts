@@ -3,7 +3,7 @@
 // names as the extension's constraints), versions and removal.
 // test/contract.test.ts runs the same cases against both.
 import { randomUUID } from 'node:crypto';
-import { ConcurrencyConflict, DuplicateOrder, InvariantViolation, OrderNotFound, OrdersError } from './errors.js';
+import { ConcurrencyConflict, DuplicateOrder, fieldDetail, InvariantViolation, OrderNotFound, OrdersError } from './errors.js';
 import type { Address, NewOrder, Order, OrderLine, Status } from './model.js';
 import { Anything, type Spec } from './specs.js';
 
@@ -14,19 +14,29 @@ const NEXT: Record<Status, Status[]> = {
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 const MAX_TOTAL = 9223372036854775807n;
 
-const violation = (message: string, rule: string, field?: string, value?: string) =>
-  new InvariantViolation(message, rule, field, value, '23514', undefined, rule);
+// Errors as the extension raises them: the failing field's path, and the
+// detail's first sentence that gives it (the extension's explanation that
+// follows is not repeated here).
+const violation = (message: string, rule: string, path: string, value?: string) =>
+  new InvariantViolation(message, rule, path, value, '23514', fieldDetail(path), rule);
+const notNull = (path: string) =>
+  new InvariantViolation(`${path} must not be null`, 'not_null', path, undefined, '23502', fieldDetail(path));
+const conflict = () =>
+  new ConcurrencyConflict('order was changed by someone else', '40001', fieldDetail('version'));
 
-function checkText(value: string, field: string, rule: string, limit: number) {
+function checkText(value: string | null, path: string, rule: string, limit: number) {
+  if (value === null || value === undefined) throw notNull(path);
   if ([...value].length < 1 || [...value].length > limit || CONTROL.test(value))
-    throw violation(`${field} must be 1 to ${limit} characters without control characters`, rule, field);
+    throw violation(`${path} must be 1 to ${limit} characters without control characters`, rule, path);
 }
 
 function check(lines: readonly OrderLine[], currency: string, address: Address | null): bigint {
+  if (currency === null || currency === undefined) throw notNull('currency');
   if (!/^[A-Z]{3}$/.test(currency))
     throw violation('currency must be three upper-case ASCII letters', 'order_currency_format', 'currency', currency);
   if (lines.length > 1000) throw violation('too many lines', 'order_lines_max', 'lines');
   const seen = new Set<string>();
+  const twice: [string, number][] = [];
   let total = 0n;
   lines.forEach((l, i) => {
     const at = `lines[${i + 1}]`;
@@ -36,14 +46,25 @@ function check(lines: readonly OrderLine[], currency: string, address: Address |
     if (l.unitPrice < 0n || l.unitPrice > 100_000_000_000n)
       throw violation(`${at}.unit_price is out of range`, 'order_line_unit_price_range', `${at}.unit_price`,
                       String(l.unitPrice));
-    if (seen.has(l.productId.toLowerCase()))
-      throw violation(`product ${l.productId} appears in more than one line`, 'order_line_product_unique', 'lines');
-    seen.add(l.productId.toLowerCase());
     total += BigInt(l.quantity) * l.unitPrice;
+    if (total > MAX_TOTAL)
+      throw new InvariantViolation('total is out of range for type bigint', 'out_of_range', 'total', undefined, '22003',
+                                   fieldDetail('total'));
+    const id = l.productId.toLowerCase();
+    if (seen.has(id)) twice.push([id, i + 1]);
+    seen.add(id);
   });
-  if (total > MAX_TOTAL)
-    throw new InvariantViolation('total is out of range for type bigint', 'out_of_range', 'total', undefined, '22003');
+  if (twice.length > 0) {
+    // after every line, as the extension: the lowest product id that is
+    // twice, at its second line
+    const [id, line] = twice.reduce((a, b) => (b[0] < a[0] || (b[0] === a[0] && b[1] < a[1]) ? b : a));
+    throw violation(`product ${id} appears in more than one line`, 'order_line_product_unique',
+                    `lines[${line}].product_id`);
+  }
   if (address !== null) {
+    for (const [name, value] of [['street', address.street], ['city', address.city],
+                                 ['postal_code', address.postalCode], ['country', address.country]] as const)
+      if (value === null || value === undefined) throw notNull(`shipping_address.${name}`);
     checkText(address.street, 'shipping_address.street', 'order_address_fields', 200);
     checkText(address.city, 'shipping_address.city', 'order_address_fields', 100);
     checkText(address.postalCode, 'shipping_address.postal_code', 'order_address_fields', 20);
@@ -126,7 +147,7 @@ export class InMemoryOrderRepository {
     // what is frozen
     const total = check(order.lines, order.currency, order.shippingAddress);
     const stored = this.stored(order.id);
-    if (order.version !== stored.version) throw new ConcurrencyConflict('order was changed by someone else', '40001');
+    if (order.version !== stored.version) throw conflict();
     for (const [name, a, b] of [['customer_id', order.customerId.toLowerCase(), stored.customerId],
                                 ['currency', order.currency, stored.currency]] as const)
       if (a !== b) throw violation(`${name} cannot change`, 'order_immutable_fields', name);
@@ -155,7 +176,7 @@ export class InMemoryOrderRepository {
   async remove(id: string, expectedVersion?: number): Promise<Order> {
     const stored = this.stored(id);
     if (expectedVersion !== undefined && expectedVersion !== stored.version)
-      throw new ConcurrencyConflict('order was changed by someone else', '40001');
+      throw conflict();
     if (stored.status === 'confirmed' || stored.status === 'shipped')
       throw violation('order cannot be removed while it is in flight', 'order_remove_in_flight', 'status',
                       stored.status);

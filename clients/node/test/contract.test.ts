@@ -15,10 +15,18 @@ const TEA: OrderLine = { productId: '0b1e4f5a-6c7d-4e8f-9a0b-1c2d3e4f5a6b', prod
 const POT: OrderLine = { productId: '1c2f5a6b-7d8e-4f9a-8b1c-2d3e4f5a6b7c', productName: 'Teapot', quantity: 1, unitPrice: 3900n };
 const HOME: Address = { street: 'Main St 1', city: 'Berlin', postalCode: '10115', country: 'DE' };
 
-async function violation(fn: () => Promise<unknown>, rule: string, field?: string, value?: string) {
+/** The error's path, and the detail's first sentence that gives it. */
+function assertPath(e: OrdersError, path: string) {
+  assert.equal(e.path, path, e.message);
+  const first = `The field is ${path}.`;
+  assert.ok(e.detail === first || (e.detail ?? '').startsWith(`${first} `), e.detail);
+}
+
+async function violation(fn: () => Promise<unknown>, rule: string, path: string, value?: string) {
   await assert.rejects(fn, (e: unknown) => {
     assert.ok(e instanceof InvariantViolation, String(e));
-    assert.deepEqual([e.rule, e.field], [rule, field], e.message);
+    assert.equal(e.rule, rule, e.message);
+    assertPath(e, path);
     if (value !== undefined) assert.equal(e.value, value);
     return true;
   });
@@ -74,7 +82,8 @@ export function contract(name: string, makeRepo: () => Promise<Repo>) {
       await violation(() => repo.add(c, 'eur', [TEA]), 'order_currency_format', 'currency', 'eur');
       await violation(() => repo.add(c, 'EUR', [{ ...TEA, quantity: 0 }]), 'order_line_quantity_range',
                       'lines[1].quantity', '0');
-      await violation(() => repo.add(c, 'EUR', [TEA, { ...TEA, productName: 'Again' }]), 'order_line_product_unique', 'lines');
+      await violation(() => repo.add(c, 'EUR', [TEA, { ...TEA, productName: 'Again' }]), 'order_line_product_unique',
+                      'lines[2].product_id');
       await violation(() => repo.add(c, 'EUR', [{ ...POT, productName: '' }]), 'order_line_product_name',
                       'lines[1].product_name');
       await violation(() => repo.add(c, 'EUR', [TEA], { ...HOME, country: 'de' }), 'order_address_fields',
@@ -122,6 +131,58 @@ export function contract(name: string, makeRepo: () => Promise<Repo>) {
       assert.equal((await repo.remove(cancelled.id)).status, 'cancelled');
       await assert.rejects(repo.remove(order.id), OrderNotFound);
       await assert.rejects(repo.save(confirmed), OrderNotFound);
+    });
+
+    it('gives every rule\'s path, the same from the extension and the twin', async () => {
+      const c = randomUUID();
+      const CUP: OrderLine = { productId: '2d3f6a7b-8e9f-4a0b-9c2d-3e4f5a6b7c8d', productName: 'Cup', quantity: 1, unitPrice: 100n };
+      await violation(() => repo.add(c, null as unknown as string, [TEA]), 'not_null', 'currency');
+      await violation(() => repo.add(c, 'EUR', [TEA, { ...POT, productName: null as unknown as string }]), 'not_null',
+                      'lines[2].product_name');
+      await violation(() => repo.add(c, 'EUR', [TEA], { ...HOME, city: null as unknown as string }), 'not_null',
+                      'shipping_address.city');
+      await violation(() => repo.add(c, 'EUR', Array(1001).fill(TEA)), 'order_lines_max', 'lines');
+      await violation(() => repo.add(c, 'EUR', [TEA, { ...POT, productName: 'x'.repeat(201) }]),
+                      'order_line_product_name', 'lines[2].product_name');
+      await violation(() => repo.add(c, 'EUR', [TEA, POT, { ...CUP, quantity: 1_000_001 }]),
+                      'order_line_quantity_range', 'lines[3].quantity', '1000001');
+      await violation(() => repo.add(c, 'EUR', [TEA, { ...POT, unitPrice: -1n }]),
+                      'order_line_unit_price_range', 'lines[2].unit_price', '-1');
+      // the later line of the two, after every line was checked
+      await violation(() => repo.add(c, 'EUR', [POT, TEA, CUP, { ...POT, quantity: 2 }]),
+                      'order_line_product_unique', 'lines[4].product_id');
+      const big: OrderLine[] = Array.from({ length: 100 }, (_, n) => ({
+        productId: `00000000-0000-4000-8000-${String(n + 1).padStart(12, '0')}`, productName: `p${n}`,
+        quantity: 1_000_000, unitPrice: 100_000_000_000n }));
+      await violation(() => repo.add(c, 'EUR', big), 'out_of_range', 'total');
+      await violation(() => repo.add(c, 'EUR', [TEA], { ...HOME, street: '' }), 'order_address_fields',
+                      'shipping_address.street');
+      await violation(() => repo.add(c, 'EUR', [TEA], { ...HOME, country: 'DEU' }), 'order_address_fields',
+                      'shipping_address.country', 'DEU');
+      const order = await repo.add(c, 'EUR', [TEA], HOME);
+      await violation(() => repo.save({ ...order, customerId: randomUUID() }), 'order_immutable_fields', 'customer_id');
+      await violation(() => repo.save({ ...order, status: 'confirmed', lines: [] }), 'order_ready_to_confirm', 'lines');
+      const confirmed = await repo.save({ ...order, status: 'confirmed' });
+      const shipped = await repo.save({ ...confirmed, status: 'shipped' });
+      await violation(() => repo.save({ ...shipped, shippingAddress: { ...HOME, city: 'Bonn' } }),
+                      'order_frozen_after_confirm', 'shipping_address');
+      await violation(() => repo.remove(order.id), 'order_remove_in_flight', 'status', 'shipped');
+      for (const fn of [() => repo.save({ ...order, status: 'confirmed' }), () => repo.remove(order.id, 1)])
+        await assert.rejects(fn, (e: unknown) => {
+          assert.ok(e instanceof ConcurrencyConflict, String(e));
+          assertPath(e, 'version');
+          return true;
+        });
+      await assert.rejects(repo.addMany([{ customerId: c, currency: 'EUR' },
+                                         { customerId: c, currency: 'EUR', lines: [TEA, { ...TEA, quantity: 0 }] }]),
+        (e: unknown) => {
+          assert.ok(e instanceof InvariantViolation, String(e));
+          assert.deepEqual([e.index, e.rule], [1, 'order_line_quantity_range']);
+          assertPath(e, 'lines[2].quantity');
+          return true;
+        });
+      await assert.rejects(repo.get(randomUUID()),   // about the call: no path
+        (e: unknown) => e instanceof OrderNotFound && e.path === undefined);
     });
 
     it('adds many, all or none, naming the offending one', async () => {

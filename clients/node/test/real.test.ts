@@ -104,22 +104,24 @@ describe('error mapping', () => {
     }
     assert.fail(`${text} did not fail`);
   }
-  const cases: [string, Function, string, string | undefined][] = [
-    ["SELECT orders_add(NULL, 'EUR')", InvariantViolation, '23502', 'not_null'],
+  // the last: the path, from the detail's first sentence; none for an error about the call
+  const cases: [string, Function, string, string | undefined, string | undefined][] = [
+    ["SELECT orders_add(NULL, 'EUR')", InvariantViolation, '23502', 'not_null', 'customer_id'],
     ["SELECT orders_add(gen_random_uuid(), 'EUR', '[0:0]={\"(0b1e4f5a-6c7d-4e8f-9a0b-1c2d3e4f5a6b,Tea,1,1)\"}')",
-     InvariantViolation, '2202E', 'array_shape'],
+     InvariantViolation, '2202E', 'array_shape', 'lines'],
     ["SELECT orders_add(gen_random_uuid(), 'EUR', ARRAY(SELECT ROW(gen_random_uuid(), 'Tea', 1000000, 100000000000)::order_line FROM generate_series(1, 100)))",
-     InvariantViolation, '22003', 'out_of_range'],
-    ['SELECT orders_remove(NULL)', InvariantViolation, '22004', 'not_null'],
-    ['SELECT orders_remove(gen_random_uuid())', OrderNotFound, 'P0002', undefined],
-    ["BEGIN READ ONLY; SELECT orders_add(gen_random_uuid(), 'EUR')", ReadOnly, '25006', undefined],
+     InvariantViolation, '22003', 'out_of_range', 'total'],
+    ['SELECT orders_remove(NULL)', InvariantViolation, '22004', 'not_null', undefined],
+    ['SELECT orders_remove(gen_random_uuid())', OrderNotFound, 'P0002', undefined, undefined],
+    ["BEGIN READ ONLY; SELECT orders_add(gen_random_uuid(), 'EUR')", ReadOnly, '25006', undefined, undefined],
   ];
-  for (const [text, cls, sqlstate, rule] of cases)
+  for (const [text, cls, sqlstate, rule, path] of cases)
     it(`${sqlstate}: ${cls.name}`, async () => {
       const e = await raised(text);
       assert.ok(e instanceof cls, String(e));
       assert.equal(e.sqlstate, sqlstate);
       if (rule !== undefined) assert.equal((e as InvariantViolation).rule, rule);
+      assert.equal(e.path, path);
     });
 
   it('22023: InvariantViolation unknown_status', async () => {
@@ -127,7 +129,7 @@ describe('error mapping', () => {
     const e = await raised(`SELECT orders_save(jsonb_populate_record(o, '{"status": "lost"}'))
                             FROM orders_add(gen_random_uuid(), 'EUR') o`);
     assert.ok(e instanceof InvariantViolation, String(e));
-    assert.deepEqual([e.sqlstate, e.rule], ['22023', 'unknown_status']);
+    assert.deepEqual([e.sqlstate, e.rule, e.path], ['22023', 'unknown_status', 'status']);
   });
 
   it('42501: PermissionDenied', async () => {

@@ -1,20 +1,39 @@
 """Every error the extension raises, as an exception a caller can catch by
 meaning rather than by SQLSTATE.  The extension names the broken rule in
-the constraint, the field in the message, and the offending value in the
-detail (README: "Invariants and errors")."""
+the constraint, and the failing field's path in the first sentence of the
+detail, "The field is lines[2].quantity.", followed by the offending value
+(README: "Invariants and errors")."""
 from __future__ import annotations
 
 import re
 from typing import Optional
 
 
+_PATH = re.compile(r"^The field is (\S+)\.(?: |$)")
+
+
+def path_of(detail: Optional[str]) -> Optional[str]:
+    """The path the detail's first sentence gives ("The field is
+    lines[2].quantity."), or None."""
+    m = _PATH.match(detail or "")
+    return m.group(1) if m else None
+
+
+def field_detail(path: str) -> str:
+    """The first sentence of the detail of an error about the field at path."""
+    return f"The field is {path}."
+
+
 class OrdersError(Exception):
     """Base: the server's SQLSTATE, message, detail and constraint, kept;
+    path: the failing field's path (lines[2].quantity, shipping_address.city,
+    status), from the detail's first sentence, else the column error field,
+    else None (an error about the call, not a field);
     index: for add_many, the offending order's index in the list."""
 
     def __init__(self, message: str, sqlstate: Optional[str] = None, detail: Optional[str] = None,
                  constraint: Optional[str] = None, column: Optional[str] = None,
-                 index: Optional[int] = None):
+                 index: Optional[int] = None, path: Optional[str] = None):
         super().__init__(message)
         self.message = message
         self.sqlstate = sqlstate
@@ -22,6 +41,7 @@ class OrdersError(Exception):
         self.constraint = constraint
         self.column = column
         self.index = index
+        self.path = path or path_of(detail) or column
 
 
 class OrderNotFound(OrdersError, LookupError):
@@ -41,14 +61,19 @@ class InvariantViolation(OrdersError, ValueError):
     """A rule of the aggregate: rule is the extension's constraint name
     (order_status_transition, order_line_quantity_range ...), or for the
     rules without one: not_null, array_shape, out_of_range,
-    unknown_status (a status label the extension does not know); field the path the message names (lines[2].quantity);
-    value the offending value, when the detail states one."""
+    unknown_status (a status label the extension does not know); path the
+    failing field's (lines[2].quantity), as OrdersError reads it; value the
+    offending value, when the detail states one."""
 
-    def __init__(self, message, rule, field=None, value=None, **kw):
-        super().__init__(message, **kw)
+    def __init__(self, message, rule, path=None, value=None, **kw):
+        super().__init__(message, path=path, **kw)
         self.rule = rule
-        self.field = field
         self.value = value
+
+    @property
+    def field(self) -> Optional[str]:
+        """The path, by its earlier name."""
+        return self.path
 
 
 class IdempotencyKeyReused(OrdersError):
@@ -65,7 +90,6 @@ class PermissionDenied(OrdersError):
     """The role lacks a grant (42501)."""
 
 
-_FIELD = re.compile(r"^((?:lines\[\d+\]\.|shipping_address\.)?[a-z_]+) (?:is|must|cannot|can) ")
 _VALUE = re.compile(r"^The (?:value|currency|country|order's status) is (?:\"?)(.*?)(?:\"?)(?:;|\.$)")
 _INDEX = re.compile(r"at index (\d+) of orders_add_many")
 _RULE_OF_STATE = {"23502": "not_null", "22004": "not_null", "2202E": "array_shape",
@@ -96,11 +120,10 @@ def translate(exc: Exception) -> Exception:
     if sqlstate == "22023" and message.startswith("idempotency key"):
         return IdempotencyKeyReused(message, **kw)
     if sqlstate == "22023" and "status" in message:
-        return InvariantViolation(message, "unknown_status", field="status", **kw)
+        return InvariantViolation(message, "unknown_status", **kw)
     if sqlstate == "23514" or sqlstate in _RULE_OF_STATE:
         rule = diag.constraint_name or _RULE_OF_STATE.get(sqlstate, sqlstate)
-        m = _FIELD.match(message)
-        field = m.group(1) if m and m.group(1) != "order" else diag.column_name
-        v = _VALUE.match(diag.message_detail or "")
-        return InvariantViolation(message, rule, field=field, value=v.group(1) if v else None, **kw)
+        # the value is stated in the sentence after the path's
+        v = _VALUE.match(_PATH.sub("", diag.message_detail or "", count=1))
+        return InvariantViolation(message, rule, value=v.group(1) if v else None, **kw)
     return OrdersError(message, **kw)

@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Dict, Iterable, Iterator, Optional, Set
 
-from .errors import ConcurrencyConflict, DuplicateOrder, InvariantViolation, OrderNotFound
+from .errors import ConcurrencyConflict, DuplicateOrder, InvariantViolation, OrderNotFound, field_detail
 from .model import Address, Order, OrderLine, Status
 from .specs import Anything, Spec
 
@@ -22,27 +22,42 @@ _NEXT = {Status.PENDING: {Status.CONFIRMED, Status.CANCELLED},
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def _violation(message, rule, field=None, value=None):
-    return InvariantViolation(message, rule, field=field, value=value, sqlstate="23514", constraint=rule)
+# Errors as the extension raises them: the failing field's path, and the
+# detail's first sentence that gives it (the extension's explanation that
+# follows is not repeated here).
+def _violation(message, rule, path, value=None):
+    return InvariantViolation(message, rule, path=path, value=value, sqlstate="23514", constraint=rule,
+                              detail=field_detail(path))
 
 
-def _check_text(value, field, rule, limit):
+def _not_null(path):
+    return InvariantViolation(f"{path} must not be null", "not_null", path=path, sqlstate="23502",
+                              detail=field_detail(path))
+
+
+def _conflict():
+    return ConcurrencyConflict("order was changed by someone else", sqlstate="40001", path="version",
+                               detail=field_detail("version"))
+
+
+def _check_text(value, path, rule, limit):
     if value is None:
-        raise InvariantViolation(f"{field} must not be null", "not_null", field=field, sqlstate="23502")
+        raise _not_null(path)
     if not 1 <= len(value) <= limit or _CONTROL.search(value):
-        raise _violation(f"{field} must be 1 to {limit} characters without control characters", rule,
-                         field)
+        raise _violation(f"{path} must be 1 to {limit} characters without control characters", rule,
+                         path)
 
 
 def _check(order_lines, currency, address):
     if currency is None:
-        raise InvariantViolation("currency must not be null", "not_null", field="currency", sqlstate="23502")
+        raise _not_null("currency")
     if not re.fullmatch(r"[A-Z]{3}", currency):
         raise _violation("currency must be three upper-case ASCII letters", "order_currency_format",
                          "currency", currency)
     if len(order_lines) > 1000:
         raise _violation("too many lines", "order_lines_max", "lines")
-    seen = set()
+    first_line = {}
+    twice = []
     total = 0
     for i, line in enumerate(order_lines, 1):
         _check_text(line.product_name, f"lines[{i}].product_name", "order_line_product_name", 200)
@@ -52,15 +67,24 @@ def _check(order_lines, currency, address):
         if not 0 <= line.unit_price <= 100_000_000_000:
             raise _violation(f"lines[{i}].unit_price is out of range", "order_line_unit_price_range",
                              f"lines[{i}].unit_price", str(line.unit_price))
-        if line.product_id in seen:
-            raise _violation(f"product {line.product_id} appears in more than one line",
-                             "order_line_product_unique", "lines")
-        seen.add(line.product_id)
         total += line.quantity * line.unit_price
-    if total > 2**63 - 1:
-        raise InvariantViolation("total is out of range for type bigint", "out_of_range", field="total",
-                                 sqlstate="22003")
+        if total > 2**63 - 1:
+            raise InvariantViolation("total is out of range for type bigint", "out_of_range", path="total",
+                                     sqlstate="22003", detail=field_detail("total"))
+        if line.product_id in first_line:
+            twice.append((line.product_id, i))
+        else:
+            first_line[line.product_id] = i
+    if twice:
+        # after every line, as the extension: the lowest product id that is
+        # twice, at its second line
+        product_id, i = min(twice)
+        raise _violation(f"product {product_id} appears in more than one line",
+                         "order_line_product_unique", f"lines[{i}].product_id")
     if address is not None:
+        for name in ("street", "city", "postal_code", "country"):     # every field's NULL first
+            if getattr(address, name) is None:
+                raise _not_null(f"shipping_address.{name}")
         for name, limit in (("street", 200), ("city", 100), ("postal_code", 20)):
             _check_text(getattr(address, name), f"shipping_address.{name}", "order_address_fields", limit)
         if not re.fullmatch(r"[A-Z]{2}", address.country or ""):
@@ -138,7 +162,7 @@ class InMemoryOrderRepository:
         total = _check(lines, order.currency, order.shipping_address)
         stored = self._stored(order.id)
         if order.version != stored.version:
-            raise ConcurrencyConflict("order was changed by someone else", sqlstate="40001")
+            raise _conflict()
         for name in ("customer_id", "currency"):
             if getattr(order, name) != getattr(stored, name):
                 raise _violation(f"{name} cannot change", "order_immutable_fields", name)
@@ -165,7 +189,7 @@ class InMemoryOrderRepository:
     def remove(self, id, expected_version: Optional[int] = None) -> Order:
         stored = self._stored(uuid.UUID(str(id)))
         if expected_version is not None and expected_version != stored.version:
-            raise ConcurrencyConflict("order was changed by someone else", sqlstate="40001")
+            raise _conflict()
         if stored.status in (Status.CONFIRMED, Status.SHIPPED):
             raise _violation("order cannot be removed while it is in flight", "order_remove_in_flight",
                              "status", stored.status.value)

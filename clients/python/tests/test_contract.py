@@ -62,10 +62,17 @@ class Contract:
             self.repo.add(self.customer(), "EUR", [TEA], id=added.id)
         self.assertEqual(e.exception.constraint, "orders_id_not_reused")
 
-    def assertViolation(self, fn, rule, field, value=None):
+    def assertPath(self, e, path):
+        """The error's path, and the detail's first sentence that gives it."""
+        self.assertEqual(e.path, path, str(e))
+        first = f"The field is {path}."
+        self.assertTrue(e.detail == first or e.detail.startswith(first + " "), e.detail)
+
+    def assertViolation(self, fn, rule, path, value=None):
         with self.assertRaises(InvariantViolation) as e:
             fn()
-        self.assertEqual((e.exception.rule, e.exception.field), (rule, field), str(e.exception))
+        self.assertEqual(e.exception.rule, rule, str(e.exception))
+        self.assertPath(e.exception, path)
         if value is not None:
             self.assertEqual(e.exception.value, value)
         return e.exception
@@ -76,12 +83,61 @@ class Contract:
         self.assertViolation(lambda: self.repo.add(c, "EUR", [replace(TEA, quantity=0)]),
                              "order_line_quantity_range", "lines[1].quantity", "0")
         self.assertViolation(lambda: self.repo.add(c, "EUR", [TEA, OrderLine(TEA.product_id, "Again", 1, 1)]),
-                             "order_line_product_unique", "lines")
+                             "order_line_product_unique", "lines[2].product_id")
         self.assertViolation(lambda: self.repo.add(c, "EUR", [OrderLine(uuid.uuid4(), "", 1, 1)]),
                              "order_line_product_name", "lines[1].product_name")
         self.assertViolation(lambda: self.repo.add(c, "EUR", [TEA], Address("Main St 1", "Berlin", "10115", "de")),
                              "order_address_fields", "shipping_address.country", "de")
         self.assertEqual(list(self.repo.find(Customer(c))), [], "nothing was stored")
+
+    def test_paths(self):
+        """Every rule's path, the same from the extension and the twin."""
+        c = self.customer()
+        other = OrderLine(uuid.UUID("2d3f6a7b-8e9f-4a0b-9c2d-3e4f5a6b7c8d"), "Cup", 1, 100)
+        add = self.repo.add
+        self.assertViolation(lambda: add(c, None, [TEA]), "not_null", "currency")
+        self.assertViolation(lambda: add(c, "EUR", [TEA, replace(POT, product_name=None)]), "not_null",
+                             "lines[2].product_name")
+        self.assertViolation(lambda: add(c, "EUR", [TEA], replace(HOME, city=None)), "not_null",
+                             "shipping_address.city")
+        self.assertViolation(lambda: add(c, "EUR", [TEA] * 1001), "order_lines_max", "lines")
+        self.assertViolation(lambda: add(c, "EUR", [TEA, replace(POT, product_name="x" * 201)]),
+                             "order_line_product_name", "lines[2].product_name")
+        self.assertViolation(lambda: add(c, "EUR", [TEA, POT, replace(other, quantity=1_000_001)]),
+                             "order_line_quantity_range", "lines[3].quantity", "1000001")
+        self.assertViolation(lambda: add(c, "EUR", [TEA, replace(POT, unit_price=-1)]),
+                             "order_line_unit_price_range", "lines[2].unit_price", "-1")
+        # the later line of the two, after every line was checked
+        self.assertViolation(lambda: add(c, "EUR", [POT, TEA, other, replace(POT, quantity=2)]),
+                             "order_line_product_unique", "lines[4].product_id")
+        big = [OrderLine(uuid.UUID(int=n + 1), f"p{n}", 1_000_000, 100_000_000_000) for n in range(100)]
+        self.assertViolation(lambda: add(c, "EUR", big), "out_of_range", "total")
+        self.assertViolation(lambda: add(c, "EUR", [TEA], replace(HOME, street="")), "order_address_fields",
+                             "shipping_address.street")
+        self.assertViolation(lambda: add(c, "EUR", [TEA], replace(HOME, country="DEU")), "order_address_fields",
+                             "shipping_address.country", "DEU")
+        order = self.repo.add(c, "EUR", [TEA], HOME)
+        self.assertViolation(lambda: self.repo.save(order.with_(customer_id=self.customer())),
+                             "order_immutable_fields", "customer_id")
+        self.assertViolation(lambda: self.repo.save(order.with_(status=CONFIRMED, lines=[])),
+                             "order_ready_to_confirm", "lines")
+        shipped = self.repo.save(self.repo.save(order.with_(status=CONFIRMED)).with_(status=SHIPPED))
+        self.assertViolation(lambda: self.repo.save(shipped.with_(shipping_address=replace(HOME, city="Bonn"))),
+                             "order_frozen_after_confirm", "shipping_address")
+        self.assertViolation(lambda: self.repo.remove(order.id), "order_remove_in_flight", "status", "shipped")
+        for fn in (lambda: self.repo.save(order.with_(status=CONFIRMED)),
+                   lambda: self.repo.remove(order.id, expected_version=1)):
+            with self.assertRaises(ConcurrencyConflict) as e:
+                fn()
+            self.assertPath(e.exception, "version")
+        with self.assertRaises(InvariantViolation) as e:
+            self.repo.add_many([{"customer_id": c, "currency": "EUR"},
+                                {"customer_id": c, "currency": "EUR", "lines": [TEA, replace(TEA, quantity=0)]}])
+        self.assertEqual((e.exception.index, e.exception.rule), (1, "order_line_quantity_range"))
+        self.assertPath(e.exception, "lines[2].quantity")
+        with self.assertRaises(OrderNotFound) as e:         # about the call: no path
+            self.repo.get(uuid.uuid4())
+        self.assertIsNone(e.exception.path)
 
     def test_save_confirm(self):
         order = self.repo.add(self.customer(), "EUR", [TEA], HOME)

@@ -99,31 +99,33 @@ class ErrorMapping(unittest.TestCase):
         self.fail(f"{query} did not fail")
 
     def test_each_sqlstate(self):
+        # the last: the path, from the detail's first sentence; none for an error about the call
         cases = [
-            ("SELECT orders_add(NULL, 'EUR')", InvariantViolation, "23502", "not_null"),
+            ("SELECT orders_add(NULL, 'EUR')", InvariantViolation, "23502", "not_null", "customer_id"),
             ("SELECT orders_add(gen_random_uuid(), 'EUR', '[0:0]={\"(0b1e4f5a-6c7d-4e8f-9a0b-1c2d3e4f5a6b,Tea,1,1)\"}')",
-             InvariantViolation, "2202E", "array_shape"),
+             InvariantViolation, "2202E", "array_shape", "lines"),
             ("SELECT orders_add(gen_random_uuid(), 'EUR', ARRAY(SELECT ROW(gen_random_uuid(), 'Tea', 1000000,"
              " 100000000000)::order_line FROM generate_series(1, 100)))",
-             InvariantViolation, "22003", "out_of_range"),
-            ("SELECT orders_remove(NULL)", InvariantViolation, "22004", "not_null"),
-            ("SELECT orders_remove(gen_random_uuid())", OrderNotFound, "P0002", None),
-            ("SET TRANSACTION READ ONLY; SELECT orders_add(gen_random_uuid(), 'EUR')", ReadOnly, "25006", None),
+             InvariantViolation, "22003", "out_of_range", "total"),
+            ("SELECT orders_remove(NULL)", InvariantViolation, "22004", "not_null", None),
+            ("SELECT orders_remove(gen_random_uuid())", OrderNotFound, "P0002", None, None),
+            ("SET TRANSACTION READ ONLY; SELECT orders_add(gen_random_uuid(), 'EUR')", ReadOnly, "25006", None, None),
         ]
-        for query, cls, sqlstate, rule in cases:
+        for query, cls, sqlstate, rule, path in cases:
             with self.subTest(query=query):
                 e = self.raised(query)
                 self.assertIsInstance(e, cls)
                 self.assertEqual(e.sqlstate, sqlstate)
                 if rule is not None:
                     self.assertEqual(e.rule, rule)
+                self.assertEqual(e.path, path)
 
     def test_unknown_status_label(self):
         self.conn.execute("ALTER TYPE order_status ADD VALUE IF NOT EXISTS 'lost'")
         e = self.raised("SELECT orders_save(jsonb_populate_record(o, '{\"status\": \"lost\"}'))"
                         " FROM orders_add(gen_random_uuid(), 'EUR') o")
         self.assertIsInstance(e, InvariantViolation)
-        self.assertEqual((e.sqlstate, e.rule), ("22023", "unknown_status"))
+        self.assertEqual((e.sqlstate, e.rule, e.path), ("22023", "unknown_status", "status"))
 
     def test_permission(self):
         self.conn.execute("DROP ROLE IF EXISTS orders_py_nobody; CREATE ROLE orders_py_nobody")
