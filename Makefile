@@ -9,6 +9,7 @@ OBJS = \
 	src/catalog.o \
 	src/changes.o \
 	src/citus.o \
+	src/consumer_access.o \
 	src/consumers.o \
 	src/events.o \
 	src/holds.o \
@@ -17,9 +18,12 @@ OBJS = \
 	src/module.o \
 	src/notify.o \
 	src/origin.o \
+	src/refusals.o \
 	src/relay.o \
 	src/routing.o \
+	src/settings.o \
 	src/storage.o \
+	src/trust.o \
 	src/uuidv7.o
 
 # The install script of the current version is built from the design, one

@@ -33,6 +33,10 @@ PG_FUNCTION_INFO_V1(orders_add);
 PG_FUNCTION_INFO_V1(orders_get);
 PG_FUNCTION_INFO_V1(orders_remove);
 PG_FUNCTION_INFO_V1(orders_save);
+PG_FUNCTION_INFO_V1(orders_add_at);
+PG_FUNCTION_INFO_V1(orders_get_at);
+PG_FUNCTION_INFO_V1(orders_save_at);
+PG_FUNCTION_INFO_V1(orders_remove_at);
 
 /* Locks of a write: the order's table and the outbox. */
 static const LOCKMODE write_locks[TABLE_COUNT] = {RowExclusiveLock, RowExclusiveLock, NoLock};
@@ -577,4 +581,37 @@ orders_save(PG_FUNCTION_ARGS)
 	ExecDropSingleTupleTableSlot(slot);
 	orders_close(&call);
 	PG_RETURN_DATUM(result);
+}
+
+/*
+ * The functions Citus delegates to the node of their order (routing.c):
+ * each stands for the public function above, run there as a routed call.
+ */
+
+/* orders_add_at(customer_id, currency, lines, shipping_address, id, notify) */
+Datum
+orders_add_at(PG_FUNCTION_ARGS)
+{
+	return run_routed(fcinfo, orders_add);
+}
+
+/* orders_get_at(id) */
+Datum
+orders_get_at(PG_FUNCTION_ARGS)
+{
+	return run_routed(fcinfo, orders_get);
+}
+
+/* orders_save_at(o, id, notify): id is o.id, for Citus to place the call by */
+Datum
+orders_save_at(PG_FUNCTION_ARGS)
+{
+	return run_routed(fcinfo, orders_save);
+}
+
+/* orders_remove_at(id, expected_version, notify) */
+Datum
+orders_remove_at(PG_FUNCTION_ARGS)
+{
+	return run_routed(fcinfo, orders_remove);
 }

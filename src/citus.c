@@ -479,3 +479,37 @@ citus_local_shard(Oid relid, Datum key, Oid keytype, LOCKMODE lockmode)
 	LockRelationOid(shard_relid, lockmode);
 	return shard_relid;
 }
+
+/*
+ * A shard must be its table's twin: rows are formed with the table's
+ * descriptor and written into the shard, and read from the shard as the
+ * table's row type.  Citus makes it so; a shard changed behind Citus's
+ * back is refused, not misread.
+ */
+void
+check_shard_layout(Relation table, Relation shard)
+{
+	TupleDesc	td = RelationGetDescr(table);
+	TupleDesc	sd = RelationGetDescr(shard);
+	const char *name = RelationGetRelationName(shard);
+	int			i;
+
+	require_heap_table(shard, name);
+	if (shard->rd_rel->relowner != table->rd_rel->relowner)
+		layout_error("extension \"orders\" cannot use \"%s\": its owner is not the owner of \"%s\"",
+					 name, RelationGetRelationName(table));
+	if (sd->natts != td->natts)
+		layout_error("extension \"orders\" cannot use \"%s\": it has a different number of columns",
+					 name);
+	for (i = 0; i < td->natts; i++)
+	{
+		Form_pg_attribute ta = TupleDescAttr(td, i);
+		Form_pg_attribute sa = TupleDescAttr(sd, i);
+
+		if (sa->attisdropped != ta->attisdropped || sa->atttypid != ta->atttypid ||
+			sa->atttypmod != ta->atttypmod || sa->attcollation != ta->attcollation ||
+			strcmp(NameStr(sa->attname), NameStr(ta->attname)) != 0)
+			layout_error("extension \"orders\" cannot use \"%s\": column %d is not \"%s\" of the expected type",
+						 name, i + 1, NameStr(ta->attname));
+	}
+}

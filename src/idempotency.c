@@ -47,9 +47,6 @@
 /* field4 of the key's advisory lock tag: apart from pg_advisory_lock's 1 and 2 and Citus's */
 #define IDEMPOTENCY_LOCK_SPACE 0x4f4b
 
-char	   *orders_idempotency_key = NULL;
-int			orders_idempotency_ttl = 86400;
-
 /*
  * This transaction's keyed calls so far, per key (a transaction may switch
  * keys, and back), in TopTransactionContext: for each call that stayed, the
@@ -85,9 +82,6 @@ static uint64 session_calls = 0;
  * record, where an error could not be an ERROR.
  */
 static char committed_key[IDEMPOTENCY_KEY_MAX + 1] = "";
-
-/* the transaction that last set orders.idempotency_key, if any */
-static LocalTransactionId key_set_in = InvalidLocalTransactionId;
 
 static void
 idempotency_xact_callback(XactEvent event, void *arg)
@@ -132,14 +126,6 @@ idempotency_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		while (key_calls[i].ncalls > 0 &&
 			   key_calls[i].calls[key_calls[i].ncalls - 1].subid >= mySubid)
 			key_calls[i].ncalls--;
-}
-
-/* Notes the transaction that sets the key: that one may use a key its session committed. */
-void
-idempotency_key_assign(const char *newval, void *extra)
-{
-	if (IsTransactionState())
-		key_set_in = compat_my_lxid();
 }
 
 void
@@ -324,7 +310,7 @@ idempotency_begin(IdempotentCall *ic, FunctionCallInfo fcinfo, const OrdersCatal
 				 errmsg("orders.idempotency_key is not supported on a Citus cluster")));
 
 	/* a key that stayed set after its transaction committed: not a retry */
-	if (strcmp(committed_key, key) == 0 && key_set_in != compat_my_lxid() &&
+	if (strcmp(committed_key, key) == 0 && orders_idempotency_key_set_in != compat_my_lxid() &&
 		key_entry(key, false) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

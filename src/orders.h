@@ -1,22 +1,36 @@
 /*
  * orders.h: what the extension's C files share.
  *
- * One file per concern:
- *   catalog.c     where our tables and types are, opened under lock and checked
- *   invariants.c  every rule of the aggregate, checked before anything is written
- *   changes.c     what a save changed, from which its events follow
- *   storage.c     reading, locking, inserting and deleting rows, through the heap
- *   citus.c       on a Citus cluster: the shard of an order on this node
- *   routing.c     on a Citus cluster: a call sent to the node of its order
- *   events.c      the outbox row of each domain event, and its payload
- *   notify.c      the NOTIFY of each event, sent by writers and the relay worker
- *   consumers.c   named consumers' checkpoints: who owns them, how they move
- *   holds.c       events a consumer rejected: retried, parked, and what they hold back
- *   uuidv7.c      time-ordered ids
- *   api.c         the SQL-callable functions, composing the above
- *   relay.c       orders.notify = relay: the background worker that sends NOTIFY
- *   module.c      loading the library, and every orders.* setting
- *   compat.h      the differences between PostgreSQL majors
+ * One file per job, in layers that only call downward (a file calls the
+ * files of the layers below it, and, within its layer, only those listed
+ * after it):
+ *
+ *   module.c          loading the library: the settings, each file's hooks
+ *
+ *   api.c             the repository's SQL functions: add, get, save, remove
+ *   bulk.c            orders_add_many: many orders in one call
+ *   consumers.c       named consumers: registered, their checkpoints moved
+ *   holds.c           events a consumer rejected: retried, parked, what they hold back
+ *   consumer_access.c who may use a consumer: its owner checked, its row locked
+ *   idempotency.c     a retried write returns what it returned, writes nothing
+ *
+ *   routing.c         on a Citus cluster: a call pointed at its order's shard, or sent to its node
+ *   events.c          the outbox row of each domain event, and its payload
+ *   invariants.c      every rule of the aggregate, checked before anything is written
+ *
+ *   relay.c           orders.notify = relay: the background worker that sends NOTIFY
+ *   origin.c          adopting the events and checkpoints another cluster wrote
+ *   storage.c         reading, locking, inserting and deleting rows, through the heap
+ *   notify.c          the NOTIFY of each event, sent by writers and the relay worker
+ *   changes.c         what a save changed: values compared by content
+ *
+ *   trust.c           whether the install schema and the extension's members can be trusted
+ *   catalog.c         where our tables and types are: found, cached, opened under lock
+ *   citus.c           what Citus holds: the shard of an order on this node
+ *   refusals.c        tables the direct writes cannot honour, refused by name
+ *   settings.c        every orders.* setting, and the value in effect for a call
+ *   uuidv7.c          time-ordered ids
+ *   compat.h          the differences between PostgreSQL majors
  */
 #ifndef ORDERS_H
 #define ORDERS_H
@@ -163,7 +177,7 @@ typedef enum OrdersTable
 	TABLE_COUNT
 } OrdersTable;
 
-/* What a table holds that a direct write would skip, refused by catalog.c. */
+/* What a table holds that a direct write would skip, refused by refusals.c. */
 typedef enum DirectWriteRefusal
 {
 	REFUSE_NOTHING = 0,
@@ -229,20 +243,78 @@ typedef struct OrdersCall
 	int64		after_position;	/* on a cluster: the order's last event's, or -1 */
 } OrdersCall;
 
+/* The sequence that numbers the outbox's events. */
+#define POSITION_SEQUENCE "order_events_position_seq"
+
+extern Oid	called_function_namespace(FunctionCallInfo fcinfo);
 extern const OrdersCatalog *orders_open(FunctionCallInfo fcinfo,
 										const LOCKMODE locks[TABLE_COUNT],
 										OrdersCall *call);
-extern bool orders_route(OrdersCall *call, const pg_uuid_t *id);
 extern void orders_close(OrdersCall *call);
-extern bool orders_may_read(const OrdersCatalog *cat);
-extern void orders_check_can_read(const OrdersCatalog *cat);
-extern char *orders_schema_untrusted(Oid nsp);
 extern char *orders_role_name(Oid role);
 extern Oid	orders_relation_owner(Oid relid);
 extern Oid	orders_private_table(const OrdersCatalog *cat, const char *relname,
 								 const char *what, const char *version, bool missing_ok);
 extern OrderStatus order_status_from_oid(const OrdersCatalog *cat, Oid label, bool given);
 extern void composite_deform(Datum value, TupleDesc desc, Datum *values, bool *nulls);
+
+/* ---- refusals.c ---- */
+
+/*
+ * A table or type of ours that does not have the layout the C code reads.
+ * The arguments are errmsg's: each caller says what is wrong in a message
+ * of its own.
+ */
+#define layout_error(...) \
+	ereport(ERROR, \
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE), \
+			 errmsg(__VA_ARGS__), \
+			 errhint("The extension's tables and types must keep the layout its install script gave them; " \
+					 "reinstall the extension or undo the change.")))
+
+/*
+ * What the direct write path cannot honour, refused by name: the server
+ * would enforce it on an INSERT, UPDATE or DELETE, and we will not skip it
+ * silently.  The arguments are errmsg's.
+ */
+#define unsupported_error(...) \
+	ereport(ERROR, \
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED), \
+			 errmsg(__VA_ARGS__), \
+			 errdetail("The extension's functions write the table directly and would not honour it."), \
+			 errhint("Remove it; react to changes through the outbox, order_events.")))
+
+/* A column, or a composite's field, as the C code expects it. */
+typedef struct ColumnSpec
+{
+	const char *name;
+	Oid			typid;			/* InvalidOid: one of our own types, checked apart */
+} ColumnSpec;
+
+extern const ColumnSpec orders_columns[Natts_orders];
+extern const ColumnSpec events_columns[Natts_order_events];
+extern const ColumnSpec consumers_columns[Natts_consumers];
+extern const ColumnSpec line_fields[Natts_line];
+extern const ColumnSpec address_fields[Natts_address];
+
+extern void refuse_direct_write(const char *relname, DirectWriteRefusal refusal,
+								const char *name);
+extern DirectWriteRefusal direct_write_refusal(Relation rel, char **name);
+extern void require_heap_table(Relation rel, const char *relname);
+extern void check_heap_table(Relation rel, const char *relname, const ColumnSpec *columns,
+							 int n, OrdersCatalog *c, OrdersTable t);
+extern Oid	check_primary_key(Relation rel, const char *relname, AttrNumber keyatt,
+							  Oid keytype);
+extern Oid	find_events_order_index(Relation rel);
+extern TupleDesc composite_desc(Oid typid, const char *typname, const ColumnSpec *fields,
+								int n);
+extern void check_position_sequence(Oid seqid);
+extern bool orders_may_read(const OrdersCatalog *cat);
+extern void orders_check_can_read(const OrdersCatalog *cat);
+
+/* ---- trust.c ---- */
+
+extern char *orders_schema_untrusted(Oid nsp);
 
 /* ---- invariants.c ---- */
 
@@ -274,8 +346,9 @@ extern bool citus_distributed(Oid relid, const char *relname, AttrNumber keyatt,
 extern Oid	citus_local_shard(Oid relid, Datum key, Oid keytype, LOCKMODE lockmode);
 extern int32 citus_local_group(void);
 extern bool citus_has_table(Oid relid);
+extern void check_shard_layout(Relation table, Relation shard);
 
-/* ---- api.c: the public functions, which routing.c's stand for ---- */
+/* ---- api.c: the public functions, which its _at functions stand for ---- */
 
 extern PGDLLEXPORT Datum orders_add(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum orders_get(PG_FUNCTION_ARGS);
@@ -284,15 +357,22 @@ extern PGDLLEXPORT Datum orders_remove(PG_FUNCTION_ARGS);
 
 /* ---- routing.c ---- */
 
-extern void routing_check_may_send(void);
+extern bool orders_route(OrdersCall *call, const pg_uuid_t *id);
+extern Datum run_routed(FunctionCallInfo fcinfo, PGFunction body);
 extern Datum routing_send(const OrdersCatalog *cat, const char *function, int nargs,
 						  const Oid *types, const Datum *values, const bool *nulls,
 						  bool *found);
 extern char *routing_settings(void);
 extern void routing_init(void);
 
-/* ---- consumers.c ---- */
+/* ---- consumer_access.c ---- */
 
+extern const OrdersCatalog *open_consumers(FunctionCallInfo fcinfo, const char *what,
+										   OrdersCall *call);
+extern char *quoted_name(text *name);
+extern void check_can_consume(const OrdersCatalog *cat);
+extern bool lock_own_consumer(OrdersCall *call, text *name, TupleTableSlot *slot);
+extern void not_registered(text *name);
 extern text *consumer_required_name(FunctionCallInfo fcinfo);
 extern const OrdersCatalog *consumer_lock_own(FunctionCallInfo fcinfo, text *name,
 											  const char *what, OrdersCall *call);
@@ -323,10 +403,7 @@ typedef struct IdempotentCall
 	bytea	   *request;
 } IdempotentCall;
 
-extern char *orders_idempotency_key;
-extern int	orders_idempotency_ttl;
 extern void idempotency_init(void);
-extern void idempotency_key_assign(const char *newval, void *extra);
 extern bool idempotency_begin(IdempotentCall *ic, FunctionCallInfo fcinfo,
 							  const OrdersCatalog *cat, const char *function, int nargs,
 							  Datum *result, bool *isnull);
@@ -390,7 +467,7 @@ extern void notify_event(int64 position, const char *type, const pg_uuid_t *orde
 extern void relay_init(void);
 extern void relay_note_write(void);
 
-/* ---- module.c: the settings ---- */
+/* ---- settings.c ---- */
 
 /* orders.notify: whether a write also sends NOTIFY, and who sends it */
 typedef enum NotifyMode
@@ -401,11 +478,18 @@ typedef enum NotifyMode
 } NotifyMode;
 
 extern int	orders_notify_mode;
-/* orders.notify, or what the node that routed the running call sent (routing.c) */
-extern NotifyMode orders_notify_effective(void);
 extern char *orders_relay_database;
 extern char *orders_event_metadata;
+extern char *orders_idempotency_key;
+extern int	orders_idempotency_ttl;
+extern LocalTransactionId orders_idempotency_key_set_in;
+/* what the node that routed the running call sent (routing.c), or -1 and NULL */
+extern int	orders_routed_notify;
+extern char *orders_routed_metadata;
+/* orders.notify, or what the node that routed the running call sent */
+extern NotifyMode orders_notify_effective(void);
 extern const char *orders_event_metadata_effective(void);
+extern void settings_define(void);
 
 /* ---- uuidv7.c ---- */
 

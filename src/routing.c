@@ -14,7 +14,8 @@
  * (off) on every node; so does its orders.event_metadata, which the events
  * written there carry.  A routed call that still finds its order elsewhere
  * (the shard moved, or orders_distribute() was never run) is an error,
- * never a second hop.
+ * never a second hop.  The _at functions themselves are api.c's: each
+ * runs its public function through run_routed here.
  *
  * Citus 12.1 to 14.0 crash the backend that plans a delegated call whose
  * distribution argument is a NULL constant; the planner hook here refuses
@@ -42,10 +43,6 @@
 
 #include "orders.h"
 
-PG_FUNCTION_INFO_V1(orders_add_at);
-PG_FUNCTION_INFO_V1(orders_get_at);
-PG_FUNCTION_INFO_V1(orders_save_at);
-PG_FUNCTION_INFO_V1(orders_remove_at);
 PG_FUNCTION_INFO_V1(orders_distributed);
 
 /*
@@ -72,25 +69,7 @@ static const RoutedFunction routed_functions[] = {
 /* > 0 while an _at function runs: its order is here, or nowhere */
 static int	routed_depth = 0;
 
-/* the orders.notify of the node that sent the running call, or -1 */
-static int	routed_notify = -1;
-
-/* its orders.event_metadata, while a routed write runs */
-static char *routed_metadata = NULL;
-
 static planner_hook_type prev_planner_hook = NULL;
-
-NotifyMode
-orders_notify_effective(void)
-{
-	return routed_notify >= 0 ? (NotifyMode) routed_notify : (NotifyMode) orders_notify_mode;
-}
-
-const char *
-orders_event_metadata_effective(void)
-{
-	return routed_notify >= 0 ? routed_metadata : orders_event_metadata;
-}
 
 static const RoutedFunction *
 routed_function_named(const char *name)
@@ -108,7 +87,7 @@ routed_function_named(const char *name)
  * the caller sends it there (routing_send).  Otherwise Citus placed the
  * call by metadata that no longer holds, or nothing delegates it.
  */
-void
+static void
 routing_check_may_send(void)
 {
 	if (routed_depth == 0)
@@ -118,6 +97,60 @@ routing_check_may_send(void)
 			 errmsg("order is held on another node of the Citus cluster"),
 			 errdetail("The call was sent to this node, which holds no placement of the order's shard."),
 			 errhint("Run orders_distribute() once on the coordinator, so that Citus sends each call to the node of its order.")));
+}
+
+/*
+ * Points the call at the rows of the order whose id it now knows: for each
+ * table of the call that Citus distributes, the shard of that order on this
+ * node, locked as the table is, and held to the same rules as the table
+ * (the layout the C code relies on; nothing a direct write would skip);
+ * and the shard's own indexes.  False when another node holds the order:
+ * the caller sends the call there (routing.c).  Elsewhere a table is its
+ * own data, and this does nothing.
+ */
+bool
+orders_route(OrdersCall *call, const pg_uuid_t *id)
+{
+	const OrdersCatalog *cat = call->cat;
+	static const OrdersTable tables[] = {TABLE_ORDERS, TABLE_EVENTS};
+	int			i;
+
+	for (i = 0; i < (int) lengthof(tables); i++)
+	{
+		OrdersTable t = tables[i];
+		Relation	shard;
+		Oid			shard_relid;
+		char	   *name;
+		DirectWriteRefusal refusal;
+
+		if (call->rel[t] == NULL || !cat->distributed[t])
+			continue;
+		shard_relid = citus_local_shard(cat->relids[t], UUIDPGetDatum(id), UUIDOID,
+										call->locks[t]);
+		/* colocated: the first table's shard tells for both */
+		if (!OidIsValid(shard_relid))
+		{
+			routing_check_may_send();
+			return false;
+		}
+		shard = table_open(shard_relid, NoLock);
+		call->data[t] = shard;
+		name = RelationGetRelationName(shard);
+		check_shard_layout(call->rel[t], shard);
+		if (t == TABLE_ORDERS)
+			call->orders_pkey = check_primary_key(shard, name, Anum_orders_id, UUIDOID);
+		else
+		{
+			call->events_order_index = find_events_order_index(shard);
+			if (OidIsValid(cat->events_order_index) && !OidIsValid(call->events_order_index))
+				layout_error("extension \"orders\" cannot use \"%s\": it has no index on (order_id, version)",
+							 name);
+		}
+		if (call->locks[t] >= RowExclusiveLock &&
+			(refusal = direct_write_refusal(shard, &name)) != REFUSE_NOTHING)
+			refuse_direct_write(RelationGetRelationName(shard), refusal, name);
+	}
+	return true;
 }
 
 /*
@@ -193,7 +226,7 @@ routing_send(const OrdersCatalog *cat, const char *function, int nargs,
  * An _at function: may the caller call the public function it stands for?
  * Then runs it with the sending node's orders.notify, as a routed call.
  */
-static Datum
+Datum
 run_routed(FunctionCallInfo fcinfo, PGFunction body)
 {
 	Oid			fn_oid = fcinfo->flinfo->fn_oid;
@@ -203,8 +236,8 @@ run_routed(FunctionCallInfo fcinfo, PGFunction body)
 	int			nargs;
 	Oid			public_oid;
 	AclResult	acl;
-	int			saved_notify = routed_notify;
-	char	   *saved_metadata = routed_metadata;
+	int			saved_notify = orders_routed_notify;
+	char	   *saved_metadata = orders_routed_metadata;
 	int			notify = -1;
 	char	   *metadata = NULL;
 	volatile Datum result = (Datum) 0;
@@ -252,47 +285,19 @@ run_routed(FunctionCallInfo fcinfo, PGFunction body)
 		/* set here, so that the PG_FINALLY below restores them whatever happens */
 		if (routed->notify_arg >= 0)
 		{
-			routed_notify = notify;
-			routed_metadata = metadata;
+			orders_routed_notify = notify;
+			orders_routed_metadata = metadata;
 		}
 		result = body(fcinfo);
 	}
 	PG_FINALLY();
 	{
 		routed_depth--;
-		routed_notify = saved_notify;
-		routed_metadata = saved_metadata;
+		orders_routed_notify = saved_notify;
+		orders_routed_metadata = saved_metadata;
 	}
 	PG_END_TRY();
 	return result;
-}
-
-/* orders_add_at(customer_id, currency, lines, shipping_address, id, notify) */
-Datum
-orders_add_at(PG_FUNCTION_ARGS)
-{
-	return run_routed(fcinfo, orders_add);
-}
-
-/* orders_get_at(id) */
-Datum
-orders_get_at(PG_FUNCTION_ARGS)
-{
-	return run_routed(fcinfo, orders_get);
-}
-
-/* orders_save_at(o, id, notify): id is o.id, for Citus to place the call by */
-Datum
-orders_save_at(PG_FUNCTION_ARGS)
-{
-	return run_routed(fcinfo, orders_save);
-}
-
-/* orders_remove_at(id, expected_version, notify) */
-Datum
-orders_remove_at(PG_FUNCTION_ARGS)
-{
-	return run_routed(fcinfo, orders_remove);
 }
 
 /* orders_distributed() RETURNS boolean: whether Citus distributes the outbox */
