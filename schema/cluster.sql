@@ -10,40 +10,40 @@
 -- stands for, so they are executable by every role.  orders_distribute()
 -- sets it all up.
 
-CREATE FUNCTION @extschema@.orders_add_at(
+CREATE FUNCTION orders_internal.orders_add_at(
     customer_id uuid, currency text, lines @extschema@.order_line[],
     shipping_address @extschema@.order_address, id uuid, notify text)
 RETURNS @extschema@.orders
 AS 'MODULE_PATHNAME', 'orders_add_at'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-CREATE FUNCTION @extschema@.orders_get_at(id uuid)
+CREATE FUNCTION orders_internal.orders_get_at(id uuid)
 RETURNS SETOF @extschema@.orders
 AS 'MODULE_PATHNAME', 'orders_get_at'
 LANGUAGE C STABLE STRICT PARALLEL SAFE ROWS 1;
 
-CREATE FUNCTION @extschema@.orders_save_at(o @extschema@.orders, id uuid, notify text)
+CREATE FUNCTION orders_internal.orders_save_at(o @extschema@.orders, id uuid, notify text)
 RETURNS @extschema@.orders
 AS 'MODULE_PATHNAME', 'orders_save_at'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-CREATE FUNCTION @extschema@.orders_remove_at(id uuid, expected_version integer, notify text)
+CREATE FUNCTION orders_internal.orders_remove_at(id uuid, expected_version integer, notify text)
 RETURNS @extschema@.orders
 AS 'MODULE_PATHNAME', 'orders_remove_at'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION @extschema@.orders_add_at(uuid, text, @extschema@.order_line[], @extschema@.order_address, uuid, text) IS
+COMMENT ON FUNCTION orders_internal.orders_add_at(uuid, text, @extschema@.order_line[], @extschema@.order_address, uuid, text) IS
     'orders_add, run on the node of the order (Citus); called by orders_add';
-COMMENT ON FUNCTION @extschema@.orders_get_at(uuid) IS
+COMMENT ON FUNCTION orders_internal.orders_get_at(uuid) IS
     'orders_get, run on the node of the order (Citus); called by orders_get';
-COMMENT ON FUNCTION @extschema@.orders_save_at(@extschema@.orders, uuid, text) IS
+COMMENT ON FUNCTION orders_internal.orders_save_at(@extschema@.orders, uuid, text) IS
     'orders_save, run on the node of the order (Citus); called by orders_save';
-COMMENT ON FUNCTION @extschema@.orders_remove_at(uuid, integer, text) IS
+COMMENT ON FUNCTION orders_internal.orders_remove_at(uuid, integer, text) IS
     'orders_remove, run on the node of the order (Citus); called by orders_remove';
 
 -- Whether Citus distributes the outbox: then a position tells its node
 -- (src/events.c), and a consumer's checkpoint holds a cut a node.
-CREATE FUNCTION @extschema@.orders_distributed()
+CREATE FUNCTION orders_internal.orders_distributed()
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'orders_distributed'
 LANGUAGE C STABLE PARALLEL SAFE;
@@ -51,7 +51,7 @@ LANGUAGE C STABLE PARALLEL SAFE;
 -- Consumers on a cluster (see "Across the nodes of a cluster" in
 -- consumers.sql).  This node's cut of the events it wrote; anyone who may
 -- consume may take it.
-CREATE FUNCTION @extschema@.orders_events_node_cut()
+CREATE FUNCTION orders_internal.orders_events_node_cut()
 RETURNS @extschema@.order_event_cut
 AS 'MODULE_PATHNAME', 'orders_events_node_cut'
 LANGUAGE C VOLATILE;
@@ -70,7 +70,7 @@ LANGUAGE C VOLATILE;
 -- nothing since its shards moved away: its last batch takes everything it
 -- wrote (a cut that sees every transaction and every position), and its
 -- batches are empty from then on.
-CREATE FUNCTION @extschema@.orders_events_cluster_cut(c @extschema@.order_event_consumers)
+CREATE FUNCTION orders_internal.orders_events_cluster_cut(c @extschema@.order_event_consumers)
 RETURNS @extschema@.order_event_cut[]
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -92,7 +92,7 @@ BEGIN
         placements := (SELECT string_agg(p.placementid || ':' || p.groupid, ',' ORDER BY p.placementid)
                        FROM pg_dist_placement p JOIN pg_dist_shard s USING (shardid)
                        WHERE s.logicalrelid = '@extschema@.order_events'::regclass);
-        own := @extschema@.orders_events_node_cut();
+        own := orders_internal.orders_events_node_cut();
         cuts := ARRAY[own];
         FOR node IN
             WITH others AS (SELECT n.nodename, n.nodeport FROM pg_dist_node n
@@ -101,7 +101,7 @@ BEGIN
             FROM master_run_on_worker(
                      ARRAY(SELECT nodename FROM others ORDER BY nodename, nodeport),
                      ARRAY(SELECT nodeport FROM others ORDER BY nodename, nodeport),
-                     ARRAY(SELECT 'SELECT @extschema@.orders_events_node_cut()' FROM others),
+                     ARRAY(SELECT 'SELECT orders_internal.orders_events_node_cut()' FROM others),
                      true) r
             JOIN pg_dist_node d ON d.nodename = r.node_name AND d.nodeport = r.node_port
                                AND d.noderole = 'primary'
@@ -239,7 +239,7 @@ BEGIN
     BEGIN
         RETURN QUERY EXECUTE
             'SELECT o.* FROM @extschema@.orders o WHERE '
-            || @extschema@.orders_filter_sql($1, $2, $3, $4, $5, $6)
+            || orders_internal.orders_filter_sql($1, $2, $3, $4, $5, $6)
             || CASE WHEN $7 IS NULL THEN '' ELSE ' AND o.id OPERATOR(pg_catalog.>) $7' END
             || ' ORDER BY o.id LIMIT $8'
             USING $1, $2, $3, $4, $5, $6, $7, $8;
@@ -305,13 +305,13 @@ BEGIN
     PERFORM truncate_local_data_after_distributing_table('@extschema@.orders');
     PERFORM truncate_local_data_after_distributing_table('@extschema@.order_events');
     PERFORM create_distributed_function(
-        '@extschema@.orders_add_at(uuid, text, @extschema@.order_line[], @extschema@.order_address, uuid, text)',
+        'orders_internal.orders_add_at(uuid, text, @extschema@.order_line[], @extschema@.order_address, uuid, text)',
         'id', colocate_with => '@extschema@.orders', force_delegation => true);
-    PERFORM create_distributed_function('@extschema@.orders_get_at(uuid)',
+    PERFORM create_distributed_function('orders_internal.orders_get_at(uuid)',
         'id', colocate_with => '@extschema@.orders', force_delegation => true);
-    PERFORM create_distributed_function('@extschema@.orders_save_at(@extschema@.orders, uuid, text)',
+    PERFORM create_distributed_function('orders_internal.orders_save_at(@extschema@.orders, uuid, text)',
         'id', colocate_with => '@extschema@.orders', force_delegation => true);
-    PERFORM create_distributed_function('@extschema@.orders_remove_at(uuid, integer, text)',
+    PERFORM create_distributed_function('orders_internal.orders_remove_at(uuid, integer, text)',
         'id', colocate_with => '@extschema@.orders', force_delegation => true);
 END
 $$;

@@ -120,21 +120,21 @@ AS 'MODULE_PATHNAME', 'orders_events_unregister'
 LANGUAGE C VOLATILE;
 
 -- The consumer's row, locked: one reader or acknowledger of a name at a time.
-CREATE FUNCTION @extschema@.orders_events_consumer(consumer text)
+CREATE FUNCTION orders_internal.orders_events_consumer(consumer text)
 RETURNS @extschema@.order_event_consumers
 AS 'MODULE_PATHNAME', 'orders_events_consumer'
 LANGUAGE C VOLATILE;
 
 -- Opens the consumer's next batch: everything committed after its
 -- checkpoint, up to now.  Returns its row.
-CREATE FUNCTION @extschema@.orders_events_open_batch(consumer text)
+CREATE FUNCTION orders_internal.orders_events_open_batch(consumer text)
 RETURNS @extschema@.order_event_consumers
 AS 'MODULE_PATHNAME', 'orders_events_open_batch'
 LANGUAGE C VOLATILE;
 
 -- Acknowledges the open batch up to batch_position, or all of it: then its
 -- cut becomes the checkpoint.
-CREATE FUNCTION @extschema@.orders_events_advance(consumer text, batch_position bigint,
+CREATE FUNCTION orders_internal.orders_events_advance(consumer text, batch_position bigint,
                                                    batch_done boolean)
 RETURNS void
 AS 'MODULE_PATHNAME', 'orders_events_advance'

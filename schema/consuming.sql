@@ -21,7 +21,7 @@
 -- just the events of the orders in that part of a consumer group
 -- (groups.sql).  The others are passed over in the same index scans, and so
 -- acknowledged with the ones after them.
-CREATE FUNCTION @extschema@.orders_events_batch(
+CREATE FUNCTION orders_internal.orders_events_batch(
     c @extschema@.order_event_consumers, max_events integer, relay_only boolean DEFAULT false,
     types text[] DEFAULT NULL, part integer DEFAULT NULL)
 RETURNS SETOF @extschema@.order_events
@@ -84,7 +84,7 @@ BEGIN
              ORDER BY e.position LIMIT ' || max_events;
         RETURN;
     END IF;
-    IF @extschema@.orders_distributed() THEN
+    IF orders_internal.orders_distributed() THEN
         RAISE EXCEPTION 'consumer %''s open batch has no cuts of the cluster''s nodes', c.name
             USING ERRCODE = '55000',
                   HINT = 'Run ALTER EXTENSION orders UPDATE, which gives a batch left open its cuts.';
@@ -136,7 +136,7 @@ $$;
 
 -- The arguments of a read, checked before anything is taken.  A misspelt
 -- type would skip, and so acknowledge, every event.
-CREATE FUNCTION @extschema@.orders_events_check_read(max_events integer, types text[])
+CREATE FUNCTION orders_internal.orders_events_check_read(max_events integer, types text[])
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -176,7 +176,7 @@ $$;
 -- consumer with held orders (holds.sql) gets their events that are due as
 -- well, in position order with the others, and no event of a held order
 -- from the stream: each one met is added to its order's hold.
-CREATE FUNCTION @extschema@.orders_events_next(
+CREATE FUNCTION orders_internal.orders_events_next(
     consumer text, max_events integer, types text[], part integer DEFAULT NULL)
 RETURNS SETOF @extschema@.order_events
 LANGUAGE plpgsql VOLATILE
@@ -203,33 +203,33 @@ DECLARE
     bound bigint := 9223372036854775807;
     i integer;
 BEGIN
-    PERFORM @extschema@.orders_events_check_read(max_events, types);
+    PERFORM orders_internal.orders_events_check_read(max_events, types);
     IF part IS NOT NULL AND (part NOT BETWEEN 0 AND 15
                              OR right(consumer, length(part::text) + 1) <> '/' || part) THEN
         RAISE EXCEPTION 'consumer "%" is not part % of a consumer group', consumer, part
             USING ERRCODE = '22023';
     END IF;
-    c := @extschema@.orders_events_consumer(consumer);
-    holds := @extschema@.orders_events_holds_of(consumer);
+    c := orders_internal.orders_events_consumer(consumer);
+    holds := orders_internal.orders_events_holds_of(consumer);
 
     IF cardinality(holds) = 0 THEN
         IF c.batch_snapshot IS NOT NULL THEN
             -- what is left of the batch in progress: events not acknowledged
             -- before a crash come again
-            RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events, false, types, part);
+            RETURN QUERY SELECT * FROM orders_internal.orders_events_batch(c, max_events, false, types, part);
             GET DIAGNOSTICS n = ROW_COUNT;
             IF n > 0 THEN
                 RETURN;
             END IF;
             -- the batch is done: its cut is the new checkpoint
-            PERFORM @extschema@.orders_events_advance(consumer, c.batch_position, true);
+            PERFORM orders_internal.orders_events_advance(consumer, c.batch_position, true);
         END IF;
 
         -- a new batch, everything committed since the checkpoint: its cut is
         -- taken once the consumer is ours, so that a reader that waited for
         -- another never opens a batch older than the checkpoint that one left
-        c := @extschema@.orders_events_open_batch(consumer);
-        RETURN QUERY SELECT * FROM @extschema@.orders_events_batch(c, max_events, false, types, part);
+        c := orders_internal.orders_events_open_batch(consumer);
+        RETURN QUERY SELECT * FROM orders_internal.orders_events_batch(c, max_events, false, types, part);
         RETURN;
     END IF;
 
@@ -244,13 +244,13 @@ BEGIN
                 due := due || e;
                 EXIT;
             END IF;
-            h := @extschema@.orders_events_hold_next(consumer, h);
+            h := orders_internal.orders_events_hold_next(consumer, h);
             moved := true;
         END LOOP;
     END LOOP;
     due := ARRAY(SELECT d FROM unnest(due) d ORDER BY d.position LIMIT max_events);
     IF moved THEN
-        holds := @extschema@.orders_events_holds_of(consumer);
+        holds := orders_internal.orders_events_holds_of(consumer);
     END IF;
     held := ARRAY(SELECT x.order_id FROM unnest(holds) x);
     stored := ARRAY(SELECT greatest(x.position, x.later[cardinality(x.later)]) FROM unnest(holds) x);
@@ -265,14 +265,14 @@ BEGIN
     LOOP
         IF c.batch_snapshot IS NULL THEN
             EXIT WHEN opened;
-            c := @extschema@.orders_events_open_batch(consumer);
+            c := orders_internal.orders_events_open_batch(consumer);
             opened := true;
         END IF;
-        chunk := ARRAY(SELECT b FROM @extschema@.orders_events_batch(c, max_events, false, types, part) b);
+        chunk := ARRAY(SELECT b FROM orders_internal.orders_events_batch(c, max_events, false, types, part) b);
         IF cardinality(chunk) = 0 THEN
             bound := 9223372036854775807;
             EXIT WHEN opened OR cardinality(stream) > 0;
-            PERFORM @extschema@.orders_events_advance(consumer, c.batch_position, true);
+            PERFORM orders_internal.orders_events_advance(consumer, c.batch_position, true);
             c.batch_snapshot := NULL;
             CONTINUE;
         END IF;
@@ -305,11 +305,11 @@ BEGIN
         END IF;
         IF cardinality(stream) = 0 THEN
             FOREACH i IN ARRAY ARRAY(SELECT DISTINCT x FROM unnest(changed) x) LOOP
-                PERFORM @extschema@.orders_events_hold_store(consumer, holds[i]);
+                PERFORM orders_internal.orders_events_hold_store(consumer, holds[i]);
                 stored[i] := greatest(holds[i].position, holds[i].later[cardinality(holds[i].later)]);
             END LOOP;
             changed := '{}';
-            PERFORM @extschema@.orders_events_advance(consumer, last, false);
+            PERFORM orders_internal.orders_events_advance(consumer, last, false);
         END IF;
         c.batch_position := last;           -- read on after it
     END LOOP;
@@ -335,7 +335,7 @@ BEGIN
         h.later := ARRAY(SELECT p FROM unnest(h.later) p
                          WHERE p <= greatest(stored[i], (SELECT max(r) FROM unnest(returned) r)));
         h.delivered := h.position = ANY (returned);
-        PERFORM @extschema@.orders_events_hold_store(consumer, h);
+        PERFORM orders_internal.orders_events_hold_store(consumer, h);
     END LOOP;
     RETURN QUERY SELECT * FROM unnest(result);
 END
@@ -350,7 +350,7 @@ RETURNS SETOF @extschema@.order_events
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT * FROM @extschema@.orders_events_next(consumer, max_events, NULL)
+    SELECT * FROM orders_internal.orders_events_next(consumer, max_events, NULL)
 $$;
 
 COMMENT ON FUNCTION @extschema@.orders_events_read(text, integer) IS
@@ -362,7 +362,7 @@ RETURNS SETOF @extschema@.order_events
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT * FROM @extschema@.orders_events_next(consumer, max_events, types)
+    SELECT * FROM orders_internal.orders_events_next(consumer, max_events, types)
 $$;
 
 COMMENT ON FUNCTION @extschema@.orders_events_read(text, integer, text[]) IS
@@ -372,7 +372,7 @@ COMMENT ON FUNCTION @extschema@.orders_events_read(text, integer, text[]) IS
 -- part: anyone may call it, as it does nothing its helpers do not check
 -- themselves.  part: the consumer is that part of a group, whose batches
 -- hold only its orders' events.
-CREATE FUNCTION @extschema@.orders_events_ack_through(
+CREATE FUNCTION orders_internal.orders_events_ack_through(
     consumer text, last_position bigint, part integer DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -390,11 +390,11 @@ BEGIN
         RAISE EXCEPTION 'consumer "%" is not part % of a consumer group', consumer, part
             USING ERRCODE = '22023';
     END IF;
-    c := @extschema@.orders_events_consumer(consumer);
+    c := orders_internal.orders_events_consumer(consumer);
     -- the held events delivered up to it are handled (holds.sql)
-    FOR h IN SELECT * FROM unnest(@extschema@.orders_events_holds_of(consumer)) x
+    FOR h IN SELECT * FROM unnest(orders_internal.orders_events_holds_of(consumer)) x
              WHERE x.delivered AND x.position <= last_position LOOP
-        PERFORM @extschema@.orders_events_hold_next(consumer, h);
+        PERFORM orders_internal.orders_events_hold_next(consumer, h);
     END LOOP;
     IF c.batch_snapshot IS NULL THEN
         RETURN;                         -- nothing read, nothing to acknowledge
@@ -402,9 +402,9 @@ BEGIN
     c.batch_position := greatest(c.batch_position, last_position);
     -- nothing left after it: the whole batch is acknowledged, and its cut
     -- becomes the checkpoint
-    PERFORM @extschema@.orders_events_advance(
+    PERFORM orders_internal.orders_events_advance(
         consumer, c.batch_position,
-        NOT EXISTS (SELECT FROM @extschema@.orders_events_batch(c, 1, false, NULL, part)));
+        NOT EXISTS (SELECT FROM orders_internal.orders_events_batch(c, 1, false, NULL, part)));
 END
 $$;
 
@@ -413,7 +413,7 @@ RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT @extschema@.orders_events_ack_through(consumer, last_position)
+    SELECT orders_internal.orders_events_ack_through(consumer, last_position)
 $$;
 
 COMMENT ON FUNCTION @extschema@.orders_events_ack(text, bigint) IS
@@ -422,7 +422,7 @@ COMMENT ON FUNCTION @extschema@.orders_events_ack(text, bigint) IS
 -- On a cluster, what consumer c has not acknowledged, counted exactly, by
 -- each node's cuts (see "Across the nodes of a cluster" in consumers.sql):
 -- one distributed statement whose cost grows with the backlog.
-CREATE FUNCTION @extschema@.orders_events_cluster_pending(
+CREATE FUNCTION orders_internal.orders_events_cluster_pending(
     c @extschema@.order_event_consumers, OUT pending bigint, OUT oldest timestamptz)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -478,11 +478,11 @@ SET jit = off
 AS $$
 #variable_conflict use_column
 BEGIN
-    IF @extschema@.orders_distributed() THEN
+    IF orders_internal.orders_distributed() THEN
         RETURN QUERY
         SELECT c.name, p.pending, p.oldest, now() - p.oldest, c.registered_at, c.acked_at
         FROM @extschema@.order_event_consumers c
-        CROSS JOIN LATERAL @extschema@.orders_events_cluster_pending(c) p
+        CROSS JOIN LATERAL orders_internal.orders_events_cluster_pending(c) p
         ORDER BY c.name;
         RETURN;
     END IF;

@@ -23,7 +23,7 @@
 -- readers: the extra ones hold nothing, and stand by.
 
 -- The advisory lock key of a group's part (0 to 15), or of its readers' presence (NULL).
-CREATE FUNCTION @extschema@.orders_events_group_key(consumer text, part integer)
+CREATE FUNCTION orders_internal.orders_events_group_key(consumer text, part integer)
 RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN pg_catalog.hashtextextended('orders_events group ' OPERATOR(pg_catalog.||) consumer
@@ -50,7 +50,7 @@ BEGIN
             NULL;                       -- another reader registered it at the same moment
         END;
         -- a part that is another role's consumer already: refused here (42501)
-        PERFORM @extschema@.orders_events_consumer(consumer || '/' || p);
+        PERFORM orders_internal.orders_events_consumer(consumer || '/' || p);
     END LOOP;
     RETURN added;
 END
@@ -76,7 +76,7 @@ END
 $$;
 
 -- The parts this session holds of the group, in order.
-CREATE FUNCTION @extschema@.orders_events_group_held(consumer text)
+CREATE FUNCTION orders_internal.orders_events_group_held(consumer text)
 RETURNS integer[]
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -88,7 +88,7 @@ AS $$
         WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.objsubid = 1
           AND l.mode = 'ExclusiveLock' AND l.granted
           AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
-          AND ((l.classid::bigint << 32) | l.objid::bigint) = @extschema@.orders_events_group_key($1, p))
+          AND ((l.classid::bigint << 32) | l.objid::bigint) = orders_internal.orders_events_group_key($1, p))
 $$;
 
 -- The next events of the parts this reader holds, in position order, after
@@ -101,7 +101,7 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    readers_key bigint := @extschema@.orders_events_group_key(consumer, NULL);
+    readers_key bigint := orders_internal.orders_events_group_key(consumer, NULL);
     readers bigint;
     held integer[];
     before integer[];
@@ -112,10 +112,10 @@ BEGIN
     IF consumer IS NULL THEN
         RAISE EXCEPTION 'consumer group name must not be null' USING ERRCODE = '22004';
     END IF;
-    PERFORM @extschema@.orders_events_check_read(max_events, types);
+    PERFORM orders_internal.orders_events_check_read(max_events, types);
 
     -- present, once a session, without waiting for anyone
-    held := @extschema@.orders_events_group_held(consumer);
+    held := orders_internal.orders_events_group_held(consumer);
     IF NOT EXISTS (SELECT FROM pg_locks l
                    WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.objsubid = 1
                      AND l.mode = 'ShareLock' AND l.granted
@@ -139,7 +139,7 @@ BEGIN
     -- consumers' rows locked, which would make the reader taking them
     -- wait (the share is given back at a later read).
     WHILE cardinality(held) > share AND pg_current_xact_id_if_assigned() IS NULL LOOP
-        PERFORM pg_advisory_unlock(@extschema@.orders_events_group_key(consumer, held[cardinality(held)]));
+        PERFORM pg_advisory_unlock(orders_internal.orders_events_group_key(consumer, held[cardinality(held)]));
         held := held[1:cardinality(held) - 1];
     END LOOP;
     before := held;
@@ -147,7 +147,7 @@ BEGIN
         EXIT WHEN cardinality(held) >= share;
         p := (pg_backend_pid() + k) % 16;
         CONTINUE WHEN p = ANY (held);
-        IF pg_try_advisory_lock(@extschema@.orders_events_group_key(consumer, p)) THEN
+        IF pg_try_advisory_lock(orders_internal.orders_events_group_key(consumer, p)) THEN
             held := held || p;
         END IF;
     END LOOP;
@@ -159,13 +159,13 @@ BEGIN
     BEGIN
         RETURN QUERY
         SELECT e.* FROM unnest(held) h(part)
-        CROSS JOIN LATERAL @extschema@.orders_events_next(consumer || '/' || h.part, max_events, types, h.part) e
+        CROSS JOIN LATERAL orders_internal.orders_events_next(consumer || '/' || h.part, max_events, types, h.part) e
         ORDER BY e.position
         LIMIT max_events;
     EXCEPTION WHEN OTHERS THEN
         FOREACH p IN ARRAY held LOOP
             CONTINUE WHEN p = ANY (before);
-            PERFORM pg_advisory_unlock(@extschema@.orders_events_group_key(consumer, p));
+            PERFORM pg_advisory_unlock(orders_internal.orders_events_group_key(consumer, p));
         END LOOP;
         IF SQLSTATE = '42704' THEN
             RAISE EXCEPTION 'consumer group "%" is not registered', consumer
@@ -204,9 +204,9 @@ BEGIN
     END IF;
     -- the parts the last read returned that are still this reader's: a part
     -- taken since, by a read that failed, has events nobody handled
-    FOREACH p IN ARRAY @extschema@.orders_events_group_held(consumer) LOOP
+    FOREACH p IN ARRAY orders_internal.orders_events_group_held(consumer) LOOP
         CONTINUE WHEN read_parts IS NULL OR p <> ALL (read_parts);
-        PERFORM @extschema@.orders_events_ack_through(consumer || '/' || p, last_position, p);
+        PERFORM orders_internal.orders_events_ack_through(consumer || '/' || p, last_position, p);
     END LOOP;
 END
 $$;
@@ -235,16 +235,16 @@ BEGIN
             USING ERRCODE = '25001',
                   HINT = 'Leave it after COMMIT, or end the session.';
     END IF;
-    FOREACH p IN ARRAY @extschema@.orders_events_group_held(consumer) LOOP
-        PERFORM pg_advisory_unlock(@extschema@.orders_events_group_key(consumer, p));
+    FOREACH p IN ARRAY orders_internal.orders_events_group_held(consumer) LOOP
+        PERFORM pg_advisory_unlock(orders_internal.orders_events_group_key(consumer, p));
         n := n + 1;
     END LOOP;
     IF EXISTS (SELECT FROM pg_locks l
                WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.objsubid = 1
                  AND l.mode = 'ShareLock' AND l.granted
                  AND ((l.classid::bigint << 32) | l.objid::bigint)
-                     = @extschema@.orders_events_group_key(consumer, NULL)) THEN
-        PERFORM pg_advisory_unlock_shared(@extschema@.orders_events_group_key(consumer, NULL));
+                     = orders_internal.orders_events_group_key(consumer, NULL)) THEN
+        PERFORM pg_advisory_unlock_shared(orders_internal.orders_events_group_key(consumer, NULL));
     END IF;
     PERFORM set_config('orders_group.read_' || md5(consumer), '', false);
     RETURN n;

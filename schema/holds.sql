@@ -45,25 +45,25 @@ COMMENT ON TABLE @extschema@.order_event_holds IS
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.order_event_holds', '');
 
 -- The consumer's holds, its row locked: src/holds.c.
-CREATE FUNCTION @extschema@.orders_events_holds_of(consumer text)
+CREATE FUNCTION orders_internal.orders_events_holds_of(consumer text)
 RETURNS @extschema@.order_event_holds[]
 AS 'MODULE_PATHNAME', 'orders_events_holds_of'
 LANGUAGE C VOLATILE;
 
 -- The same, the consumer not locked: for showing them.
-CREATE FUNCTION @extschema@.orders_events_holds_peek(consumer text)
+CREATE FUNCTION orders_internal.orders_events_holds_peek(consumer text)
 RETURNS @extschema@.order_event_holds[]
 AS 'MODULE_PATHNAME', 'orders_events_holds_peek'
 LANGUAGE C STABLE;
 
 -- Writes one hold of the consumer, or ends it (position NULL).
-CREATE FUNCTION @extschema@.orders_events_hold_store(consumer text, hold @extschema@.order_event_holds)
+CREATE FUNCTION orders_internal.orders_events_hold_store(consumer text, hold @extschema@.order_event_holds)
 RETURNS void
 AS 'MODULE_PATHNAME', 'orders_events_hold_store'
 LANGUAGE C VOLATILE;
 
 -- Every event a hold keeps, for the purge.
-CREATE FUNCTION @extschema@.orders_events_held_positions()
+CREATE FUNCTION orders_internal.orders_events_held_positions()
 RETURNS bigint[]
 AS 'MODULE_PATHNAME', 'orders_events_held_positions'
 LANGUAGE C STABLE;
@@ -71,7 +71,7 @@ LANGUAGE C STABLE;
 -- When a held event that failed attempts times comes again: retry_delay
 -- after its first failure, doubled after each one since, and never more
 -- than a year on (a longer wait would overflow the types, not help).
-CREATE FUNCTION @extschema@.orders_events_retry_at(retry_delay interval, attempts integer)
+CREATE FUNCTION orders_internal.orders_events_retry_at(retry_delay interval, attempts integer)
 RETURNS timestamptz
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -83,7 +83,7 @@ RETURN now() + make_interval(secs => least(extract(epoch FROM retry_delay)::floa
 -- other types): the next event waiting behind it is held in its place, due
 -- at once, or, none waiting, the order is held no more.  Returns the hold
 -- as it is now: position NULL once it ended.
-CREATE FUNCTION @extschema@.orders_events_hold_next(consumer text, h @extschema@.order_event_holds)
+CREATE FUNCTION orders_internal.orders_events_hold_next(consumer text, h @extschema@.order_event_holds)
 RETURNS @extschema@.order_event_holds
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -101,7 +101,7 @@ BEGIN
     ELSE
         h.position := NULL;
     END IF;
-    PERFORM @extschema@.orders_events_hold_store(consumer, h);
+    PERFORM orders_internal.orders_events_hold_store(consumer, h);
     RETURN h;
 END
 $$;
@@ -109,7 +109,7 @@ $$;
 -- The body of orders_events_nack, and of orders_events_nack_group for one
 -- part: anyone may call it, as it does nothing its helpers do not check
 -- themselves.
-CREATE FUNCTION @extschema@.orders_events_reject(
+CREATE FUNCTION orders_internal.orders_events_reject(
     consumer text, event_position bigint, reason text, max_attempts integer,
     retry_delay interval, part integer)
 RETURNS @extschema@.order_event_holds
@@ -131,15 +131,15 @@ BEGIN
     IF retry_delay < interval '0' THEN
         RAISE EXCEPTION 'retry_delay must not be negative' USING ERRCODE = '22023';
     END IF;
-    IF @extschema@.orders_distributed() THEN
+    IF orders_internal.orders_distributed() THEN
         RAISE EXCEPTION 'orders_events_nack() is not supported while Citus distributes the outbox'
             USING ERRCODE = '0A000',
                   DETAIL = 'Rejected events are held on a single node only.';
     END IF;
-    c := @extschema@.orders_events_consumer(consumer);
+    c := orders_internal.orders_events_consumer(consumer);
     SELECT * INTO e FROM @extschema@.order_events x WHERE x.position = event_position;
     IF FOUND THEN
-        SELECT * INTO h FROM unnest(@extschema@.orders_events_holds_of(consumer)) x
+        SELECT * INTO h FROM unnest(orders_internal.orders_events_holds_of(consumer)) x
         WHERE x.order_id = e.order_id;
     END IF;
 
@@ -151,7 +151,7 @@ BEGIN
                 USING ERRCODE = '55000',
                       HINT = 'A held event can be rejected once each time a read returns it.';
         END IF;
-        PERFORM @extschema@.orders_events_ack_through(consumer, event_position - 1, part);
+        PERFORM orders_internal.orders_events_ack_through(consumer, event_position - 1, part);
         h.attempts := h.attempts + 1;
         h.reason := left(reason, 2000);
         h.failed_at := now();
@@ -160,16 +160,16 @@ BEGIN
             h.retry_at := NULL;
             h.parked_at := now();
         ELSE
-            h.retry_at := @extschema@.orders_events_retry_at(retry_delay, h.attempts);
+            h.retry_at := orders_internal.orders_events_retry_at(retry_delay, h.attempts);
         END IF;
-        PERFORM @extschema@.orders_events_hold_store(consumer, h);
+        PERFORM orders_internal.orders_events_hold_store(consumer, h);
         RETURN h;
     END IF;
 
     IF h.position IS NOT NULL AND event_position = ANY (h.later) THEN
         -- the order is held at an earlier event already: this one waits
         -- behind it whatever its own outcome
-        PERFORM @extschema@.orders_events_ack_through(consumer, event_position, part);
+        PERFORM orders_internal.orders_events_ack_through(consumer, event_position, part);
         RETURN h;
     END IF;
 
@@ -203,12 +203,12 @@ BEGIN
                                    AND NOT pg_visible_in_snapshot(x.xid, c.acked_snapshot) END
                    ORDER BY x.position),
              1, left(reason, 2000), now(),
-             CASE WHEN max_attempts > 1 THEN @extschema@.orders_events_retry_at(retry_delay, 1) END,
+             CASE WHEN max_attempts > 1 THEN orders_internal.orders_events_retry_at(retry_delay, 1) END,
              CASE WHEN max_attempts <= 1 THEN now() END,
              false)::@extschema@.order_event_holds;
-    PERFORM @extschema@.orders_events_hold_store(consumer, h);
+    PERFORM orders_internal.orders_events_hold_store(consumer, h);
     -- the stream goes on past it: the hold has it now
-    PERFORM @extschema@.orders_events_ack_through(consumer, event_position, part);
+    PERFORM orders_internal.orders_events_ack_through(consumer, event_position, part);
     RETURN h;
 END
 $$;
@@ -222,7 +222,7 @@ RETURNS @extschema@.order_event_holds
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT * FROM @extschema@.orders_events_reject(consumer, event_position, reason,
+    SELECT * FROM orders_internal.orders_events_reject(consumer, event_position, reason,
                                                    max_attempts, retry_delay, NULL)
 $$;
 
@@ -241,7 +241,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     -- not waiting for a reader, and on a standby too
-    holds @extschema@.order_event_holds[] := @extschema@.orders_events_holds_peek(consumer);
+    holds @extschema@.order_event_holds[] := orders_internal.orders_events_holds_peek(consumer);
 BEGIN
     -- none on a cluster, whose outbox Citus would not join here
     IF cardinality(holds) = 0 THEN
@@ -275,7 +275,7 @@ COMMENT ON FUNCTION @extschema@.orders_events_parked(text) IS
 
 -- The consumer's hold at event_position, which must be the event its
 -- order is held at.
-CREATE FUNCTION @extschema@.orders_events_hold_at(consumer text, event_position bigint)
+CREATE FUNCTION orders_internal.orders_events_hold_at(consumer text, event_position bigint)
 RETURNS @extschema@.order_event_holds
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -286,7 +286,7 @@ BEGIN
     IF event_position IS NULL THEN
         RAISE EXCEPTION 'event_position must not be null' USING ERRCODE = '22004';
     END IF;
-    SELECT * INTO h FROM unnest(@extschema@.orders_events_holds_of(consumer)) x
+    SELECT * INTO h FROM unnest(orders_internal.orders_events_holds_of(consumer)) x
     WHERE x.position = event_position;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'consumer "%" holds no event at position %', consumer, event_position
@@ -305,13 +305,13 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    h @extschema@.order_event_holds := @extschema@.orders_events_hold_at(consumer, event_position);
+    h @extschema@.order_event_holds := orders_internal.orders_events_hold_at(consumer, event_position);
 BEGIN
     h.attempts := 0;
     h.retry_at := now();
     h.parked_at := NULL;
     h.delivered := false;
-    PERFORM @extschema@.orders_events_hold_store(consumer, h);
+    PERFORM orders_internal.orders_events_hold_store(consumer, h);
 END
 $$;
 
@@ -326,8 +326,8 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM @extschema@.orders_events_hold_next(
-        consumer, @extschema@.orders_events_hold_at(consumer, event_position));
+    PERFORM orders_internal.orders_events_hold_next(
+        consumer, orders_internal.orders_events_hold_at(consumer, event_position));
 END
 $$;
 
@@ -357,7 +357,7 @@ BEGIN
     SELECT @extschema@.orders_event_part(e.order_id) INTO p
     FROM @extschema@.order_events e WHERE e.position = event_position;
     IF p IS NULL OR read_parts IS NULL OR p <> ALL (read_parts)
-       OR p <> ALL (@extschema@.orders_events_group_held(consumer)) THEN
+       OR p <> ALL (orders_internal.orders_events_group_held(consumer)) THEN
         RAISE EXCEPTION 'consumer group "%" has no event at position % that this reader read', consumer, event_position
             USING ERRCODE = '22023',
                   HINT = 'Reject an event that this reader''s last orders_events_read_group() returned.';
@@ -365,7 +365,7 @@ BEGIN
     IF event_position > 1 THEN
         PERFORM @extschema@.orders_events_ack_group(consumer, event_position - 1);
     END IF;
-    RETURN @extschema@.orders_events_reject(consumer || '/' || p, event_position, reason,
+    RETURN orders_internal.orders_events_reject(consumer || '/' || p, event_position, reason,
                                             max_attempts, retry_delay, p);
 END
 $$;

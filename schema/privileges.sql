@@ -15,6 +15,12 @@ REVOKE ALL ON @extschema@.orders, @extschema@.order_events,
               @extschema@.order_events_origin
 FROM PUBLIC;
 
+-- The internal schema holds no data; every role may reach the helpers in
+-- it, as it could when they lived beside the API, so that the API's SQL
+-- functions, which run as their callers, can call them.  Each helper's own
+-- grant below still decides who may run it.
+GRANT USAGE ON SCHEMA orders_internal TO PUBLIC;
+
 -- Writing is a privilege: granted explicitly, never to PUBLIC by default.
 -- orders_get, the queries and orders_next_id stay callable by anyone: they
 -- read with the caller's own privileges, so calling them shows nothing a
@@ -48,36 +54,36 @@ REVOKE ALL ON FUNCTION
     @extschema@.orders_events_consumers(),
     @extschema@.orders_events_purge(interval),
     @extschema@.orders_idempotency_purge(),
-    @extschema@.orders_events_relay_batch(integer),
-    @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean, text[], integer),
-    @extschema@.orders_events_consumer(text),
-    @extschema@.orders_events_open_batch(text),
-    @extschema@.orders_events_advance(text, bigint, boolean)
+    orders_internal.orders_events_relay_batch(integer),
+    orders_internal.orders_events_batch(@extschema@.order_event_consumers, integer, boolean, text[], integer),
+    orders_internal.orders_events_consumer(text),
+    orders_internal.orders_events_open_batch(text),
+    orders_internal.orders_events_advance(text, bigint, boolean)
 FROM PUBLIC;
 -- But the helpers those call check the caller's privileges themselves (and
 -- orders_events_batch reads as its caller), so anyone may call them.
 GRANT EXECUTE ON FUNCTION
-    @extschema@.orders_events_batch(@extschema@.order_event_consumers, integer, boolean, text[], integer),
-    @extschema@.orders_events_next(text, integer, text[], integer),
-    @extschema@.orders_events_ack_through(text, bigint, integer),
-    @extschema@.orders_events_check_read(integer, text[]),
-    @extschema@.orders_events_group_key(text, integer),
-    @extschema@.orders_events_group_held(text),
+    orders_internal.orders_events_batch(@extschema@.order_event_consumers, integer, boolean, text[], integer),
+    orders_internal.orders_events_next(text, integer, text[], integer),
+    orders_internal.orders_events_ack_through(text, bigint, integer),
+    orders_internal.orders_events_check_read(integer, text[]),
+    orders_internal.orders_events_group_key(text, integer),
+    orders_internal.orders_events_group_held(text),
     @extschema@.orders_events_leave_group(text),
     @extschema@.orders_event_part(uuid),
     @extschema@.orders_event_types(),
     @extschema@.orders_events_of(uuid, integer),
-    @extschema@.orders_events_consumer(text),
-    @extschema@.orders_events_open_batch(text),
-    @extschema@.orders_events_advance(text, bigint, boolean),
-    @extschema@.orders_events_holds_of(text),
-    @extschema@.orders_events_holds_peek(text),
-    @extschema@.orders_events_hold_store(text, @extschema@.order_event_holds),
-    @extschema@.orders_events_held_positions(),
-    @extschema@.orders_events_hold_next(text, @extschema@.order_event_holds),
-    @extschema@.orders_events_hold_at(text, bigint),
-    @extschema@.orders_events_retry_at(interval, integer),
-    @extschema@.orders_events_reject(text, bigint, text, integer, interval, integer)
+    orders_internal.orders_events_consumer(text),
+    orders_internal.orders_events_open_batch(text),
+    orders_internal.orders_events_advance(text, bigint, boolean),
+    orders_internal.orders_events_holds_of(text),
+    orders_internal.orders_events_holds_peek(text),
+    orders_internal.orders_events_hold_store(text, @extschema@.order_event_holds),
+    orders_internal.orders_events_held_positions(),
+    orders_internal.orders_events_hold_next(text, @extschema@.order_event_holds),
+    orders_internal.orders_events_hold_at(text, bigint),
+    orders_internal.orders_events_retry_at(interval, integer),
+    orders_internal.orders_events_reject(text, bigint, text, integer, interval, integer)
 TO PUBLIC;
 
 -- Adopting is the DBA's, after a restore or a switchover; the first write
@@ -91,4 +97,4 @@ REVOKE ALL ON FUNCTION @extschema@.orders_adopt() FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.orders_distribute(integer) FROM PUBLIC;
 -- Cutting opens a connection to every node; src/consumers.c calls it for a
 -- consumer's owner, through fmgr, which checks no privilege.
-REVOKE ALL ON FUNCTION @extschema@.orders_events_cluster_cut(@extschema@.order_event_consumers) FROM PUBLIC;
+REVOKE ALL ON FUNCTION orders_internal.orders_events_cluster_cut(@extschema@.order_event_consumers) FROM PUBLIC;

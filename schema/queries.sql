@@ -40,7 +40,7 @@ COMMENT ON FUNCTION @extschema@.orders_find(uuid, @extschema@.order_status, bigi
 -- The WHERE clause of orders_count and orders_total: only the filters given,
 -- so each call is planned for the filters it has.  Parameters, not values,
 -- go into the text.
-CREATE FUNCTION @extschema@.orders_filter_sql(
+CREATE FUNCTION orders_internal.orders_filter_sql(
     customer_id uuid, status @extschema@.order_status, min_total bigint, max_total bigint,
     created_from timestamptz, created_before timestamptz)
 RETURNS text
@@ -71,7 +71,7 @@ DECLARE
     n bigint;
 BEGIN
     EXECUTE 'SELECT count(*) FROM @extschema@.orders o WHERE '
-            || @extschema@.orders_filter_sql($1, $2, $3, $4, $5, $6)
+            || orders_internal.orders_filter_sql($1, $2, $3, $4, $5, $6)
         INTO n USING $1, $2, $3, $4, $5, $6;
     RETURN n;
 END
@@ -95,7 +95,7 @@ AS $$
 BEGIN
     RETURN QUERY EXECUTE
         'SELECT o.currency, count(*), sum(o.total) FROM @extschema@.orders o WHERE '
-        || @extschema@.orders_filter_sql($1, $2, $3, $4, $5, $6)
+        || orders_internal.orders_filter_sql($1, $2, $3, $4, $5, $6)
         || ' GROUP BY o.currency ORDER BY o.currency'
         USING $1, $2, $3, $4, $5, $6;
 END

@@ -7,7 +7,7 @@
 -- of relay events (outbox.sql).  Each pass returns the next events to
 -- notify and acknowledges them in the same transaction as the NOTIFYs the
 -- worker then sends, so that they are sent at its commit or not at all.
-CREATE FUNCTION @extschema@.orders_events_relay_batch(max_events integer)
+CREATE FUNCTION orders_internal.orders_events_relay_batch(max_events integer)
 RETURNS SETOF @extschema@.order_events
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -19,18 +19,18 @@ DECLARE
 BEGIN
     -- from the start: every relay event since the install is the worker's
     PERFORM @extschema@.orders_events_register('orders_relay'::text, true);
-    c := @extschema@.orders_events_consumer('orders_relay'::text);
+    c := orders_internal.orders_events_consumer('orders_relay'::text);
     IF c.batch_snapshot IS NULL THEN
-        c := @extschema@.orders_events_open_batch('orders_relay'::text);
+        c := orders_internal.orders_events_open_batch('orders_relay'::text);
     END IF;
-    FOR e IN SELECT * FROM @extschema@.orders_events_batch(c, max_events, true)
+    FOR e IN SELECT * FROM orders_internal.orders_events_batch(c, max_events, true)
     LOOP
         RETURN NEXT e;
         n := n + 1;
         c.batch_position := e.position;
     END LOOP;
     -- fewer than asked: all of this batch's relay events are out
-    PERFORM @extschema@.orders_events_advance('orders_relay'::text, c.batch_position,
+    PERFORM orders_internal.orders_events_advance('orders_relay'::text, c.batch_position,
                                               n < max_events);
 END
 $$;

@@ -67,3 +67,28 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION @extschema@.orders_remove(uuid, integer) IS
     'Removes an order that is not in flight; emits order_removed';
+
+-- An order as JSON for a reader whose numbers are doubles (JavaScript's
+-- JSON.parse, and every JSON library that follows it): to_jsonb's form, but
+-- the money (total, and each line's unit_price) as strings, which carry a
+-- bigint whole.  jsonb_populate_record(NULL::orders, orders_json(o)) reads
+-- it back, so an order can make the round trip to orders_save.  Any field
+-- a line has is kept.  Every name is qualified, operators too: a SQL
+-- function's body is inlined, and parsed under the caller's search_path.
+CREATE FUNCTION @extschema@.orders_json(o @extschema@.orders)
+RETURNS jsonb
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT pg_catalog.to_jsonb($1) OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(
+        'total', ($1).total::pg_catalog.text,
+        'lines', coalesce(
+            (SELECT pg_catalog.jsonb_agg(
+                        pg_catalog.to_jsonb(($1).lines[i]) OPERATOR(pg_catalog.||)
+                        pg_catalog.jsonb_build_object('unit_price', (($1).lines[i]).unit_price::pg_catalog.text)
+                        ORDER BY i)
+             FROM pg_catalog.generate_subscripts(($1).lines, 1) AS i),
+            pg_catalog.to_jsonb(($1).lines)))
+$$;
+
+COMMENT ON FUNCTION @extschema@.orders_json(@extschema@.orders) IS
+    'The order as to_jsonb renders it, but its money (total, lines[].unit_price) as strings';

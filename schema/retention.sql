@@ -21,7 +21,7 @@ BEGIN
     -- that node (position % 1024 tells it): below the smallest xmin, when
     -- every consumer has a cut of it.  A checkpoint without cuts is from
     -- before the outbox was distributed, the coordinator's (group 0).
-    IF @extschema@.orders_distributed() THEN
+    IF orders_internal.orders_distributed() THEN
         n := 0;
         -- no event is held on a cluster (holds.sql): nothing to keep for holds
         FOR node IN
@@ -62,7 +62,7 @@ BEGIN
       AND NOT EXISTS (SELECT FROM @extschema@.order_event_consumers c
                       WHERE c.carried_after IS NOT NULL
                         AND (e.position > c.carried_after OR e.position = ANY (c.carried)))
-      AND NOT EXISTS (SELECT FROM unnest(@extschema@.orders_events_held_positions()) k
+      AND NOT EXISTS (SELECT FROM unnest(orders_internal.orders_events_held_positions()) k
                       WHERE k = e.position);
     GET DIAGNOSTICS n = ROW_COUNT;
     -- Below every checkpoint's xmin, every event is acknowledged by all: one
@@ -72,7 +72,7 @@ BEGIN
     DELETE FROM @extschema@.order_events e
     WHERE e.xid < (SELECT min(pg_snapshot_xmin(c.acked_snapshot)) FROM @extschema@.order_event_consumers c)
       AND e.position > (SELECT coalesce(max(c.settled_position), 0) FROM @extschema@.order_event_consumers c)
-      AND NOT EXISTS (SELECT FROM unnest(@extschema@.orders_events_held_positions()) k
+      AND NOT EXISTS (SELECT FROM unnest(orders_internal.orders_events_held_positions()) k
                       WHERE k = e.position);
     GET DIAGNOSTICS m = ROW_COUNT;
     n := n + m;
@@ -80,7 +80,7 @@ BEGIN
     WHERE e.xid >= (SELECT min(pg_snapshot_xmin(c.acked_snapshot)) FROM @extschema@.order_event_consumers c)
       AND e.xid < (SELECT min(pg_snapshot_xmax(c.acked_snapshot)) FROM @extschema@.order_event_consumers c)
       AND e.position > (SELECT coalesce(max(c.settled_position), 0) FROM @extschema@.order_event_consumers c)
-      AND NOT EXISTS (SELECT FROM unnest(@extschema@.orders_events_held_positions()) k
+      AND NOT EXISTS (SELECT FROM unnest(orders_internal.orders_events_held_positions()) k
                       WHERE k = e.position)
       AND NOT EXISTS (SELECT FROM @extschema@.order_event_consumers c
                       WHERE NOT pg_visible_in_snapshot(e.xid, c.acked_snapshot));

@@ -59,8 +59,8 @@ SELECT count(*) AS billing_finds_nothing FROM orders_events_read('billing');
 
 -- a batch is opened by reading; opening another over it, or acknowledging
 -- one never opened, is refused rather than moving the checkpoint
-SELECT err($$SELECT orders_events_open_batch('billing')$$);
-SELECT err($$SELECT orders_events_advance('audit', 0, true)$$);
+SELECT err($$SELECT orders_internal.orders_events_open_batch('billing')$$);
+SELECT err($$SELECT orders_internal.orders_events_advance('audit', 0, true)$$);
 
 SELECT orders_events_unregister('audit'), orders_events_unregister('audit') AS again;
 SELECT name FROM orders_events_consumers();

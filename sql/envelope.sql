@@ -151,7 +151,7 @@ GRANT EXECUTE ON FUNCTION orders_events_register(text, boolean) TO regress_typed
 SET ROLE regress_typed_owner;
 SELECT orders_events_register('regress_owned');
 SET ROLE regress_typed;
-SELECT err($$SELECT * FROM orders_events_next('regress_owned', 10, NULL)$$);
+SELECT err($$SELECT * FROM orders_internal.orders_events_next('regress_owned', 10, NULL)$$);
 RESET ROLE;
 SELECT orders_events_unregister('regress_owned');
 REVOKE ALL ON orders, order_events FROM regress_typed_owner;

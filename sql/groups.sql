@@ -29,7 +29,7 @@ CREATE TEMP TABLE got AS SELECT * FROM orders_events_read_group('regress_fulfil'
 SELECT count(*) AS read, count(*) = (SELECT count(*) FROM order_events) AS every_event,
        bool_and(position > coalesce(prev, 0)) AS in_position_order
 FROM (SELECT position, lag(position) OVER (ORDER BY position) AS prev FROM got) x;
-SELECT cardinality(orders_events_group_held('regress_fulfil')) AS held;
+SELECT cardinality(orders_internal.orders_events_group_held('regress_fulfil')) AS held;
 SELECT orders_events_ack_group('regress_fulfil', (SELECT max(position) FROM got));
 SELECT count(*) AS more FROM orders_events_read_group('regress_fulfil', 1000);
 SELECT count(*) FILTER (WHERE pending > 0) AS parts_pending
@@ -47,25 +47,25 @@ FROM orders_events_consumers() WHERE name LIKE 'regress_fulfil/%';
 
 -- Leaving gives every part back.
 SELECT orders_events_leave_group('regress_fulfil') AS given_back,
-       cardinality(orders_events_group_held('regress_fulfil')) AS held;
+       cardinality(orders_internal.orders_events_group_held('regress_fulfil')) AS held;
 
 -- Refusals: a bad name, a group that is not registered or is another
 -- role's; a refused reader keeps no part.
 SELECT err($$SELECT orders_events_register_group('a/b')$$);
 SELECT err($$SELECT orders_events_register_group('')$$);
 SELECT err($$SELECT * FROM orders_events_read_group('regress_nobody')$$);
-SELECT cardinality(orders_events_group_held('regress_nobody')) AS kept;
+SELECT cardinality(orders_internal.orders_events_group_held('regress_nobody')) AS kept;
 SELECT err($$SELECT * FROM orders_events_read_group('regress_fulfil', 0)$$);
 SELECT err($$SELECT * FROM orders_events_read_group('regress_fulfil', 10, ARRAY['order_shiped'])$$);
-SELECT cardinality(orders_events_group_held('regress_fulfil')) AS kept;
-SELECT err($$SELECT * FROM orders_events_next('regress_fulfil/3', 10, NULL, 16)$$);
-SELECT err($$SELECT * FROM orders_events_next('regress_fulfil/3', 10, NULL, 4)$$);
+SELECT cardinality(orders_internal.orders_events_group_held('regress_fulfil')) AS kept;
+SELECT err($$SELECT * FROM orders_internal.orders_events_next('regress_fulfil/3', 10, NULL, 16)$$);
+SELECT err($$SELECT * FROM orders_internal.orders_events_next('regress_fulfil/3', 10, NULL, 4)$$);
 CREATE ROLE regress_group_other;
 GRANT SELECT ON orders, order_events TO regress_group_other;
 GRANT EXECUTE ON FUNCTION orders_events_read_group(text, integer, text[]) TO regress_group_other;
 SET ROLE regress_group_other;
 SELECT err($$SELECT * FROM orders_events_read_group('regress_fulfil')$$);
-SELECT cardinality(orders_events_group_held('regress_fulfil')) AS kept;
+SELECT cardinality(orders_internal.orders_events_group_held('regress_fulfil')) AS kept;
 RESET ROLE;
 REVOKE ALL ON orders, order_events FROM regress_group_other;
 REVOKE ALL ON FUNCTION orders_events_read_group(text, integer, text[]) FROM regress_group_other;

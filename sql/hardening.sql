@@ -206,8 +206,8 @@ SET ROLE regress_other;
 SELECT err($$SELECT * FROM orders_events_read('regress_billing')$$);
 SELECT err($$SELECT orders_events_ack('regress_billing', 9223372036854775807)$$);
 SELECT err($$SELECT orders_events_unregister('regress_billing')$$);
-SELECT err($$SELECT orders_events_advance('regress_billing', 0, true)$$);
-SELECT err($$SELECT orders_events_open_batch('regress_billing')$$);
+SELECT err($$SELECT orders_internal.orders_events_advance('regress_billing', 0, true)$$);
+SELECT err($$SELECT orders_internal.orders_events_open_batch('regress_billing')$$);
 SELECT err($$SELECT orders_events_register('orders_relay')$$);
 SELECT err($$SELECT orders_events_register(NULL)$$);
 SELECT err($$SELECT orders_events_register(E'x\nLOG:  forged')$$);
@@ -215,11 +215,11 @@ SELECT err($$SELECT * FROM orders_events_read(E'nope\nFATAL:  forged', 1)$$);
 SELECT err($$SELECT * FROM orders_events_read(NULL)$$);
 RESET ROLE;
 -- the relay worker's consumer is the bootstrap superuser's
-SELECT count(*) FROM orders_events_relay_batch(1);
+SELECT count(*) FROM orders_internal.orders_events_relay_batch(1);
 SELECT name, owner FROM order_event_consumers ORDER BY name;
 SET ROLE regress_other;
-SELECT err($$SELECT orders_events_advance('orders_relay', 0, true)$$);
-SELECT err($$SELECT orders_events_open_batch('orders_relay')$$);
+SELECT err($$SELECT orders_internal.orders_events_advance('orders_relay', 0, true)$$);
+SELECT err($$SELECT orders_internal.orders_events_open_batch('orders_relay')$$);
 RESET ROLE;
 -- a member of the owning role may use it
 GRANT regress_app TO regress_other;
@@ -277,16 +277,37 @@ ALTER EXTENSION orders UPDATE;
 SELECT p.proname FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid
 WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
   AND p.prosrc LIKE '%regress_before%';
-SELECT regress_after.orders_assert_trusted_schema();
+SELECT orders_internal.orders_assert_trusted_schema();
 -- A member a non-superuser owns, or a table others may put triggers on, is
 -- not trusted either: its code would run inside a superuser's call.
 ALTER TABLE regress_after.order_event_consumers OWNER TO regress_app;
-SELECT regress_after.orders_assert_trusted_schema();
+SELECT orders_internal.orders_assert_trusted_schema();
 ALTER TABLE regress_after.order_event_consumers OWNER TO CURRENT_USER;
 GRANT TRIGGER ON regress_after.orders TO regress_app;
-SELECT regress_after.orders_assert_trusted_schema();
+SELECT orders_internal.orders_assert_trusted_schema();
 REVOKE TRIGGER ON regress_after.orders FROM regress_app;
-SELECT regress_after.orders_assert_trusted_schema();
+SELECT orders_internal.orders_assert_trusted_schema();
+-- The internal schema is judged as the install schema is: owned by a
+-- superuser, created in by none other, and still under the name the SQL
+-- functions use.
+GRANT CREATE ON SCHEMA orders_internal TO regress_app;
+SELECT orders_internal.orders_assert_trusted_schema();
+REVOKE CREATE ON SCHEMA orders_internal FROM regress_app;
+ALTER SCHEMA orders_internal OWNER TO regress_app;
+SELECT orders_internal.orders_assert_trusted_schema();
+ALTER SCHEMA orders_internal OWNER TO CURRENT_USER;
+ALTER SCHEMA orders_internal RENAME TO regress_moved;
+CREATE SCHEMA orders_internal AUTHORIZATION regress_app;
+SELECT regress_moved.orders_assert_trusted_schema();
+DROP SCHEMA orders_internal;
+SELECT regress_moved.orders_assert_trusted_schema();
+ALTER SCHEMA regress_moved RENAME TO orders_internal;
+SELECT orders_internal.orders_assert_trusted_schema();
+-- A schema of that name made beforehand, by anyone, fails the install.
+DROP EXTENSION orders;
+CREATE SCHEMA orders_internal AUTHORIZATION regress_app;
+CREATE EXTENSION orders SCHEMA regress_after;
+DROP SCHEMA orders_internal;
 \c :regress_db
 DROP DATABASE regress_hardening;
 

@@ -136,7 +136,7 @@ SELECT length(reason) AS reason_kept FROM orders_events_holds('regress_mail');
 -- a held event is rejected once each time it is delivered
 SELECT err($$SELECT orders_events_nack('regress_mail', p(17), 'again')$$);
 -- the hold is the consumer's: its name must be in it
-SELECT err($$SELECT orders_events_hold_store('regress_mail',
+SELECT err($$SELECT orders_internal.orders_events_hold_store('regress_mail',
                ROW('regress_other', o(1), 1, '{}', 0, NULL, NULL, now(), NULL, false)::order_event_holds)$$);
 
 -- Hostile roles.  A consumer's holds are its owner's: another role can
@@ -160,7 +160,7 @@ SET ROLE regress_poison_other;
 SELECT err($$SELECT * FROM orders_events_holds('regress_app_mail')$$);
 SELECT err($$SELECT orders_events_discard('regress_app_mail', $$ || :app_pos || $$)$$);
 SELECT err($$SELECT orders_events_replay('regress_app_mail', $$ || :app_pos || $$)$$);
-SELECT err($$SELECT orders_events_hold_store('regress_app_mail',
+SELECT err($$SELECT orders_internal.orders_events_hold_store('regress_app_mail',
                ROW('regress_app_mail', o(1), 1, '{}', 0, NULL, NULL, now(), NULL, false)::order_event_holds)$$);
 SELECT err($$SELECT orders_events_nack('regress_app_mail', $$ || :app_pos || $$, 'x')$$);
 RESET ROLE;
@@ -233,15 +233,15 @@ SELECT move(o(8), 'confirmed');
 SELECT got('regress_chunks', 2) AS two_of_y;
 SELECT cardinality(held_back) AS x_waiting FROM orders_events_holds('regress_chunks');
 -- a hold's waiting events follow its held one, in order, none null
-SELECT err($$SELECT orders_events_hold_store('regress_chunks',
+SELECT err($$SELECT orders_internal.orders_events_hold_store('regress_chunks',
                ROW('regress_chunks', o(7), $$ || :x_added || $$, '{NULL}', 1, NULL, NULL, now(), NULL, false)::order_event_holds)$$);
-SELECT err($$SELECT orders_events_hold_store('regress_chunks',
+SELECT err($$SELECT orders_internal.orders_events_hold_store('regress_chunks',
                ROW('regress_chunks', o(7), $$ || :x_added || $$, ARRAY[$$ || :x_added + 5 || $$, $$ || :x_added + 3 || $$]::bigint[], 1, NULL, NULL, now(), NULL, false)::order_event_holds)$$);
-SELECT err($$SELECT orders_events_hold_store('regress_chunks',
+SELECT err($$SELECT orders_internal.orders_events_hold_store('regress_chunks',
                ROW('regress_chunks', o(7), $$ || :x_added || $$, NULL, 1, NULL, NULL, now(), NULL, false)::order_event_holds)$$);
-SELECT err($$SELECT orders_events_hold_store('regress_chunks',
+SELECT err($$SELECT orders_internal.orders_events_hold_store('regress_chunks',
                ROW('regress_chunks', o(7), $$ || :x_added || $$, '{{1000},{1001}}', 1, NULL, NULL, now(), NULL, false)::order_event_holds)$$);
-SELECT err($$SELECT orders_events_hold_store('regress_chunks',
+SELECT err($$SELECT orders_internal.orders_events_hold_store('regress_chunks',
                ROW('regress_chunks', o(7), $$ || :x_added || $$, '[0:1]={1000,1001}', 1, NULL, NULL, now(), NULL, false)::order_event_holds)$$);
 -- the wait after a failure is at most a year, whatever the delay asked
 SELECT h.retry_at BETWEEN now() + interval '364 days' AND now() + interval '366 days' AS a_year

@@ -33,11 +33,11 @@ SELECT err($$SELECT count(*) FROM orders$$);
 SELECT orders_next_id() IS NOT NULL AS anyone_can_make_ids;
 -- the functions a Citus cluster routes calls through are executable by
 -- all, and ask for the privilege of the function each stands for
-SELECT err($$SELECT orders_add_at('c0000000-0000-0000-0000-000000000030', 'EUR', '{}', NULL,
+SELECT err($$SELECT orders_internal.orders_add_at('c0000000-0000-0000-0000-000000000030', 'EUR', '{}', NULL,
                                   'a0000000-0000-0000-0000-000000000049', 'off')$$);
-SELECT err($$SELECT * FROM orders_get_at('a0000000-0000-0000-0000-000000000001')$$);
-SELECT err($$SELECT orders_save_at(NULL::orders, 'a0000000-0000-0000-0000-000000000001', 'off')$$);
-SELECT err($$SELECT orders_remove_at('a0000000-0000-0000-0000-000000000001', NULL, 'off')$$);
+SELECT err($$SELECT * FROM orders_internal.orders_get_at('a0000000-0000-0000-0000-000000000001')$$);
+SELECT err($$SELECT orders_internal.orders_save_at(NULL::orders, 'a0000000-0000-0000-0000-000000000001', 'off')$$);
+SELECT err($$SELECT orders_internal.orders_remove_at('a0000000-0000-0000-0000-000000000001', NULL, 'off')$$);
 SELECT err($$SELECT orders_distribute()$$);
 RESET ROLE;
 
@@ -46,15 +46,15 @@ RESET ROLE;
 -- before any planner could place the call by it
 SET orders.notify = on;
 LISTEN orders_events;
-SELECT id, version FROM orders_add_at('c0000000-0000-0000-0000-000000000030', 'EUR', '{}', NULL,
+SELECT id, version FROM orders_internal.orders_add_at('c0000000-0000-0000-0000-000000000030', 'EUR', '{}', NULL,
                                       'a0000000-0000-0000-0000-000000000048', 'off');
 SELECT type FROM order_events WHERE order_id = 'a0000000-0000-0000-0000-000000000048';
-SELECT err($$SELECT orders_add_at('c0000000-0000-0000-0000-000000000030', 'EUR', '{}', NULL, NULL, 'off')$$);
-SELECT err($$SELECT * FROM orders_get_at(NULL)$$);
-SELECT err($$SELECT orders_remove_at(NULL::uuid, 1, 'on')$$);
-SELECT err($$SELECT orders_remove_at('a0000000-0000-0000-0000-000000000048', 1, 'loud')$$);
-SELECT id, version FROM orders_remove_at('a0000000-0000-0000-0000-000000000048', 1, 'off');
-SELECT orders_distributed() AS distributed;
+SELECT err($$SELECT orders_internal.orders_add_at('c0000000-0000-0000-0000-000000000030', 'EUR', '{}', NULL, NULL, 'off')$$);
+SELECT err($$SELECT * FROM orders_internal.orders_get_at(NULL)$$);
+SELECT err($$SELECT orders_internal.orders_remove_at(NULL::uuid, 1, 'on')$$);
+SELECT err($$SELECT orders_internal.orders_remove_at('a0000000-0000-0000-0000-000000000048', 1, 'loud')$$);
+SELECT id, version FROM orders_internal.orders_remove_at('a0000000-0000-0000-0000-000000000048', 1, 'off');
+SELECT orders_internal.orders_distributed() AS distributed;
 UNLISTEN orders_events;
 
 -- a writer needs no grant on the tables to use the API, and has none to
@@ -96,7 +96,7 @@ SELECT orders_events_register('regress');
 SELECT count(*) FROM orders_events_read('regress');
 SELECT orders_events_ack('regress', 0);
 SELECT err($$UPDATE order_event_consumers SET batch_position = 0$$);
-SELECT err($$SELECT * FROM orders_events_batch(NULL::order_event_consumers, 1)$$);
+SELECT err($$SELECT * FROM orders_internal.orders_events_batch(NULL::order_event_consumers, 1)$$);
 SELECT err($$SELECT orders_events_purge()$$);
 RESET ROLE;
 SELECT orders_events_unregister('regress');

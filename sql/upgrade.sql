@@ -51,6 +51,9 @@ CREATE FUNCTION pg_temp.extension_state() RETURNS SETOF text LANGUAGE sql AS $$
                                                     FROM pg_enum WHERE enumtypid = t.oid), '')
     FROM members m JOIN pg_type t ON m.classid = 'pg_type'::regclass AND t.oid = m.objid
     UNION ALL
+    SELECT 'schema ' || n.nspname || ' owner ' || (n.nspowner = 10) || ' acl ' || coalesce(n.nspacl::text, 'default')
+    FROM members m JOIN pg_namespace n ON m.classid = 'pg_namespace'::regclass AND n.oid = m.objid
+    UNION ALL
     SELECT 'config ' || extconfig::regclass[]::text || ' ' || extcondition::text
     FROM pg_extension WHERE extname = 'orders'
 $$;
@@ -98,6 +101,16 @@ SELECT 'only after update' AS where_, s FROM (SELECT s FROM updated EXCEPT SELEC
 UNION ALL
 SELECT 'only in fresh install', s FROM (SELECT s FROM fresh EXCEPT SELECT s FROM updated) x;
 SELECT count(*) > 40 AS compared_enough FROM fresh;
+
+-- What a user listing the install schema's functions (\df) meets: the API
+-- alone.  Everything else is in orders_internal.
+CREATE TEMP VIEW member_functions AS
+SELECT n.nspname, p.proname
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'orders');
+SELECT nspname, count(*) AS functions FROM member_functions GROUP BY 1 ORDER BY 1;
+SELECT DISTINCT proname AS api FROM member_functions WHERE nspname = 'public' ORDER BY 1;
 
 DROP EXTENSION orders;
 

@@ -348,19 +348,66 @@ rebuild_cache(Oid nsp)
 }
 
 /*
- * The schema of the called function.  A function that no longer exists
- * was dropped (with the extension) after the statement was planned.
+ * The extension's schemas as last seen: the install schema, and its
+ * internal schema.  Forgotten when any schema changes (renamed, dropped
+ * with the extension), so a rename or a re-created extension is seen anew.
+ */
+static Oid	install_nsp_seen = InvalidOid;
+static Oid	internal_nsp_seen = InvalidOid;
+static bool namespace_callback_registered = false;
+
+static void
+orders_namespace_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	install_nsp_seen = InvalidOid;
+	internal_nsp_seen = InvalidOid;
+}
+
+static void
+function_dropped(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("extension \"orders\" was dropped or re-created during the statement"),
+			 errhint("Run the statement again.")));
+}
+
+/*
+ * The install schema of the called function, where the extension's tables
+ * are.  The API's functions live in it; the internal helpers live in the
+ * extension's member schema (ORDERS_INTERNAL_SCHEMA), which stands for the
+ * install schema here.  The install schema is no member: the extension
+ * only names it.  A function that no longer exists was dropped (with the
+ * extension) after the statement was planned.
  */
 Oid
 called_function_namespace(FunctionCallInfo fcinfo)
 {
 	Oid			nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
+	Oid			ext;
 
 	if (!OidIsValid(nsp))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension \"orders\" was dropped or re-created during the statement"),
-				 errhint("Run the statement again.")));
+		function_dropped();
+	if (nsp == install_nsp_seen)
+		return nsp;
+	if (nsp == internal_nsp_seen && OidIsValid(install_nsp_seen))
+		return install_nsp_seen;
+	if (!namespace_callback_registered)
+	{
+		CacheRegisterSyscacheCallback(NAMESPACEOID, orders_namespace_callback, (Datum) 0);
+		namespace_callback_registered = true;
+	}
+	ext = getExtensionOfObject(NamespaceRelationId, nsp);
+	if (OidIsValid(ext))
+	{
+		Oid			install = get_extension_schema(ext);
+
+		if (!OidIsValid(install))
+			function_dropped();
+		internal_nsp_seen = nsp;
+		nsp = install;
+	}
+	install_nsp_seen = nsp;
 	return nsp;
 }
 

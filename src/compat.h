@@ -169,6 +169,36 @@ function_aclcheck(Oid function, Oid role, AclMode mode)
  */
 #define HAVE_BUILTIN_UUIDV7 (PG_VERSION_NUM >= 180000)
 
+/* 16 exported get_extension_schema; on 15 it is read from pg_extension. */
+#if PG_VERSION_NUM < 160000
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "utils/fmgroids.h"
+
+static inline Oid
+get_extension_schema(Oid ext)
+{
+	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			nsp = InvalidOid;
+
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(ext));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		nsp = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return nsp;
+}
+#else
+#include "commands/extension.h"
+#endif
+
 /* 17 moved the backend's local transaction id into MyProc->vxid. */
 static inline LocalTransactionId
 compat_my_lxid(void)

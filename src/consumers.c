@@ -217,7 +217,7 @@ cluster_cut(OrdersCall *call, Datum *values, bool *nulls)
 {
 	Relation	rel = call->rel[TABLE_CONSUMERS];
 	Oid			rowtype = RelationGetForm(rel)->reltype;
-	Oid			fn = LookupFuncName(list_make2(makeString(call->cat->namespace_name),
+	Oid			fn = LookupFuncName(list_make2(makeString(ORDERS_INTERNAL_SCHEMA),
 											   makeString("orders_events_cluster_cut")),
 									1, &rowtype, false);
 	Datum		row = heap_copy_tuple_as_datum(heap_form_tuple(RelationGetDescr(rel), values, nulls),

@@ -86,6 +86,13 @@ enum
 /* The version of the payloads' shapes, in every event's schema_version. */
 #define EVENT_SCHEMA_VERSION 1
 
+/*
+ * The extension's own schema for the functions that are not its API: the
+ * SQL functions, the relay worker and Citus name it so (schema/
+ * trusted_schema.sql), and the trust check judges it under this name.
+ */
+#define ORDERS_INTERNAL_SCHEMA "orders_internal"
+
 /* The most orders.event_metadata may hold, in bytes: it goes into every event. */
 #define EVENT_METADATA_MAX 8192
 

@@ -369,7 +369,7 @@ relay_pass(void)
 
 		ret = SPI_execute(psprintf("SELECT position, type, order_id, version"
 								   " FROM %s.orders_events_relay_batch(%d)",
-								   schema, RELAY_BATCH),
+								   quote_identifier(ORDERS_INTERNAL_SCHEMA), RELAY_BATCH),
 						  false, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "could not read the outbox: %d", ret);

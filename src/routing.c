@@ -154,7 +154,7 @@ orders_route(OrdersCall *call, const pg_uuid_t *id)
 }
 
 /*
- * Runs "SELECT r FROM <schema>.<function>(<constants>) r" in the caller's
+ * Runs "SELECT r FROM orders_internal.<function>(<constants>) r" in the caller's
  * transaction, as the caller, and returns r of its row (copied into the
  * caller's memory), or found = false when there is none.  Every argument
  * is a literal cast to its type by OID, so Citus sees constants, and no
@@ -171,7 +171,7 @@ routing_send(const OrdersCatalog *cat, const char *function, int nargs,
 	Oid			any_types[1] = {InvalidOid};	/* nargs -1: any signature */
 
 	/* tables distributed by hand, under a version without the _at functions */
-	if (!OidIsValid(LookupFuncName(list_make2(makeString(cat->namespace_name),
+	if (!OidIsValid(LookupFuncName(list_make2(makeString(ORDERS_INTERNAL_SCHEMA),
 											  makeString(unconstify(char *, function))),
 								   -1, any_types, true)))
 		ereport(ERROR,
@@ -181,7 +181,7 @@ routing_send(const OrdersCatalog *cat, const char *function, int nargs,
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT r FROM %s.%s(",
-					 quote_identifier(cat->namespace_name), quote_identifier(function));
+					 quote_identifier(ORDERS_INTERNAL_SCHEMA), quote_identifier(function));
 	for (i = 0; i < nargs; i++)
 	{
 		if (i > 0)
@@ -245,7 +245,7 @@ run_routed(FunctionCallInfo fcinfo, PGFunction body)
 	if (routed == NULL)
 		elog(ERROR, "function %u is not one of orders' routed functions", fn_oid);
 	(void) get_func_signature(fn_oid, &argtypes, &nargs);
-	public_oid = LookupFuncName(list_make2(makeString(get_namespace_name(get_func_namespace(fn_oid))),
+	public_oid = LookupFuncName(list_make2(makeString(get_namespace_name(called_function_namespace(fcinfo))),
 										   makeString(unconstify(char *, routed->public_name))),
 								routed->public_nargs, argtypes, false);
 	acl = function_aclcheck(public_oid, GetUserId(), ACL_EXECUTE);

@@ -169,12 +169,13 @@ member_untrusted(Oid ext)
  * extension, holds the name they use; it is read, never run.
  */
 static char *
-schema_renamed(Oid nsp, const char *current, Oid ext)
+schema_renamed(Oid nsp, const char *current, Oid ext, Oid internal)
 {
 	oidvector  *noargs = buildoidvector(NULL, 0);
 	Oid			fn = GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid,
 									 CStringGetDatum("orders_installed_schema"),
-									 PointerGetDatum(noargs), ObjectIdGetDatum(nsp));
+									 PointerGetDatum(noargs),
+									 ObjectIdGetDatum(OidIsValid(internal) ? internal : nsp));
 	HeapTuple	tup;
 	bool		isnull;
 	Datum		src;
@@ -200,6 +201,85 @@ schema_renamed(Oid nsp, const char *current, Oid ext)
 }
 
 /*
+ * Why the extension's internal schema cannot be trusted, or NULL; *internal
+ * is set to it when it exists.  The SQL functions name it as they name the
+ * install schema, so it is judged the same way, and it must still be the
+ * extension's member under that name: after ours was renamed, a schema of
+ * that name made by any role that may create schemas would have the
+ * functions run its objects.  Before 1.11 there is none; the update to 1.11
+ * creates it, and asks while the versions before it are being updated.
+ */
+static Oid
+member_schema(Oid ext)
+{
+	Relation	dep = table_open(DependRelationId, AccessShareLock);
+	ScanKeyData key[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			nsp = InvalidOid;
+
+	ScanKeyInit(&key[0], Anum_pg_depend_refclassid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(ExtensionRelationId));
+	ScanKeyInit(&key[1], Anum_pg_depend_refobjid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(ext));
+	scan = systable_beginscan(dep, DependReferenceIndexId, true, NULL, 2, key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_depend d = (Form_pg_depend) GETSTRUCT(tup);
+
+		if (d->deptype == DEPENDENCY_EXTENSION && d->classid == NamespaceRelationId)
+		{
+			nsp = d->objid;
+			break;
+		}
+	}
+	systable_endscan(scan);
+	table_close(dep, AccessShareLock);
+	return nsp;
+}
+
+static char *
+internal_schema_untrusted(Oid ext, Oid *internal)
+{
+	Oid			nsp = member_schema(ext);
+	char	   *name;
+	HeapTuple	tup;
+	Oid			owner;
+	Oid			grantee;
+	Datum		aclDatum;
+	bool		isnull;
+	char	   *reason = NULL;
+
+	*internal = InvalidOid;
+	if (!OidIsValid(nsp))
+		return creating_extension ? NULL :
+			psprintf("The extension is installed at a version before 1.11, which has no schema "
+					 "\"%s\"; run ALTER EXTENSION orders UPDATE", ORDERS_INTERNAL_SCHEMA);
+	name = get_namespace_name(nsp);
+	if (name == NULL || strcmp(name, ORDERS_INTERNAL_SCHEMA) != 0)
+		return psprintf("Its schema \"%s\" was renamed to \"%s\", and the extension's SQL "
+						"functions still name it as it was",
+						ORDERS_INTERNAL_SCHEMA, name ? name : "?");
+	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+	if (!HeapTupleIsValid(tup))
+		return psprintf("Schema %u does not exist", nsp);
+	owner = role_standing_for(((Form_pg_namespace) GETSTRUCT(tup))->nspowner);
+	if (!superuser_arg(owner))
+		reason = psprintf("Its schema \"%s\" is owned by role \"%s\", not a superuser",
+						  ORDERS_INTERNAL_SCHEMA, orders_role_name(owner));
+	aclDatum = SysCacheGetAttr(NAMESPACEOID, tup, Anum_pg_namespace_nspacl, &isnull);
+	if (reason == NULL && !isnull && acl_grants_untrusted(aclDatum, ACL_CREATE, &grantee))
+		reason = grantee == ACL_ID_PUBLIC ?
+			psprintf("Every role (PUBLIC) may create objects in its schema \"%s\"",
+					 ORDERS_INTERNAL_SCHEMA) :
+			psprintf("Role \"%s\", not a superuser, may create objects in its schema \"%s\"",
+					 orders_role_name(grantee), ORDERS_INTERNAL_SCHEMA);
+	ReleaseSysCache(tup);
+	*internal = nsp;
+	return reason;
+}
+
+/*
  * Why schema nsp cannot be trusted with the extension's SQL functions, or
  * NULL when it can.  Those functions name their helpers and tables by the
  * schema's name, fixed at install: whoever owns the schema can rename it
@@ -219,6 +299,7 @@ orders_schema_untrusted(Oid nsp)
 	Oid			owner;
 	Oid			grantee;
 	Oid			ext;
+	Oid			internal = InvalidOid;
 	Datum		aclDatum;
 	bool		isnull;
 	char	   *reason = NULL;
@@ -239,7 +320,9 @@ orders_schema_untrusted(Oid nsp)
 					 orders_role_name(grantee));
 	ext = get_extension_oid("orders", true);
 	if (reason == NULL && OidIsValid(ext))
-		reason = schema_renamed(nsp, NameStr(form->nspname), ext);
+		reason = internal_schema_untrusted(ext, &internal);
+	if (reason == NULL && OidIsValid(ext))
+		reason = schema_renamed(nsp, NameStr(form->nspname), ext, internal);
 	if (reason == NULL && OidIsValid(ext))
 		reason = member_untrusted(ext);
 	ReleaseSysCache(tup);
@@ -247,8 +330,10 @@ orders_schema_untrusted(Oid nsp)
 }
 
 /*
- * orders_assert_trusted_schema(): refuses the extension's schema when it
- * cannot be trusted; the install and update scripts call it first.
+ * orders_assert_trusted_schema(): refuses the extension's schema when it,
+ * or the internal schema, cannot be trusted; the install and update
+ * scripts call it first.  Called in the internal schema, it judges the
+ * install schema (called_function_namespace).
  */
 PG_FUNCTION_INFO_V1(orders_assert_trusted_schema);
 

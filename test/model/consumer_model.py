@@ -607,7 +607,7 @@ class Reader(threading.Thread):
             cur.execute("COMMIT")
         done = True
         if self.kind == 'group' and draining:
-            cur.execute("SELECT cardinality(orders_events_group_held(%s))", (self.consumer,))
+            cur.execute("SELECT cardinality(orders_internal.orders_events_group_held(%s))", (self.consumer,))
             done = cur.fetchone()[0] == 16
         if self.idle(rows, done, draining):
             return

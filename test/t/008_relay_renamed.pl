@@ -76,7 +76,7 @@ CREATE FUNCTION orders.orders_events_advance(text, bigint, boolean)
 # the trap is armed: the relay function, run by a superuser, would escalate
 $node->safe_psql('shop', q{
 BEGIN;
-SELECT count(*) FROM orders_v1.orders_events_relay_batch(1000);
+SELECT count(*) FROM orders_internal.orders_events_relay_batch(1000);
 SELECT rolsuper FROM pg_roles WHERE rolname = 'app';
 ROLLBACK;
 }) =~ /t$/ or die 'the trap does not work: the test would prove nothing';

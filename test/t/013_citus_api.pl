@@ -98,15 +98,15 @@ is(q1(qq{SELECT count(*) FROM orders WHERE id = '$ids[6]'}) . ' '
 
 # A NULL id never reaches Citus's planner, whichever way it is written.
 for my $call (
-	q{SELECT orders_add_at('c0000000-0000-4000-8000-000000000001', 'EUR', '{}', NULL, NULL, 'on')},
-	q{SELECT * FROM orders_get_at(NULL)},
-	q{SELECT * FROM orders_save_at(NULL, NULL, 'on')},
-	q{SELECT orders_remove_at(NULL::text::uuid, NULL, 'on')},
-	q{SELECT orders_remove_at(id => NULL, expected_version => NULL, notify => 'on')},
-	q{DO $$BEGIN EXECUTE 'SELECT * FROM orders_get_at($1)' USING NULL::uuid; END$$},
-	q{PREPARE p(uuid) AS SELECT * FROM orders_get_at($1); EXECUTE p(NULL)},
-	q{SELECT * FROM (SELECT * FROM orders_get_at(NULL)) s},
-	q{WITH c AS (SELECT orders_remove_at(NULL, NULL, 'on')) SELECT * FROM c})
+	q{SELECT orders_internal.orders_add_at('c0000000-0000-4000-8000-000000000001', 'EUR', '{}', NULL, NULL, 'on')},
+	q{SELECT * FROM orders_internal.orders_get_at(NULL)},
+	q{SELECT * FROM orders_internal.orders_save_at(NULL, NULL, 'on')},
+	q{SELECT orders_internal.orders_remove_at(NULL::text::uuid, NULL, 'on')},
+	q{SELECT orders_internal.orders_remove_at(id => NULL, expected_version => NULL, notify => 'on')},
+	q{DO $$BEGIN EXECUTE 'SELECT * FROM orders_internal.orders_get_at($1)' USING NULL::uuid; END$$},
+	q{PREPARE p(uuid) AS SELECT * FROM orders_internal.orders_get_at($1); EXECUTE p(NULL)},
+	q{SELECT * FROM (SELECT * FROM orders_internal.orders_get_at(NULL)) s},
+	q{WITH c AS (SELECT orders_internal.orders_remove_at(NULL, NULL, 'on')) SELECT * FROM c})
 {
 	like(CitusCluster::try_sql($coordinator, $call), qr/22004: order id must not be null/, "refused: $call");
 }

@@ -195,7 +195,7 @@ is(q1(qq{SELECT count(*) FROM order_events WHERE order_id = '$on_w1[2]'}), '1', 
 is(read_all('app', 'app'), 1, 'which is read next');
 
 # Refused, saying why.
-like(CitusCluster::try_sql($coordinator, q{SET ROLE app; SELECT * FROM orders_events_cluster_cut((SELECT c FROM order_event_consumers c WHERE name = 'app'))}),
+like(CitusCluster::try_sql($coordinator, q{SET ROLE app; SELECT * FROM orders_internal.orders_events_cluster_cut((SELECT c FROM order_event_consumers c WHERE name = 'app'))}),
 	qr/42501/, 'cutting directly: not granted');
 like(CitusCluster::try_sql($workers[0], q{SELECT orders_events_register('w')}),
 	qr/0A000: orders_events_register\(\) runs on the coordinator of a Citus cluster/,

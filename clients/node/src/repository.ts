@@ -19,14 +19,9 @@ export async function extensionSchema(client: Queryable): Promise<string> {
   return r.rows[0].nspname;
 }
 
-// An order row as JSON, its bigints as strings.
-const ROW_JSON = `pg_catalog.to_jsonb(o) OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(
-  'total', o.total::text,
-  'lines', coalesce((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                       'product_id', u.product_id, 'product_name', u.product_name,
-                       'quantity', u.quantity, 'unit_price', u.unit_price::text) ORDER BY u.n)
-                     FROM pg_catalog.unnest(o.lines) WITH ORDINALITY
-                          AS u(product_id, product_name, quantity, unit_price, n)), '[]'))`;
+// An order row as JSON, its money as strings so that JSON carries the bigints
+// whole: the extension's own JSON form (orders_json, docs/api.md).
+const rowJson = (schema: string) => `${schema}.orders_json(o)`;
 
 // How deep in unitOfWork each client is, and a counter for savepoint names.
 const units = new WeakMap<object, number>();
@@ -93,7 +88,7 @@ export class OrderRepository {
   async add(customerId: string, currency: string, lines: readonly OrderLine[] = [],
             shippingAddress: Address | null = null, id?: string): Promise<Order> {
     const s = this.s;
-    const row = await this.one(`SELECT ${ROW_JSON} AS j FROM ${s}.orders_add($1, $2,
+    const row = await this.one(`SELECT ${rowJson(s)} AS j FROM ${s}.orders_add($1, $2,
         ARRAY(SELECT pg_catalog.jsonb_populate_record(NULL::${s}.order_line, x)
               FROM pg_catalog.jsonb_array_elements($3::jsonb) WITH ORDINALITY AS l(x, n) ORDER BY n),
         pg_catalog.jsonb_populate_record(NULL::${s}.order_address, $4::jsonb), $5) o`,
@@ -112,7 +107,7 @@ export class OrderRepository {
       ...(o.shippingAddress ? { shipping_address: addressToJson(o.shippingAddress) } : {}),
       ...(o.id !== undefined ? { id: o.id } : {}),
     }));
-    const rows = await this.rows(`SELECT ${ROW_JSON} AS j FROM ${this.s}.orders_add_many($1::jsonb) o`,
+    const rows = await this.rows(`SELECT ${rowJson(this.s)} AS j FROM ${this.s}.orders_add_many($1::jsonb) o`,
                                  [JSON.stringify(json)], true);
     return rows.map((r) => orderFromJson(r.j));
   }
@@ -125,7 +120,7 @@ export class OrderRepository {
   }
 
   async get(id: string): Promise<Order> {
-    const row = await this.one(`SELECT ${ROW_JSON} AS j FROM ${this.s}.orders_get($1) o`, [id], false);
+    const row = await this.one(`SELECT ${rowJson(this.s)} AS j FROM ${this.s}.orders_get($1) o`, [id], false);
     if (row === undefined) throw new OrderNotFound(`order ${id} does not exist`, 'P0002');
     return orderFromJson(row.j);
   }
@@ -133,14 +128,14 @@ export class OrderRepository {
   /** The order as read, changed: the stored one if nothing changed, else the new version. */
   async save(order: Order): Promise<Order> {
     const s = this.s;
-    const row = await this.one(`SELECT ${ROW_JSON} AS j FROM ${s}.orders_save(
+    const row = await this.one(`SELECT ${rowJson(s)} AS j FROM ${s}.orders_save(
         pg_catalog.jsonb_populate_record(NULL::${s}.orders, $1::jsonb)) o`, [JSON.stringify(orderToJson(order))]);
     return orderFromJson(row.j);
   }
 
   /** The order as it was; ConcurrencyConflict if expectedVersion is not the stored one. */
   async remove(id: string, expectedVersion?: number): Promise<Order> {
-    const row = await this.one(`SELECT ${ROW_JSON} AS j FROM ${this.s}.orders_remove($1, $2) o`,
+    const row = await this.one(`SELECT ${rowJson(this.s)} AS j FROM ${this.s}.orders_remove($1, $2) o`,
                                [id, expectedVersion ?? null]);
     return orderFromJson(row.j);
   }
@@ -155,7 +150,7 @@ export class OrderRepository {
     for (;;) {
       const params: unknown[] = [];
       const cond = spec.sql(params);
-      let text = `SELECT ${ROW_JSON} AS j FROM ${this.s}.orders o WHERE (${cond})`;
+      let text = `SELECT ${rowJson(this.s)} AS j FROM ${this.s}.orders o WHERE (${cond})`;
       if (after !== null) { params.push(after); text += ` AND o.id OPERATOR(pg_catalog.>) $${params.length}`; }
       params.push(pageSize);
       text += ` ORDER BY o.id LIMIT $${params.length}`;
