@@ -307,7 +307,15 @@ SELECT orders_internal.orders_assert_trusted_schema();
 DROP EXTENSION orders;
 CREATE SCHEMA orders_internal AUTHORIZATION regress_app;
 CREATE EXTENSION orders SCHEMA regress_after;
+-- and the update that would move the helpers into it
+CREATE EXTENSION orders SCHEMA regress_after VERSION '1.10';
+ALTER EXTENSION orders UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'orders';
 DROP SCHEMA orders_internal;
+ALTER EXTENSION orders UPDATE;
+SELECT extversion, (SELECT nspowner = 'regress_app'::regrole FROM pg_namespace WHERE nspname = 'orders_internal') AS owned_by_app
+FROM pg_extension WHERE extname = 'orders';
+DROP EXTENSION orders;
 \c :regress_db
 DROP DATABASE regress_hardening;
 

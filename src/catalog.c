@@ -2,9 +2,10 @@
  * catalog.c: finding the extension's own tables and types, and opening them.
  *
  * The functions never resolve a name through the caller's search_path: the
- * schema is the one the called function itself lives in (the extension's
- * schema), found by OID, and every relation and type is looked up there by
- * name, checked against the layout the C code expects, and kept by OID.
+ * schema is the install schema of the called function, found by OID (the
+ * one it lives in, or for an internal helper the one its extension names),
+ * and every relation and type is looked up there by name, checked against
+ * the layout the C code expects, and kept by OID.
  *
  * The lookup is cached per session, and the cache is judged under the locks
  * of the call that uses it: a call first locks the tables it will touch,
@@ -20,38 +21,20 @@
 #include "postgres.h"
 
 #include "access/genam.h"
-#include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
-#include "catalog/objectaddress.h"
-#include "catalog/pg_am_d.h"
-#include "catalog/pg_authid_d.h"
-#include "catalog/pg_database.h"
-#include "catalog/pg_depend.h"
 #include "catalog/pg_enum.h"
-#include "catalog/pg_extension.h"
-#include "catalog/pg_index.h"
-#include "catalog/pg_inherits.h"
 #include "catalog/pg_namespace.h"
-#include "catalog/pg_proc.h"
-#include "catalog/pg_sequence.h"
-#include "catalog/pg_type.h"
-#include "catalog/pg_type_d.h"
-#include "commands/defrem.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
-#include "utils/acl.h"
-#include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
 #include "utils/syscache.h"
-#include "utils/typcache.h"
 
 #include "orders.h"
 

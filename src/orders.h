@@ -322,6 +322,7 @@ extern void orders_check_can_read(const OrdersCatalog *cat);
 /* ---- trust.c ---- */
 
 extern char *orders_schema_untrusted(Oid nsp);
+extern Oid	orders_helpers_namespace(Oid install);
 
 /* ---- invariants.c ---- */
 

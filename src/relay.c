@@ -245,14 +245,15 @@ relay_find_schema(bool *can_probe)
 }
 
 /*
- * The schema to call the relay function in, quoted, or NULL when there is
- * none or it cannot be trusted.  The worker runs as a superuser and calls a
+ * The extension's schema, quoted, or NULL when there is none or it cannot
+ * be trusted; *helpers is the schema to call the relay function in (the
+ * internal schema, or before 1.11 the same), quoted.  The worker runs as a superuser and calls a
  * function by the schema's name: in a schema that a non-superuser owns or
  * may create in, that role could put its own code under the name.  It is
  * checked before every pass, by OID, in the catalogs alone.
  */
 static const char *
-relay_trusted_schema(bool *can_probe)
+relay_trusted_schema(bool *can_probe, const char **helpers)
 {
 	static bool warned = false;
 	Oid			nsp = relay_find_schema(can_probe);
@@ -282,6 +283,10 @@ relay_trusted_schema(bool *can_probe)
 	checked = get_namespace_name(nsp);
 	if (checked == NULL || strcmp(checked, name) != 0)
 		return NULL;
+	checked = get_namespace_name(orders_helpers_namespace(nsp));
+	if (checked == NULL)
+		return NULL;
+	*helpers = quote_identifier(checked);
 	return quote_identifier(name);
 }
 
@@ -351,6 +356,7 @@ static uint64
 relay_pass(void)
 {
 	const char *schema;
+	const char *helpers = NULL;
 	bool		can_probe = false;
 	uint64		n = 0;
 
@@ -361,7 +367,7 @@ relay_pass(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "relaying orders events");
 
-	schema = relay_trusted_schema(&can_probe);
+	schema = relay_trusted_schema(&can_probe, &helpers);
 	if (schema != NULL && (!can_probe || relay_checkpoint_behind(schema)))
 	{
 		int			ret;
@@ -369,7 +375,7 @@ relay_pass(void)
 
 		ret = SPI_execute(psprintf("SELECT position, type, order_id, version"
 								   " FROM %s.orders_events_relay_batch(%d)",
-								   quote_identifier(ORDERS_INTERNAL_SCHEMA), RELAY_BATCH),
+								   helpers, RELAY_BATCH),
 						  false, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "could not read the outbox: %d", ret);

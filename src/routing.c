@@ -169,9 +169,11 @@ routing_send(const OrdersCatalog *cat, const char *function, int nargs,
 	int			ret;
 	Datum		result = (Datum) 0;
 	Oid			any_types[1] = {InvalidOid};	/* nargs -1: any signature */
+	char	   *helpers = get_namespace_name(orders_helpers_namespace(cat->namespace_id));
 
 	/* tables distributed by hand, under a version without the _at functions */
-	if (!OidIsValid(LookupFuncName(list_make2(makeString(ORDERS_INTERNAL_SCHEMA),
+	if (helpers == NULL ||
+		!OidIsValid(LookupFuncName(list_make2(makeString(helpers),
 											  makeString(unconstify(char *, function))),
 								   -1, any_types, true)))
 		ereport(ERROR,
@@ -181,7 +183,7 @@ routing_send(const OrdersCatalog *cat, const char *function, int nargs,
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT r FROM %s.%s(",
-					 quote_identifier(ORDERS_INTERNAL_SCHEMA), quote_identifier(function));
+					 quote_identifier(helpers), quote_identifier(function));
 	for (i = 0; i < nargs; i++)
 	{
 		if (i > 0)

@@ -206,9 +206,43 @@ schema_renamed(Oid nsp, const char *current, Oid ext, Oid internal)
  * install schema, so it is judged the same way, and it must still be the
  * extension's member under that name: after ours was renamed, a schema of
  * that name made by any role that may create schemas would have the
- * functions run its objects.  Before 1.11 there is none; the update to 1.11
- * creates it, and asks while the versions before it are being updated.
+ * functions run its objects.  A member schema cannot be dropped without
+ * its extension, so none means a version before 1.11, whose SQL functions
+ * name no such schema: there is nothing to judge.
  */
+/*
+ * Whether a role other than a superuser owns schema tup or may create in
+ * it.  The install schema is "it" in the reason; the internal schema is
+ * named, as "its schema".
+ */
+static char *
+schema_roles_untrusted(HeapTuple tup, bool internal)
+{
+	Oid			owner = role_standing_for(((Form_pg_namespace) GETSTRUCT(tup))->nspowner);
+	Oid			grantee;
+	Datum		aclDatum;
+	bool		isnull;
+
+	if (!superuser_arg(owner))
+		return internal ?
+			psprintf("Its schema \"%s\" is owned by role \"%s\", not a superuser",
+					 ORDERS_INTERNAL_SCHEMA, orders_role_name(owner)) :
+			psprintf("Its owner, role \"%s\", is not a superuser", orders_role_name(owner));
+	aclDatum = SysCacheGetAttr(NAMESPACEOID, tup, Anum_pg_namespace_nspacl, &isnull);
+	if (isnull || !acl_grants_untrusted(aclDatum, ACL_CREATE, &grantee))
+		return NULL;
+	if (grantee == ACL_ID_PUBLIC)
+		return internal ?
+			psprintf("Every role (PUBLIC) may create objects in its schema \"%s\"",
+					 ORDERS_INTERNAL_SCHEMA) :
+			pstrdup("Every role (PUBLIC) may create objects in it");
+	return internal ?
+		psprintf("Role \"%s\", not a superuser, may create objects in its schema \"%s\"",
+				 orders_role_name(grantee), ORDERS_INTERNAL_SCHEMA) :
+		psprintf("Role \"%s\", not a superuser, may create objects in it",
+				 orders_role_name(grantee));
+}
+
 static Oid
 member_schema(Oid ext)
 {
@@ -244,17 +278,11 @@ internal_schema_untrusted(Oid ext, Oid *internal)
 	Oid			nsp = member_schema(ext);
 	char	   *name;
 	HeapTuple	tup;
-	Oid			owner;
-	Oid			grantee;
-	Datum		aclDatum;
-	bool		isnull;
-	char	   *reason = NULL;
+	char	   *reason;
 
 	*internal = InvalidOid;
 	if (!OidIsValid(nsp))
-		return creating_extension ? NULL :
-			psprintf("The extension is installed at a version before 1.11, which has no schema "
-					 "\"%s\"; run ALTER EXTENSION orders UPDATE", ORDERS_INTERNAL_SCHEMA);
+		return NULL;
 	name = get_namespace_name(nsp);
 	if (name == NULL || strcmp(name, ORDERS_INTERNAL_SCHEMA) != 0)
 		return psprintf("Its schema \"%s\" was renamed to \"%s\", and the extension's SQL "
@@ -263,20 +291,25 @@ internal_schema_untrusted(Oid ext, Oid *internal)
 	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
 	if (!HeapTupleIsValid(tup))
 		return psprintf("Schema %u does not exist", nsp);
-	owner = role_standing_for(((Form_pg_namespace) GETSTRUCT(tup))->nspowner);
-	if (!superuser_arg(owner))
-		reason = psprintf("Its schema \"%s\" is owned by role \"%s\", not a superuser",
-						  ORDERS_INTERNAL_SCHEMA, orders_role_name(owner));
-	aclDatum = SysCacheGetAttr(NAMESPACEOID, tup, Anum_pg_namespace_nspacl, &isnull);
-	if (reason == NULL && !isnull && acl_grants_untrusted(aclDatum, ACL_CREATE, &grantee))
-		reason = grantee == ACL_ID_PUBLIC ?
-			psprintf("Every role (PUBLIC) may create objects in its schema \"%s\"",
-					 ORDERS_INTERNAL_SCHEMA) :
-			psprintf("Role \"%s\", not a superuser, may create objects in its schema \"%s\"",
-					 orders_role_name(grantee), ORDERS_INTERNAL_SCHEMA);
+	reason = schema_roles_untrusted(tup, true);
 	ReleaseSysCache(tup);
 	*internal = nsp;
 	return reason;
+}
+
+/*
+ * The schema of the extension's internal helpers, for the C code that
+ * calls them by name (routing.c, consumers.c, relay.c): the extension's
+ * own schema from 1.11 on, the install schema before, so that a library
+ * newer than the installed scripts serves them until the update.
+ */
+Oid
+orders_helpers_namespace(Oid install)
+{
+	Oid			ext = get_extension_oid("orders", true);
+	Oid			nsp = OidIsValid(ext) ? member_schema(ext) : InvalidOid;
+
+	return OidIsValid(nsp) ? nsp : install;
 }
 
 /*
@@ -296,28 +329,14 @@ orders_schema_untrusted(Oid nsp)
 {
 	HeapTuple	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
 	Form_pg_namespace form;
-	Oid			owner;
-	Oid			grantee;
 	Oid			ext;
 	Oid			internal = InvalidOid;
-	Datum		aclDatum;
-	bool		isnull;
-	char	   *reason = NULL;
+	char	   *reason;
 
 	if (!HeapTupleIsValid(tup))
 		return psprintf("Schema %u does not exist", nsp);
 	form = (Form_pg_namespace) GETSTRUCT(tup);
-	owner = role_standing_for(form->nspowner);
-	if (!superuser_arg(owner))
-		reason = psprintf("Its owner, role \"%s\", is not a superuser",
-						  orders_role_name(owner));
-
-	aclDatum = SysCacheGetAttr(NAMESPACEOID, tup, Anum_pg_namespace_nspacl, &isnull);
-	if (reason == NULL && !isnull && acl_grants_untrusted(aclDatum, ACL_CREATE, &grantee))
-		reason = grantee == ACL_ID_PUBLIC ?
-			pstrdup("Every role (PUBLIC) may create objects in it") :
-			psprintf("Role \"%s\", not a superuser, may create objects in it",
-					 orders_role_name(grantee));
+	reason = schema_roles_untrusted(tup, false);
 	ext = get_extension_oid("orders", true);
 	if (reason == NULL && OidIsValid(ext))
 		reason = internal_schema_untrusted(ext, &internal);

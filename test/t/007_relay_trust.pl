@@ -159,8 +159,10 @@ $node->safe_psql('postgres', 'ALTER DATABASE postgres OWNER TO mallory');
 $node->safe_psql('postgres', q{
 ALTER SCHEMA public RENAME TO hijacked;
 CREATE SCHEMA public;
+CREATE SEQUENCE public.trap_sprung;
+GRANT ALL ON SEQUENCE public.trap_sprung TO PUBLIC;
 CREATE FUNCTION public.escalate() RETURNS void LANGUAGE plpgsql
-    AS $$BEGIN ALTER ROLE mallory SUPERUSER; END$$;
+    AS $$BEGIN PERFORM nextval('public.trap_sprung'); ALTER ROLE mallory SUPERUSER; END$$;
 CREATE TABLE public.order_events (position bigint, xid xid8, order_id uuid, type text,
     version integer, payload jsonb, occurred_at timestamptz, relay boolean);
 CREATE TABLE public.order_event_consumers (name text PRIMARY KEY, acked_snapshot pg_snapshot,
@@ -186,17 +188,19 @@ CREATE FUNCTION public.orders_events_relay_batch(integer)
 is($node->safe_psql('postgres', q{SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'}),
 	'f', 'mallory could not make herself a superuser');
 # the trap is armed: a superuser who ran the relay function, the real one
-# (it registers its consumer through public.) or the look-alike,
-# would make mallory a superuser (rolled back here)
+# in orders_internal (it registers its consumer through "public.") or the
+# look-alike, would run mallory's code.  A sequence, which no rollback
+# undoes, shows that it ran even where the call then fails: as a superuser
+# her code could already have done what needs no commit (COPY TO PROGRAM).
 for my $schema ('orders_internal', 'public')
 {
-	is( $node->safe_psql('postgres', qq{
+	$node->psql('postgres', qq{
 BEGIN;
 SELECT count(*) FROM $schema.orders_events_relay_batch(1000);
-SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory';
-ROLLBACK;}),
-		"0\nt",
-		"the trap is armed: $schema.orders_events_relay_batch(1000), run by a superuser, escalates");
+ROLLBACK;});
+	is($node->safe_psql('postgres', q{SELECT is_called FROM public.trap_sprung}), 't',
+		"the trap is armed: $schema.orders_events_relay_batch(1000), run by a superuser, runs mallory's code");
+	$node->safe_psql('postgres', q{SELECT setval('public.trap_sprung', 1, false)});
 }
 is($node->safe_psql('postgres', q{SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'}),
 	'f', '(the armed check was rolled back)');
@@ -229,6 +233,8 @@ is_deeply(\@warnings, ['hijacked'],
 	'the WARNING names the schema by its current name, once, over several passes');
 is($node->safe_psql('postgres', q{SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'}),
 	'f', 'mallory is still not a superuser after the worker\'s passes');
+is($node->safe_psql('postgres', q{SELECT is_called FROM public.trap_sprung}), 'f',
+	'the worker ran none of her code');
 is(relay_pending_in('hijacked'), '1', 'the event written meanwhile was not relayed');
 ok(!heard()->{$during}, "the listener did not hear event $during");
 unlike(log_since($offset),
