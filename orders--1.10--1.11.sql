@@ -1267,6 +1267,40 @@ BEGIN
 END
 $$;
 
+-- On a Citus cluster, orders_distribute() replaced orders_find with a
+-- plpgsql body that names orders_filter_sql; this one names it where it
+-- now is.  Elsewhere orders_find is the SQL function, which names none.
+DO $do$
+BEGIN
+    IF (SELECT l.lanname FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+        WHERE p.oid = '@extschema@.orders_find(uuid, @extschema@.order_status, bigint, bigint, timestamptz, timestamptz, uuid, integer)'::pg_catalog.regprocedure)
+       = 'plpgsql' THEN
+        CREATE OR REPLACE FUNCTION @extschema@.orders_find(
+            customer_id    uuid DEFAULT NULL,
+            status         @extschema@.order_status DEFAULT NULL,
+            min_total      bigint DEFAULT NULL,
+            max_total      bigint DEFAULT NULL,
+            created_from   timestamptz DEFAULT NULL,
+            created_before timestamptz DEFAULT NULL,
+            after_id       uuid DEFAULT NULL,
+            max_rows       integer DEFAULT 100)
+        RETURNS SETOF @extschema@.orders
+        LANGUAGE plpgsql STABLE PARALLEL SAFE
+        SET search_path = pg_catalog, pg_temp
+        AS $find$
+        BEGIN
+            RETURN QUERY EXECUTE
+                'SELECT o.* FROM @extschema@.orders o WHERE '
+                || orders_internal.orders_filter_sql($1, $2, $3, $4, $5, $6)
+                || CASE WHEN $7 IS NULL THEN '' ELSE ' AND o.id OPERATOR(pg_catalog.>) $7' END
+                || ' ORDER BY o.id LIMIT $8'
+                USING $1, $2, $3, $4, $5, $6, $7, $8;
+        END
+        $find$;
+    END IF;
+END
+$do$;
+
 -- An order as JSON for a reader whose numbers are doubles (JavaScript's
 -- JSON.parse, and every JSON library that follows it): to_jsonb's form, but
 -- the money (total, and each line's unit_price) as strings, which carry a

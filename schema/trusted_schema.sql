@@ -20,14 +20,14 @@ COMMENT ON SCHEMA orders_internal IS
     'orders: the extension''s internal functions; not an API, they change between versions';
 
 -- The name the SQL functions use for the schema: the relay worker refuses
--- to call them once the schema has another name (src/catalog.c).
+-- to call them once the schema has another name (src/trust.c).
 CREATE FUNCTION orders_internal.orders_installed_schema()
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$SELECT '@extschema@'::pg_catalog.text$$;
 
 -- Raises an error, saying why, for an install schema, or an internal one,
--- that a role other than a superuser owns or may create in (src/catalog.c).
+-- that a role other than a superuser owns or may create in (src/trust.c).
 CREATE FUNCTION orders_internal.orders_assert_trusted_schema()
 RETURNS void
 AS 'MODULE_PATHNAME', 'orders_assert_trusted_schema'

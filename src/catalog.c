@@ -339,11 +339,15 @@ static Oid	install_nsp_seen = InvalidOid;
 static Oid	internal_nsp_seen = InvalidOid;
 static bool namespace_callback_registered = false;
 
+/* Bumped by every schema change, so a lookup can tell it raced one. */
+static uint64 namespace_changes = 0;
+
 static void
 orders_namespace_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
 	install_nsp_seen = InvalidOid;
 	internal_nsp_seen = InvalidOid;
+	namespace_changes++;
 }
 
 static void
@@ -356,17 +360,34 @@ function_dropped(void)
 }
 
 /*
+ * A schema of the extension's by name, for a lookup by name; gone, it was
+ * dropped with the extension during the statement.
+ */
+char *
+orders_schema_name(Oid nsp)
+{
+	char	   *name = get_namespace_name(nsp);
+
+	if (name == NULL)
+		function_dropped();
+	return name;
+}
+
+/*
  * The install schema of the called function, where the extension's tables
  * are.  The API's functions live in it; the internal helpers live in the
  * extension's member schema (ORDERS_INTERNAL_SCHEMA), which stands for the
- * install schema here.  The install schema is no member: the extension
- * only names it.  A function that no longer exists was dropped (with the
- * extension) after the statement was planned.
+ * install schema here.  The install schema is no member of orders (it may
+ * be another extension's, which is not followed): the extension only names
+ * it.  A function that no longer exists was dropped (with the extension)
+ * after the statement was planned.
  */
 Oid
 called_function_namespace(FunctionCallInfo fcinfo)
 {
 	Oid			nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
+	Oid			internal = InvalidOid;
+	uint64		changes = namespace_changes;
 	Oid			ext;
 
 	if (!OidIsValid(nsp))
@@ -381,16 +402,21 @@ called_function_namespace(FunctionCallInfo fcinfo)
 		namespace_callback_registered = true;
 	}
 	ext = getExtensionOfObject(NamespaceRelationId, nsp);
-	if (OidIsValid(ext))
+	if (OidIsValid(ext) && ext == get_extension_oid("orders", true))
 	{
 		Oid			install = get_extension_schema(ext);
 
 		if (!OidIsValid(install))
 			function_dropped();
-		internal_nsp_seen = nsp;
+		internal = nsp;
 		nsp = install;
 	}
-	install_nsp_seen = nsp;
+	/* a schema changed while we looked: answer, but remember nothing */
+	if (changes == namespace_changes)
+	{
+		internal_nsp_seen = internal;
+		install_nsp_seen = nsp;
+	}
 	return nsp;
 }
 

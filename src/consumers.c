@@ -217,7 +217,7 @@ cluster_cut(OrdersCall *call, Datum *values, bool *nulls)
 {
 	Relation	rel = call->rel[TABLE_CONSUMERS];
 	Oid			rowtype = RelationGetForm(rel)->reltype;
-	Oid			fn = LookupFuncName(list_make2(makeString(get_namespace_name(orders_helpers_namespace(call->cat->namespace_id))),
+	Oid			fn = LookupFuncName(list_make2(makeString(orders_schema_name(orders_helpers_namespace(call->cat->namespace_id))),
 											   makeString("orders_events_cluster_cut")),
 									1, &rowtype, false);
 	Datum		row = heap_copy_tuple_as_datum(heap_form_tuple(RelationGetDescr(rel), values, nulls),

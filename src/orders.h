@@ -254,6 +254,7 @@ typedef struct OrdersCall
 #define POSITION_SEQUENCE "order_events_position_seq"
 
 extern Oid	called_function_namespace(FunctionCallInfo fcinfo);
+extern char *orders_schema_name(Oid nsp);
 extern const OrdersCatalog *orders_open(FunctionCallInfo fcinfo,
 										const LOCKMODE locks[TABLE_COUNT],
 										OrdersCall *call);

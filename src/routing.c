@@ -169,11 +169,10 @@ routing_send(const OrdersCatalog *cat, const char *function, int nargs,
 	int			ret;
 	Datum		result = (Datum) 0;
 	Oid			any_types[1] = {InvalidOid};	/* nargs -1: any signature */
-	char	   *helpers = get_namespace_name(orders_helpers_namespace(cat->namespace_id));
+	char	   *helpers = orders_schema_name(orders_helpers_namespace(cat->namespace_id));
 
 	/* tables distributed by hand, under a version without the _at functions */
-	if (helpers == NULL ||
-		!OidIsValid(LookupFuncName(list_make2(makeString(helpers),
+	if (!OidIsValid(LookupFuncName(list_make2(makeString(helpers),
 											  makeString(unconstify(char *, function))),
 								   -1, any_types, true)))
 		ereport(ERROR,
@@ -247,7 +246,7 @@ run_routed(FunctionCallInfo fcinfo, PGFunction body)
 	if (routed == NULL)
 		elog(ERROR, "function %u is not one of orders' routed functions", fn_oid);
 	(void) get_func_signature(fn_oid, &argtypes, &nargs);
-	public_oid = LookupFuncName(list_make2(makeString(get_namespace_name(called_function_namespace(fcinfo))),
+	public_oid = LookupFuncName(list_make2(makeString(orders_schema_name(called_function_namespace(fcinfo))),
 										   makeString(unconstify(char *, routed->public_name))),
 								routed->public_nargs, argtypes, false);
 	acl = function_aclcheck(public_oid, GetUserId(), ACL_EXECUTE);

@@ -201,16 +201,6 @@ schema_renamed(Oid nsp, const char *current, Oid ext, Oid internal)
 }
 
 /*
- * Why the extension's internal schema cannot be trusted, or NULL; *internal
- * is set to it when it exists.  The SQL functions name it as they name the
- * install schema, so it is judged the same way, and it must still be the
- * extension's member under that name: after ours was renamed, a schema of
- * that name made by any role that may create schemas would have the
- * functions run its objects.  A member schema cannot be dropped without
- * its extension, so none means a version before 1.11, whose SQL functions
- * name no such schema: there is nothing to judge.
- */
-/*
  * Whether a role other than a superuser owns schema tup or may create in
  * it.  The install schema is "it" in the reason; the internal schema is
  * named, as "its schema".
@@ -243,6 +233,7 @@ schema_roles_untrusted(HeapTuple tup, bool internal)
 				 orders_role_name(grantee));
 }
 
+/* The extension's member schema: orders_internal, unless it was renamed. */
 static Oid
 member_schema(Oid ext)
 {
@@ -272,6 +263,16 @@ member_schema(Oid ext)
 	return nsp;
 }
 
+/*
+ * Why the extension's internal schema cannot be trusted, or NULL; *internal
+ * is set to it when it exists.  The SQL functions name it as they name the
+ * install schema, so it is judged the same way, and it must still be the
+ * extension's member under that name: after ours was renamed, a schema of
+ * that name made by any role that may create schemas would have the
+ * functions run its objects.  A member schema cannot be dropped without
+ * its extension, so none means a version before 1.11, whose SQL functions
+ * name no such schema: there is nothing to judge.
+ */
 static char *
 internal_schema_untrusted(Oid ext, Oid *internal)
 {
@@ -285,9 +286,10 @@ internal_schema_untrusted(Oid ext, Oid *internal)
 		return NULL;
 	name = get_namespace_name(nsp);
 	if (name == NULL || strcmp(name, ORDERS_INTERNAL_SCHEMA) != 0)
-		return psprintf("Its schema \"%s\" was renamed to \"%s\", and the extension's SQL "
-						"functions still name it as it was",
-						ORDERS_INTERNAL_SCHEMA, name ? name : "?");
+		return name == NULL ?
+			psprintf("Its schema \"%s\" was dropped", ORDERS_INTERNAL_SCHEMA) :
+			psprintf("Its schema \"%s\" was renamed to \"%s\", and the extension's SQL "
+					 "functions still name it as it was", ORDERS_INTERNAL_SCHEMA, name);
 	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
 	if (!HeapTupleIsValid(tup))
 		return psprintf("Schema %u does not exist", nsp);
