@@ -24,11 +24,14 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
+#include "catalog/pg_depend.h"
 #include "catalog/pg_enum.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_namespace.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
+#include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -331,9 +334,11 @@ rebuild_cache(Oid nsp)
 }
 
 /*
- * The extension's schemas as last seen: the install schema, and its
- * internal schema.  Forgotten when any schema changes (renamed, dropped
- * with the extension), so a rename or a re-created extension is seen anew.
+ * The extension's schemas as last seen: the install schema, and the schema
+ * of its internal helpers (orders_internal, or before 1.11 the install
+ * schema itself; invalid until known).  Forgotten when any schema changes
+ * (created by the update to 1.11, renamed, dropped with the extension), so
+ * each is seen anew.
  */
 static Oid	install_nsp_seen = InvalidOid;
 static Oid	internal_nsp_seen = InvalidOid;
@@ -348,6 +353,17 @@ orders_namespace_callback(Datum arg, int cacheid, uint32 hashvalue)
 	install_nsp_seen = InvalidOid;
 	internal_nsp_seen = InvalidOid;
 	namespace_changes++;
+}
+
+/* The memo above is kept only while a schema change would reset it. */
+static void
+remember_namespaces(void)
+{
+	if (!namespace_callback_registered)
+	{
+		CacheRegisterSyscacheCallback(NAMESPACEOID, orders_namespace_callback, (Datum) 0);
+		namespace_callback_registered = true;
+	}
 }
 
 static void
@@ -373,6 +389,65 @@ orders_schema_name(Oid nsp)
 	return name;
 }
 
+/* The extension's member schema: orders_internal, unless it was renamed. */
+Oid
+orders_member_schema(Oid ext)
+{
+	Relation	dep = table_open(DependRelationId, AccessShareLock);
+	ScanKeyData key[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			nsp = InvalidOid;
+
+	ScanKeyInit(&key[0], Anum_pg_depend_refclassid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(ExtensionRelationId));
+	ScanKeyInit(&key[1], Anum_pg_depend_refobjid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(ext));
+	scan = systable_beginscan(dep, DependReferenceIndexId, true, NULL, 2, key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_depend d = (Form_pg_depend) GETSTRUCT(tup);
+
+		if (d->deptype == DEPENDENCY_EXTENSION && d->classid == NamespaceRelationId)
+		{
+			nsp = d->objid;
+			break;
+		}
+	}
+	systable_endscan(scan);
+	table_close(dep, AccessShareLock);
+	return nsp;
+}
+
+/*
+ * The schema of the extension's internal helpers, for the C code that
+ * calls them by name (routing.c, consumers.c, relay.c): the extension's
+ * own schema from 1.11 on, the install schema before, so that a library
+ * newer than the installed scripts serves them until the update.  Asked
+ * on every routed call, so remembered.
+ */
+Oid
+orders_helpers_namespace(Oid install)
+{
+	uint64		changes = namespace_changes;
+	Oid			ext;
+	Oid			helpers;
+
+	if (install == install_nsp_seen && OidIsValid(internal_nsp_seen))
+		return internal_nsp_seen;
+	remember_namespaces();
+	ext = get_extension_oid("orders", true);
+	helpers = OidIsValid(ext) ? orders_member_schema(ext) : InvalidOid;
+	if (!OidIsValid(helpers))
+		helpers = install;
+	if (changes == namespace_changes)
+	{
+		install_nsp_seen = install;
+		internal_nsp_seen = helpers;
+	}
+	return helpers;
+}
+
 /*
  * The install schema of the called function, where the extension's tables
  * are.  The API's functions live in it; the internal helpers live in the
@@ -396,11 +471,7 @@ called_function_namespace(FunctionCallInfo fcinfo)
 		return nsp;
 	if (nsp == internal_nsp_seen && OidIsValid(install_nsp_seen))
 		return install_nsp_seen;
-	if (!namespace_callback_registered)
-	{
-		CacheRegisterSyscacheCallback(NAMESPACEOID, orders_namespace_callback, (Datum) 0);
-		namespace_callback_registered = true;
-	}
+	remember_namespaces();
 	ext = getExtensionOfObject(NamespaceRelationId, nsp);
 	if (OidIsValid(ext) && ext == get_extension_oid("orders", true))
 	{
@@ -414,7 +485,8 @@ called_function_namespace(FunctionCallInfo fcinfo)
 	/* a schema changed while we looked: answer, but remember nothing */
 	if (changes == namespace_changes)
 	{
-		internal_nsp_seen = internal;
+		if (nsp != install_nsp_seen || OidIsValid(internal))
+			internal_nsp_seen = internal;
 		install_nsp_seen = nsp;
 	}
 	return nsp;

@@ -255,6 +255,8 @@ typedef struct OrdersCall
 
 extern Oid	called_function_namespace(FunctionCallInfo fcinfo);
 extern char *orders_schema_name(Oid nsp);
+extern Oid	orders_member_schema(Oid ext);
+extern Oid	orders_helpers_namespace(Oid install);
 extern const OrdersCatalog *orders_open(FunctionCallInfo fcinfo,
 										const LOCKMODE locks[TABLE_COUNT],
 										OrdersCall *call);
@@ -323,7 +325,6 @@ extern void orders_check_can_read(const OrdersCatalog *cat);
 /* ---- trust.c ---- */
 
 extern char *orders_schema_untrusted(Oid nsp);
-extern Oid	orders_helpers_namespace(Oid install);
 
 /* ---- invariants.c ---- */
 

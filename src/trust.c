@@ -212,6 +212,7 @@ schema_roles_untrusted(HeapTuple tup, bool internal)
 	Oid			grantee;
 	Datum		aclDatum;
 	bool		isnull;
+	const char *where;
 
 	if (!superuser_arg(owner))
 		return internal ?
@@ -221,46 +222,11 @@ schema_roles_untrusted(HeapTuple tup, bool internal)
 	aclDatum = SysCacheGetAttr(NAMESPACEOID, tup, Anum_pg_namespace_nspacl, &isnull);
 	if (isnull || !acl_grants_untrusted(aclDatum, ACL_CREATE, &grantee))
 		return NULL;
+	where = internal ? psprintf("its schema \"%s\"", ORDERS_INTERNAL_SCHEMA) : "it";
 	if (grantee == ACL_ID_PUBLIC)
-		return internal ?
-			psprintf("Every role (PUBLIC) may create objects in its schema \"%s\"",
-					 ORDERS_INTERNAL_SCHEMA) :
-			pstrdup("Every role (PUBLIC) may create objects in it");
-	return internal ?
-		psprintf("Role \"%s\", not a superuser, may create objects in its schema \"%s\"",
-				 orders_role_name(grantee), ORDERS_INTERNAL_SCHEMA) :
-		psprintf("Role \"%s\", not a superuser, may create objects in it",
-				 orders_role_name(grantee));
-}
-
-/* The extension's member schema: orders_internal, unless it was renamed. */
-static Oid
-member_schema(Oid ext)
-{
-	Relation	dep = table_open(DependRelationId, AccessShareLock);
-	ScanKeyData key[2];
-	SysScanDesc scan;
-	HeapTuple	tup;
-	Oid			nsp = InvalidOid;
-
-	ScanKeyInit(&key[0], Anum_pg_depend_refclassid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(ExtensionRelationId));
-	ScanKeyInit(&key[1], Anum_pg_depend_refobjid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(ext));
-	scan = systable_beginscan(dep, DependReferenceIndexId, true, NULL, 2, key);
-	while (HeapTupleIsValid(tup = systable_getnext(scan)))
-	{
-		Form_pg_depend d = (Form_pg_depend) GETSTRUCT(tup);
-
-		if (d->deptype == DEPENDENCY_EXTENSION && d->classid == NamespaceRelationId)
-		{
-			nsp = d->objid;
-			break;
-		}
-	}
-	systable_endscan(scan);
-	table_close(dep, AccessShareLock);
-	return nsp;
+		return psprintf("Every role (PUBLIC) may create objects in %s", where);
+	return psprintf("Role \"%s\", not a superuser, may create objects in %s",
+					orders_role_name(grantee), where);
 }
 
 /*
@@ -276,7 +242,7 @@ member_schema(Oid ext)
 static char *
 internal_schema_untrusted(Oid ext, Oid *internal)
 {
-	Oid			nsp = member_schema(ext);
+	Oid			nsp = orders_member_schema(ext);
 	char	   *name;
 	HeapTuple	tup;
 	char	   *reason;
@@ -297,21 +263,6 @@ internal_schema_untrusted(Oid ext, Oid *internal)
 	ReleaseSysCache(tup);
 	*internal = nsp;
 	return reason;
-}
-
-/*
- * The schema of the extension's internal helpers, for the C code that
- * calls them by name (routing.c, consumers.c, relay.c): the extension's
- * own schema from 1.11 on, the install schema before, so that a library
- * newer than the installed scripts serves them until the update.
- */
-Oid
-orders_helpers_namespace(Oid install)
-{
-	Oid			ext = get_extension_oid("orders", true);
-	Oid			nsp = OidIsValid(ext) ? member_schema(ext) : InvalidOid;
-
-	return OidIsValid(nsp) ? nsp : install;
 }
 
 /*
