@@ -12,6 +12,7 @@ OBJS = \
 	src/consumer_access.o \
 	src/consumers.o \
 	src/events.o \
+	src/fields.o \
 	src/holds.o \
 	src/idempotency.o \
 	src/invariants.o \
@@ -51,7 +52,7 @@ SCHEMA = \
 	schema/privileges.sql
 DATA_built = orders--$(EXTVERSION).sql
 DATA = orders--1.0.sql \
-	orders--1.0--1.1.sql orders--1.1--1.2.sql orders--1.2--1.3.sql orders--1.3--1.4.sql orders--1.4--1.5.sql orders--1.5--1.6.sql orders--1.6--1.7.sql orders--1.7--1.8.sql orders--1.8--1.9.sql orders--1.9--1.10.sql orders--1.10--1.11.sql
+	orders--1.0--1.1.sql orders--1.1--1.2.sql orders--1.2--1.3.sql orders--1.3--1.4.sql orders--1.4--1.5.sql orders--1.5--1.6.sql orders--1.6--1.7.sql orders--1.7--1.8.sql orders--1.8--1.9.sql orders--1.9--1.10.sql orders--1.10--1.11.sql orders--1.11--1.12.sql
 
 # -Wextra, less the two warnings PostgreSQL's own headers raise
 # (unused parameters and sign comparisons in their inline functions).

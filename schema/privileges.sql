@@ -26,7 +26,7 @@ GRANT USAGE ON SCHEMA orders_internal TO PUBLIC;
 -- read with the caller's own privileges, so calling them shows nothing a
 -- SELECT would not.
 REVOKE ALL ON FUNCTION
-    @extschema@.orders_add(uuid, text, @extschema@.order_line[], @extschema@.order_address, uuid),
+    @extschema@.orders_add(uuid, text, @extschema@.order_line[], @extschema@.order_address, uuid, jsonb),
     @extschema@.orders_add_many(jsonb),
     @extschema@.orders_save(@extschema@.orders),
     @extschema@.orders_remove(uuid, integer)

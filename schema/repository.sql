@@ -14,18 +14,23 @@ LANGUAGE C VOLATILE PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.orders_next_id() IS
     'A new time-ordered UUID (version 7)';
 
+-- fields: the shop's own columns of orders (ALTER TABLE orders ADD
+-- COLUMN), as a JSON object; each value goes through its column type's
+-- input function, and the columns not given take their defaults.  The
+-- table's CHECK constraints are evaluated on the new row (src/fields.c).
 CREATE FUNCTION @extschema@.orders_add(
     customer_id      uuid,
     currency         text,
     lines            @extschema@.order_line[] DEFAULT '{}',
     shipping_address @extschema@.order_address DEFAULT NULL,
-    id               uuid DEFAULT NULL)
+    id               uuid DEFAULT NULL,
+    fields           jsonb DEFAULT NULL)
 RETURNS @extschema@.orders
 AS 'MODULE_PATHNAME', 'orders_add'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION @extschema@.orders_add(uuid, text, @extschema@.order_line[], @extschema@.order_address, uuid) IS
-    'Adds a pending order after checking every invariant; emits order_added';
+COMMENT ON FUNCTION @extschema@.orders_add(uuid, text, @extschema@.order_line[], @extschema@.order_address, uuid, jsonb) IS
+    'Adds a pending order after checking every invariant and the table''s CHECK constraints; emits order_added';
 
 -- Many new orders in one call (src/bulk.c): a jsonb array of objects
 -- with orders_add's arguments as keys, each checked as orders_add checks

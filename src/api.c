@@ -103,19 +103,59 @@ required_id(FunctionCallInfo fcinfo, int argno)
  * the stored order held: reveal == false keeps just the columns listed.
  */
 static Datum
-result_row(TupleDesc desc, Datum *values, bool *nulls, bool reveal, int nkeep,
-		   const int *keep)
+result_row(const OrdersCatalog *cat, TupleDesc desc, Datum *values, bool *nulls, bool reveal,
+		   int nkeep, const int *keep, bool keep_fields)
 {
-	bool		masked[Natts_orders];
+	bool	   *masked;
 	int			i;
 
 	if (reveal)
 		return heap_copy_tuple_as_datum(heap_form_tuple(desc, values, nulls), desc);
-	for (i = 0; i < Natts_orders; i++)
+	masked = palloc(sizeof(bool) * desc->natts);
+	for (i = 0; i < desc->natts; i++)
 		masked[i] = true;
 	for (i = 0; i < nkeep; i++)
 		masked[keep[i] - 1] = nulls[keep[i] - 1];
+	/* the shop's columns the caller gave; a generated one may draw on stored values */
+	for (i = 0; keep_fields && i < cat->nfields; i++)
+		if (!cat->fields[i].generated)
+			masked[cat->fields[i].attnum - 1] = nulls[cat->fields[i].attnum - 1];
 	return heap_copy_tuple_as_datum(heap_form_tuple(desc, values, masked), desc);
+}
+
+/*
+ * Where orders_add's fields are among its arguments: they came with 1.12,
+ * a jsonb after the id; before, the routed orders_add_at had its notify
+ * text there, and orders_add nothing.  -1: none.  Remembered per call site.
+ */
+static int
+add_fields_arg(FunctionCallInfo fcinfo)
+{
+	if (PG_NARGS() <= 5)
+		return -1;
+	if (fcinfo->flinfo->fn_extra == NULL)
+	{
+		Oid		   *types;
+		int			nargs;
+		int		   *where = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(int));
+
+		(void) get_func_signature(fcinfo->flinfo->fn_oid, &types, &nargs);
+		*where = nargs > 5 && types[5] == JSONBOID ? 5 : -1;
+		fcinfo->flinfo->fn_extra = where;
+	}
+	return *(int *) fcinfo->flinfo->fn_extra;
+}
+
+/* A row of orders to build: the shop's columns NULL until filled, dropped ones for good. */
+static void
+new_row_arrays(TupleDesc desc, Datum **values, bool **nulls)
+{
+	int			i;
+
+	*values = palloc0(sizeof(Datum) * desc->natts);
+	*nulls = palloc(sizeof(bool) * desc->natts);
+	for (i = 0; i < desc->natts; i++)
+		(*nulls)[i] = i >= Natts_orders;
 }
 
 /*
@@ -126,7 +166,7 @@ result_row(TupleDesc desc, Datum *values, bool *nulls, bool reveal, int nkeep,
  */
 static Datum
 route_call(FunctionCallInfo fcinfo, const OrdersCatalog *cat, const char *routed_name,
-		   const pg_uuid_t *id, int id_arg, bool write, bool *found)
+		   const pg_uuid_t *id, int id_arg, int max_args, bool write, bool *found)
 {
 	Oid		   *public_types;
 	int			nargs;
@@ -137,6 +177,7 @@ route_call(FunctionCallInfo fcinfo, const OrdersCatalog *cat, const char *routed
 	Datum		result;
 
 	(void) get_func_signature(fcinfo->flinfo->fn_oid, &public_types, &nargs);
+	nargs = Min(nargs, max_args);
 	for (n = 0; n < nargs; n++)
 	{
 		types[n] = public_types[n];
@@ -162,7 +203,11 @@ route_call(FunctionCallInfo fcinfo, const OrdersCatalog *cat, const char *routed
 
 /*
  * orders_add(customer_id uuid, currency text, lines order_line[],
- *            shipping_address order_address, id uuid) RETURNS orders
+ *            shipping_address order_address, id uuid, fields jsonb)
+ *   RETURNS orders
+ *
+ * fields: the shop's own columns, as a JSON object (fields.c); the others
+ * take their defaults.
  */
 Datum
 orders_add(PG_FUNCTION_ARGS)
@@ -173,8 +218,11 @@ orders_add(PG_FUNCTION_ARGS)
 	TupleDesc	desc = RelationGetDescr(rel);
 	pg_uuid_t	id;
 	ErrorContextCallback order_context;
-	Datum		values[Natts_orders];
-	bool		nulls[Natts_orders] = {0};
+	Datum	   *values;
+	bool	   *nulls;
+	bool	   *present = NULL;
+	int			fields_arg = add_fields_arg(fcinfo);
+	FieldsWrite fw = {0};
 	Datum		lines;
 	int64		total;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
@@ -185,7 +233,8 @@ orders_add(PG_FUNCTION_ARGS)
 	bool		replayed_null;
 
 	prepare_write("orders_add()");
-	if (idempotency_begin(&ic, fcinfo, cat, "orders_add", 5, &result, &replayed_null))
+	if (idempotency_begin(&ic, fcinfo, cat, "orders_add", fields_arg >= 0 ? 6 : 5, &result,
+						  &replayed_null))
 	{
 		orders_close(&call);
 		if (replayed_null)
@@ -202,8 +251,19 @@ orders_add(PG_FUNCTION_ARGS)
 	{
 		bool		found;
 
+		/*
+		 * The routed call carries orders_add's first five arguments: the
+		 * shop's fields wait for their own routing (the node fills in their
+		 * defaults).
+		 */
+		if (fields_arg >= 0 && !PG_ARGISNULL(fields_arg))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("orders_add cannot send fields to a Citus node"),
+					 errdetail("The field is fields. On a Citus cluster the order's node gives the shop's columns their defaults."),
+					 errhint("Add the order without fields, then set them with orders_save.")));
 		/* an id generated here goes with the call: the node of its shard */
-		result = route_call(fcinfo, cat, "orders_add_at", &id, 4, true, &found);
+		result = route_call(fcinfo, cat, "orders_add_at", &id, 4, 5, true, &found);
 		pop_order_context(&order_context);
 		orders_close(&call);
 		PG_RETURN_DATUM(result);
@@ -213,6 +273,14 @@ orders_add(PG_FUNCTION_ARGS)
 	order_check_currency(rel, ARG_OR_ZERO(1), PG_ARGISNULL(1));
 	total = order_check_lines(rel, cat, ARG_OR_ZERO(2), PG_ARGISNULL(2), &lines);
 	order_check_address(rel, cat, ARG_OR_ZERO(3), PG_ARGISNULL(3));
+
+	new_row_arrays(desc, &values, &nulls);
+	if (fields_arg >= 0 && !PG_ARGISNULL(fields_arg))
+	{
+		present = palloc0(sizeof(bool) * desc->natts);
+		fields_from_json(cat, rel, &PG_GETARG_JSONB_P(fields_arg)->root, values, nulls, present);
+	}
+	fields_fill_defaults(cat, rel, &fw, values, nulls, present);
 
 	values[Anum_orders_id - 1] = UUIDPGetDatum(&id);
 	values[Anum_orders_customer_id - 1] = PG_GETARG_DATUM(0);
@@ -227,8 +295,11 @@ orders_add(PG_FUNCTION_ARGS)
 	values[Anum_orders_version - 1] = Int32GetDatum(1);
 	values[Anum_orders_created_at - 1] = TimestampTzGetDatum(now);
 	values[Anum_orders_updated_at - 1] = TimestampTzGetDatum(now);
+	fields_compute_generated(cat, rel, &fw, values, nulls);
 
 	tuple = heap_form_tuple(desc, values, nulls);
+	fields_check_row(cat, rel, &fw, tuple);
+	fields_write_done(&fw);
 	/* the composite to return, before the heap makes the header its own */
 	result = heap_copy_tuple_as_datum(tuple, desc);
 	storage_insert(call.data[TABLE_ORDERS], tuple);
@@ -285,12 +356,12 @@ orders_get(PG_FUNCTION_ARGS)
 	{
 		bool		found;
 		Datum		order = route_call(fcinfo, cat, "orders_get_at", PG_GETARG_UUID_P(0), 0,
-									   false, &found);
+									   FUNC_MAX_ARGS, false, &found);
 
 		if (found)
 		{
-			Datum		values[Natts_orders];
-			bool		nulls[Natts_orders];
+			Datum	   *values = palloc(sizeof(Datum) * rsinfo->setDesc->natts);
+			bool	   *nulls = palloc(sizeof(bool) * rsinfo->setDesc->natts);
 
 			composite_deform(order, rsinfo->setDesc, values, nulls);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
@@ -348,7 +419,7 @@ orders_remove(PG_FUNCTION_ARGS)
 	{
 		bool		found;
 
-		result = route_call(fcinfo, cat, "orders_remove_at", id, 0, true, &found);
+		result = route_call(fcinfo, cat, "orders_remove_at", id, 0, FUNC_MAX_ARGS, true, &found);
 		pop_order_context(&order_context);
 		orders_close(&call);
 		PG_RETURN_DATUM(result);
@@ -372,8 +443,8 @@ orders_remove(PG_FUNCTION_ARGS)
 	/* versions of an order's events only go up: removal is one more change */
 	order_check_next_version(version);
 
-	result = result_row(RelationGetDescr(rel), slot->tts_values, slot->tts_isnull, reveal,
-						lengthof(removed_keep), removed_keep);
+	result = result_row(cat, RelationGetDescr(rel), slot->tts_values, slot->tts_isnull, reveal,
+						lengthof(removed_keep), removed_keep, false);
 	payload = event_payload_order(cat, slot->tts_values, slot->tts_isnull);
 	storage_delete(call.data[TABLE_ORDERS], &slot->tts_tid);
 
@@ -411,9 +482,10 @@ status_event(OrderStatus to)
  * the version the caller read.  The new state is checked on its own first,
  * then against the stored order, locked: version, fields that never change,
  * status transition, readiness for the new status, what may still change in
- * the stored status.  Then the row is replaced and one event emitted per kind
- * of change.  A save that
- * changes nothing writes nothing and returns the stored order.
+ * the stored status; then the shop's CHECK constraints on the new row.  Then
+ * the row is replaced and one event emitted per kind of change, the shop's
+ * own columns being one kind.  A save that changes nothing writes nothing
+ * and returns the stored order.
  */
 Datum
 orders_save(PG_FUNCTION_ARGS)
@@ -428,12 +500,14 @@ orders_save(PG_FUNCTION_ARGS)
 	const OrdersCatalog *cat = orders_open(fcinfo, write_locks, &call);
 	Relation	rel = call.rel[TABLE_ORDERS];
 	TupleDesc	desc = RelationGetDescr(rel);
-	Datum		given[Natts_orders];
-	bool		given_null[Natts_orders];
+	Datum	   *given = palloc(sizeof(Datum) * desc->natts);
+	bool	   *given_null = palloc(sizeof(bool) * desc->natts);
 	Datum	   *stored;
 	bool	   *stored_null;
-	Datum		values[Natts_orders];
-	bool		nulls[Natts_orders];
+	Datum	   *values;
+	bool	   *nulls;
+	bool		fields_differ;
+	FieldsWrite fw = {0};
 	pg_uuid_t  *id;
 	ErrorContextCallback order_context;
 	Datum		lines;
@@ -480,7 +554,7 @@ orders_save(PG_FUNCTION_ARGS)
 	{
 		bool		found;
 
-		result = route_call(fcinfo, cat, "orders_save_at", id, 1, true, &found);
+		result = route_call(fcinfo, cat, "orders_save_at", id, 1, FUNC_MAX_ARGS, true, &found);
 		pop_order_context(&order_context);
 		orders_close(&call);
 		PG_RETURN_DATUM(result);
@@ -534,11 +608,19 @@ orders_save(PG_FUNCTION_ARGS)
 										   given_null[Anum_orders_shipping_address - 1]);
 	order_check_frozen(rel, old_status, lines_changed, address_changed, reveal);
 
-	if (!lines_changed && !address_changed && old_status == new_status)
+	/* the new row: what may change from the caller, the rest as stored */
+	values = palloc(sizeof(Datum) * desc->natts);
+	nulls = palloc(sizeof(bool) * desc->natts);
+	memcpy(values, stored, sizeof(Datum) * desc->natts);
+	memcpy(nulls, stored_null, sizeof(bool) * desc->natts);
+	fields_from_saved(cat, rel, given, given_null, stored, stored_null, values, nulls);
+	fields_differ = fields_changed(cat, stored, stored_null, values, nulls);
+
+	if (!lines_changed && !address_changed && old_status == new_status && !fields_differ)
 	{
 		/* the stored order; its update time is not the caller's to learn */
-		result = result_row(desc, stored, stored_null, reveal,
-							lengthof(saved_keep) - 1, saved_keep);
+		result = result_row(cat, desc, stored, stored_null, reveal,
+							lengthof(saved_keep) - 1, saved_keep, true);
 		idempotency_record(&ic, result);
 		pop_order_context(&order_context);
 		ExecDropSingleTupleTableSlot(slot);
@@ -547,9 +629,6 @@ orders_save(PG_FUNCTION_ARGS)
 	}
 	order_check_next_version(version);
 
-	/* the new row: what may change from the caller, the rest as stored */
-	memcpy(values, stored, sizeof(values));
-	memcpy(nulls, stored_null, sizeof(nulls));
 	values[Anum_orders_status - 1] = given[Anum_orders_status - 1];
 	if (lines_changed)			/* else keep the stored, maybe toasted, value */
 		values[Anum_orders_lines - 1] = lines;
@@ -558,9 +637,12 @@ orders_save(PG_FUNCTION_ARGS)
 	values[Anum_orders_total - 1] = Int64GetDatum(total);
 	values[Anum_orders_version - 1] = Int32GetDatum(version + 1);
 	values[Anum_orders_updated_at - 1] = TimestampTzGetDatum(now);
+	fields_compute_generated(cat, rel, &fw, values, nulls);
 
 	tuple = heap_form_tuple(desc, values, nulls);
-	result = result_row(desc, values, nulls, reveal, lengthof(saved_keep), saved_keep);
+	fields_check_row(cat, rel, &fw, tuple);
+	fields_write_done(&fw);
+	result = result_row(cat, desc, values, nulls, reveal, lengthof(saved_keep), saved_keep, true);
 	storage_update(call.data[TABLE_ORDERS], &slot->tts_tid, tuple);
 
 	/* the events, in the contract's order */
@@ -572,6 +654,10 @@ orders_save(PG_FUNCTION_ARGS)
 				   event_payload_address(cat, given[Anum_orders_shipping_address - 1],
 										 given_null[Anum_orders_shipping_address - 1]),
 				   now);
+	/* the shop's columns, generated ones included, that the save changed */
+	if (cat->nfields > 0 && fields_changed(cat, stored, stored_null, values, nulls))
+		event_emit(&call, EVENT_ORDER_FIELDS_CHANGED, id, version + 1,
+				   event_payload_fields(cat, stored, stored_null, values, nulls), now);
 	if (old_status != new_status)
 		event_emit(&call, status_event(new_status), id, version + 1,
 				   event_payload_status(old_status, new_status), now);

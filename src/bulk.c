@@ -200,7 +200,7 @@ bulk_check_keys(JsonbContainer *object, TupleDesc desc, const char *const *names
 					 errmsg("unknown field \"%s\"%s", key,
 							pos->line >= 0 ? " in a line" : (desc != NULL ? " in the shipping address" : "")),
 					 errhint(desc == NULL ?
-							 "An order has customer_id, currency, lines, shipping_address and id." :
+							 "An order has customer_id, currency, lines, shipping_address, id and fields." :
 							 "Use the fields of the composite type, as to_jsonb shows them.")));
 		}
 	}
@@ -212,23 +212,45 @@ bulk_key(JsonbContainer *object, const char *key)
 	return getKeyJsonValueFromContainer(object, key, strlen(key), NULL);
 }
 
-/* An object with desc's fields as a composite value of desc's type. */
+/*
+ * An object with desc's fields as a composite value of desc's type: ours
+ * as scalars, the shop's attributes through their types' input functions
+ * (fields.c), NULL when absent.
+ */
 static Datum
-bulk_composite(JsonbContainer *object, TupleDesc desc, BulkPosition *pos)
+bulk_composite(JsonbContainer *object, TupleDesc desc, const CompositeExtras *ex,
+			   BulkPosition *pos)
 {
-	Datum		values[COMPOSITE_MAX_FIELDS];
-	bool		nulls[COMPOSITE_MAX_FIELDS];
+	Datum		values_here[COMPOSITE_FIELDS_HERE];
+	bool		nulls_here[COMPOSITE_FIELDS_HERE];
+	Datum	   *values = COMPOSITE_ARRAY(values_here, desc);
+	bool	   *nulls = COMPOSITE_ARRAY(nulls_here, desc);
 	int			i;
 
-	Assert(desc->natts <= lengthof(values));
 	bulk_check_keys(object, desc, NULL, 0, pos);
 	for (i = 0; i < desc->natts; i++)
+		nulls[i] = true;
+	for (i = 0; i < ex->nfixed; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 
 		pos->field = NameStr(att->attname);
 		values[i] = bulk_scalar(pos->inputs, bulk_key(object, NameStr(att->attname)), att->atttypid,
 								&nulls[i]);
+	}
+	for (i = 0; i < ex->nextra; i++)
+	{
+		const OrderField *f = &ex->extra[i];
+		JsonbValue *v = bulk_key(object, f->name);
+		JsonbValue	null_value;
+
+		if (v == NULL)
+		{
+			null_value.type = jbvNull;
+			v = &null_value;
+		}
+		pos->field = f->name;
+		values[f->attnum - 1] = field_value_from_json(f, v, &nulls[f->attnum - 1]);
 	}
 	pos->field = NULL;
 	return heap_copy_tuple_as_datum(heap_form_tuple(desc, values, nulls), desc);
@@ -257,7 +279,7 @@ bulk_lines(const OrdersCatalog *cat, JsonbContainer *array, BulkPosition *pos)
 		pos->field = NULL;
 		line = bulk_object(v, false);
 		elem_nulls[i] = line == NULL;
-		elems[i] = line != NULL ? bulk_composite(line, cat->line_desc, pos) : (Datum) 0;
+		elems[i] = line != NULL ? bulk_composite(line, cat->line_desc, &cat->line_extras, pos) : (Datum) 0;
 	}
 	pos->line = -1;
 	get_typlenbyvalalign(cat->line_typid, &typlen, &typbyval, &typalign);
@@ -276,7 +298,7 @@ typedef struct BulkOrder
 } BulkOrder;
 
 static const char *const order_keys[] = {
-	"customer_id", "currency", "lines", "shipping_address", "id",
+	"customer_id", "currency", "lines", "shipping_address", "id", "fields",
 };
 
 /*
@@ -285,13 +307,16 @@ static const char *const order_keys[] = {
  */
 static void
 bulk_prepare(OrdersCall *call, JsonbValue *v, TimestampTz now, BulkOrder *out,
-			 BulkPosition *pos)
+			 FieldsWrite *fw, BulkPosition *pos)
 {
 	const OrdersCatalog *cat = call->cat;
 	Relation	rel = call->rel[TABLE_ORDERS];
+	TupleDesc	desc = RelationGetDescr(rel);
 	JsonbContainer *order;
-	Datum		values[Natts_orders];
-	bool		nulls[Natts_orders] = {0};
+	Datum	   *values = palloc0(sizeof(Datum) * desc->natts);
+	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
+	bool	   *present = NULL;
+	int			i;
 	Datum		given_lines = (Datum) 0;
 	bool		lines_null;
 	Datum		lines;
@@ -308,6 +333,9 @@ bulk_prepare(OrdersCall *call, JsonbValue *v, TimestampTz now, BulkOrder *out,
 				 errmsg("each order must be a JSON object, not %s", jsonb_type_name(v))));
 	order = v->val.binary.data;
 	bulk_check_keys(order, NULL, order_keys, lengthof(order_keys), pos);
+	/* the shop's columns NULL until filled, dropped ones for good */
+	for (i = 0; i < desc->natts; i++)
+		nulls[i] = i >= Natts_orders;
 
 	pos->field = "id";
 	d = bulk_scalar(pos->inputs, bulk_key(order, "id"), UUIDOID, &isnull);
@@ -348,7 +376,7 @@ bulk_prepare(OrdersCall *call, JsonbValue *v, TimestampTz now, BulkOrder *out,
 		{
 			pos->field = NULL;
 			values[Anum_orders_shipping_address - 1] =
-				bulk_composite(address, cat->address_desc, pos);
+				bulk_composite(address, cat->address_desc, &cat->address_extras, pos);
 		}
 	}
 	pos->field = NULL;
@@ -362,6 +390,20 @@ bulk_prepare(OrdersCall *call, JsonbValue *v, TimestampTz now, BulkOrder *out,
 	order_check_address(rel, cat, values[Anum_orders_shipping_address - 1],
 						nulls[Anum_orders_shipping_address - 1]);
 
+	/* the shop's own columns, as orders_add's fields */
+	pos->field = "fields";
+	{
+		JsonbContainer *fields = bulk_object(bulk_key(order, "fields"), false);
+
+		pos->field = NULL;
+		if (fields != NULL)
+		{
+			present = palloc0(sizeof(bool) * desc->natts);
+			fields_from_json(cat, rel, fields, values, nulls, present);
+		}
+	}
+	fields_fill_defaults(cat, rel, fw, values, nulls, present);
+
 	values[Anum_orders_id - 1] = UUIDPGetDatum(&out->id);
 	values[Anum_orders_status - 1] = ObjectIdGetDatum(cat->status_oids[ORDER_PENDING]);
 	values[Anum_orders_lines - 1] = lines;
@@ -369,8 +411,10 @@ bulk_prepare(OrdersCall *call, JsonbValue *v, TimestampTz now, BulkOrder *out,
 	values[Anum_orders_version - 1] = Int32GetDatum(1);
 	values[Anum_orders_created_at - 1] = TimestampTzGetDatum(now);
 	values[Anum_orders_updated_at - 1] = TimestampTzGetDatum(now);
+	fields_compute_generated(cat, rel, fw, values, nulls);
 
-	out->row = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+	out->row = heap_form_tuple(desc, values, nulls);
+	fields_check_row(cat, rel, fw, out->row);
 	out->event = event_build(call, EVENT_ORDER_ADDED, &out->id, 1,
 							 event_payload_order(cat, values, nulls), now, &out->position);
 }
@@ -444,6 +488,7 @@ orders_add_many(PG_FUNCTION_ARGS)
 	ErrorContextCallback context;
 	MemoryContext chunk_context;
 	MemoryContext old;
+	FieldsWrite fw = {0};
 
 	InitMaterializedSRF(fcinfo, 0);
 	pos.inputs = palloc0(sizeof(BulkInputs));
@@ -486,6 +531,8 @@ orders_add_many(PG_FUNCTION_ARGS)
 	context.previous = error_context_stack;
 	error_context_stack = &context;
 
+	/* the shop's expressions, prepared once for the whole call */
+	fw.mcxt = CurrentMemoryContext;
 	chunk_context = AllocSetContextCreate(CurrentMemoryContext, "orders_add_many chunk",
 										  ALLOCSET_DEFAULT_SIZES);
 	for (first = 0; first < n; first += BULK_CHUNK)
@@ -501,7 +548,7 @@ orders_add_many(PG_FUNCTION_ARGS)
 		{
 			pos.index = first + i;
 			bulk_prepare(&call, getIthJsonbValueFromContainer(&input->root, first + i), now,
-						 &orders[i], &pos);
+						 &orders[i], &fw, &pos);
 		}
 		bulk_write(&call, orders, count, first, &pos);
 		MemoryContextSwitchTo(old);
@@ -510,6 +557,7 @@ orders_add_many(PG_FUNCTION_ARGS)
 		MemoryContextReset(chunk_context);
 	}
 	MemoryContextDelete(chunk_context);
+	fields_write_done(&fw);
 
 	error_context_stack = context.previous;
 	orders_close(&call);

@@ -162,7 +162,7 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 
 	/* orders: the aggregate's row */
 	rel = table_open(c->relids[TABLE_ORDERS], AccessShareLock);
-	check_heap_table(rel, "orders", orders_columns, Natts_orders, c, TABLE_ORDERS);
+	check_heap_table(rel, "orders", orders_columns, Natts_orders, true, c, TABLE_ORDERS);
 	desc = RelationGetDescr(rel);
 	c->orders_rowtype = rel->rd_rel->reltype;
 	c->status_typid = TupleDescAttr(desc, Anum_orders_status - 1)->atttypid;
@@ -171,6 +171,7 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 	c->orders_pkey = check_primary_key(rel, "orders", Anum_orders_id, UUIDOID);
 	c->distributed[TABLE_ORDERS] = citus_distributed(c->relids[TABLE_ORDERS], "orders",
 													 Anum_orders_id, &orders_colocation);
+	fields_describe(c, rel);
 	table_close(rel, AccessShareLock);
 
 	/*
@@ -186,7 +187,7 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 	check_heap_table(rel, "order_events", events_columns,
 					 c->events_have_envelope ? Natts_order_events :
 					 c->events_have_relay ? Anum_order_events_relay : Anum_order_events_relay - 1,
-					 c, TABLE_EVENTS);
+					 false, c, TABLE_EVENTS);
 	c->events_order_index = find_events_order_index(rel);
 	c->distributed[TABLE_EVENTS] = citus_distributed(c->relids[TABLE_EVENTS], "order_events",
 													 Anum_order_events_order_id,
@@ -218,7 +219,7 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 			c->consumers_have_cuts = natts >= Anum_consumers_batch_cuts;
 			c->consumers_have_carried = natts == Natts_consumers;
 			check_heap_table(rel, "order_event_consumers", consumers_columns, natts,
-							 c, TABLE_CONSUMERS);
+							 false, c, TABLE_CONSUMERS);
 			c->consumers_pkey = check_primary_key(rel, "order_event_consumers",
 												  Anum_consumers_name, TEXTOID);
 			/*
@@ -268,6 +269,8 @@ build_catalog(Oid nsp, OrdersCatalog *c)
 	c->line_desc = composite_desc(c->line_typid, "order_line", line_fields, Natts_line);
 	c->address_desc = composite_desc(c->address_typid, "order_address", address_fields,
 									 Natts_address);
+	composite_extras_describe(&c->line_extras, c->line_desc, Natts_line);
+	composite_extras_describe(&c->address_extras, c->address_desc, Natts_address);
 }
 
 /* At the end of a transaction no call is running: retired catalogs go. */
@@ -607,25 +610,20 @@ orders_close(OrdersCall *call)
 		calls_open--;
 }
 
-/*
- * The fields of a composite value (an order_line, an order_address, an
- * orders row).  The value must be of the type desc describes: a row built
- * for another layout is refused, not misread.
- */
-void
-composite_deform(Datum value, TupleDesc desc, Datum *values, bool *nulls)
+static void
+composite_deform_natts(Datum value, TupleDesc desc, bool fewer_ok, Datum *values, bool *nulls)
 {
 	HeapTupleHeader th = DatumGetHeapTupleHeader(value);
 	HeapTupleData tuple;
+	int			natts = HeapTupleHeaderGetNatts(th);
 
-	if (HeapTupleHeaderGetNatts(th) != desc->natts ||
+	if ((fewer_ok ? natts > desc->natts : natts != desc->natts) ||
 		(OidIsValid(desc->tdtypeid) && desc->tdtypeid != RECORDOID &&
 		 HeapTupleHeaderGetTypeId(th) != desc->tdtypeid))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("a composite value does not have the layout of its type"),
-				 errdetail("The value has %d fields; the type has %d.",
-						   HeapTupleHeaderGetNatts(th), desc->natts),
+				 errdetail("The value has %d fields; the type has %d.", natts, desc->natts),
 				 errhint("The type changed while the statement ran; run it again.")));
 
 	tuple.t_len = HeapTupleHeaderGetDatumLength(th);
@@ -633,6 +631,29 @@ composite_deform(Datum value, TupleDesc desc, Datum *values, bool *nulls)
 	tuple.t_tableOid = InvalidOid;
 	tuple.t_data = th;
 	heap_deform_tuple(&tuple, desc, values, nulls);
+}
+
+/*
+ * The fields of an orders row.  The value must be of the type desc
+ * describes: a row built for another layout (before a column was added,
+ * say) is refused, not misread.
+ */
+void
+composite_deform(Datum value, TupleDesc desc, Datum *values, bool *nulls)
+{
+	composite_deform_natts(value, desc, false, values, nulls);
+}
+
+/*
+ * The fields of an order_line or an order_address, into arrays of
+ * desc->natts.  A value stored before the shop added an attribute (ALTER
+ * TYPE ... ADD ATTRIBUTE) has fewer: the new ones read as NULL, as the
+ * server reads them.
+ */
+void
+composite_fields(Datum value, TupleDesc desc, Datum *values, bool *nulls)
+{
+	composite_deform_natts(value, desc, true, values, nulls);
 }
 
 /*

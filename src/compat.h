@@ -210,4 +210,16 @@ compat_my_lxid(void)
 #endif
 }
 
+/*
+ * 18 renamed the executor's array of CHECK expressions, and added NOT
+ * ENFORCED constraints, which it skips.
+ */
+#if PG_VERSION_NUM >= 180000
+#define COMPAT_RRI_CHECK_EXPRS(rri) ((rri)->ri_CheckConstraintExprs)
+#define COMPAT_CHECK_ENFORCED(check) ((check)->ccenforced)
+#else
+#define COMPAT_RRI_CHECK_EXPRS(rri) ((rri)->ri_ConstraintExprs)
+#define COMPAT_CHECK_ENFORCED(check) true
+#endif
+
 #endif							/* ORDERS_COMPAT_H */

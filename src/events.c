@@ -39,6 +39,7 @@ static const char *const event_type_names[EVENT_TYPE_COUNT] = {
 	"order_delivered",
 	"order_cancelled",
 	"order_removed",
+	"order_fields_changed",
 };
 
 /* orders_event_types() RETURNS text[]: every event type, in this order */
@@ -133,12 +134,62 @@ jb_timestamptz(JsonbParseState **st, const char *key, Datum d)
 	jb_cstring(st, key, JsonEncodeDateTime(NULL, d, TIMESTAMPTZOID, NULL));
 }
 
-/* a composite value as an object of its fields, or null */
+/*
+ * A value of a shop's field, as to_jsonb renders it; the common scalar
+ * types without a call.
+ */
 static void
-jb_composite(JsonbParseState **st, const char *key, TupleDesc desc, Datum value, bool isnull)
+jb_field(JsonbParseState **st, const OrderField *f, Datum value, bool isnull)
 {
-	Datum		values[COMPOSITE_MAX_FIELDS];
-	bool		nulls[COMPOSITE_MAX_FIELDS];
+	Jsonb	   *j;
+	JsonbValue	v;
+
+	if (isnull)
+	{
+		jb_null(st, f->name);
+		return;
+	}
+	switch (f->typid)
+	{
+		case TEXTOID:
+		case VARCHAROID:
+			jb_text(st, f->name, value);
+			return;
+		case INT2OID:
+			jb_int(st, f->name, DatumGetInt16(value));
+			return;
+		case INT4OID:
+			jb_int(st, f->name, DatumGetInt32(value));
+			return;
+		case INT8OID:
+			jb_int(st, f->name, DatumGetInt64(value));
+			return;
+		case BOOLOID:
+			v.type = jbvBool;
+			v.val.boolean = DatumGetBool(value);
+			jb_key(st, f->name);
+			pushJsonbValue(st, WJB_VALUE, &v);
+			return;
+		default:
+			break;
+	}
+	j = DatumGetJsonbP(FunctionCall1(unconstify(FmgrInfo *, &f->to_jsonb), value));
+	v.type = jbvBinary;
+	v.val.binary.data = &j->root;
+	v.val.binary.len = VARSIZE(j) - VARHDRSZ;
+	jb_key(st, f->name);
+	pushJsonbValue(st, WJB_VALUE, &v);
+}
+
+/* a composite value as an object of its fields, ours and the shop's, or null */
+static void
+jb_composite(JsonbParseState **st, const char *key, TupleDesc desc, const CompositeExtras *ex,
+			 Datum value, bool isnull)
+{
+	Datum		values_here[COMPOSITE_FIELDS_HERE];
+	bool		nulls_here[COMPOSITE_FIELDS_HERE];
+	Datum	   *values;
+	bool	   *nulls;
 	int			i;
 
 	if (isnull)
@@ -146,12 +197,13 @@ jb_composite(JsonbParseState **st, const char *key, TupleDesc desc, Datum value,
 		jb_null(st, key);
 		return;
 	}
-	Assert(desc->natts <= lengthof(values));
-	composite_deform(value, desc, values, nulls);
+	values = COMPOSITE_ARRAY(values_here, desc);
+	nulls = COMPOSITE_ARRAY(nulls_here, desc);
+	composite_fields(value, desc, values, nulls);
 
 	jb_key(st, key);
 	pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
-	for (i = 0; i < desc->natts; i++)
+	for (i = 0; i < ex->nfixed; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 		const char *field = NameStr(att->attname);
@@ -166,6 +218,12 @@ jb_composite(JsonbParseState **st, const char *key, TupleDesc desc, Datum value,
 			jb_int(st, field, DatumGetInt64(values[i]));
 		else
 			jb_text(st, field, values[i]);
+	}
+	for (i = 0; i < ex->nextra; i++)
+	{
+		int			x = ex->extra[i].attnum - 1;
+
+		jb_field(st, &ex->extra[i], values[x], nulls[x]);
 	}
 	pushJsonbValue(st, WJB_END_OBJECT, NULL);
 }
@@ -187,7 +245,7 @@ jb_lines(JsonbParseState **st, const char *key, const OrdersCatalog *cat, Datum 
 		Datum		line = composite_array_next(&it, &isnull, i);
 
 		/* stored lines are never NULL; the invariants saw to that */
-		jb_composite(st, NULL, cat->line_desc, line, false);
+		jb_composite(st, NULL, cat->line_desc, &cat->line_extras, line, false);
 	}
 	pushJsonbValue(st, WJB_END_ARRAY, NULL);
 }
@@ -211,12 +269,14 @@ jb_finish(JsonbParseState **st)
 
 /*
  * The whole order as a jsonb object, with the keys and value formats of
- * to_jsonb(orders), so a consumer needs nothing else to rebuild it.
+ * to_jsonb(orders), the shop's own columns included, so a consumer needs
+ * nothing else to rebuild it.
  */
 Datum
 event_payload_order(const OrdersCatalog *cat, Datum *values, bool *nulls)
 {
 	JsonbParseState *st = jb_begin();
+	int			i;
 	Oid			status = DatumGetObjectId(values[Anum_orders_status - 1]);
 
 	jb_uuid(&st, "id", values[Anum_orders_id - 1]);
@@ -224,13 +284,19 @@ event_payload_order(const OrdersCatalog *cat, Datum *values, bool *nulls)
 	jb_cstring(&st, "status", order_status_names[order_status_from_oid(cat, status, false)]);
 	jb_text(&st, "currency", values[Anum_orders_currency - 1]);
 	jb_lines(&st, "lines", cat, values[Anum_orders_lines - 1]);
-	jb_composite(&st, "shipping_address", cat->address_desc,
+	jb_composite(&st, "shipping_address", cat->address_desc, &cat->address_extras,
 				 values[Anum_orders_shipping_address - 1],
 				 nulls[Anum_orders_shipping_address - 1]);
 	jb_int(&st, "total", DatumGetInt64(values[Anum_orders_total - 1]));
 	jb_int(&st, "version", DatumGetInt32(values[Anum_orders_version - 1]));
 	jb_timestamptz(&st, "created_at", values[Anum_orders_created_at - 1]);
 	jb_timestamptz(&st, "updated_at", values[Anum_orders_updated_at - 1]);
+	for (i = 0; i < cat->nfields; i++)
+	{
+		int			x = cat->fields[i].attnum - 1;
+
+		jb_field(&st, &cat->fields[i], values[x], nulls[x]);
+	}
 	return jb_finish(&st);
 }
 
@@ -251,7 +317,8 @@ event_payload_address(const OrdersCatalog *cat, Datum address, bool isnull)
 {
 	JsonbParseState *st = jb_begin();
 
-	jb_composite(&st, "shipping_address", cat->address_desc, address, isnull);
+	jb_composite(&st, "shipping_address", cat->address_desc, &cat->address_extras,
+				 address, isnull);
 	return jb_finish(&st);
 }
 
@@ -263,6 +330,30 @@ event_payload_status(OrderStatus from, OrderStatus to)
 
 	jb_cstring(&st, "status", order_status_names[to]);
 	jb_cstring(&st, "previous_status", order_status_names[from]);
+	return jb_finish(&st);
+}
+
+/*
+ * order_fields_changed: each of the shop's columns a save changed, with
+ * its new value, under the column's name, as the other change events name
+ * theirs: a consumer applies any of them to its copy of the order the
+ * same way.
+ */
+Datum
+event_payload_fields(const OrdersCatalog *cat, const Datum *stored, const bool *stored_null,
+					 const Datum *values, const bool *nulls)
+{
+	JsonbParseState *st = jb_begin();
+	int			i;
+
+	for (i = 0; i < cat->nfields; i++)
+	{
+		const OrderField *f = &cat->fields[i];
+		int			x = f->attnum - 1;
+
+		if (!field_value_equal(f, stored[x], stored_null[x], values[x], nulls[x]))
+			jb_field(&st, f, values[x], nulls[x]);
+	}
 	return jb_finish(&st);
 }
 

@@ -240,8 +240,8 @@ call_request(FunctionCallInfo fcinfo, const OrdersCatalog *cat, const char *func
 	if (strcmp(function, "orders_save") == 0 && !PG_ARGISNULL(0))
 	{
 		TupleDesc	desc = lookup_rowtype_tupdesc(cat->orders_rowtype, -1);
-		Datum		values[Natts_orders];
-		bool		nulls[Natts_orders];
+		Datum	   *values = palloc(sizeof(Datum) * desc->natts);
+		bool	   *nulls = palloc(sizeof(bool) * desc->natts);
 
 		composite_deform(PG_GETARG_DATUM(0), desc, values, nulls);
 		for (i = 0; i < (int) lengthof(saved_fields); i++)
@@ -250,6 +250,10 @@ call_request(FunctionCallInfo fcinfo, const OrdersCatalog *cat, const char *func
 
 			append_value(&buf, TupleDescAttr(desc, att)->atttypid, values[att], nulls[att]);
 		}
+		/* the shop's own columns, which a save may change too */
+		for (i = Natts_orders; i < desc->natts; i++)
+			if (!TupleDescAttr(desc, i)->attisdropped)
+				append_value(&buf, TupleDescAttr(desc, i)->atttypid, values[i], nulls[i]);
 		ReleaseTupleDesc(desc);
 	}
 	else

@@ -311,8 +311,10 @@ static int64
 check_line(Relation rel, const OrdersCatalog *cat, Datum value, int line,
 		   LineProduct *product)
 {
-	Datum		values[Natts_line];
-	bool		nulls[Natts_line];
+	Datum		values_here[COMPOSITE_FIELDS_HERE];
+	bool		nulls_here[COMPOSITE_FIELDS_HERE];
+	Datum	   *values = COMPOSITE_ARRAY(values_here, cat->line_desc);
+	bool	   *nulls = COMPOSITE_ARRAY(nulls_here, cat->line_desc);
 	static const char *const field_names[Natts_line] = {
 		"product_id", "product_name", "quantity", "unit_price"
 	};
@@ -321,7 +323,8 @@ check_line(Relation rel, const OrdersCatalog *cat, Datum value, int line,
 	int64		unit_price;
 	int64		amount;
 
-	composite_deform(value, cat->line_desc, values, nulls);
+	/* the shop's own attributes, after ours, are the shop's to check */
+	composite_fields(value, cat->line_desc, values, nulls);
 
 	for (i = 0; i < Natts_line; i++)
 		if (nulls[i])
@@ -427,8 +430,10 @@ order_check_lines(Relation rel, const OrdersCatalog *cat, Datum lines, bool isnu
 void
 order_check_address(Relation rel, const OrdersCatalog *cat, Datum address, bool isnull)
 {
-	Datum		values[Natts_address];
-	bool		nulls[Natts_address];
+	Datum		values_here[COMPOSITE_FIELDS_HERE];
+	bool		nulls_here[COMPOSITE_FIELDS_HERE];
+	Datum	   *values = COMPOSITE_ARRAY(values_here, cat->address_desc);
+	bool	   *nulls = COMPOSITE_ARRAY(nulls_here, cat->address_desc);
 	static const char *const field_names[Natts_address] = {
 		"street", "city", "postal_code", "country"
 	};
@@ -439,7 +444,7 @@ order_check_address(Relation rel, const OrdersCatalog *cat, Datum address, bool 
 	if (isnull)
 		return;
 
-	composite_deform(address, cat->address_desc, values, nulls);
+	composite_fields(address, cat->address_desc, values, nulls);
 
 	for (i = 0; i < Natts_address; i++)
 		if (nulls[i])

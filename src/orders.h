@@ -17,6 +17,7 @@
  *   routing.c         on a Citus cluster: a call pointed at its order's shard, or sent to its node
  *   events.c          the outbox row of each domain event, and its payload
  *   invariants.c      every rule of the aggregate, checked before anything is written
+ *   fields.c          the shop's own columns and CHECK constraints: filled, checked, compared
  *
  *   relay.c           orders.notify = relay: the background worker that sends NOTIFY
  *   origin.c          adopting the events and checkpoints another cluster wrote
@@ -44,12 +45,19 @@
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "nodes/lockoptions.h"
+#include "nodes/primnodes.h"
 #include "storage/lockdefs.h"
+#include "utils/jsonb.h"
 #include "utils/relcache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
-/* Columns of table orders, 1-based, in the order schema/orders.sql creates them. */
+/*
+ * Columns of table orders, 1-based, in the order schema/orders.sql creates
+ * them.  They have been the first ten since 1.0; the columns a shop adds
+ * (ALTER TABLE orders ADD COLUMN) come after them, and the C code carries
+ * those as OrderFields.
+ */
 enum
 {
 	Anum_orders_id = 1,
@@ -118,7 +126,7 @@ enum
 	Natts_consumers = Anum_consumers_carried
 };
 
-/* Fields of the composite order_line. */
+/* Fields of the composite order_line; a shop's own attributes come after them. */
 enum
 {
 	Anum_line_product_id = 1,
@@ -145,8 +153,15 @@ enum
 #define composite_array_next(it, isnull, i) \
 	array_iter_next((it), (isnull), (i), -1, false, TYPALIGN_DOUBLE)
 
-/* Room for the fields of either composite, order_line or order_address. */
-#define COMPOSITE_MAX_FIELDS Max((int) Natts_line, (int) Natts_address)
+
+/*
+ * Room for the fields of a composite (order_line, order_address) on the
+ * stack; one with more of the shop's attributes gets its arrays allocated.
+ */
+#define COMPOSITE_FIELDS_HERE 16
+#define COMPOSITE_ARRAY(here, desc) \
+	((desc)->natts <= (int) lengthof(here) ? (here) : \
+	 palloc(sizeof((here)[0]) * (desc)->natts))
 
 /*
  * On a Citus cluster every node numbers its events with its own copy of
@@ -198,6 +213,40 @@ typedef enum DirectWriteRefusal
 } DirectWriteRefusal;
 
 /*
+ * A column a shop added to orders, or an attribute it added to order_line
+ * or order_address: what the C code needs to fill it, compare it and put it
+ * in an event's payload.  Expressions are planned once, when the catalog is
+ * built, and kept with it.
+ */
+typedef struct OrderField
+{
+	AttrNumber	attnum;
+	char	   *name;
+	Oid			typid;
+	int16		typlen;
+	bool		typbyval;
+	char		generated;		/* attgenerated: '\0', or stored */
+	bool		identity_always;	/* GENERATED ALWAYS AS IDENTITY */
+	Expr	   *default_expr;	/* the default or generation expression, or NULL */
+	bool		default_const;	/* default_expr is a constant: its value below */
+	Datum		default_value;
+	bool		default_isnull;
+	Oid			input_func;		/* the type's input function, for a JSON scalar */
+	Oid			input_ioparam;
+	FmgrInfo	input;
+	int32		typmod;
+	FmgrInfo	to_jsonb;		/* to_jsonb(value), as the payloads render it */
+} OrderField;
+
+/* The extra attributes of one of our composites. */
+typedef struct CompositeExtras
+{
+	int			nfixed;			/* ours, first */
+	int			nextra;			/* the shop's, after them (dropped ones skipped) */
+	OrderField *extra;
+} CompositeExtras;
+
+/*
  * Everything the functions need to find by name, resolved from the
  * extension's own schema (never through search_path), kept by OID, and
  * judged valid under the locks of each call.
@@ -228,8 +277,21 @@ typedef struct OrdersCatalog
 
 	Oid			line_typid;
 	TupleDesc	line_desc;
+	CompositeExtras line_extras;
 	Oid			address_typid;
 	TupleDesc	address_desc;
+	CompositeExtras address_extras;
+
+	/*
+	 * The shop's own columns of orders and its CHECK constraints
+	 * (fields.c).  orders_natts counts every attribute, dropped ones too.
+	 */
+	int			orders_natts;
+	int			nfields;
+	OrderField *fields;
+	int			ncheck;
+	Expr	  **checks;			/* planned, in the relcache's order; NULL: not enforced */
+	bool		fields_need_executor;	/* an expression to evaluate per write */
 } OrdersCatalog;
 
 /* What one call has open: the catalog, and its tables (NULL: not used). */
@@ -267,6 +329,7 @@ extern Oid	orders_private_table(const OrdersCatalog *cat, const char *relname,
 								 const char *what, const char *version, bool missing_ok);
 extern OrderStatus order_status_from_oid(const OrdersCatalog *cat, Oid label, bool given);
 extern void composite_deform(Datum value, TupleDesc desc, Datum *values, bool *nulls);
+extern void composite_fields(Datum value, TupleDesc desc, Datum *values, bool *nulls);
 
 /* ---- refusals.c ---- */
 
@@ -309,15 +372,16 @@ extern const ColumnSpec address_fields[Natts_address];
 
 extern void refuse_direct_write(const char *relname, DirectWriteRefusal refusal,
 								const char *name);
-extern DirectWriteRefusal direct_write_refusal(Relation rel, char **name);
+extern DirectWriteRefusal direct_write_refusal(Relation rel, bool checks_enforced, char **name);
 extern void require_heap_table(Relation rel, const char *relname);
 extern void check_heap_table(Relation rel, const char *relname, const ColumnSpec *columns,
-							 int n, OrdersCatalog *c, OrdersTable t);
+							 int n, bool extensible, OrdersCatalog *c, OrdersTable t);
 extern Oid	check_primary_key(Relation rel, const char *relname, AttrNumber keyatt,
 							  Oid keytype);
 extern Oid	find_events_order_index(Relation rel);
 extern TupleDesc composite_desc(Oid typid, const char *typname, const ColumnSpec *fields,
 								int n);
+extern void refuse_virtual_generated(TupleDesc desc, const char *relname);
 extern void check_position_sequence(Oid seqid);
 extern bool orders_may_read(const OrdersCatalog *cat);
 extern void orders_check_can_read(const OrdersCatalog *cat);
@@ -348,6 +412,35 @@ extern void order_check_frozen(Relation rel, OrderStatus stored, bool lines_chan
 							   bool address_changed, bool reveal);
 extern void order_check_immutable(Relation rel, int attnum, Datum stored, Datum given,
 								  bool reveal);
+
+/* ---- fields.c ---- */
+
+/* A write's evaluation of the shop's expressions: defaults, generated columns, CHECKs. */
+typedef struct FieldsWrite
+{
+	MemoryContext mcxt;			/* where to make it; NULL: the current context */
+	struct EState *estate;		/* NULL until an expression needs one */
+	struct ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	struct ExprState **states;	/* by attribute: each expression, prepared once */
+} FieldsWrite;
+
+extern void fields_describe(OrdersCatalog *c, Relation rel);
+extern void composite_extras_describe(CompositeExtras *ex, TupleDesc desc, int nfixed);
+extern void fields_from_json(const OrdersCatalog *cat, Relation rel,
+							 JsonbContainer *container, Datum *values, bool *nulls,
+							 bool *present);
+extern void fields_fill_defaults(const OrdersCatalog *cat, Relation rel, FieldsWrite *fw,
+								 Datum *values, bool *nulls, const bool *present);
+extern void fields_from_saved(const OrdersCatalog *cat, Relation rel, const Datum *given,
+							  const bool *given_null, const Datum *stored,
+							  const bool *stored_null, Datum *values, bool *nulls);
+extern void fields_compute_generated(const OrdersCatalog *cat, Relation rel, FieldsWrite *fw,
+									 Datum *values, bool *nulls);
+extern void fields_check_row(const OrdersCatalog *cat, Relation rel, FieldsWrite *fw,
+							 HeapTuple tuple);
+extern void fields_write_done(FieldsWrite *fw);
+extern Datum field_value_from_json(const OrderField *f, JsonbValue *v, bool *isnull);
 
 /* ---- citus.c ---- */
 
@@ -422,6 +515,9 @@ extern void idempotency_record(IdempotentCall *ic, Datum result);
 /* ---- changes.c ---- */
 
 extern bool order_field_equal(Oid typid, Datum a, Datum b);
+extern bool field_value_equal(const OrderField *f, Datum a, bool a_null, Datum b, bool b_null);
+extern bool fields_changed(const OrdersCatalog *cat, const Datum *a, const bool *a_null,
+						   const Datum *b, const bool *b_null);
 extern bool order_lines_equal(const OrdersCatalog *cat, Datum a, Datum b);
 extern bool order_address_equal(const OrdersCatalog *cat, Datum a, bool a_isnull,
 								Datum b, bool b_isnull);
@@ -450,6 +546,7 @@ typedef enum OrderEventType
 	EVENT_ORDER_DELIVERED,
 	EVENT_ORDER_CANCELLED,
 	EVENT_ORDER_REMOVED,
+	EVENT_ORDER_FIELDS_CHANGED, /* from 1.12: the shop's own columns */
 	EVENT_TYPE_COUNT
 } OrderEventType;
 
@@ -457,6 +554,9 @@ extern Datum event_payload_order(const OrdersCatalog *cat, Datum *values, bool *
 extern Datum event_payload_lines(const OrdersCatalog *cat, Datum lines, int64 total);
 extern Datum event_payload_address(const OrdersCatalog *cat, Datum address, bool isnull);
 extern Datum event_payload_status(OrderStatus from, OrderStatus to);
+extern Datum event_payload_fields(const OrdersCatalog *cat, const Datum *stored,
+								  const bool *stored_null, const Datum *values,
+								  const bool *nulls);
 extern HeapTuple event_build(OrdersCall *call, OrderEventType type, pg_uuid_t *order_id,
 							 int32 version, Datum payload, TimestampTz occurred_at,
 							 int64 *position_out);

@@ -108,12 +108,17 @@ default_btree_family(Oid typid)
 	return get_opclass_family(GetDefaultOpClass(typid, BTREE_AM_OID));
 }
 
+/*
+ * The columns the C code reads, first and in its order.  An extensible
+ * table or type may have more after them: a shop's own (fields.c).
+ */
 static void
-expect_columns(TupleDesc desc, const char *relname, const ColumnSpec *columns, int n)
+expect_columns(TupleDesc desc, const char *relname, const ColumnSpec *columns, int n,
+			   bool extensible)
 {
 	int			i;
 
-	if (desc->natts != n)
+	if (extensible ? desc->natts < n : desc->natts != n)
 		layout_error("extension \"orders\" cannot use \"%s\": it has a different number of columns",
 					 relname);
 	for (i = 0; i < n; i++)
@@ -131,6 +136,34 @@ expect_columns(TupleDesc desc, const char *relname, const ColumnSpec *columns, i
 }
 
 /*
+ * A virtual generated column (PostgreSQL 18) is computed by the planner
+ * when a query reads it; the direct reads would return NULL in its place.
+ */
+void
+refuse_virtual_generated(TupleDesc desc, const char *relname)
+{
+#ifdef ATTRIBUTE_GENERATED_VIRTUAL
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && att->attgenerated == ATTRIBUTE_GENERATED_VIRTUAL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("extension \"orders\" cannot use table \"%s\": column \"%s\" is a virtual generated column",
+							relname, NameStr(att->attname)),
+					 errdetail("The extension's functions read the table directly, and would read no value for it."),
+					 errhint("Make it a stored generated column: GENERATED ALWAYS AS (...) STORED.")));
+	}
+#else
+	(void) desc;
+	(void) relname;
+#endif
+}
+
+/*
  * What a direct write would skip, and its name where it has one (copied:
  * the catalog outlives the relcache entry).  Indexes are written through
  * the executor's own routine, which checks unique and exclusion constraints
@@ -138,7 +171,7 @@ expect_columns(TupleDesc desc, const char *relname, const ColumnSpec *columns, i
  * executor's triggers do.
  */
 DirectWriteRefusal
-direct_write_refusal(Relation rel, char **name)
+direct_write_refusal(Relation rel, bool checks_enforced, char **name)
 {
 	TupleConstr *constr = RelationGetDescr(rel)->constr;
 	List	   *indexes;
@@ -176,7 +209,8 @@ direct_write_refusal(Relation rel, char **name)
 	}
 	if (rel->rd_rules != NULL)
 		return REFUSE_RULE;
-	if (constr != NULL && constr->num_check > 0)
+	/* orders' CHECK constraints are evaluated (fields.c); no other table's are */
+	if (constr != NULL && constr->num_check > 0 && !checks_enforced)
 	{
 		*name = pstrdup(constr->check[0].ccname);
 		return REFUSE_CHECK;
@@ -203,11 +237,11 @@ require_heap_table(Relation rel, const char *relname)
  */
 void
 check_heap_table(Relation rel, const char *relname, const ColumnSpec *columns, int n,
-				 OrdersCatalog *c, OrdersTable t)
+				 bool extensible, OrdersCatalog *c, OrdersTable t)
 {
 	require_heap_table(rel, relname);
-	expect_columns(RelationGetDescr(rel), relname, columns, n);
-	c->refusal[t] = direct_write_refusal(rel, &c->refusal_name[t]);
+	expect_columns(RelationGetDescr(rel), relname, columns, n, extensible);
+	c->refusal[t] = direct_write_refusal(rel, extensible, &c->refusal_name[t]);
 	c->row_security[t] = rel->rd_rel->relrowsecurity;
 }
 
@@ -284,7 +318,7 @@ composite_desc(Oid typid, const char *typname, const ColumnSpec *fields, int n)
 	if (get_typtype(typid) != TYPTYPE_COMPOSITE)
 		layout_error("extension \"orders\" cannot use \"%s\": it is not a composite type", typname);
 	tupdesc = lookup_rowtype_tupdesc_copy(typid, -1);
-	expect_columns(tupdesc, typname, fields, n);
+	expect_columns(tupdesc, typname, fields, n, true);
 	return tupdesc;
 }
 

@@ -47,23 +47,24 @@ PG_FUNCTION_INFO_V1(orders_distributed);
 
 /*
  * The internal functions Citus delegates: which public function each one
- * stands for (its first public_nargs arguments are that function's), and
- * which argument is the order's id, the one Citus places the call by.
+ * stands for (found by its name alone: orders_add grew a fields argument
+ * with 1.12, which its routed calls do not carry), which argument is the
+ * order's id, the one Citus places the call by, and whether a write's last
+ * argument is the sender's orders.notify.
  */
 typedef struct RoutedFunction
 {
 	const char *name;
 	const char *public_name;
-	int			public_nargs;
 	int			id_arg;
-	int			notify_arg;		/* -1: a read, which notifies nothing */
+	bool		write;			/* false: a read, which notifies nothing */
 } RoutedFunction;
 
 static const RoutedFunction routed_functions[] = {
-	{"orders_add_at", "orders_add", 5, 4, 5},
-	{"orders_get_at", "orders_get", 1, 0, -1},
-	{"orders_save_at", "orders_save", 1, 1, 2},
-	{"orders_remove_at", "orders_remove", 2, 0, 2},
+	{"orders_add_at", "orders_add", 4, true},
+	{"orders_get_at", "orders_get", 0, false},
+	{"orders_save_at", "orders_save", 1, true},
+	{"orders_remove_at", "orders_remove", 0, true},
 };
 
 /* > 0 while an _at function runs: its order is here, or nowhere */
@@ -147,7 +148,7 @@ orders_route(OrdersCall *call, const pg_uuid_t *id)
 							 name);
 		}
 		if (call->locks[t] >= RowExclusiveLock &&
-			(refusal = direct_write_refusal(shard, &name)) != REFUSE_NOTHING)
+			(refusal = direct_write_refusal(shard, t == TABLE_ORDERS, &name)) != REFUSE_NOTHING)
 			refuse_direct_write(RelationGetRelationName(shard), refusal, name);
 	}
 	return true;
@@ -248,7 +249,7 @@ run_routed(FunctionCallInfo fcinfo, PGFunction body)
 	(void) get_func_signature(fn_oid, &argtypes, &nargs);
 	public_oid = LookupFuncName(list_make2(makeString(orders_schema_name(called_function_namespace(fcinfo))),
 										   makeString(unconstify(char *, routed->public_name))),
-								routed->public_nargs, argtypes, false);
+								-1, NULL, false);
 	acl = function_aclcheck(public_oid, GetUserId(), ACL_EXECUTE);
 	if (acl != ACLCHECK_OK)
 		aclcheck_error(acl, OBJECT_FUNCTION, routed->public_name);
@@ -258,9 +259,9 @@ run_routed(FunctionCallInfo fcinfo, PGFunction body)
 				 errmsg("order id must not be null")));
 
 	/* the sender's settings: "mode" or "mode metadata" (routing_settings) */
-	if (routed->notify_arg >= 0)
+	if (routed->write)
 	{
-		char	   *mode = text_to_cstring(PG_GETARG_TEXT_PP(routed->notify_arg));
+		char	   *mode = text_to_cstring(PG_GETARG_TEXT_PP(nargs - 1));
 		char	   *space = strchr(mode, ' ');
 
 		metadata = "";
@@ -284,7 +285,7 @@ run_routed(FunctionCallInfo fcinfo, PGFunction body)
 	PG_TRY();
 	{
 		/* set here, so that the PG_FINALLY below restores them whatever happens */
-		if (routed->notify_arg >= 0)
+		if (routed->write)
 		{
 			orders_routed_notify = notify;
 			orders_routed_metadata = metadata;
