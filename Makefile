@@ -60,7 +60,7 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare
 
 # pg_regress and pg_isolation_regress each initdb and start a cluster of
 # their own (--temp-instance); nothing needs to be running.
-REGRESS = upgrade setup add add_many invariants error_paths get_remove events save queries consumers envelope groups idempotency poison adopt hardening security
+REGRESS = upgrade setup add add_many invariants error_paths get_remove events save fields queries consumers envelope groups idempotency poison adopt hardening security
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/test.conf
 
 ISOLATION = listen_notify save_races events_gap events_backlog ddl_races ddl_update key_races idempotent_retry consumer_groups poison_events purge_races adopt_races

@@ -5,7 +5,7 @@
 \i test/regress/helpers.sql
 
 CREATE ROLE regress_idem_app;
-GRANT EXECUTE ON FUNCTION orders_add(uuid, text, order_line[], order_address, uuid),
+GRANT EXECUTE ON FUNCTION orders_add(uuid, text, order_line[], order_address, uuid, jsonb),
     orders_save(orders), orders_remove(uuid, integer), orders_add_many(jsonb) TO regress_idem_app;
 GRANT SELECT ON orders, order_events, stored TO regress_idem_app;
 SET ROLE regress_idem_app;
@@ -160,7 +160,7 @@ SELECT orders_idempotency_purge() AS purged;
 SELECT count(*) AS left_ FROM order_idempotency WHERE key = 'checkout-2';
 
 DELETE FROM order_idempotency;
-REVOKE ALL ON FUNCTION orders_add(uuid, text, order_line[], order_address, uuid),
+REVOKE ALL ON FUNCTION orders_add(uuid, text, order_line[], order_address, uuid, jsonb),
     orders_save(orders), orders_remove(uuid, integer), orders_add_many(jsonb) FROM regress_idem_app;
 REVOKE SELECT ON orders, order_events, stored FROM regress_idem_app;
 DROP ROLE regress_idem_app;

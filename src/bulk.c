@@ -250,7 +250,11 @@ bulk_composite(JsonbContainer *object, TupleDesc desc, const CompositeExtras *ex
 			v = &null_value;
 		}
 		pos->field = f->name;
-		values[f->attnum - 1] = field_value_from_json(f, v, &nulls[f->attnum - 1]);
+		values[f->attnum - 1] =
+			field_value_from_json(f, v, pos->line >= 0 ?
+								  psprintf("lines[%d].%s", pos->line + 1, f->name) :
+								  psprintf("shipping_address.%s", f->name),
+								  &nulls[f->attnum - 1]);
 	}
 	pos->field = NULL;
 	return heap_copy_tuple_as_datum(heap_form_tuple(desc, values, nulls), desc);

@@ -187,8 +187,8 @@ field_named(const OrdersCatalog *cat, const char *name, int len)
  * NOT NULL applies).  A json or jsonb column, or a domain over one, takes
  * any JSON value as it is.
  */
-Datum
-field_value_from_json(const OrderField *f, JsonbValue *v, bool *isnull)
+static Datum
+field_input(const OrderField *f, JsonbValue *v, const char *path, bool *isnull)
 {
 	Oid			base = getBaseType(f->typid);
 	char	   *text;
@@ -214,9 +214,9 @@ field_value_from_json(const OrderField *f, JsonbValue *v, bool *isnull)
 			default:
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("fields.%s must be a JSON string, number, boolean or null", f->name),
-						 errdetail("The field is fields.%s. Column \"%s\" is of type %s.",
-								   f->name, f->name, format_type_be(f->typid)),
+						 errmsg("%s must be a JSON string, number, boolean or null", path),
+						 errdetail("The field is %s. Column \"%s\" is of type %s.",
+								   path, f->name, format_type_be(f->typid)),
 						 errhint("Give an array or a composite value in its text form, as a JSON string.")));
 		}
 	*isnull = text == NULL;
@@ -224,11 +224,44 @@ field_value_from_json(const OrderField *f, JsonbValue *v, bool *isnull)
 							 f->typmod);
 }
 
-/* Names the field being converted in the context of an input function's error. */
-static void
-field_input_context(void *arg)
+/*
+ * field_input, whose errors about the value (a malformed date, a domain's
+ * CHECK) say which field they are about, as every field error of ours
+ * does: the path first in the detail.  path: as a client names the field,
+ * such as fields.coupon or lines[2].sku.
+ */
+Datum
+field_value_from_json(const OrderField *f, JsonbValue *v, const char *path, bool *isnull)
 {
-	errcontext("field fields.%s of the order", ((const OrderField *) arg)->name);
+	MemoryContext mcxt = CurrentMemoryContext;
+	Datum		d = (Datum) 0;
+
+	PG_TRY();
+	{
+		d = field_input(f, v, path, isnull);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		int			class;
+
+		MemoryContextSwitchTo(mcxt);
+		edata = CopyErrorData();
+		class = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
+		if (edata->elevel != ERROR ||
+			(class != ERRCODE_DATA_EXCEPTION && class != ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION) ||
+			(edata->detail != NULL && strncmp(edata->detail, "The field is ", 13) == 0))
+		{
+			FreeErrorData(edata);
+			PG_RE_THROW();
+		}
+		FlushErrorState();
+		edata->detail = edata->detail == NULL ? psprintf("The field is %s.", path) :
+			psprintf("The field is %s. %s", path, edata->detail);
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return d;
 }
 
 /*
@@ -246,7 +279,6 @@ fields_from_json(const OrdersCatalog *cat, Relation rel, JsonbContainer *contain
 	JsonbValue	v;
 	JsonbIteratorToken token;
 	const OrderField *f = NULL;
-	ErrorContextCallback context;
 
 	if (container == NULL)
 		return;
@@ -292,12 +324,8 @@ fields_from_json(const OrdersCatalog *cat, Relation rel, JsonbContainer *contain
 		}
 		if (token != WJB_VALUE || f == NULL)
 			continue;
-		context.callback = field_input_context;
-		context.arg = unconstify(OrderField *, f);
-		context.previous = error_context_stack;
-		error_context_stack = &context;
-		values[f->attnum - 1] = field_value_from_json(f, &v, &nulls[f->attnum - 1]);
-		error_context_stack = context.previous;
+		values[f->attnum - 1] = field_value_from_json(f, &v, psprintf("fields.%s", f->name),
+													  &nulls[f->attnum - 1]);
 		present[f->attnum - 1] = true;
 	}
 }

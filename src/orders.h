@@ -440,7 +440,8 @@ extern void fields_compute_generated(const OrdersCatalog *cat, Relation rel, Fie
 extern void fields_check_row(const OrdersCatalog *cat, Relation rel, FieldsWrite *fw,
 							 HeapTuple tuple);
 extern void fields_write_done(FieldsWrite *fw);
-extern Datum field_value_from_json(const OrderField *f, JsonbValue *v, bool *isnull);
+extern Datum field_value_from_json(const OrderField *f, JsonbValue *v, const char *path,
+								   bool *isnull);
 
 /* ---- citus.c ---- */
 

@@ -41,7 +41,7 @@ like(CitusCluster::try_sql($coordinator, q{SELECT orders_add('c0000000-0000-4000
 $coordinator->safe_psql('postgres', q{
 	SELECT create_distributed_table('order_events', 'order_id', colocate_with => 'orders');
 	SELECT create_distributed_function(
-	    'orders_add(uuid, text, order_line[], order_address, uuid)',
+	    'orders_add(uuid, text, order_line[], order_address, uuid, jsonb)',
 	    distribution_arg_name => 'id', colocate_with => 'orders');
 	SELECT create_distributed_function('orders_get(uuid)', '$1', colocate_with => 'orders');
 	SELECT create_distributed_function('orders_remove(uuid, integer)', '$1',

@@ -24,7 +24,7 @@ $coordinator->safe_psql('postgres', q{
 	SELECT create_distributed_table('orders', 'id');
 	SELECT create_distributed_table('order_events', 'order_id', colocate_with => 'orders');
 	SELECT create_distributed_function(
-	    'orders_add(uuid, text, order_line[], order_address, uuid)',
+	    'orders_add(uuid, text, order_line[], order_address, uuid, jsonb)',
 	    distribution_arg_name => 'id', colocate_with => 'orders');});
 
 # Each transaction takes a new id, then adds the order with the id as a

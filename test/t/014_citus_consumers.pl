@@ -48,7 +48,7 @@ is(q1(q{SELECT batch_cuts IS NOT NULL FROM order_event_consumers WHERE name = 'e
 q1(q{CREATE ROLE app LOGIN;
 	GRANT SELECT ON orders, order_events, order_event_consumers TO app;
 	GRANT EXECUTE ON FUNCTION orders_events_register(text, boolean), orders_events_read(text, integer),
-		orders_events_ack(text, bigint), orders_events_consumers(), orders_add(uuid, text, order_line[], order_address, uuid)
+		orders_events_ack(text, bigint), orders_events_consumers(), orders_add(uuid, text, order_line[], order_address, uuid, jsonb)
 		TO app});
 is(as_app(q{SELECT orders_events_register('app')}), 't', 'a role that is not a superuser registers a consumer');
 # one that reads only once a worker has left the cluster, and the README's
