@@ -22,6 +22,9 @@ EXCEPTION WHEN OTHERS THEN
         || CASE WHEN det LIKE 'Failing row contains%' THEN '' ELSE coalesce(' | ' || nullif(det, ''), '') END;
 END $$;
 
+-- an order from before the shop's columns
+SELECT id FROM orders_add('c0000000-0000-0000-0000-000000000001', 'EUR', id => 'a0000000-0000-0000-0000-000000000000');
+
 CREATE DOMAIN regress_channel AS text CHECK (VALUE IN ('web', 'shop', 'phone'));
 CREATE SEQUENCE regress_tickets;
 
@@ -41,6 +44,12 @@ ALTER TABLE orders
 ALTER TABLE orders
     ADD CONSTRAINT coupon_only_in_eur CHECK (coupon IS NULL OR currency = 'EUR'),
     ADD CONSTRAINT delivery_in_future CHECK (delivery_date IS NULL OR delivery_date > created_at::date);
+
+-- The order from before has the columns' values as the table gives them
+-- to rows from before an ADD COLUMN: the constant defaults, else NULL.
+SELECT channel, gift, ticket, coupon FROM orders_get('a0000000-0000-0000-0000-000000000000');
+SELECT channel, gift, ticket, coupon FROM orders WHERE id = 'a0000000-0000-0000-0000-000000000000';
+SELECT version FROM orders_save(cur('a0000000-0000-0000-0000-000000000000'));
 
 -- Nothing given: the defaults, as INSERT takes them.
 SELECT id, status, currency, total, version, coupon, delivery_date, channel, gift, ticket,

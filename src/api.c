@@ -373,7 +373,27 @@ orders_get(PG_FUNCTION_ARGS)
 
 	slot = table_slot_create(call.data[TABLE_ORDERS], NULL);
 	if (storage_fetch(call.data[TABLE_ORDERS], call.orders_pkey, PG_GETARG_DATUM(0), slot))
-		tuplestore_puttupleslot(rsinfo->setResult, slot);
+	{
+		HeapTuple	stored;
+
+		Assert(TTS_IS_BUFFERTUPLE(slot));
+		stored = ((BufferHeapTupleTableSlot *) slot)->base.tuple;
+
+		/*
+		 * A row stored before the shop added a column has fewer attributes:
+		 * the table's descriptor knows the added column's value for it
+		 * (ADD COLUMN ... DEFAULT), the result's does not.  Such a row goes
+		 * through its values.
+		 */
+		if (HeapTupleHeaderGetNatts(stored->t_data) < rsinfo->setDesc->natts)
+		{
+			slot_getallattrs(slot);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, slot->tts_values,
+								 slot->tts_isnull);
+		}
+		else
+			tuplestore_puttupleslot(rsinfo->setResult, slot);
+	}
 	ExecDropSingleTupleTableSlot(slot);
 	orders_close(&call);
 	pop_order_context(&order_context);
