@@ -185,6 +185,31 @@ is(q1(q{SELECT count(*) FROM (SELECT order_id, position, version,
 	lag(version) OVER (PARTITION BY order_id ORDER BY position) AS before FROM order_events) e
 	WHERE e.version < e.before}), '0', 'each order\'s events: version order is position order');
 
+# The shop's own fields on the cluster: the DDL reaches every shard; a
+# routed add fills the column's default on the order's node, and refuses
+# fields it cannot carry yet (0A000, naming the field); a routed save
+# stores the column, checks the shop's CHECK on the node (23514 and its
+# name come back through the coordinator), and emits order_fields_changed.
+q1(q{ALTER TABLE orders ADD COLUMN coupon text, ADD COLUMN channel text NOT NULL DEFAULT 'web';
+	ALTER TABLE orders ADD CONSTRAINT coupon_only_in_eur CHECK (coupon IS NULL OR currency = 'EUR')});
+is(q1(q{SELECT channel FROM orders_add('c0000000-0000-4000-8000-000000000005', 'EUR',
+	id => 'a0000000-0000-4000-8000-000000000050')}), 'web', 'a routed add takes the column default on its node');
+like(CitusCluster::try_sql($coordinator, q{SELECT orders_add('c0000000-0000-4000-8000-000000000005', 'EUR',
+	fields => '{"coupon": "SPRING"}')}), qr/0A000: orders_add cannot send fields to a Citus node/,
+	'a routed add with fields is refused, not half-done');
+is(q1(q{SELECT version || ' ' || coupon FROM orders_save(jsonb_populate_record(
+	(SELECT o FROM orders_get('a0000000-0000-4000-8000-000000000050') o), '{"coupon": "SPRING"}'))}),
+	'2 SPRING', 'a routed save stores the shop\'s column');
+is(q1(q{SELECT type || ' ' || payload::text FROM orders_events_of('a0000000-0000-4000-8000-000000000050', 1)}),
+	'order_fields_changed {"coupon": "SPRING"}', 'and emits order_fields_changed on the node');
+q1(q{SELECT orders_add('c0000000-0000-4000-8000-000000000005', 'USD', id => 'a0000000-0000-4000-8000-000000000051')});
+like(CitusCluster::try_sql($coordinator, q{SELECT orders_save(jsonb_populate_record(
+	(SELECT o FROM orders_get('a0000000-0000-4000-8000-000000000051') o), '{"coupon": "SPRING"}'))}),
+	qr/23514: new row for relation "orders" violates check constraint "coupon_only_in_eur"/,
+	'a broken rule of the shop\'s fails on the node, named');
+is(q1(q{SELECT version || ' ' || coalesce(coupon, '-') FROM orders WHERE id = 'a0000000-0000-4000-8000-000000000051'}),
+	'1 -', 'and stores nothing');
+
 CitusCluster::shells_hold_nothing(@nodes);
 CitusCluster::stop(@nodes);
 is(join("\n", CitusCluster::crashes(@nodes)), '', 'no node log shows a crash or a failed assertion');

@@ -40,7 +40,7 @@ is(CitusCluster::try_sql($coordinator, 'ALTER EXTENSION orders UPDATE'), '',
 for my $node (@nodes)
 {
 	is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'orders'}),
-		'1.11', $node->name . ': at 1.11, through 1.8 to 1.10');
+		'1.12', $node->name . ': at 1.12, through 1.8 to 1.11');
 	is($node->safe_psql('postgres',
 			q{SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute
 			  WHERE attrelid = 'order_events'::regclass AND attnum > 8 AND NOT attisdropped}),
