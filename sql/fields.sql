@@ -221,6 +221,17 @@ SELECT rule_err($$SELECT orders_add('c0000000-0000-0000-0000-000000000002', 'EUR
 ALTER TABLE orders DROP CONSTRAINT one_coupon_each;
 DROP FUNCTION regress_one_coupon_each(uuid, text);
 
+-- A rule's function replaced takes effect at the next call, as in a new
+-- statement (its body may have been inlined into the planned rule).
+CREATE FUNCTION regress_code_ok(code text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT code <> 'BAD' $$;
+ALTER TABLE orders ADD CONSTRAINT code_ok CHECK (regress_code_ok(coupon)) NOT VALID;
+SELECT rule_err($$SELECT orders_add('c0000000-0000-0000-0000-000000000002', 'EUR', fields => '{"coupon": "BAD"}')$$);
+CREATE OR REPLACE FUNCTION regress_code_ok(code text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT code <> 'WORSE' $$;
+SELECT coupon FROM orders_add('c0000000-0000-0000-0000-000000000002', 'EUR', fields => '{"coupon": "BAD"}');
+SELECT rule_err($$SELECT orders_add('c0000000-0000-0000-0000-000000000002', 'EUR', fields => '{"coupon": "WORSE"}')$$);
+ALTER TABLE orders DROP CONSTRAINT code_ok;
+DROP FUNCTION regress_code_ok(text);
+
 DROP FUNCTION rule_err(text);
 ALTER TABLE orders DROP COLUMN channel, DROP COLUMN ticket;
 DROP DOMAIN regress_channel;

@@ -16,7 +16,9 @@
  * in between the check and the write.
  *
  * What the tables must be for the direct writes is judged in refusals.c,
- * as the catalog is built and as each call opens it.
+ * as the catalog is built and as each call opens it.  The columns a shop
+ * added to orders, and its CHECK constraints, are described here too, their
+ * expressions planned for fields.c.
  */
 #include "postgres.h"
 
@@ -30,7 +32,11 @@
 #include "catalog/pg_namespace.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
+#include "rewrite/rewriteHandler.h"
 #include "storage/lmgr.h"
+#include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -114,6 +120,21 @@ orders_relcache_callback(Datum arg, Oid relid)
 	}
 }
 
+/*
+ * The shop's planned expressions (fields.c) may have inlined a SQL
+ * function's body: a function created or replaced anywhere makes them
+ * stale, as it makes the server's cached plans stale.  Rare, so any will do.
+ */
+static void
+orders_proc_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	if (cache != NULL && cache->fields_need_executor)
+	{
+		cache_valid = false;
+		invalidation_count++;
+	}
+}
+
 static Oid
 lookup_relid(Oid nsp, const char *nspname, const char *relname)
 {
@@ -126,6 +147,101 @@ lookup_relid(Oid nsp, const char *nspname, const char *relname)
 						nspname, relname),
 				 errhint("Reinstall the extension.")));
 	return relid;
+}
+
+/* What the catalog keeps of one attribute: its type, how to read it, how to render it. */
+static void
+field_describe(OrderField *f, Form_pg_attribute att)
+{
+	FuncExpr   *call;
+
+	f->attnum = att->attnum;
+	f->name = pstrdup(NameStr(att->attname));
+	f->typid = att->atttypid;
+	f->typmod = att->atttypmod;
+	f->typlen = att->attlen;
+	f->typbyval = att->attbyval;
+	getTypeInputInfo(f->typid, &f->input_func, &f->input_ioparam);
+	fmgr_info_cxt(f->input_func, &f->input, CurrentMemoryContext);
+
+	/* to_jsonb finds the type of its argument in the call's expression */
+	call = makeFuncExpr(F_TO_JSONB, JSONBOID,
+						list_make1(makeNullConst(f->typid, f->typmod, att->attcollation)),
+						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+	fmgr_info_cxt(F_TO_JSONB, &f->to_jsonb, CurrentMemoryContext);
+	fmgr_info_set_expr((Node *) call, &f->to_jsonb);
+}
+
+/* The attributes of one of our composites past the nfixed ones we read. */
+static void
+composite_extras_describe(CompositeExtras *ex, TupleDesc desc, int nfixed)
+{
+	int			i;
+
+	ex->nfixed = nfixed;
+	ex->nextra = 0;
+	ex->extra = palloc0(sizeof(OrderField) * Max(desc->natts - nfixed, 1));
+	for (i = nfixed; i < desc->natts; i++)
+		if (!TupleDescAttr(desc, i)->attisdropped)
+			field_describe(&ex->extra[ex->nextra++], TupleDescAttr(desc, i));
+}
+
+/*
+ * Describes orders' columns past ours and its CHECK constraints, in the
+ * catalog's memory context, for fields.c: the expressions planned once
+ * here, evaluated by each write.  The caller holds a lock on orders.
+ */
+static void
+fields_describe(OrdersCatalog *c, Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	TupleConstr *constr = desc->constr;
+	int			i;
+
+	refuse_virtual_generated(desc, "orders");
+	c->orders_natts = desc->natts;
+	c->nfields = 0;
+	c->fields = palloc0(sizeof(OrderField) * Max(desc->natts - Natts_orders, 1));
+	for (i = Natts_orders; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		OrderField *f;
+		Node	   *expr;
+
+		if (att->attisdropped)
+			continue;
+		f = &c->fields[c->nfields++];
+		field_describe(f, att);
+		f->generated = att->attgenerated;
+		f->identity_always = att->attidentity == ATTRIBUTE_IDENTITY_ALWAYS;
+
+		/* the column's default, its domain's, its identity's, or its generation */
+		expr = build_column_default(rel, att->attnum);
+		if (expr == NULL)
+			continue;
+		f->default_expr = expression_planner((Expr *) expr);
+		if (IsA(f->default_expr, Const) && !f->generated)
+		{
+			Const	   *k = (Const *) f->default_expr;
+
+			f->default_const = true;
+			f->default_isnull = k->constisnull;
+			if (!k->constisnull)
+				f->default_value = datumCopy(k->constvalue, f->typbyval, f->typlen);
+		}
+		else
+			c->fields_need_executor = true;
+	}
+
+	c->ncheck = constr != NULL ? constr->num_check : 0;
+	c->checks = palloc0(sizeof(Expr *) * Max(c->ncheck, 1));
+	for (i = 0; i < c->ncheck; i++)
+	{
+		if (!COMPAT_CHECK_ENFORCED(&constr->check[i]))
+			continue;
+		c->checks[i] = expression_planner((Expr *) stringToNode(constr->check[i].ccbin));
+		c->fields_need_executor = true;
+	}
 }
 
 /*
@@ -294,6 +410,7 @@ rebuild_cache(Oid nsp)
 	if (!callbacks_registered)
 	{
 		CacheRegisterRelcacheCallback(orders_relcache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(PROCOID, orders_proc_callback, (Datum) 0);
 		RegisterXactCallback(orders_catalog_xact_callback, NULL);
 		retired_context = AllocSetContextCreate(TopMemoryContext, "orders retired catalogs",
 												ALLOCSET_SMALL_SIZES);

@@ -11,8 +11,8 @@
  * every CHECK constraint is evaluated on the row before it is written,
  * failing as the executor fails (23514, the constraint's name).
  *
- * The expressions were planned once, when catalog.c built the catalog
- * under the call's locks; a write evaluates them in an executor state of
+ * The expressions were planned once, when catalog.c described the columns
+ * and built the catalog under the call's locks; a write evaluates them in an executor state of
  * its own, made only when there is an expression to evaluate, so that a
  * table without them costs nothing more.
  */
@@ -21,113 +21,14 @@
 #include "access/htup_details.h"
 #include "catalog/pg_type_d.h"
 #include "executor/executor.h"
-#include "nodes/makefuncs.h"
-#include "nodes/nodeFuncs.h"
-#include "optimizer/optimizer.h"
-#include "rewrite/rewriteHandler.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
-#include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
 
 #include "orders.h"
-
-/* What the catalog keeps of one attribute: its type, how to read it, how to render it. */
-static void
-field_describe(OrderField *f, Form_pg_attribute att)
-{
-	FuncExpr   *call;
-
-	f->attnum = att->attnum;
-	f->name = pstrdup(NameStr(att->attname));
-	f->typid = att->atttypid;
-	f->typmod = att->atttypmod;
-	f->typlen = att->attlen;
-	f->typbyval = att->attbyval;
-	getTypeInputInfo(f->typid, &f->input_func, &f->input_ioparam);
-	fmgr_info_cxt(f->input_func, &f->input, CurrentMemoryContext);
-
-	/* to_jsonb finds the type of its argument in the call's expression */
-	call = makeFuncExpr(F_TO_JSONB, JSONBOID,
-						list_make1(makeNullConst(f->typid, f->typmod, att->attcollation)),
-						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
-	fmgr_info_cxt(F_TO_JSONB, &f->to_jsonb, CurrentMemoryContext);
-	fmgr_info_set_expr((Node *) call, &f->to_jsonb);
-}
-
-/* The attributes of one of our composites past the nfixed ones we read. */
-void
-composite_extras_describe(CompositeExtras *ex, TupleDesc desc, int nfixed)
-{
-	int			i;
-
-	ex->nfixed = nfixed;
-	ex->nextra = 0;
-	ex->extra = palloc0(sizeof(OrderField) * Max(desc->natts - nfixed, 1));
-	for (i = nfixed; i < desc->natts; i++)
-		if (!TupleDescAttr(desc, i)->attisdropped)
-			field_describe(&ex->extra[ex->nextra++], TupleDescAttr(desc, i));
-}
-
-/*
- * Describes orders' columns past ours and its CHECK constraints, in the
- * catalog's memory context.  The caller holds a lock on orders.
- */
-void
-fields_describe(OrdersCatalog *c, Relation rel)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-	TupleConstr *constr = desc->constr;
-	int			i;
-
-	refuse_virtual_generated(desc, "orders");
-	c->orders_natts = desc->natts;
-	c->nfields = 0;
-	c->fields = palloc0(sizeof(OrderField) * Max(desc->natts - Natts_orders, 1));
-	for (i = Natts_orders; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-		OrderField *f;
-		Node	   *expr;
-
-		if (att->attisdropped)
-			continue;
-		f = &c->fields[c->nfields++];
-		field_describe(f, att);
-		f->generated = att->attgenerated;
-		f->identity_always = att->attidentity == ATTRIBUTE_IDENTITY_ALWAYS;
-
-		/* the column's default, its domain's, its identity's, or its generation */
-		expr = build_column_default(rel, att->attnum);
-		if (expr == NULL)
-			continue;
-		f->default_expr = expression_planner((Expr *) expr);
-		if (IsA(f->default_expr, Const) && !f->generated)
-		{
-			Const	   *k = (Const *) f->default_expr;
-
-			f->default_const = true;
-			f->default_isnull = k->constisnull;
-			if (!k->constisnull)
-				f->default_value = datumCopy(k->constvalue, f->typbyval, f->typlen);
-		}
-		else
-			c->fields_need_executor = true;
-	}
-
-	c->ncheck = constr != NULL ? constr->num_check : 0;
-	c->checks = palloc0(sizeof(Expr *) * Max(c->ncheck, 1));
-	for (i = 0; i < c->ncheck; i++)
-	{
-		if (!COMPAT_CHECK_ENFORCED(&constr->check[i]))
-			continue;
-		c->checks[i] = expression_planner((Expr *) stringToNode(constr->check[i].ccbin));
-		c->fields_need_executor = true;
-	}
-}
 
 /* The executor state a write evaluates the shop's expressions in, made once. */
 static ExprContext *

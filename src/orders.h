@@ -425,8 +425,6 @@ typedef struct FieldsWrite
 	struct ExprState **states;	/* by attribute: each expression, prepared once */
 } FieldsWrite;
 
-extern void fields_describe(OrdersCatalog *c, Relation rel);
-extern void composite_extras_describe(CompositeExtras *ex, TupleDesc desc, int nfixed);
 extern void fields_from_json(const OrdersCatalog *cat, Relation rel,
 							 JsonbContainer *container, Datum *values, bool *nulls,
 							 bool *present);
