@@ -222,4 +222,11 @@ compat_my_lxid(void)
 #define COMPAT_CHECK_ENFORCED(check) true
 #endif
 
+/* 18 added virtual generated columns, computed when a query reads them. */
+#if PG_VERSION_NUM >= 180000
+#define COMPAT_ATTRIBUTE_IS_VIRTUAL(att) ((att)->attgenerated == ATTRIBUTE_GENERATED_VIRTUAL)
+#else
+#define COMPAT_ATTRIBUTE_IS_VIRTUAL(att) false
+#endif
+
 #endif							/* ORDERS_COMPAT_H */

@@ -142,14 +142,13 @@ expect_columns(TupleDesc desc, const char *relname, const ColumnSpec *columns, i
 void
 refuse_virtual_generated(TupleDesc desc, const char *relname)
 {
-#ifdef ATTRIBUTE_GENERATED_VIRTUAL
 	int			i;
 
 	for (i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 
-		if (!att->attisdropped && att->attgenerated == ATTRIBUTE_GENERATED_VIRTUAL)
+		if (!att->attisdropped && COMPAT_ATTRIBUTE_IS_VIRTUAL(att))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("extension \"orders\" cannot use table \"%s\": column \"%s\" is a virtual generated column",
@@ -157,10 +156,6 @@ refuse_virtual_generated(TupleDesc desc, const char *relname)
 					 errdetail("The extension's functions read the table directly, and would read no value for it."),
 					 errhint("Make it a stored generated column: GENERATED ALWAYS AS (...) STORED.")));
 	}
-#else
-	(void) desc;
-	(void) relname;
-#endif
 }
 
 /*
