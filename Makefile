@@ -40,6 +40,7 @@ SCHEMA = \
 	schema/outbox.sql \
 	schema/consumers.sql \
 	schema/repository.sql \
+	schema/fields.sql \
 	schema/queries.sql \
 	schema/consuming.sql \
 	schema/groups.sql \

@@ -8,8 +8,8 @@ CREATE EXTENSION orders VERSION '1.0';
 
 -- Everything that defines the installed extension, as text lines: members,
 -- their definitions, columns and composite fields (with defaults and
--- comments), indexes, constraints, sequences, privileges, comments, config
--- tables.
+-- comments), indexes, constraints, sequences, privileges and the initial
+-- ones (pg_init_privs), comments, config tables.
 CREATE FUNCTION pg_temp.extension_state() RETURNS SETOF text LANGUAGE sql AS $$
     WITH members AS (
         SELECT classid, objid FROM pg_depend
@@ -56,6 +56,12 @@ CREATE FUNCTION pg_temp.extension_state() RETURNS SETOF text LANGUAGE sql AS $$
     UNION ALL
     SELECT 'config ' || extconfig::regclass[]::text || ' ' || extcondition::text
     FROM pg_extension WHERE extname = 'orders'
+    UNION ALL
+    -- the privileges the extension's scripts gave, which pg_dump leaves
+    -- out of a dump (it dumps the difference from them)
+    SELECT 'initial privileges ' || pg_describe_object(i.classoid, i.objoid, i.objsubid)
+        || ' ' || i.privtype::text || ' ' || i.initprivs::text
+    FROM pg_init_privs i JOIN members m ON (m.classid, m.objid) = (i.classoid, i.objoid)
 $$;
 
 SELECT id FROM orders_add('c0000000-0000-0000-0000-000000000001', 'EUR',
@@ -100,7 +106,9 @@ CREATE TEMP TABLE fresh AS SELECT * FROM pg_temp.extension_state() s;
 SELECT 'only after update' AS where_, s FROM (SELECT s FROM updated EXCEPT SELECT s FROM fresh) x
 UNION ALL
 SELECT 'only in fresh install', s FROM (SELECT s FROM fresh EXCEPT SELECT s FROM updated) x;
-SELECT count(*) > 40 AS compared_enough FROM fresh;
+SELECT count(*) > 40 AS compared_enough,
+       count(*) FILTER (WHERE s LIKE 'initial privileges %') > 20 AS initial_privileges_compared
+FROM fresh;
 
 -- What a user listing the install schema's functions (\df) meets: the API
 -- alone.  Everything else is in orders_internal.
@@ -113,5 +121,72 @@ SELECT nspname, count(*) AS functions FROM member_functions GROUP BY 1 ORDER BY 
 SELECT DISTINCT proname AS api FROM member_functions WHERE nspname = 'public' ORDER BY 1;
 
 DROP EXTENSION orders;
+
+-- The shop's own fields (1.12) on a database updated from 1.11: a column,
+-- a CHECK constraint, an index and a line attribute added at 1.11, and an
+-- EXECUTE grant on orders_add.  The update leaves the additions alone.
+-- Its script drops orders_add and makes it again with its fields
+-- argument: it grants the new one to whom the shop had granted the old
+-- one, and keeps the initial privileges (pg_init_privs) the extension's own,
+-- as in a fresh install, so that pg_dump goes on dumping the shop's grant.
+CREATE EXTENSION orders VERSION '1.11';
+ALTER TABLE orders ADD COLUMN channel text NOT NULL DEFAULT 'web';
+ALTER TABLE orders ADD CONSTRAINT channel_known CHECK (channel IN ('web', 'phone'));
+CREATE INDEX orders_channel_idx ON orders (channel);
+ALTER TYPE order_line ADD ATTRIBUTE gift_wrap boolean CASCADE;
+CREATE ROLE regress_upgrade_writer;
+GRANT EXECUTE ON FUNCTION orders_add(uuid, text, order_line[], order_address, uuid) TO regress_upgrade_writer;
+SELECT id, channel, lines FROM orders_add('c0000000-0000-0000-0000-000000000001', 'EUR',
+    ARRAY[ROW('00000000-0000-0000-0000-000000000001', 'Tea', 2, 350, true)::order_line],
+    id => 'a0000000-0000-0000-0000-000000000011');
+CREATE TEMP TABLE orders_before AS SELECT o::text AS o FROM orders o;
+
+ALTER EXTENSION orders UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'orders';
+CREATE TEMP TABLE updated_with_fields AS SELECT * FROM pg_temp.extension_state() s;
+
+-- what differs from a fresh install is the shop's: its column, attribute,
+-- constraint and index, and the grant on orders_add; the initial
+-- privileges are the same (from 18, a NOT NULL is a constraint too: the
+-- column's line shows it)
+SELECT 'only after update' AS where_, s FROM (SELECT s FROM updated_with_fields EXCEPT SELECT s FROM fresh) x
+WHERE s NOT LIKE 'function %' AND s !~ '^constraint \S+ NOT NULL '
+UNION ALL
+SELECT 'only in fresh install', s FROM (SELECT s FROM fresh EXCEPT SELECT s FROM updated_with_fields) x
+WHERE s NOT LIKE 'function %'
+ORDER BY 1, 2;
+SELECT substring(s FROM '^function CREATE OR REPLACE FUNCTION ([^(]*)') AS function_differs,
+       regexp_replace(s, ' acl [^ ]*$', '') IN (SELECT regexp_replace(s, ' acl [^ ]*$', '') FROM fresh)
+           AS only_its_acl
+FROM (SELECT s FROM updated_with_fields EXCEPT SELECT s FROM fresh) x
+WHERE s LIKE 'function %';
+SELECT (SELECT s FROM updated_with_fields WHERE s LIKE 'initial privileges function orders_add(%')
+     = (SELECT s FROM fresh WHERE s LIKE 'initial privileges function orders_add(%')
+       AS orders_add_initial_privileges_as_installed;
+SELECT a.privilege_type, a.grantee::regrole, a.is_grantable
+FROM pg_proc p, aclexplode(p.proacl) a
+WHERE p.oid = 'orders_add(uuid, text, order_line[], order_address, uuid, jsonb)'::regprocedure
+  AND a.grantee <> p.proowner;
+
+-- the order as it was, and the role may add orders, with fields
+SELECT o = (SELECT o FROM orders_before) AS order_unchanged FROM (SELECT o::text AS o FROM orders o) x;
+SET ROLE regress_upgrade_writer;
+SELECT id, channel, (lines[1]).gift_wrap FROM orders_add('c0000000-0000-0000-0000-000000000001', 'EUR',
+    ARRAY[ROW('00000000-0000-0000-0000-000000000002', 'Mug', 1, 900, false)::order_line],
+    id => 'a0000000-0000-0000-0000-000000000012', fields => '{"channel": "phone"}');
+RESET ROLE;
+-- the CHECK constraint holds
+DO $$
+DECLARE state text; name text;
+BEGIN
+    PERFORM orders_add('c0000000-0000-0000-0000-000000000001', 'EUR', fields => '{"channel": "fax"}');
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, name = CONSTRAINT_NAME;
+    RAISE NOTICE 'orders_add failed: % %', state, name;
+END $$;
+SELECT id, channel FROM orders ORDER BY id;
+
+DROP EXTENSION orders;
+DROP ROLE regress_upgrade_writer;
 
 \i test/regress/cleanup.sql

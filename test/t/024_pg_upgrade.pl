@@ -3,9 +3,15 @@
 # orders, an outbox with events pending, consumers of every kind (plain;
 # typed; a group; one with a batch open and partly acknowledged; one that
 # rejected two events, one held and due again, one parked; one registered
-# while a writer was in flight) and idempotency records.
+# while a writer was in flight) and idempotency records; and, in a third
+# database, the shop's own fields (1.12): a column with a default, an
+# identity and a stored generated column, a CHECK constraint, an index and
+# a line attribute, with orders written through them.
 #
-# Every row of the extension's tables reaches the new cluster unchanged.
+# Every row of the extension's tables reaches the new cluster unchanged,
+# and so does every addition of the shop's (pg_upgrade dumps an extension's
+# members one by one, unlike pg_dump: see 025_fields_dump_restore.pl): the
+# rules hold, the identity continues, orders_add with fields works.
 # Then each consumer's reads (each acknowledged through its last event)
 # deliver exactly what it had not acknowledged, then what is written after
 # the upgrade, each once, in version order per order (and, with adoption,
@@ -80,6 +86,7 @@ $new->init(extra => \@initdb);
 
 my @dbs = ('postgres', 'second');
 $old->safe_psql('postgres', 'CREATE DATABASE second');
+$old->safe_psql('postgres', 'CREATE DATABASE fields');
 
 my $types = "ARRAY['order_confirmed', 'order_shipped']";
 my %is_typed = (order_confirmed => 1, order_shipped => 1);
@@ -241,6 +248,53 @@ COMMIT;
 		q{SELECT position || ' ' || order_id || ' ' || type FROM shop.order_events ORDER BY position}) ];
 	$s{fingerprint} = $old->safe_psql($db, 'SELECT * FROM public.fingerprint()');
 }
+# ----------------------------------------------------------------------------
+# The shop's own fields, in a database of their own.
+
+$old->safe_psql('fields', q{
+SET client_min_messages = warning;
+CREATE SCHEMA shop;
+CREATE EXTENSION orders SCHEMA shop;
+ALTER TYPE shop.order_line ADD ATTRIBUTE gift_wrap boolean CASCADE;
+ALTER TABLE shop.orders ADD COLUMN channel text NOT NULL DEFAULT 'web';
+ALTER TABLE shop.orders ADD COLUMN ref bigint GENERATED ALWAYS AS IDENTITY;
+ALTER TABLE shop.orders ADD COLUMN total_with_tax bigint GENERATED ALWAYS AS (total * 119 / 100) STORED;
+ALTER TABLE shop.orders ADD CONSTRAINT channel_known CHECK (channel IN ('web', 'phone'));
+CREATE INDEX orders_channel_idx ON shop.orders (channel, id);
+COMMENT ON COLUMN shop.orders.channel IS 'where the order came from';
+SELECT shop.orders_add('c0000000-0000-0000-0000-000000000003', 'EUR',
+    ARRAY[ROW(gen_random_uuid(), 'item ' || n, 1, 100 * n, n % 2 = 0)::shop.order_line],
+    fields => CASE WHEN n % 3 = 0 THEN '{"channel": "phone"}' END::jsonb)
+FROM generate_series(1, 12) n;
+SELECT shop.orders_save(jsonb_populate_record(o, '{"channel": "phone"}'))
+FROM shop.orders o WHERE ref = 1;
+});
+# what the shop added, as the catalog has it, and the rows
+my $fields_shape = q{
+SELECT 'column ' || attrelid::regclass || '.' || attname || ' ' || format_type(atttypid, atttypmod)
+       || CASE WHEN attnotnull THEN ' not null' ELSE '' END || ' ' || attidentity::text || attgenerated::text
+       || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+       || coalesce(' comment ' || col_description(attrelid, attnum), '')
+FROM pg_attribute a LEFT JOIN pg_attrdef d ON (d.adrelid, d.adnum) = (a.attrelid, a.attnum)
+WHERE (attrelid = 'shop.orders'::regclass AND attnum > 10)
+   OR (attrelid = 'shop.order_line'::regclass AND attnum > 4)
+UNION ALL
+SELECT 'constraint ' || conname || ' ' || pg_get_constraintdef(oid)
+FROM pg_constraint WHERE conrelid = 'shop.orders'::regclass AND contype = 'c'
+UNION ALL
+SELECT 'index ' || pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = 'shop.orders'::regclass
+UNION ALL
+SELECT 'rows ' || count(*) || ' ' || md5(string_agg(o::text, E'\n' ORDER BY o.id)) FROM shop.orders o
+UNION ALL
+SELECT 'events ' || count(*) || ' ' || md5(string_agg(e::text, E'\n' ORDER BY e.position)) FROM shop.order_events e
+ORDER BY 1;
+};
+my $old_fields_shape = $old->safe_psql('fields', $fields_shape);
+my $old_fields_ddl = $old->safe_psql('fields', 'SELECT shop.orders_fields_ddl() || shop.orders_fields_ddl(true)');
+like($old_fields_shape, qr/^column shop\.orders\.channel text not null  default 'web'::text comment where the order came from$/m,
+	'fields: the old cluster has the shop\'s column');
+like($old_fields_shape, qr/^constraint channel_known .*^rows 12 /ms, 'fields: ... the CHECK, and 12 orders');
+
 my $old_sysid = $old->safe_psql('postgres', 'SELECT system_identifier FROM pg_control_system()');
 
 # Debian's 15.20 keeps an option of its own, pg_attver, in the attoptions
@@ -259,7 +313,7 @@ if ($dumped =~ /pg_attver/)
 	$old->safe_psql($_, q{
 		UPDATE pg_catalog.pg_attribute
 		SET attoptions = NULLIF(ARRAY(SELECT o FROM unnest(attoptions) o WHERE o NOT LIKE 'pg_attver=%'), '{}')
-		WHERE attrelid >= 16384 AND attoptions::text LIKE '%pg_attver=%'}) for @dbs;
+		WHERE attrelid >= 16384 AND attoptions::text LIKE '%pg_attver=%'}) for @dbs, 'fields';
 }
 $old->stop;
 
@@ -534,6 +588,32 @@ my $max_old;
 		"$db: the idempotent calls retried return what they returned before the upgrade");
 	is($new->safe_psql($db, 'SELECT count(*) FROM shop.order_events'), $before, "$db: ... and write no event");
 }
+
+# ----------------------------------------------------------------------------
+# The shop's own fields after the upgrade.
+
+is($new->safe_psql('fields', $fields_shape), $old_fields_shape,
+	'fields: every column, attribute, CHECK and index of the shop\'s, every order and event, as before the upgrade');
+# (from 18, a NOT NULL is a constraint with a name, which the script gives)
+(my $new_fields_ddl = $new->safe_psql('fields', 'SELECT shop.orders_fields_ddl() || shop.orders_fields_ddl(true)'))
+  =~ s/ CONSTRAINT \S+ NOT NULL/ NOT NULL/g
+  if $old_major < 18;
+is($new_fields_ddl, $old_fields_ddl, 'fields: orders_fields_ddl() says what it said (the identity\'s sequence included)');
+{
+	my ($ret, $stdout, $stderr) = $new->psql('fields', q{\set VERBOSITY verbose
+SELECT shop.orders_add('c0000000-0000-0000-0000-000000000003', 'EUR', fields => '{"channel": "fax"}')});
+	like($stderr, qr/ERROR:  23514: new row for relation "orders" violates check constraint "channel_known"/,
+		'fields: the CHECK holds (23514, channel_known)');
+}
+my $max_ref = $new->safe_psql('fields', 'SELECT max(ref) FROM shop.orders');
+my ($ref, $added) = split /\|/, $new->safe_psql('fields', q{
+	SELECT ref, channel || ' ' || total_with_tax || ' ' || (lines[1]).gift_wrap
+	FROM shop.orders_add('c0000000-0000-0000-0000-000000000003', 'EUR',
+		ARRAY[ROW(gen_random_uuid(), 'mug', 1, 1000, true)::shop.order_line],
+		fields => '{"channel": "phone"}')}), 2;
+is($added, 'phone 1190 true',
+	'fields: orders_add with fields works, the generated column and the line attribute filled');
+cmp_ok($ref, '>', $max_ref, "fields: ... and the identity continues after the upgraded rows' ($max_ref)");
 
 $new->stop;
 # a crash of any backend (a signal) or a failed assertion fails the test
