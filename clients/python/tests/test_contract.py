@@ -307,6 +307,12 @@ class FieldsContract:
         got = self.repo.get(added.id)
         self.assertEqual(self.repo.save(got), got)
         self.assertEqual(self.repo.get(added.id).version, 1, "the fields made the round trip unchanged")
+        # a field given as None is a NULL, as one not there is
+        self.assertEqual(self.repo.save(got.with_(lines=[replace(TEA, fields={"sku": "TEA-1"})],
+                                                  fields={**got.fields, "delivery_date": None})).version, 1)
+        self.assertEqual(self.repo.save(got.with_(lines=[replace(TEA, fields={"sku": "TEA-1"})],
+                                                  shipping_address=replace(DOOR, fields={**DOOR.fields,
+                                                                                         "no_such": None}))).version, 1)
         self.assertEqual([e.type for e in self.repo.events_of(added.id)], ["order_added"])
 
     def test_save_changes_a_field(self):
