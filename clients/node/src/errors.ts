@@ -6,6 +6,10 @@ import pg from 'pg';
 // detail: "The field is lines[2].quantity. The value is 0; ...".
 
 const PATH = /^The field is (\S+)\.(?: |$)/;
+// a conversion of one of the shop's fields fails in the type's input
+// function, whose detail is its own: the extension names the field in the
+// context instead
+const FIELD_CONTEXT = /^field (fields\.\S+) of the order$/m;
 
 /** The path the detail's first sentence gives ("The field is lines[2].quantity."), or undefined. */
 export function pathOf(detail?: string): string | undefined {
@@ -21,8 +25,10 @@ export class OrdersError extends Error {
   index?: number;
   /**
    * The failing field's path (lines[2].quantity, shipping_address.city,
-   * status): from the detail's first sentence, else the column error field;
-   * undefined for an error about the call rather than a field.
+   * status, fields.coupon): from the detail's first sentence (or, for a
+   * value of the shop's field that its type refuses, from the context),
+   * else the column error field; undefined for an error about the call
+   * rather than a field.
    */
   readonly path?: string;
 
@@ -46,7 +52,9 @@ export class ReadOnly extends OrdersError {}
 /** The role lacks a grant (42501). */
 export class PermissionDenied extends OrdersError {}
 /**
- * A rule of the aggregate: rule is the extension's constraint name, or for
+ * A rule of the aggregate: rule is the extension's constraint name, or the
+ * name of the shop's own CHECK constraint on orders (path and value then
+ * undefined: the server's detail is the failing row), or for
  * the rules without one not_null, array_shape, out_of_range,
  * unknown_status; path the failing field's (lines[2].quantity), as
  * OrdersError reads it; value the offending value when the detail states one.
@@ -79,9 +87,10 @@ export function translate(e: unknown): unknown {
 
 function translateCode(e: pg.DatabaseError, code: string): unknown {
   const { message, detail, constraint, column } = e;
+  const field = FIELD_CONTEXT.exec(e.where ?? '');
   if (code === '22023' && message.startsWith('idempotency key'))
     return new IdempotencyKeyReused(message, code, detail, constraint, column);
-  if (code === '22023' && message.includes('status'))
+  if (code === '22023' && message.startsWith('status "'))
     return new InvariantViolation(message, 'unknown_status', undefined, undefined, code, detail, constraint, column);
   switch (code) {
     case 'P0002': return new OrderNotFound(message, code, detail, constraint, column);
@@ -96,5 +105,5 @@ function translateCode(e: pg.DatabaseError, code: string): unknown {
     return new InvariantViolation(message, constraint ?? RULE_OF_STATE[code] ?? code, undefined, v ? v[1] : undefined,
                                   code, detail, constraint, column);
   }
-  return new OrdersError(message, code, detail, constraint, column);
+  return new OrdersError(message, code, detail, constraint, column, pathOf(detail) ?? (field ? field[1] : undefined));
 }

@@ -1,10 +1,13 @@
 // InMemoryOrderRepository: the repository's interface and semantics with no
 // database, for unit tests of domain code: the same rules, exceptions (rule
-// names as the extension's constraints), versions and removal.
+// names as the extension's constraints), versions and removal, and the
+// events each write emits, in the extension's order and with its payloads.
 // test/contract.test.ts runs the same cases against both.
 import { randomUUID } from 'node:crypto';
 import { ConcurrencyConflict, DuplicateOrder, fieldDetail, InvariantViolation, OrderNotFound, OrdersError } from './errors.js';
-import type { Address, NewOrder, Order, OrderLine, Status } from './model.js';
+import { type AddOptions, type Address, ADDRESS_KEYS, addressToJson, checkFields, type Event, type Fields, LINE_KEYS,
+         linesToJson, type NewOrder, type Order, ORDER_KEYS, type OrderLine, orderToJson, parseJson, type Status,
+         toJsonText } from './model.js';
 import { Anything, type Spec } from './specs.js';
 
 const NEXT: Record<Status, Status[]> = {
@@ -81,23 +84,82 @@ function checkReady(lines: readonly OrderLine[], address: Address | null, status
                     lines.length === 0 ? 'lines' : 'shipping_address');
 }
 
+// The shop's fields as the real repository would send and read them back:
+// checked for our names, through JSON (a Date as its text, a bigint whole),
+// a frozen copy that shares nothing with the caller's.
+function storedFields(fields: Fields | undefined, own: readonly string[], path: string, kind: string): Fields {
+  checkFields(fields, own, path, kind);
+  return Object.freeze(parseJson(toJsonText(fields ?? {})));
+}
+
+// A line's or an address's fields only when it has any, as the real repository reads them.
+const withFields = <T extends { fields?: Fields }>(o: T, fields: Fields): T => {
+  const { fields: _given, ...rest } = o;
+  return Object.freeze(Object.keys(fields).length === 0 ? rest as T : { ...rest, fields } as T);
+};
+
+const storedLines = (lines: readonly OrderLine[]) => Object.freeze(lines.map((l, i) => withFields(
+  { ...l, productId: typeof l.productId === 'string' ? l.productId.toLowerCase() : l.productId },
+  storedFields(l.fields, LINE_KEYS, `lines[${i + 1}].fields.`, 'attribute of a line'))));
+const storedAddress = (a: Address | null) => a === null ? null : withFields(
+  { ...a }, storedFields(a.fields, ADDRESS_KEYS, 'shipping_address.fields.', 'attribute of an address'));
+
+// Two JSON values alike, whatever the order of their keys.
+const canonical = (v: unknown): unknown => Array.isArray(v) ? v.map(canonical)
+  : v !== null && typeof v === 'object' ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canonical((v as any)[k])]))
+  : v;
+const sameValue = (a: unknown, b: unknown) => toJsonText(canonical(a ?? null)) === toJsonText(canonical(b ?? null));
+// A line's or address's fields alike: a missing one is NULL, as in a column.
+const sameFields = (a: Fields | undefined, b: Fields | undefined) =>
+  [...new Set([...Object.keys(a ?? {}), ...Object.keys(b ?? {})])].every((k) => sameValue(a?.[k], b?.[k]));
+
 const sameLines = (a: readonly OrderLine[], b: readonly OrderLine[]) =>
   a.length === b.length && a.every((l, i) => l.productId.toLowerCase() === b[i].productId.toLowerCase() &&
                                              l.productName === b[i].productName &&
-                                             l.quantity === b[i].quantity && l.unitPrice === b[i].unitPrice);
+                                             l.quantity === b[i].quantity && l.unitPrice === b[i].unitPrice &&
+                                             sameFields(l.fields, b[i].fields));
 const sameAddress = (a: Address | null, b: Address | null) =>
   a === b || (a !== null && b !== null && a.street === b.street && a.city === b.city &&
-              a.postalCode === b.postalCode && a.country === b.country);
+              a.postalCode === b.postalCode && a.country === b.country && sameFields(a.fields, b.fields));
 
 // uuid order as PostgreSQL sorts it: byte by byte, which is the hex text's order
 const byId = (a: string, b: string) => (a.toLowerCase() < b.toLowerCase() ? -1 : a.toLowerCase() > b.toLowerCase() ? 1 : 0);
 
+/**
+ * The repository in a Map; eventsOf reads the events its writes emitted
+ * (no consumers, no metadata).
+ *
+ * The shop's own fields (order.fields, and each line's and address's) are
+ * stored as given, returned by get, and compared by save, which emits
+ * order_fields_changed with the ones that changed, as the extension does.
+ * The twin knows nothing of the shop's DDL, so it enforces nothing it
+ * cannot know: it evaluates no CHECK constraint, converts no value to its
+ * column's type (a '2' stays a string), fills no default, computes no
+ * generated or identity column, and accepts a name that is no column (the
+ * extension refuses it, 42703). A field the extension would fill or convert
+ * is therefore absent or as given here: assert on the fields you give. It
+ * does refuse, as the extension does, a field named as one of the
+ * extension's own columns or attributes (22023).
+ */
 export class InMemoryOrderRepository {
   private orders = new Map<string, Order>();
   private used = new Set<string>();
+  private events: Event[] = [];
+
+  // An event's payload as the real repository reads it: the JSON of
+  // orderToJson's shape, money as strings.
+  private emit(type: string, orderId: string, version: number, payload: unknown, at: Date) {
+    this.events.push(Object.freeze({ position: BigInt(this.events.length + 1), type, orderId, version,
+                                     payload: parseJson(toJsonText(payload)), occurredAt: at, id: randomUUID(),
+                                     metadata: null }));
+  }
 
   async add(customerId: string, currency: string, lines: readonly OrderLine[] = [],
-            shippingAddress: Address | null = null, id?: string): Promise<Order> {
+            shippingAddress: Address | null = null, idOrOptions?: string | AddOptions): Promise<Order> {
+    const { id, fields } = typeof idOrOptions === 'string' ? { id: idOrOptions, fields: undefined } : idOrOptions ?? {};
+    const given = storedFields(fields, ORDER_KEYS, 'fields.', 'column');
+    lines = storedLines(lines);
+    shippingAddress = storedAddress(shippingAddress);
     const total = check(lines, currency, shippingAddress);
     const oid = (id ?? await this.nextId()).toLowerCase();
     if (this.orders.has(oid)) throw new DuplicateOrder(`order ${oid} already exists`, '23505', undefined, 'orders_pkey');
@@ -105,13 +167,12 @@ export class InMemoryOrderRepository {
       throw new DuplicateOrder(`order id ${oid} was used before`, '23505', undefined, 'orders_id_not_reused');
     const now = new Date();
     const order: Order = Object.freeze({
-      id: oid, customerId: customerId.toLowerCase(), status: 'pending', currency,
-      lines: Object.freeze(lines.map((l) => Object.freeze({ ...l, productId: l.productId.toLowerCase() }))),
-      shippingAddress: shippingAddress === null ? null : Object.freeze({ ...shippingAddress }),
-      total, version: 1, createdAt: now, updatedAt: now,
+      id: oid, customerId: customerId.toLowerCase(), status: 'pending', currency, lines, shippingAddress,
+      total, version: 1, createdAt: now, updatedAt: now, fields: given,
     });
     this.orders.set(oid, order);
     this.used.add(oid);
+    this.emit('order_added', oid, 1, orderToJson(order), now);
     return order;
   }
 
@@ -119,13 +180,16 @@ export class InMemoryOrderRepository {
   async addMany(orders: readonly NewOrder[]): Promise<Order[]> {
     const savedOrders = new Map(this.orders);
     const savedUsed = new Set(this.used);
+    const savedEvents = [...this.events];
     const added: Order[] = [];
     for (const [i, o] of orders.entries()) {
       try {
-        added.push(await this.add(o.customerId, o.currency, o.lines ?? [], o.shippingAddress ?? null, o.id));
+        added.push(await this.add(o.customerId, o.currency, o.lines ?? [], o.shippingAddress ?? null,
+                                  { id: o.id, fields: o.fields }));
       } catch (e) {
         this.orders = savedOrders;
         this.used = savedUsed;
+        this.events = savedEvents;
         if (e instanceof OrdersError) e.index = i;
         throw e;
       }
@@ -141,11 +205,19 @@ export class InMemoryOrderRepository {
 
   async get(id: string): Promise<Order> { return this.stored(id); }
 
+  /** The order's events after afterVersion, in version order (a removed order's too). */
+  async eventsOf(id: string, afterVersion = 0): Promise<Event[]> {
+    return this.events.filter((e) => e.orderId === id.toLowerCase() && e.version > afterVersion);
+  }
+
   async save(order: Order): Promise<Order> {
     // in the extension's order: the new state's fields, then against the
     // stored order: version, immutable fields, the status step, readiness,
     // what is frozen
-    const total = check(order.lines, order.currency, order.shippingAddress);
+    const given = storedFields(order.fields, ORDER_KEYS, 'fields.', 'column');
+    const lines = storedLines(order.lines);
+    const address = storedAddress(order.shippingAddress);
+    const total = check(lines, order.currency, address);
     const stored = this.stored(order.id);
     if (order.version !== stored.version) throw conflict();
     for (const [name, a, b] of [['customer_id', order.customerId.toLowerCase(), stored.customerId],
@@ -153,23 +225,38 @@ export class InMemoryOrderRepository {
       if (a !== b) throw violation(`${name} cannot change`, 'order_immutable_fields', name);
     if (order.status !== stored.status && !NEXT[stored.status].includes(order.status))
       throw violation(`status cannot move from "${stored.status}" to "${order.status}"`, 'order_status_transition', 'status');
-    checkReady(order.lines, order.shippingAddress, order.status);
-    const linesChanged = !sameLines(order.lines, stored.lines);
-    const addressChanged = !sameAddress(order.shippingAddress, stored.shippingAddress);
+    checkReady(lines, address, order.status);
+    const linesChanged = !sameLines(lines, stored.lines);
+    const addressChanged = !sameAddress(address, stored.shippingAddress);
     if (linesChanged && stored.status !== 'pending')
       throw violation('lines can change only while the order is pending', 'order_frozen_after_confirm', 'lines',
                       stored.status);
     if (addressChanged && stored.status !== 'pending' && stored.status !== 'confirmed')
       throw violation('shipping_address can change only while the order is pending or confirmed',
                       'order_frozen_after_confirm', 'shipping_address', stored.status);
-    if (!linesChanged && !addressChanged && order.status === stored.status) return stored;
+    // the whole row is saved: a field left out is NULL, as the stored one
+    // not given is in the extension (where every column is given)
+    const fields: Fields = Object.freeze({ ...Object.fromEntries(Object.keys(stored.fields).map((k) => [k, null])),
+                                           ...given });
+    const changed = Object.fromEntries(Object.entries(fields).filter(([k, v]) => !sameValue(stored.fields[k], v)));
+    const fieldsChanged = Object.keys(changed).length > 0;
+    if (!linesChanged && !addressChanged && !fieldsChanged && order.status === stored.status) return stored;
+    const now = new Date();
     const saved: Order = Object.freeze({
-      ...stored, status: order.status,
-      lines: Object.freeze(order.lines.map((l) => Object.freeze({ ...l, productId: l.productId.toLowerCase() }))),
-      shippingAddress: order.shippingAddress === null ? null : Object.freeze({ ...order.shippingAddress }),
-      total, version: stored.version + 1, updatedAt: new Date(),
+      ...stored, status: order.status, lines, shippingAddress: address, total, version: stored.version + 1,
+      updatedAt: now, fields,
     });
     this.orders.set(stored.id, saved);
+    // one save's events, in the extension's order, all with the new version
+    if (linesChanged)
+      this.emit('order_lines_changed', stored.id, saved.version, { lines: linesToJson(lines), total: total.toString() }, now);
+    if (addressChanged)
+      this.emit('order_shipping_address_changed', stored.id, saved.version, { shipping_address: addressToJson(address) }, now);
+    if (fieldsChanged)
+      this.emit('order_fields_changed', stored.id, saved.version, changed, now);
+    if (order.status !== stored.status)
+      this.emit(`order_${order.status}`, stored.id, saved.version,
+                { status: order.status, previous_status: stored.status }, now);
     return saved;
   }
 
@@ -181,6 +268,7 @@ export class InMemoryOrderRepository {
       throw violation('order cannot be removed while it is in flight', 'order_remove_in_flight', 'status',
                       stored.status);
     this.orders.delete(stored.id);
+    this.emit('order_removed', stored.id, stored.version + 1, orderToJson(stored), new Date());
     return stored;
   }
 

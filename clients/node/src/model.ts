@@ -1,14 +1,38 @@
 // The aggregate as the extension stores it: money in cents as bigint (a
-// number would lose cents above 2^53), ids as strings, times as Dates.
+// number would lose cents above 2^53), ids as strings, times as Dates; the
+// shop's own columns and attributes (ALTER TABLE orders ADD COLUMN, ALTER
+// TYPE order_line ADD ATTRIBUTE) as each object's fields.
+import { OrdersError } from './errors.js';
 
 export type Status = 'pending' | 'confirmed' | 'shipped' | 'delivered' | 'cancelled';
 export const STATUSES: readonly Status[] = ['pending', 'confirmed', 'shipped', 'delivered', 'cancelled'];
+
+/**
+ * The shop's own fields of an order, a line or an address: its columns or
+ * attributes past the extension's, by name (as the database names them,
+ * snake_case), each a JSON value: string, number, boolean, null, an array
+ * or object for a json/jsonb column, and a bigint for an integer beyond
+ * 2^53 (a number would lose digits). A date, a timestamp, a numeric come
+ * as to_jsonb writes them; a number with a fraction is a JavaScript
+ * number, so give a numeric column a scale (numeric(12,2)) for it to read
+ * back the same.
+ */
+export type Fields = Readonly<Record<string, unknown>>;
 
 export interface OrderLine {
   readonly productId: string;
   readonly productName: string;
   readonly quantity: number;
   readonly unitPrice: bigint; // cents
+  /**
+   * The shop's own attributes of order_line (ALTER TYPE order_line ADD
+   * ATTRIBUTE sku text CASCADE), sent as keys of the line's JSON, so none
+   * may be named as ours (product_id, product_name, quantity, unit_price).
+   * Read back only when the line has any: a line of the extension's
+   * attributes alone is as you wrote it. "fields" is no key of the line's
+   * JSON: a shop's attribute named fields is line.fields.fields.
+   */
+  readonly fields?: Fields;
 }
 
 export interface Address {
@@ -16,6 +40,8 @@ export interface Address {
   readonly city: string;
   readonly postalCode: string;
   readonly country: string;
+  /** The shop's own attributes of order_address, as OrderLine's (none named street, city, postal_code, country). */
+  readonly fields?: Fields;
 }
 
 export interface Order {
@@ -29,8 +55,27 @@ export interface Order {
   readonly version: number;
   readonly createdAt: Date;
   readonly updatedAt: Date;
+  /**
+   * The shop's own columns of orders (ALTER TABLE orders ADD COLUMN), by
+   * name: every key of the order's JSON that is not one of the extension's
+   * ten ({} when there are none). save sends them back as top-level keys
+   * and stores them as given: a column left out is saved as NULL, as the
+   * whole row is saved; none may be named as the extension's columns.
+   * "fields" is no column of ours: a shop's column named fields is
+   * order.fields.fields.
+   */
+  readonly fields: Fields;
 }
 
+/**
+ * One outbox event. type is any of the extension's event types, as text (a
+ * type added later, such as order_fields_changed from 1.12, reads like the
+ * others); payload is the event's JSON: order_added and order_removed carry
+ * the shop's own columns as top-level keys beside the extension's, and
+ * order_fields_changed is { "<column>": <new value>, ... } for the columns
+ * a save changed (docs/events.md). Its money (total, each line's
+ * unit_price) is a string, any other integer beyond 2^53 a bigint.
+ */
 export interface Event {
   readonly position: bigint;
   readonly type: string;
@@ -51,14 +96,83 @@ export interface NewOrder {
   readonly lines?: readonly OrderLine[];
   readonly shippingAddress?: Address | null;
   readonly id?: string;
+  /** The shop's own columns, as add's fields. */
+  readonly fields?: Fields;
+}
+
+/** add's last argument: the order's id, and the shop's own columns. */
+export interface AddOptions {
+  readonly id?: string;
+  /**
+   * The shop's own columns of orders, by name (extension 1.12), each a JSON
+   * value that the column type's input function reads as text (a date as
+   * '2027-03-01'; a json/jsonb column takes any JSON value); a column not
+   * given takes its default.
+   */
+  readonly fields?: Fields;
+}
+
+// The extension's own keys of each object's JSON; any other key is one of
+// the shop's fields.
+export const ORDER_KEYS: readonly string[] = ['id', 'customer_id', 'status', 'currency', 'lines', 'shipping_address',
+                                              'total', 'version', 'created_at', 'updated_at'];
+export const LINE_KEYS: readonly string[] = ['product_id', 'product_name', 'quantity', 'unit_price'];
+export const ADDRESS_KEYS: readonly string[] = ['street', 'city', 'postal_code', 'country'];
+
+/**
+ * Refuses a field named as one of the extension's own keys (the JSON
+ * carries both at one level), as the extension refuses it in orders_add's
+ * fields: 22023, the detail giving the path.
+ */
+export function checkFields(fields: Fields | undefined, own: readonly string[], path: string, kind: string) {
+  for (const name of Object.keys(fields ?? {}))
+    if (own.includes(name))
+      throw new OrdersError(`"${name}" is the extension's own ${kind}, not one of the shop's fields`, '22023',
+                            `The field is ${path}${name}.`);
+}
+
+// JSON as the repository exchanges it with the server, integers beyond
+// 2^53 as bigints both ways: JSON.parse would round them, and save would
+// store the rounded value. JSON.stringify cannot write a bigint as a number,
+// so it writes it as a string marked with a NUL, which no JSON string the
+// server sends can hold (jsonb refuses \u0000), and the mark is then taken
+// off the number; reading, such an integer is marked the same way first.
+const BIG = '\u0000bigint:';
+const MARKED = /"\\u0000bigint:(-?\d+)"/g;
+const TOKENS = /"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
+
+/** JSON text as a value, an integer beyond 2^53 as a bigint. */
+export function parseJson(text: string): any {
+  let marked = false;
+  const safe = text.replace(TOKENS, (t) => {
+    if (t[0] === '"' || /[.eE]/.test(t) || Number.isSafeInteger(Number(t))) return t;
+    marked = true;
+    return `"\\u0000bigint:${t}"`;
+  });
+  return marked
+    ? JSON.parse(safe, (_k, v) => (typeof v === 'string' && v.startsWith(BIG) ? BigInt(v.slice(BIG.length)) : v))
+    : JSON.parse(text);
+}
+
+/** A value as JSON text, a bigint as the number it is (a Date as its ISO text, as JSON.stringify writes it). */
+export function toJsonText(value: unknown): string {
+  return JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? BIG + v.toString() : v)).replace(MARKED, '$1');
+}
+
+/** The keys of j that are not the extension's own. */
+function split(j: Record<string, unknown>, own: readonly string[]): Record<string, unknown> {
+  const fields: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(j)) if (!own.includes(k)) fields[k] = v;
+  return fields;
 }
 
 // An event row's columns, from e (an outbox row), with the payload's money
 // (total, and each line's unit_price) as strings, so that JSON carries the
-// bigints whole.
+// bigints whole, and the payload as text, read by parseJson (the shop's
+// integers beyond 2^53 as bigints).
 export const EVENT_COLUMNS = `e.position::text AS position, e.type, e.order_id, e.version, e.occurred_at,
   e.id, e.metadata,
-  e.payload
+  (e.payload
   OPERATOR(pg_catalog.||) CASE WHEN e.payload ? 'total'
        THEN pg_catalog.jsonb_build_object('total', e.payload->>'total') ELSE '{}' END
   OPERATOR(pg_catalog.||) CASE WHEN pg_catalog.jsonb_typeof(e.payload->'lines') = 'array'
@@ -67,29 +181,37 @@ export const EVENT_COLUMNS = `e.position::text AS position, e.type, e.order_id, 
                        pg_catalog.jsonb_build_object('unit_price', l->>'unit_price') ORDER BY n)
               FROM pg_catalog.jsonb_array_elements(e.payload->'lines') WITH ORDINALITY AS a(l, n)),
               '[]'))
-       ELSE '{}' END AS payload`;
+       ELSE '{}' END)::pg_catalog.text AS payload`;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function eventFromRow(r: any): Event {
   return Object.freeze({ position: BigInt(r.position), type: r.type, orderId: r.order_id, version: r.version,
-                         payload: r.payload, occurredAt: r.occurred_at, id: r.id ?? null,
+                         payload: typeof r.payload === 'string' ? parseJson(r.payload) : r.payload,
+                         occurredAt: r.occurred_at, id: r.id ?? null,
                          metadata: r.metadata ?? null });
 }
 
 // The JSON the repository exchanges with the server: the columns' names,
-// bigints as strings so that JSON carries them whole.
-export function lineToJson(l: OrderLine) {
-  return { product_id: l.productId, product_name: l.productName, quantity: l.quantity,
+// money as strings so that JSON carries it whole, the shop's fields as keys
+// beside ours (written with toJsonText, which keeps their bigints whole).
+export function lineToJson(l: OrderLine, path = 'line.') {
+  checkFields(l.fields, LINE_KEYS, `${path}fields.`, 'attribute of a line');
+  return { ...l.fields, product_id: l.productId, product_name: l.productName, quantity: l.quantity,
            unit_price: l.unitPrice.toString() };
 }
 
+export const linesToJson = (lines: readonly OrderLine[]) => lines.map((l, i) => lineToJson(l, `lines[${i + 1}].`));
+
 export function addressToJson(a: Address | null) {
-  return a === null ? null : { street: a.street, city: a.city, postal_code: a.postalCode, country: a.country };
+  if (a === null) return null;
+  checkFields(a.fields, ADDRESS_KEYS, 'shipping_address.fields.', 'attribute of an address');
+  return { ...a.fields, street: a.street, city: a.city, postal_code: a.postalCode, country: a.country };
 }
 
 export function orderToJson(o: Order) {
-  return { id: o.id, customer_id: o.customerId, status: o.status, currency: o.currency,
-           lines: o.lines.map(lineToJson), shipping_address: addressToJson(o.shippingAddress),
+  checkFields(o.fields, ORDER_KEYS, 'fields.', 'column');
+  return { ...o.fields, id: o.id, customer_id: o.customerId, status: o.status, currency: o.currency,
+           lines: linesToJson(o.lines), shipping_address: addressToJson(o.shippingAddress),
            total: o.total.toString(), version: o.version,
            created_at: o.createdAt.toISOString(), updated_at: o.updatedAt.toISOString() };
 }
@@ -100,16 +222,24 @@ export function orderToJson(o: Order) {
 const maybe = <T>(v: unknown, f: (v: any) => T): T => (v === null || v === undefined ? null : f(v)) as T;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
+// A line's or an address's fields only when it has any, so that a line of
+// ours alone reads back as it was written.
+function withFields<T extends object>(o: T, fields: Record<string, unknown>): T {
+  return Object.freeze(Object.keys(fields).length === 0 ? o : { ...o, fields: Object.freeze(fields) });
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function orderFromJson(j: any): Order {
   return Object.freeze({
     id: j.id, customerId: j.customer_id ?? null, status: (j.status ?? null) as Status, currency: j.currency ?? null,
-    lines: Object.freeze(((j.lines ?? []) as any[]).map((l) => Object.freeze({
+    lines: Object.freeze(((j.lines ?? []) as any[]).map((l) => withFields({
       productId: l.product_id, productName: l.product_name, quantity: l.quantity, unitPrice: BigInt(l.unit_price),
-    }))),
-    shippingAddress: maybe(j.shipping_address, (a) => Object.freeze({
+    }, split(l, LINE_KEYS)))),
+    shippingAddress: maybe(j.shipping_address, (a) => withFields({
       street: a.street, city: a.city, postalCode: a.postal_code, country: a.country,
-    })),
+    }, split(a, ADDRESS_KEYS))),
     total: maybe(j.total, BigInt), version: j.version ?? null,
     createdAt: maybe(j.created_at, (t) => new Date(t)), updatedAt: maybe(j.updated_at, (t) => new Date(t)),
+    fields: Object.freeze(split(j, ORDER_KEYS)),
   });
 }

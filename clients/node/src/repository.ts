@@ -1,11 +1,14 @@
 // OrderRepository: the aggregate's repository over the orders extension.
 // Every method is one call of an extension function (find: one statement
 // over the orders table); inside unitOfWork, in a savepoint of it.  Rows travel as JSON with bigints as
-// strings, so money arrives whole and the extension may be in any schema.
+// strings, so money arrives whole and the extension may be in any schema; the shop's own columns and
+// attributes travel with the rest, as each object's fields (parseJson/toJsonText: integers beyond 2^53
+// as bigints).
 import type pg from 'pg';
 import { ConcurrencyConflict, OrderNotFound, OrdersError, translate } from './errors.js';
-import { type Address, type Event, EVENT_COLUMNS, type NewOrder, type Order, type OrderLine, addressToJson,
-         eventFromRow, lineToJson, orderFromJson, orderToJson } from './model.js';
+import { type AddOptions, type Address, checkFields, type Event, EVENT_COLUMNS, type Fields, linesToJson,
+         type NewOrder, type Order, ORDER_KEYS, type OrderLine, addressToJson, eventFromRow, orderFromJson,
+         orderToJson, parseJson, toJsonText } from './model.js';
 import { Anything, type Spec } from './specs.js';
 
 export type Queryable = pg.Client | pg.PoolClient;
@@ -19,9 +22,17 @@ export async function extensionSchema(client: Queryable): Promise<string> {
   return r.rows[0].nspname;
 }
 
-// An order row as JSON, its money as strings so that JSON carries the bigints
-// whole: the extension's own JSON form (orders_json, docs/api.md).
-const rowJson = (schema: string) => `${schema}.orders_json(o)`;
+// An order row as JSON text, its money as strings so that JSON carries the
+// bigints whole: the extension's own JSON form (orders_json, docs/api.md),
+// read by parseJson, which keeps the shop's integers beyond 2^53 whole.
+const rowJson = (schema: string) => `${schema}.orders_json(o)::pg_catalog.text`;
+const fromRow = (r: { j: string }) => orderFromJson(parseJson(r.j));
+
+// add's fields, checked as the extension checks them: none named as one of its own columns.
+function fieldsJson(fields: Fields | undefined): Fields | undefined {
+  checkFields(fields, ORDER_KEYS, 'fields.', 'column');
+  return fields;
+}
 
 // How deep in unitOfWork each client is, and a counter for savepoint names.
 const units = new WeakMap<object, number>();
@@ -85,16 +96,26 @@ export class OrderRepository {
     return (await this.rows(text, values, write))[0];
   }
 
+  /**
+   * A new pending order. The last argument is its id, or { id, fields }:
+   * fields are the shop's own columns (AddOptions). The extension refuses a
+   * field that is no column (42703), one of its own (22023) or a generated
+   * one (428C9), and checks the table's CHECK constraints
+   * (InvariantViolation, rule the constraint's name).
+   */
   async add(customerId: string, currency: string, lines: readonly OrderLine[] = [],
-            shippingAddress: Address | null = null, id?: string): Promise<Order> {
+            shippingAddress: Address | null = null, idOrOptions?: string | AddOptions): Promise<Order> {
     const s = this.s;
+    const { id, fields } = typeof idOrOptions === 'string' ? { id: idOrOptions, fields: undefined } : idOrOptions ?? {};
+    const given = fieldsJson(fields);
     const row = await this.one(`SELECT ${rowJson(s)} AS j FROM ${s}.orders_add($1, $2,
         ARRAY(SELECT pg_catalog.jsonb_populate_record(NULL::${s}.order_line, x)
               FROM pg_catalog.jsonb_array_elements($3::jsonb) WITH ORDINALITY AS l(x, n) ORDER BY n),
-        pg_catalog.jsonb_populate_record(NULL::${s}.order_address, $4::jsonb), $5) o`,
-      [customerId, currency, JSON.stringify(lines.map(lineToJson)),
-       shippingAddress === null ? null : JSON.stringify(addressToJson(shippingAddress)), id ?? null]);
-    return orderFromJson(row.j);
+        pg_catalog.jsonb_populate_record(NULL::${s}.order_address, $4::jsonb), $5, $6::jsonb) o`,
+      [customerId, currency, toJsonText(linesToJson(lines)),
+       shippingAddress === null ? null : toJsonText(addressToJson(shippingAddress)), id ?? null,
+       given === undefined ? null : toJsonText(given)]);
+    return fromRow(row);
   }
 
   /**
@@ -103,13 +124,14 @@ export class OrderRepository {
    */
   async addMany(orders: readonly NewOrder[]): Promise<Order[]> {
     const json = orders.map((o) => ({
-      customer_id: o.customerId, currency: o.currency, lines: (o.lines ?? []).map(lineToJson),
+      customer_id: o.customerId, currency: o.currency, lines: linesToJson(o.lines ?? []),
       ...(o.shippingAddress ? { shipping_address: addressToJson(o.shippingAddress) } : {}),
       ...(o.id !== undefined ? { id: o.id } : {}),
+      ...(o.fields !== undefined ? { fields: fieldsJson(o.fields) } : {}),
     }));
     const rows = await this.rows(`SELECT ${rowJson(this.s)} AS j FROM ${this.s}.orders_add_many($1::jsonb) o`,
-                                 [JSON.stringify(json)], true);
-    return rows.map((r) => orderFromJson(r.j));
+                                 [toJsonText(json)], true);
+    return rows.map(fromRow);
   }
 
   /** The order's events after afterVersion, in version order (purged events are gone). */
@@ -122,22 +144,27 @@ export class OrderRepository {
   async get(id: string): Promise<Order> {
     const row = await this.one(`SELECT ${rowJson(this.s)} AS j FROM ${this.s}.orders_get($1) o`, [id], false);
     if (row === undefined) throw new OrderNotFound(`order ${id} does not exist`, 'P0002');
-    return orderFromJson(row.j);
+    return fromRow(row);
   }
 
-  /** The order as read, changed: the stored one if nothing changed, else the new version. */
+  /**
+   * The order as read, changed: the stored one if nothing changed, else the
+   * new version. Its fields (and its lines' and address's) are stored as
+   * given; a generated or identity column must be as read (428C9). A save
+   * that changes fields emits order_fields_changed.
+   */
   async save(order: Order): Promise<Order> {
     const s = this.s;
     const row = await this.one(`SELECT ${rowJson(s)} AS j FROM ${s}.orders_save(
-        pg_catalog.jsonb_populate_record(NULL::${s}.orders, $1::jsonb)) o`, [JSON.stringify(orderToJson(order))]);
-    return orderFromJson(row.j);
+        pg_catalog.jsonb_populate_record(NULL::${s}.orders, $1::jsonb)) o`, [toJsonText(orderToJson(order))]);
+    return fromRow(row);
   }
 
   /** The order as it was; ConcurrencyConflict if expectedVersion is not the stored one. */
   async remove(id: string, expectedVersion?: number): Promise<Order> {
     const row = await this.one(`SELECT ${rowJson(this.s)} AS j FROM ${this.s}.orders_remove($1, $2) o`,
                                [id, expectedVersion ?? null]);
-    return orderFromJson(row.j);
+    return fromRow(row);
   }
 
   async nextId(): Promise<string> {
@@ -155,9 +182,10 @@ export class OrderRepository {
       params.push(pageSize);
       text += ` ORDER BY o.id LIMIT $${params.length}`;
       const rows: any[] = await guarded(this.client, async () => (await this.client.query(text, params)).rows);
-      for (const r of rows) yield orderFromJson(r.j);
+      const orders = rows.map(fromRow);
+      for (const o of orders) yield o;
       if (rows.length < pageSize) return;
-      after = rows[rows.length - 1].j.id;
+      after = orders[orders.length - 1].id;
     }
   }
 }

@@ -4,7 +4,7 @@ from .consumer import EventConsumer, HandlerFailed, Hold, Reject
 from .errors import (ConcurrencyConflict, DuplicateOrder, IdempotencyKeyReused, InvariantViolation,
                      OrderNotFound, OrdersError, PermissionDenied, ReadOnly, translate)
 from .memory import InMemoryOrderRepository
-from .model import (CANCELLED, CONFIRMED, DELIVERED, PENDING, SHIPPED, Address, Event, Order,
+from .model import (CANCELLED, CONFIRMED, DELIVERED, PENDING, SHIPPED, Address, Event, Fields, Order,
                     OrderLine, Status)
 from .repository import OrderRepository, retry, unit_of_work
 from .specs import (Anything, CreatedBefore, CreatedFrom, Customer, HasStatus, Spec, TotalAtLeast,
@@ -15,7 +15,7 @@ __all__ = [
     "ConcurrencyConflict", "DuplicateOrder", "IdempotencyKeyReused", "InvariantViolation", "OrderNotFound", "OrdersError",
     "PermissionDenied", "ReadOnly", "translate",
     "InMemoryOrderRepository",
-    "CANCELLED", "CONFIRMED", "DELIVERED", "PENDING", "SHIPPED", "Address", "Event", "Order", "OrderLine",
+    "CANCELLED", "CONFIRMED", "DELIVERED", "PENDING", "SHIPPED", "Address", "Event", "Fields", "Order", "OrderLine",
     "Status",
     "OrderRepository", "retry", "unit_of_work",
     "Anything", "CreatedBefore", "CreatedFrom", "Customer", "HasStatus", "Spec", "TotalAtLeast", "TotalAtMost",

@@ -10,6 +10,10 @@ from typing import Optional
 
 
 _PATH = re.compile(r"^The field is (\S+)\.(?: |$)")
+# a conversion of one of the shop's fields fails in the type's input
+# function, whose detail is its own: the extension names the field in the
+# context instead
+_FIELD_CONTEXT = re.compile(r"^field (fields\.\S+) of the order$", re.M)
 
 
 def path_of(detail: Optional[str]) -> Optional[str]:
@@ -27,8 +31,10 @@ def field_detail(path: str) -> str:
 class OrdersError(Exception):
     """Base: the server's SQLSTATE, message, detail and constraint, kept;
     path: the failing field's path (lines[2].quantity, shipping_address.city,
-    status), from the detail's first sentence, else the column error field,
-    else None (an error about the call, not a field);
+    status, fields.coupon), from the detail's first sentence (or, for a
+    value of the shop's field that its type refuses, from the context),
+    else the column error field, else None (an error about the call, not a
+    field);
     index: for add_many, the offending order's index in the list."""
 
     def __init__(self, message: str, sqlstate: Optional[str] = None, detail: Optional[str] = None,
@@ -59,7 +65,9 @@ class DuplicateOrder(OrdersError):
 
 class InvariantViolation(OrdersError, ValueError):
     """A rule of the aggregate: rule is the extension's constraint name
-    (order_status_transition, order_line_quantity_range ...), or for the
+    (order_status_transition, order_line_quantity_range ...), or the name
+    of the shop's own CHECK constraint on orders (path and value then None:
+    the server's detail is the failing row), or for the
     rules without one: not_null, array_shape, out_of_range,
     unknown_status (a status label the extension does not know); path the
     failing field's (lines[2].quantity), as OrdersError reads it; value the
@@ -105,8 +113,10 @@ def translate(exc: Exception) -> Exception:
         return exc
     message = diag.message_primary or str(exc)
     at = _INDEX.search(diag.context or "")
+    field = _FIELD_CONTEXT.search(diag.context or "")
     kw = dict(sqlstate=sqlstate, detail=diag.message_detail, constraint=diag.constraint_name,
-              column=diag.column_name, index=int(at.group(1)) if at else None)
+              column=diag.column_name, index=int(at.group(1)) if at else None,
+              path=path_of(diag.message_detail) or (field.group(1) if field else None))
     if sqlstate == "P0002":
         return OrderNotFound(message, **kw)
     if sqlstate == "40001":
@@ -119,7 +129,7 @@ def translate(exc: Exception) -> Exception:
         return PermissionDenied(message, **kw)
     if sqlstate == "22023" and message.startswith("idempotency key"):
         return IdempotencyKeyReused(message, **kw)
-    if sqlstate == "22023" and "status" in message:
+    if sqlstate == "22023" and message.startswith('status "'):
         return InvariantViolation(message, "unknown_status", **kw)
     if sqlstate == "23514" or sqlstate in _RULE_OF_STATE:
         rule = diag.constraint_name or _RULE_OF_STATE.get(sqlstate, sqlstate)

@@ -1,12 +1,17 @@
 """The aggregate as the extension stores it: money in integer cents (never a
-float), ids as UUIDs, times as aware datetimes."""
+float), ids as UUIDs, times as aware datetimes; the shop's own columns and
+attributes (ALTER TABLE orders ADD COLUMN, ALTER TYPE order_line ADD
+ATTRIBUTE) as each object's fields."""
 from __future__ import annotations
 
 import enum
+import json
+import re
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import Optional, Tuple
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any, Mapping, Optional, Tuple
 
 
 class Status(str, enum.Enum):
@@ -26,42 +31,160 @@ PENDING, CONFIRMED, SHIPPED, DELIVERED, CANCELLED = (
     Status.PENDING, Status.CONFIRMED, Status.SHIPPED, Status.DELIVERED, Status.CANCELLED)
 
 
+# The extension's own keys of each object's JSON; any other key is one of
+# the shop's fields.
+ORDER_KEYS = ("id", "customer_id", "status", "currency", "lines", "shipping_address", "total", "version",
+              "created_at", "updated_at")
+LINE_KEYS = ("product_id", "product_name", "quantity", "unit_price")
+ADDRESS_KEYS = ("street", "city", "postal_code", "country")
+
+
+class Fields(dict):
+    """The shop's own fields of an order, a line or an address: its columns
+    or attributes past the extension's, by name, each a JSON value (str,
+    int, Decimal for a number with a fraction, bool, None, or a list or dict
+    for a json/jsonb column).  A dict that cannot be changed in place, as
+    the frozen object that holds it: make a changed copy,
+    order.with_(fields={**order.fields, "coupon": "WELCOME"})."""
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("fields cannot be changed in place: "
+                        "order.with_(fields={**order.fields, name: value}) makes a changed copy")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _read_only
+
+    def __reduce__(self):
+        return (Fields, (dict(self),))
+
+    def __repr__(self):
+        return dict.__repr__(self)
+
+
+def _fields(value: Optional[Mapping[str, Any]]) -> Fields:
+    return value if isinstance(value, Fields) else Fields(value or {})
+
+
+def _split(j: dict, own: Tuple[str, ...]) -> Fields:
+    """The keys of j that are not the extension's own."""
+    return Fields({k: v for k, v in j.items() if k not in own})
+
+
+def own_field_error(path: str, kind: str):
+    """The error for a field that names one of the extension's own keys, as
+    the extension raises it for orders_add's fields (22023)."""
+    from .errors import OrdersError
+    name = path.rsplit(".", 1)[-1]
+    return OrdersError(f'"{name}" is the extension\'s own {kind}, not one of the shop\'s fields',
+                       sqlstate="22023", detail=f"The field is {path}.")
+
+
+def check_fields(fields: Mapping[str, Any], own: Tuple[str, ...], path: str, kind: str) -> None:
+    """Refuses a field that would stand in for one of the extension's own
+    keys: the JSON carries both at one level."""
+    for name in fields:
+        if name in own:
+            raise own_field_error(f"{path}{name}", kind)
+
+
+# JSON as the repository exchanges it with the server: a number with a
+# fraction as a Decimal both ways, so that a numeric field comes back as it
+# was stored (a float would turn 0.1000 into 0.1, and cut 20 digits to 17,
+# and save would store that).  json cannot write a Decimal as a number, so
+# it writes it as a string marked with a NUL, which no JSON string the
+# server sends can hold (jsonb refuses \u0000), and the mark is then taken
+# off the number.
+_NUMBER = "\x00number:"
+_MARKED = re.compile(r'"\\u0000number:([-+0-9.eE]+)"')
+
+
+def _encode(o):
+    if isinstance(o, Decimal) and o.is_finite():
+        return _NUMBER + str(o)
+    if isinstance(o, (date, time)):
+        return o.isoformat()       # the text the column type's input function reads
+    if isinstance(o, uuid.UUID):
+        return str(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+
+def dumps(value) -> str:
+    """value as JSON text: a Decimal as the number it is; a date, time,
+    datetime or UUID as its text, which the column's input function reads."""
+    return _MARKED.sub(r"\1", json.dumps(value, default=_encode))
+
+
+def loads(text) -> Any:
+    """JSON text, a number with a fraction as a Decimal."""
+    return json.loads(text, parse_float=Decimal)
+
+
 @dataclass(frozen=True)
 class OrderLine:
+    """One line.  fields: the shop's own attributes of order_line (ALTER
+    TYPE order_line ADD ATTRIBUTE sku text CASCADE), by name; sent as keys
+    of the line's JSON, so none may be named as ours (product_id,
+    product_name, quantity, unit_price).  The attribute is "fields", which
+    no key of the line's JSON maps to: the shop's attribute "fields", if
+    there is one, is line.fields["fields"]."""
     product_id: uuid.UUID
     product_name: str
     quantity: int
     unit_price: int  # cents
+    fields: Mapping[str, Any] = field(default_factory=Fields, hash=False)
 
-    def to_json(self) -> dict:
-        return {"product_id": str(self.product_id), "product_name": self.product_name,
+    def __post_init__(self):
+        object.__setattr__(self, "fields", _fields(self.fields))
+
+    def to_json(self, path: str = "line.") -> dict:
+        check_fields(self.fields, LINE_KEYS, path + "fields.", "attribute of a line")
+        return {**self.fields,
+                "product_id": str(self.product_id), "product_name": self.product_name,
                 "quantity": self.quantity, "unit_price": self.unit_price}
 
     @classmethod
     def from_json(cls, j: dict) -> "OrderLine":
-        return cls(uuid.UUID(j["product_id"]), j["product_name"], j["quantity"], j["unit_price"])
+        return cls(uuid.UUID(j["product_id"]), j["product_name"], j["quantity"], j["unit_price"],
+                   _split(j, LINE_KEYS))
 
 
 @dataclass(frozen=True)
 class Address:
+    """A shipping address.  fields: the shop's own attributes of
+    order_address, by name, as OrderLine's (none named street, city,
+    postal_code or country)."""
     street: str
     city: str
     postal_code: str
     country: str
+    fields: Mapping[str, Any] = field(default_factory=Fields, hash=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "fields", _fields(self.fields))
 
     def to_json(self) -> dict:
-        return {"street": self.street, "city": self.city, "postal_code": self.postal_code,
+        check_fields(self.fields, ADDRESS_KEYS, "shipping_address.fields.", "attribute of an address")
+        return {**self.fields,
+                "street": self.street, "city": self.city, "postal_code": self.postal_code,
                 "country": self.country}
 
     @classmethod
     def from_json(cls, j: Optional[dict]) -> Optional["Address"]:
-        return None if j is None else cls(j["street"], j["city"], j["postal_code"], j["country"])
+        return None if j is None else cls(j["street"], j["city"], j["postal_code"], j["country"],
+                                          _split(j, ADDRESS_KEYS))
 
 
 @dataclass(frozen=True)
 class Order:
     """One order as stored.  Change it with with_(...) (or dataclasses.replace)
-    and hand the result to save(): the version it carries is the one read."""
+    and hand the result to save(): the version it carries is the one read.
+
+    fields: the shop's own columns of orders (ALTER TABLE orders ADD
+    COLUMN), by name: every key of the order's JSON that is not one of the
+    extension's ten.  save() sends them back as top-level keys, so it
+    stores them as given (a column left out is saved as NULL, as the whole
+    row is saved); none may be named as the extension's columns.  The
+    attribute is "fields", which no column of ours is called: a shop's
+    column "fields", if there is one, is order.fields["fields"]."""
     id: uuid.UUID
     customer_id: uuid.UUID
     status: Status
@@ -72,6 +195,10 @@ class Order:
     version: int
     created_at: datetime
     updated_at: datetime
+    fields: Mapping[str, Any] = field(default_factory=Fields, hash=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "fields", _fields(self.fields))
 
     def with_(self, **changes) -> "Order":
         if "lines" in changes:
@@ -81,9 +208,11 @@ class Order:
         return replace(self, **changes)
 
     def to_json(self) -> dict:
-        return {"id": str(self.id), "customer_id": str(self.customer_id),
+        check_fields(self.fields, ORDER_KEYS, "fields.", "column")
+        return {**self.fields,
+                "id": str(self.id), "customer_id": str(self.customer_id),
                 "status": self.status.value, "currency": self.currency,
-                "lines": [l.to_json() for l in self.lines],
+                "lines": [l.to_json(f"lines[{i}].") for i, l in enumerate(self.lines, 1)],
                 "shipping_address": None if self.shipping_address is None else self.shipping_address.to_json(),
                 "total": self.total, "version": self.version,
                 "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat()}
@@ -98,13 +227,19 @@ class Order:
                    j.get("currency"), tuple(OrderLine.from_json(l) for l in j.get("lines") or ()),
                    Address.from_json(j.get("shipping_address")), j.get("total"), j.get("version"),
                    maybe(datetime.fromisoformat, j.get("created_at")),
-                   maybe(datetime.fromisoformat, j.get("updated_at")))
+                   maybe(datetime.fromisoformat, j.get("updated_at")), _split(j, ORDER_KEYS))
 
 
 @dataclass(frozen=True)
 class Event:
     """One outbox event: position orders all events; an order's (order_id,
-    version) identify it, for idempotent handlers."""
+    version) identify it, for idempotent handlers.  type is any of the
+    extension's event types, kept as the text it is (a type added later,
+    such as order_fields_changed from 1.12, reads like the others), and
+    payload the event's JSON as it is: order_added and order_removed carry
+    the shop's own columns as top-level keys beside the extension's, and
+    order_fields_changed carries {"<column>": <new value>, ...} for the
+    columns a save changed (docs/events.md)."""
     position: int
     type: str
     order_id: uuid.UUID

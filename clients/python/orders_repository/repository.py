@@ -5,7 +5,9 @@ statement over the orders table), run in a transaction of its own when the
 connection has none, or in a savepoint of the caller's transaction (so a
 refused call leaves the caller's other work standing).  Rows travel as
 JSON (to_jsonb / jsonb_populate_record, the extension's own recipe): no
-type needs registering, and the extension may live in any schema.
+type needs registering, the extension may live in any schema, and the
+shop's own columns and attributes travel with the rest, as Order.fields
+(a number with a fraction as a Decimal, so that it comes back unchanged).
 """
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import set_json_loads
 
 from .errors import ConcurrencyConflict, OrderNotFound, OrdersError, translate
-from .model import Address, Event, Order, OrderLine
+from .model import ORDER_KEYS, Address, Event, Order, OrderLine, check_fields, dumps, loads
 from .specs import Anything, Spec
 
 T = TypeVar("T")
@@ -56,14 +59,29 @@ def set_event_metadata(conn: psycopg.Connection, metadata: Optional[dict]) -> No
                      (json.dumps(metadata),))
 
 
+def _lines_json(lines) -> list:
+    return [l.to_json(f"lines[{i}].") for i, l in enumerate(lines, 1)]
+
+
+def _fields_json(fields) -> Optional[dict]:
+    """add's fields, checked as the extension checks them: none named as
+    one of its own columns."""
+    if fields is None:
+        return None
+    check_fields(fields, ORDER_KEYS, "fields.", "column")
+    return dict(fields)
+
+
 def _order_json(o) -> dict:
     """One order of add_many: a dict with add's arguments as keys."""
     j = {"customer_id": str(o["customer_id"]), "currency": o["currency"],
-         "lines": [l.to_json() for l in o.get("lines", ())]}
+         "lines": _lines_json(o.get("lines", ()))}
     if o.get("shipping_address") is not None:
         j["shipping_address"] = o["shipping_address"].to_json()
     if o.get("id") is not None:
         j["id"] = str(o["id"])
+    if o.get("fields") is not None:
+        j["fields"] = _fields_json(o["fields"])
     return j
 
 
@@ -82,7 +100,7 @@ class OrderRepository:
             "SELECT pg_catalog.to_jsonb(o) FROM {s}.orders_add(%s, %s,"
             " ARRAY(SELECT pg_catalog.jsonb_populate_record(NULL::{s}.order_line, x)"
             "       FROM pg_catalog.jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS l(x, n) ORDER BY n),"
-            " pg_catalog.jsonb_populate_record(NULL::{s}.order_address, %s::jsonb), %s) o").format(s=s)
+            " pg_catalog.jsonb_populate_record(NULL::{s}.order_address, %s::jsonb), %s, %s::jsonb) o").format(s=s)
         self._get = sql.SQL("SELECT pg_catalog.to_jsonb(o) FROM {s}.orders_get(%s) o").format(s=s)
         self._save = sql.SQL("SELECT pg_catalog.to_jsonb(o) FROM {s}.orders_save("
                              "pg_catalog.jsonb_populate_record(NULL::{s}.orders, %s::jsonb)) o").format(s=s)
@@ -92,12 +110,22 @@ class OrderRepository:
         self._events_of = sql.SQL("SELECT " + EVENT_COLUMNS + " FROM {s}.orders_events_of(%s, %s)").format(s=s)
         self._find = "SELECT pg_catalog.to_jsonb(o) FROM {s}.orders o WHERE ({cond}){after} ORDER BY o.id LIMIT %s"
 
-    def _all(self, query, params, write: bool = False) -> list:
+    def _cursor(self, exact: bool = True) -> psycopg.Cursor:
+        """A cursor of the connection; exact: its JSON read as the
+        repository writes it (model.loads), so that an order's fields make
+        the round trip to save unchanged."""
+        cur = self.conn.cursor()
+        if exact:
+            set_json_loads(loads, cur)
+        return cur
+
+    def _all(self, query, params, write: bool = False, exact: bool = True) -> list:
         try:
             with self.conn.transaction():
                 if write:
                     set_event_metadata(self.conn, self.metadata)
-                return self.conn.execute(query, params).fetchall()
+                with self._cursor(exact) as cur:
+                    return cur.execute(query, params).fetchall()
         except psycopg.Error as e:
             raise translate(e) from e
 
@@ -106,24 +134,35 @@ class OrderRepository:
         return rows[0] if rows else None
 
     def add(self, customer_id, currency: str, lines: Iterable[OrderLine] = (),
-            shipping_address: Optional[Address] = None, id=None) -> Order:
+            shipping_address: Optional[Address] = None, id=None, *,
+            fields: Optional[dict] = None) -> Order:
+        """A new pending order.  fields: the shop's own columns of orders,
+        by name (extension 1.12), each a JSON value that the column type's
+        input function reads as text (a date as "2027-03-01" or a date; a
+        json/jsonb column takes any JSON value); a column not given takes
+        its default.  The extension refuses a name that is no column
+        (42703), one of its own (22023) or a generated one (428C9), and
+        checks the table's CHECK constraints (InvariantViolation, rule the
+        constraint's name)."""
+        fields = _fields_json(fields)
         row = self._one(self._add, (
-            uuid.UUID(str(customer_id)), currency, json.dumps([l.to_json() for l in lines]),
-            None if shipping_address is None else json.dumps(shipping_address.to_json()),
-            None if id is None else uuid.UUID(str(id))))
+            uuid.UUID(str(customer_id)), currency, dumps(_lines_json(lines)),
+            None if shipping_address is None else dumps(shipping_address.to_json()),
+            None if id is None else uuid.UUID(str(id)), None if fields is None else dumps(fields)))
         return Order.from_json(row[0])
 
     def add_many(self, orders: Iterable[dict]) -> list:
         """Many new orders in one call: each a dict with add's arguments as
-        keys (customer_id, currency, lines, shipping_address, id).  All or
-        none are added; an error's index is the offending order's."""
-        rows = self._all(self._add_many, (json.dumps([_order_json(o) for o in orders]),), write=True)
+        keys (customer_id, currency, lines, shipping_address, id, fields).
+        All or none are added; an error's index is the offending order's."""
+        rows = self._all(self._add_many, (dumps([_order_json(o) for o in orders]),), write=True)
         return [Order.from_json(r[0]) for r in rows]
 
     def events_of(self, id, after_version: int = 0) -> list:
         """The order's events after after_version, in version order (events
         purged from the outbox are gone)."""
-        return [event_from_row(r) for r in self._all(self._events_of, (uuid.UUID(str(id)), after_version))]
+        return [event_from_row(r) for r in self._all(self._events_of, (uuid.UUID(str(id)), after_version),
+                                                     exact=False)]
 
     def get(self, id) -> Order:
         row = self._one(self._get, (uuid.UUID(str(id)),), write=False)
@@ -134,8 +173,10 @@ class OrderRepository:
     def save(self, order: Order) -> Order:
         """The order as read, changed: the stored one if nothing changed,
         else the new version.  ConcurrencyConflict if another save came
-        first."""
-        return Order.from_json(self._one(self._save, (json.dumps(order.to_json()),))[0])
+        first.  The order's fields (and its lines' and address's) are
+        stored as given; a generated or identity column must be as read
+        (428C9).  A save that changes fields emits order_fields_changed."""
+        return Order.from_json(self._one(self._save, (dumps(order.to_json()),))[0])
 
     def remove(self, id, expected_version: Optional[int] = None) -> Order:
         """The order as it was; ConcurrencyConflict if expected_version is
@@ -156,8 +197,8 @@ class OrderRepository:
                 after=sql.SQL("" if after is None else " AND o.id OPERATOR(pg_catalog.>) %s"))
             args = params + ([] if after is None else [after]) + [page_size]
             try:
-                with self.conn.transaction():
-                    rows = self.conn.execute(query, args).fetchall()
+                with self.conn.transaction(), self._cursor() as cur:
+                    rows = cur.execute(query, args).fetchall()
             except psycopg.Error as e:
                 raise translate(e) from e
             for (j,) in rows:

@@ -1,20 +1,26 @@
 """One contract, two repositories: every case runs against the extension
 (ORDERS_DSN, a throw-away cluster started by test/t/015_python_repository.pl)
-and against InMemoryOrderRepository, and must behave the same."""
+and against InMemoryOrderRepository, and must behave the same.  The shop's
+own fields run in a database of their own (FIELDS_DB), made with their DDL
+and dropped afterwards, so the other cases see the extension's table as it
+comes."""
 import os
 import sys
 import unittest
 import uuid
 from dataclasses import replace
+from datetime import date
+from decimal import Decimal
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import psycopg  # noqa: E402
+from psycopg.conninfo import make_conninfo  # noqa: E402
 
 from orders_repository import (CANCELLED, CONFIRMED, PENDING, SHIPPED, Address, ConcurrencyConflict,  # noqa: E402
                                Customer, DuplicateOrder, HasStatus, InMemoryOrderRepository,
-                               InvariantViolation, OrderLine, OrderNotFound, OrderRepository, Status,
-                               TotalAtLeast, TotalAtMost)
+                               InvariantViolation, OrderLine, OrderNotFound, OrderRepository, OrdersError,
+                               Status, TotalAtLeast, TotalAtMost)
 
 TEA = OrderLine(uuid.UUID("0b1e4f5a-6c7d-4e8f-9a0b-1c2d3e4f5a6b"), "Green tea", 2, 450)
 POT = OrderLine(uuid.UUID("1c2f5a6b-7d8e-4f9a-8b1c-2d3e4f5a6b7c"), "Teapot", 1, 3900)
@@ -235,6 +241,250 @@ class Contract:
 class InMemory(Contract, unittest.TestCase):
     def setUp(self):
         self.repo = InMemoryOrderRepository()
+
+
+# The shop's DDL of the fields cases: two columns, a numeric one, an
+# attribute of each composite, and a rule across a column of the shop's
+# and one of ours.  No default and no generated column here: the twin fills
+# and computes none (RealFieldsOnly tests those, and rolls them back).
+FIELDS_DB = "orders_client_fields"
+FIELDS_DDL = [
+    "CREATE EXTENSION orders",
+    "ALTER TABLE orders ADD COLUMN coupon text, ADD COLUMN delivery_date date, ADD COLUMN rate numeric",
+    "ALTER TABLE orders ADD CONSTRAINT coupon_only_in_eur CHECK (coupon IS NULL OR currency = 'EUR')",
+    "ALTER TYPE order_line ADD ATTRIBUTE sku text CASCADE",
+    "ALTER TYPE order_address ADD ATTRIBUTE door_code text CASCADE",
+]
+SKU_TEA = replace(TEA, fields={"sku": "TEA-1"})
+DOOR = replace(HOME, fields={"door_code": "4711"})
+
+
+def fields_database():
+    """A connection to FIELDS_DB, made anew (a run that died left it behind)."""
+    with psycopg.connect(os.environ["ORDERS_DSN"], autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {FIELDS_DB} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {FIELDS_DB}")
+    conn = psycopg.connect(make_conninfo(os.environ["ORDERS_DSN"], dbname=FIELDS_DB), autocommit=True)
+    for statement in FIELDS_DDL:
+        conn.execute(statement)
+    return conn
+
+
+def drop_fields_database(conn):
+    conn.close()
+    with psycopg.connect(os.environ["ORDERS_DSN"], autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE {FIELDS_DB} WITH (FORCE)")
+
+
+class FieldsContract:
+    """The shop's own fields, the same from both repositories: stored as
+    given, returned, compared by save, carried by the events.  What only the
+    extension can know (the columns' types, defaults, rules) is in
+    RealFieldsOnly."""
+
+    def customer(self):
+        return uuid.uuid4()
+
+    def test_add_with_fields_then_get(self):
+        added = self.repo.add(self.customer(), "EUR", [SKU_TEA, POT], DOOR,
+                              fields={"coupon": "WELCOME", "delivery_date": date(2027, 3, 1),
+                                      "rate": Decimal("0.1000")})
+        self.assertEqual(added.fields["coupon"], "WELCOME")
+        self.assertEqual(added.fields["delivery_date"], "2027-03-01", "a date travels as its text")
+        self.assertEqual(str(added.fields["rate"]), "0.1000", "a numeric comes back whole, not as a float")
+        self.assertEqual(added.lines[0].fields, {"sku": "TEA-1"})
+        self.assertIsNone(added.lines[1].fields.get("sku"), "a line without one: NULL, or not there in the twin")
+        self.assertEqual(added.shipping_address.fields, {"door_code": "4711"})
+        got = self.repo.get(added.id)
+        self.assertEqual(got, added)
+        self.assertEqual((got.fields["coupon"], got.lines[0].fields), ("WELCOME", {"sku": "TEA-1"}))
+        with self.assertRaises(TypeError):          # frozen, as the order that holds them
+            got.fields["coupon"] = "MINE"
+
+    def test_save_as_read_changes_nothing(self):
+        added = self.repo.add(self.customer(), "EUR", [SKU_TEA], DOOR,
+                              fields={"coupon": "WELCOME", "rate": Decimal("12345678901234567890.123450")})
+        got = self.repo.get(added.id)
+        self.assertEqual(self.repo.save(got), got)
+        self.assertEqual(self.repo.get(added.id).version, 1, "the fields made the round trip unchanged")
+        # a field given as None is a NULL, as one not there is
+        self.assertEqual(self.repo.save(got.with_(lines=[replace(TEA, fields={"sku": "TEA-1"})],
+                                                  fields={**got.fields, "delivery_date": None})).version, 1)
+        self.assertEqual(self.repo.save(got.with_(lines=[replace(TEA, fields={"sku": "TEA-1"})],
+                                                  shipping_address=replace(DOOR, fields={**DOOR.fields,
+                                                                                         "no_such": None}))).version, 1)
+        self.assertEqual([e.type for e in self.repo.events_of(added.id)], ["order_added"])
+
+    def test_save_changes_a_field(self):
+        added = self.repo.add(self.customer(), "EUR", [SKU_TEA], DOOR,
+                              fields={"coupon": "WELCOME", "delivery_date": "2027-03-01"})
+        saved = self.repo.save(added.with_(fields={**added.fields, "coupon": "SPRING"}))
+        self.assertEqual((saved.version, saved.fields["coupon"], saved.fields["delivery_date"]),
+                         (2, "SPRING", "2027-03-01"))
+        self.assertEqual(self.repo.get(added.id), saved)
+        events = self.repo.events_of(added.id)
+        self.assertEqual([(e.type, e.version) for e in events], [("order_added", 1), ("order_fields_changed", 2)])
+        self.assertEqual(events[1].payload, {"coupon": "SPRING"}, "only what changed, with its new value")
+        self.assertEqual((events[0].payload["coupon"], events[0].payload["delivery_date"]), ("WELCOME", "2027-03-01"))
+        self.assertEqual(events[0].payload["lines"][0]["sku"], "TEA-1")
+        self.assertEqual(events[0].payload["shipping_address"]["door_code"], "4711")
+        self.assertEqual(self.repo.events_of(added.id, after_version=1), events[1:])
+
+    def test_a_field_left_out_is_saved_null(self):
+        added = self.repo.add(self.customer(), "EUR", [TEA], fields={"coupon": "WELCOME"})
+        saved = self.repo.save(added.with_(fields={}))
+        self.assertEqual((saved.version, saved.fields["coupon"]), (2, None))
+        self.assertEqual(self.repo.events_of(added.id)[-1].payload, {"coupon": None})
+
+    def test_one_save_emits_its_events_in_order(self):
+        added = self.repo.add(self.customer(), "EUR", [SKU_TEA], DOOR, fields={"coupon": "WELCOME"})
+        saved = self.repo.save(added.with_(
+            status=CONFIRMED, lines=[replace(SKU_TEA, fields={"sku": "TEA-2"})],
+            shipping_address=replace(DOOR, fields={"door_code": "0815"}),
+            fields={**added.fields, "delivery_date": "2027-04-01"}))
+        events = self.repo.events_of(added.id, after_version=1)
+        self.assertEqual([(e.type, e.version) for e in events],
+                         [("order_lines_changed", 2), ("order_shipping_address_changed", 2),
+                          ("order_fields_changed", 2), ("order_confirmed", 2)])
+        self.assertEqual(events[0].payload["lines"][0]["sku"], "TEA-2")
+        self.assertEqual(events[1].payload["shipping_address"]["door_code"], "0815")
+        self.assertEqual(events[2].payload, {"delivery_date": "2027-04-01"})
+        self.assertEqual(saved.lines[0].fields, {"sku": "TEA-2"})
+        # a line's own attribute is part of the line: frozen after confirm
+        with self.assertRaises(InvariantViolation) as e:
+            self.repo.save(saved.with_(lines=[replace(SKU_TEA, fields={"sku": "TEA-3"})]))
+        self.assertEqual(e.exception.rule, "order_frozen_after_confirm")
+        # but the order's own fields are the shop's to change in any status
+        shipped = self.repo.save(self.repo.save(saved.with_(status=SHIPPED)).with_(
+            fields={**saved.fields, "coupon": "LATE"}))
+        self.assertEqual((shipped.status, shipped.fields["coupon"]), (SHIPPED, "LATE"))
+
+    def test_add_many_and_remove_carry_fields(self):
+        c = self.customer()
+        added = self.repo.add_many([
+            {"customer_id": c, "currency": "EUR", "lines": [SKU_TEA], "fields": {"coupon": "BULK"}},
+            {"customer_id": c, "currency": "EUR"},
+        ])
+        self.assertEqual((added[0].fields["coupon"], added[0].lines[0].fields["sku"]), ("BULK", "TEA-1"))
+        self.assertEqual(self.repo.get(added[0].id), added[0])
+        self.repo.remove(added[0].id)
+        removed = self.repo.events_of(added[0].id)[-1]
+        self.assertEqual((removed.type, removed.version, removed.payload["coupon"]), ("order_removed", 2, "BULK"))
+
+    def test_a_field_named_as_ours_is_refused(self):
+        c = self.customer()
+        for fn, path in ((lambda: self.repo.add(c, "EUR", fields={"status": "shipped"}), "fields.status"),
+                         (lambda: self.repo.add(c, "EUR", [replace(TEA, fields={"quantity": 9})]),
+                          "lines[1].fields.quantity"),
+                         (lambda: self.repo.add(c, "EUR", [TEA], replace(HOME, fields={"city": "Bonn"})),
+                          "shipping_address.fields.city"),
+                         (lambda: self.repo.add_many([{"customer_id": c, "currency": "EUR",
+                                                       "fields": {"total": 0}}]), "fields.total")):
+            with self.subTest(path=path):
+                with self.assertRaises(OrdersError) as e:
+                    fn()
+                self.assertEqual((e.exception.sqlstate, e.exception.path), ("22023", path), str(e.exception))
+        order = self.repo.add(c, "EUR")
+        with self.assertRaises(OrdersError) as e:
+            self.repo.save(order.with_(fields={"version": 7}))
+        self.assertEqual((e.exception.sqlstate, e.exception.path), ("22023", "fields.version"))
+        self.assertEqual([o.id for o in self.repo.find(Customer(c))], [order.id], "nothing else was stored")
+        self.assertEqual(self.repo.get(order.id).version, 1)
+
+
+class InMemoryFields(FieldsContract, unittest.TestCase):
+    def setUp(self):
+        self.repo = InMemoryOrderRepository()
+
+    def test_only_the_twin_enforces_nothing_it_cannot_know(self):
+        """The twin's side of what RealFieldsOnly checks: no CHECK, no
+        unknown column, no type, no default.  Documented, and asserted so
+        that a change to it is a decision."""
+        added = self.repo.add(uuid.uuid4(), "USD", fields={"coupon": "X", "no_such_column": "2"})
+        self.assertEqual(dict(added.fields), {"coupon": "X", "no_such_column": "2"})
+
+
+class RealFields(FieldsContract, unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.conn = fields_database()
+
+    @classmethod
+    def tearDownClass(cls):
+        drop_fields_database(cls.conn)
+
+    def setUp(self):
+        self.repo = OrderRepository(self.conn)
+
+
+class RealFieldsOnly(unittest.TestCase):
+    """What only the extension can enforce or fill: the shop's CHECK, its
+    columns' existence and types, defaults, generated and identity columns.
+    The DDL these add beyond FIELDS_DDL is rolled back."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.conn = fields_database()
+
+    @classmethod
+    def tearDownClass(cls):
+        drop_fields_database(cls.conn)
+
+    def setUp(self):
+        self.repo = OrderRepository(self.conn)
+
+    def refused(self, fn, cls=OrdersError):
+        with self.assertRaises(cls) as e:
+            fn()
+        return e.exception
+
+    def test_the_shops_check_is_an_invariant_violation_named_by_it(self):
+        c = uuid.uuid4()
+        e = self.refused(lambda: self.repo.add(c, "USD", fields={"coupon": "WELCOME"}), InvariantViolation)
+        self.assertEqual((e.rule, e.sqlstate, e.constraint), ("coupon_only_in_eur", "23514", "coupon_only_in_eur"))
+        self.assertEqual(list(self.repo.find(Customer(c))), [], "nothing was stored")
+        order = self.repo.add(c, "USD")
+        e = self.refused(lambda: self.repo.save(order.with_(fields={"coupon": "WELCOME"})), InvariantViolation)
+        self.assertEqual(e.rule, "coupon_only_in_eur")
+        self.assertEqual(self.repo.get(order.id), order)
+        e = self.refused(lambda: self.repo.add_many([{"customer_id": c, "currency": "EUR"},
+                                                     {"customer_id": c, "currency": "USD",
+                                                      "fields": {"coupon": "X"}}]), InvariantViolation)
+        self.assertEqual((e.rule, e.index), ("coupon_only_in_eur", 1))
+
+    def test_unknown_columns_and_types_are_refused(self):
+        e = self.refused(lambda: self.repo.add(uuid.uuid4(), "EUR", fields={"no_such_column": 1}))
+        self.assertEqual((e.sqlstate, e.path), ("42703", "fields.no_such_column"))
+        e = self.refused(lambda: self.repo.add(uuid.uuid4(), "EUR", fields={"delivery_date": "next week"}))
+        self.assertEqual((e.sqlstate, e.path), ("22007", "fields.delivery_date"))
+        self.assertNotIsInstance(e, InvariantViolation)
+        # every column comes back, the ones not given as NULL (no default here)
+        added = self.repo.add(uuid.uuid4(), "EUR", fields={"coupon": "WELCOME"})
+        self.assertEqual(dict(added.fields), {"coupon": "WELCOME", "delivery_date": None, "rate": None})
+        self.assertEqual(self.repo.add(uuid.uuid4(), "EUR", fields={"rate": "2"}).fields["rate"], 2,
+                         "converted by the column's type")
+
+    def test_defaults_generated_and_identity_columns(self):
+        with self.conn.transaction(force_rollback=True):
+            self.conn.execute("ALTER TABLE orders ADD COLUMN channel text NOT NULL DEFAULT 'web',"
+                              " ADD COLUMN coupon_upper text GENERATED ALWAYS AS (upper(coupon)) STORED,"
+                              " ADD COLUMN ticket bigint GENERATED ALWAYS AS IDENTITY")
+            added = self.repo.add(uuid.uuid4(), "EUR", fields={"coupon": "spring"})
+            self.assertEqual((added.fields["channel"], added.fields["coupon_upper"]), ("web", "SPRING"))
+            self.assertIsInstance(added.fields["ticket"], int)
+            for name in ("coupon_upper", "ticket"):
+                e = self.refused(lambda: self.repo.add(uuid.uuid4(), "EUR", fields={name: "X"}))
+                self.assertEqual((e.sqlstate, e.path), ("428C9", f"fields.{name}"))
+                e = self.refused(lambda: self.repo.save(added.with_(fields={**added.fields, name: 12345})))
+                self.assertEqual(e.sqlstate, "428C9")
+            saved = self.repo.save(added.with_(fields={**added.fields, "coupon": "summer"}))
+            self.assertEqual(saved.fields["coupon_upper"], "SUMMER")
+            self.assertEqual(self.repo.events_of(added.id)[-1].payload, {"coupon": "summer", "coupon_upper": "SUMMER"},
+                             "a generated column that changed is among the changed fields")
+        with self.assertRaises(OrderNotFound):
+            self.repo.get(added.id)
+        self.assertEqual(set(self.repo.add(uuid.uuid4(), "EUR").fields), {"coupon", "delivery_date", "rate"},
+                         "rolled back: the contract's table again")
 
 
 class Real(Contract, unittest.TestCase):
