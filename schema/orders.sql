@@ -4,10 +4,13 @@
 -- orders_save takes it back, changed.  The functions write the table
 -- through the heap, not the executor (src/storage.c), after checking every
 -- invariant in C (src/invariants.c); so the table carries only what the
--- storage itself relies on, NOT NULL and the primary key, and a trigger, a
--- CHECK or a rule that anyone adds is refused rather than skipped.  The C
--- code reads the columns by number (src/orders.h: Anum_orders_*) and
--- refuses a table whose layout was altered behind its back.
+-- storage itself relies on, NOT NULL and the primary key; a trigger or a
+-- rule that anyone adds is refused rather than skipped.  The C code reads
+-- these ten columns by number (src/orders.h: Anum_orders_*) and refuses a
+-- table where one of them was altered behind its back; the columns and
+-- CHECK constraints a shop adds after them are its own, filled and checked
+-- as INSERT would (src/fields.c, docs/fields.md).  A later version of the
+-- extension that adds a column of its own finds it after the shop's.
 
 CREATE TABLE @extschema@.orders (
     id               uuid                       NOT NULL,
