@@ -6,10 +6,6 @@ import pg from 'pg';
 // detail: "The field is lines[2].quantity. The value is 0; ...".
 
 const PATH = /^The field is (\S+)\.(?: |$)/;
-// a conversion of one of the shop's fields fails in the type's input
-// function, whose detail is its own: the extension names the field in the
-// context instead
-const FIELD_CONTEXT = /^field (fields\.\S+) of the order$/m;
 
 /** The path the detail's first sentence gives ("The field is lines[2].quantity."), or undefined. */
 export function pathOf(detail?: string): string | undefined {
@@ -25,10 +21,10 @@ export class OrdersError extends Error {
   index?: number;
   /**
    * The failing field's path (lines[2].quantity, shipping_address.city,
-   * status, fields.coupon): from the detail's first sentence (or, for a
-   * value of the shop's field that its type refuses, from the context),
-   * else the column error field; undefined for an error about the call
-   * rather than a field.
+   * status, fields.coupon): from the detail's first sentence (the
+   * extension puts it first in the detail of a value that a shop's field's
+   * type refuses too), else the column error field; undefined for an error
+   * about the call rather than a field.
    */
   readonly path?: string;
 
@@ -87,7 +83,6 @@ export function translate(e: unknown): unknown {
 
 function translateCode(e: pg.DatabaseError, code: string): unknown {
   const { message, detail, constraint, column } = e;
-  const field = FIELD_CONTEXT.exec(e.where ?? '');
   if (code === '22023' && message.startsWith('idempotency key'))
     return new IdempotencyKeyReused(message, code, detail, constraint, column);
   if (code === '22023' && message.startsWith('status "'))
@@ -105,5 +100,5 @@ function translateCode(e: pg.DatabaseError, code: string): unknown {
     return new InvariantViolation(message, constraint ?? RULE_OF_STATE[code] ?? code, undefined, v ? v[1] : undefined,
                                   code, detail, constraint, column);
   }
-  return new OrdersError(message, code, detail, constraint, column, pathOf(detail) ?? (field ? field[1] : undefined));
+  return new OrdersError(message, code, detail, constraint, column, pathOf(detail));
 }

@@ -10,10 +10,6 @@ from typing import Optional
 
 
 _PATH = re.compile(r"^The field is (\S+)\.(?: |$)")
-# a conversion of one of the shop's fields fails in the type's input
-# function, whose detail is its own: the extension names the field in the
-# context instead
-_FIELD_CONTEXT = re.compile(r"^field (fields\.\S+) of the order$", re.M)
 
 
 def path_of(detail: Optional[str]) -> Optional[str]:
@@ -31,10 +27,10 @@ def field_detail(path: str) -> str:
 class OrdersError(Exception):
     """Base: the server's SQLSTATE, message, detail and constraint, kept;
     path: the failing field's path (lines[2].quantity, shipping_address.city,
-    status, fields.coupon), from the detail's first sentence (or, for a
-    value of the shop's field that its type refuses, from the context),
-    else the column error field, else None (an error about the call, not a
-    field);
+    status, fields.coupon), from the detail's first sentence (the
+    extension puts it first in the detail of a value that a shop's field's
+    type refuses too), else the column error field, else None (an error
+    about the call, not a field);
     index: for add_many, the offending order's index in the list."""
 
     def __init__(self, message: str, sqlstate: Optional[str] = None, detail: Optional[str] = None,
@@ -113,10 +109,9 @@ def translate(exc: Exception) -> Exception:
         return exc
     message = diag.message_primary or str(exc)
     at = _INDEX.search(diag.context or "")
-    field = _FIELD_CONTEXT.search(diag.context or "")
     kw = dict(sqlstate=sqlstate, detail=diag.message_detail, constraint=diag.constraint_name,
               column=diag.column_name, index=int(at.group(1)) if at else None,
-              path=path_of(diag.message_detail) or (field.group(1) if field else None))
+              path=path_of(diag.message_detail))
     if sqlstate == "P0002":
         return OrderNotFound(message, **kw)
     if sqlstate == "40001":
