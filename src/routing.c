@@ -249,7 +249,7 @@ run_routed(FunctionCallInfo fcinfo, PGFunction body)
 	(void) get_func_signature(fn_oid, &argtypes, &nargs);
 	public_oid = LookupFuncName(list_make2(makeString(orders_schema_name(called_function_namespace(fcinfo))),
 										   makeString(unconstify(char *, routed->public_name))),
-								-1, NULL, false);
+								-1, argtypes, false);
 	acl = function_aclcheck(public_oid, GetUserId(), ACL_EXECUTE);
 	if (acl != ACLCHECK_OK)
 		aclcheck_error(acl, OBJECT_FUNCTION, routed->public_name);
