@@ -269,13 +269,24 @@ fields_fill_defaults(const OrdersCatalog *cat, Relation rel, FieldsWrite *fw,
  * The shop's columns of a saved order: as the caller gives them, but
  * those only the server may fill (generated, identity GENERATED ALWAYS)
  * must come back as they were read; generated ones are then computed anew.
+ * A dropped column is NULL in the new row, as UPDATE writes it: the bytes
+ * a row stored before the drop still holds are not carried into the next
+ * version.
  */
 void
 fields_from_saved(const OrdersCatalog *cat, Relation rel, const Datum *given,
 				  const bool *given_null, const Datum *stored, const bool *stored_null,
 				  Datum *values, bool *nulls)
 {
+	TupleDesc	desc = RelationGetDescr(rel);
 	int			i;
+
+	for (i = Natts_orders; i < desc->natts; i++)
+		if (TupleDescAttr(desc, i)->attisdropped)
+		{
+			values[i] = (Datum) 0;
+			nulls[i] = true;
+		}
 
 	for (i = 0; i < cat->nfields; i++)
 	{
