@@ -297,9 +297,9 @@ orders_add(PG_FUNCTION_ARGS)
 	values[Anum_orders_updated_at - 1] = TimestampTzGetDatum(now);
 	fields_compute_generated(cat, rel, &fw, values, nulls);
 
-	tuple = heap_form_tuple(desc, values, nulls);
-	fields_check_row(cat, rel, &fw, tuple);
+	fields_check_row(cat, rel, &fw, values, nulls);
 	fields_write_done(&fw);
+	tuple = heap_form_tuple(desc, values, nulls);
 	/* the composite to return, before the heap makes the header its own */
 	result = heap_copy_tuple_as_datum(tuple, desc);
 	storage_insert(call.data[TABLE_ORDERS], tuple);
@@ -659,9 +659,9 @@ orders_save(PG_FUNCTION_ARGS)
 	values[Anum_orders_updated_at - 1] = TimestampTzGetDatum(now);
 	fields_compute_generated(cat, rel, &fw, values, nulls);
 
-	tuple = heap_form_tuple(desc, values, nulls);
-	fields_check_row(cat, rel, &fw, tuple);
+	fields_check_row(cat, rel, &fw, values, nulls);
 	fields_write_done(&fw);
+	tuple = heap_form_tuple(desc, values, nulls);
 	result = result_row(cat, desc, values, nulls, reveal, lengthof(saved_keep), saved_keep, true);
 	storage_update(call.data[TABLE_ORDERS], &slot->tts_tid, tuple);
 

@@ -417,8 +417,8 @@ bulk_prepare(OrdersCall *call, JsonbValue *v, TimestampTz now, BulkOrder *out,
 	values[Anum_orders_updated_at - 1] = TimestampTzGetDatum(now);
 	fields_compute_generated(cat, rel, fw, values, nulls);
 
+	fields_check_row(cat, rel, fw, values, nulls);
 	out->row = heap_form_tuple(desc, values, nulls);
-	fields_check_row(cat, rel, fw, out->row);
 	out->event = event_build(call, EVENT_ORDER_ADDED, &out->id, 1,
 							 event_payload_order(cat, values, nulls), now, &out->position);
 }

@@ -163,6 +163,7 @@ field_describe(OrderField *f, Form_pg_attribute att)
 	f->typbyval = att->attbyval;
 	getTypeInputInfo(f->typid, &f->input_func, &f->input_ioparam);
 	fmgr_info_cxt(f->input_func, &f->input, CurrentMemoryContext);
+	f->json_input = getBaseType(f->typid) == JSONBOID || getBaseType(f->typid) == JSONOID;
 
 	/* to_jsonb finds the type of its argument in the call's expression */
 	call = makeFuncExpr(F_TO_JSONB, JSONBOID,

@@ -164,6 +164,12 @@ jb_field(JsonbParseState **st, const OrderField *f, Datum value, bool isnull)
 		case INT8OID:
 			jb_int(st, f->name, DatumGetInt64(value));
 			return;
+		case DATEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			/* as to_jsonb renders them */
+			jb_cstring(st, f->name, JsonEncodeDateTime(NULL, value, f->typid, NULL));
+			return;
 		case BOOLOID:
 			v.type = jbvBool;
 			v.val.boolean = DatumGetBool(value);

@@ -88,13 +88,19 @@ field_named(const OrdersCatalog *cat, const char *name, int len)
  * NOT NULL applies).  A json or jsonb column, or a domain over one, takes
  * any JSON value as it is.
  */
+/* A field's path as a client names it; NULL stands for one of orders_add's fields. */
+static const char *
+field_path(const OrderField *f, const char *path)
+{
+	return path != NULL ? path : psprintf("fields.%s", f->name);
+}
+
 static Datum
 field_input(const OrderField *f, JsonbValue *v, const char *path, bool *isnull)
 {
-	Oid			base = getBaseType(f->typid);
 	char	   *text;
 
-	if (base == JSONBOID || base == JSONOID)
+	if (f->json_input)
 		text = JsonbToCString(NULL, &JsonbValueToJsonb(v)->root, 0);
 	else
 		switch (v->type)
@@ -115,9 +121,10 @@ field_input(const OrderField *f, JsonbValue *v, const char *path, bool *isnull)
 			default:
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("%s must be a JSON string, number, boolean or null", path),
+						 errmsg("%s must be a JSON string, number, boolean or null",
+								field_path(f, path)),
 						 errdetail("The field is %s. Column \"%s\" is of type %s.",
-								   path, f->name, format_type_be(f->typid)),
+								   field_path(f, path), f->name, format_type_be(f->typid)),
 						 errhint("Give an array or a composite value in its text form, as a JSON string.")));
 		}
 	*isnull = text == NULL;
@@ -129,7 +136,7 @@ field_input(const OrderField *f, JsonbValue *v, const char *path, bool *isnull)
  * field_input, whose errors about the value (a malformed date, a domain's
  * CHECK) say which field they are about, as every field error of ours
  * does: the path first in the detail.  path: as a client names the field,
- * such as fields.coupon or lines[2].sku.
+ * such as lines[2].sku; NULL for one of orders_add's fields (fields.coupon).
  */
 Datum
 field_value_from_json(const OrderField *f, JsonbValue *v, const char *path, bool *isnull)
@@ -157,8 +164,8 @@ field_value_from_json(const OrderField *f, JsonbValue *v, const char *path, bool
 			PG_RE_THROW();
 		}
 		FlushErrorState();
-		edata->detail = edata->detail == NULL ? psprintf("The field is %s.", path) :
-			psprintf("The field is %s. %s", path, edata->detail);
+		edata->detail = edata->detail == NULL ? psprintf("The field is %s.", field_path(f, path)) :
+			psprintf("The field is %s. %s", field_path(f, path), edata->detail);
 		ReThrowError(edata);
 	}
 	PG_END_TRY();
@@ -225,8 +232,7 @@ fields_from_json(const OrdersCatalog *cat, Relation rel, JsonbContainer *contain
 		}
 		if (token != WJB_VALUE || f == NULL)
 			continue;
-		values[f->attnum - 1] = field_value_from_json(f, &v, psprintf("fields.%s", f->name),
-													  &nulls[f->attnum - 1]);
+		values[f->attnum - 1] = field_value_from_json(f, &v, NULL, &nulls[f->attnum - 1]);
 		present[f->attnum - 1] = true;
 	}
 }
@@ -348,9 +354,11 @@ fields_compute_generated(const OrdersCatalog *cat, Relation rel, FieldsWrite *fw
  * the constraint's name and the row, as INSERT and UPDATE fail.
  */
 void
-fields_check_row(const OrdersCatalog *cat, Relation rel, FieldsWrite *fw, HeapTuple tuple)
+fields_check_row(const OrdersCatalog *cat, Relation rel, FieldsWrite *fw, Datum *values,
+				 bool *nulls)
 {
 	TupleConstr *constr = RelationGetDescr(rel)->constr;
+	int			natts = RelationGetDescr(rel)->natts;
 
 	if (cat->ncheck == 0)
 		return;
@@ -371,7 +379,11 @@ fields_check_row(const OrdersCatalog *cat, Relation rel, FieldsWrite *fw, HeapTu
 		COMPAT_RRI_CHECK_EXPRS(fw->rri) = states;
 		MemoryContextSwitchTo(old);
 	}
-	ExecForceStoreHeapTuple(tuple, fw->slot, false);
+	/* the row's values as they are, without forming and deforming a tuple */
+	ExecClearTuple(fw->slot);
+	memcpy(fw->slot->tts_values, values, sizeof(Datum) * natts);
+	memcpy(fw->slot->tts_isnull, nulls, sizeof(bool) * natts);
+	ExecStoreVirtualTuple(fw->slot);
 	ExecConstraints(fw->rri, fw->slot, fw->estate);
 	ResetPerTupleExprContext(fw->estate);
 }

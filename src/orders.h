@@ -234,6 +234,7 @@ typedef struct OrderField
 	Oid			input_func;		/* the type's input function, for a JSON scalar */
 	Oid			input_ioparam;
 	FmgrInfo	input;
+	bool		json_input;		/* json or jsonb, or a domain over one: any JSON as it is */
 	int32		typmod;
 	FmgrInfo	to_jsonb;		/* to_jsonb(value), as the payloads render it */
 } OrderField;
@@ -436,7 +437,7 @@ extern void fields_from_saved(const OrdersCatalog *cat, Relation rel, const Datu
 extern void fields_compute_generated(const OrdersCatalog *cat, Relation rel, FieldsWrite *fw,
 									 Datum *values, bool *nulls);
 extern void fields_check_row(const OrdersCatalog *cat, Relation rel, FieldsWrite *fw,
-							 HeapTuple tuple);
+							 Datum *values, bool *nulls);
 extern void fields_write_done(FieldsWrite *fw);
 extern Datum field_value_from_json(const OrderField *f, JsonbValue *v, const char *path,
 								   bool *isnull);
