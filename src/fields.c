@@ -12,9 +12,9 @@
  * failing as the executor fails (23514, the constraint's name).
  *
  * The expressions were planned once, when catalog.c described the columns
- * and built the catalog under the call's locks; a write evaluates them in an executor state of
- * its own, made only when there is an expression to evaluate, so that a
- * table without them costs nothing more.
+ * and built the catalog under the call's locks; a write evaluates them in
+ * an executor state of its own, made only when there is an expression to
+ * evaluate, so that a table without them costs nothing more.
  */
 #include "postgres.h"
 
