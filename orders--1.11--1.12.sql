@@ -221,7 +221,9 @@ AS $$
         SELECT false, 2, s.attnum, 1,
                pg_catalog.format('SELECT pg_catalog.setval(%L, %s, true);', s.name, v.last)
           FROM owned s
-         CROSS JOIN LATERAL (SELECT pg_catalog.pg_sequence_last_value(s.seqrelid) AS last) v
+         -- before 18 reading it without the privilege is an error, not NULL
+         CROSS JOIN LATERAL (SELECT CASE WHEN pg_catalog.has_sequence_privilege(s.seqrelid, 'SELECT, USAGE')
+                                         THEN pg_catalog.pg_sequence_last_value(s.seqrelid) END AS last) v
          WHERE s.deptype OPERATOR(pg_catalog.=) 'i' AND v.last IS NOT NULL
         UNION ALL
         SELECT false, 2, s.attnum, 2,

@@ -66,6 +66,10 @@ FROM orders_add('c0000000-0000-0000-0000-000000000001', 'EUR', ARRAY[line(1, 500
                             "gift": true, "ticket": 77, "tags": "{red,blue}",
                             "extra": {"note": "ring twice", "floor": 3}}');
 
+-- JSON null is SQL NULL, a jsonb column's too, as jsonb_populate_record reads it
+SELECT extra IS NULL AS sql_null FROM orders_add('c0000000-0000-0000-0000-000000000001', 'EUR',
+                                                 fields => '{"extra": null}');
+
 -- The order_added event carries them, as to_jsonb(orders) does.
 SELECT payload - 'created_at' - 'updated_at' - 'id' AS payload
 FROM order_events WHERE order_id = 'a0000000-0000-0000-0000-000000000002';
@@ -235,6 +239,25 @@ SELECT coupon FROM orders_add('c0000000-0000-0000-0000-000000000002', 'EUR', fie
 SELECT rule_err($$SELECT orders_add('c0000000-0000-0000-0000-000000000002', 'EUR', fields => '{"coupon": "ONCE"}')$$);
 ALTER TABLE orders DROP CONSTRAINT one_coupon_each;
 DROP FUNCTION regress_one_coupon_each(uuid, text);
+
+-- A domain's constraints hold for a column left out with no default, as
+-- INSERT checks its NULL; a domain's default and constraints changed take
+-- effect at the next call, as in a new statement.
+CREATE DOMAIN regress_ref AS text NOT NULL;
+ALTER TABLE orders ADD COLUMN ref regress_ref DEFAULT 'r';
+ALTER TABLE orders ALTER COLUMN ref DROP DEFAULT;
+SELECT rule_err($$SELECT orders_add('c0000000-0000-0000-0000-000000000002', 'EUR')$$);
+ALTER TABLE orders DROP COLUMN ref;
+DROP DOMAIN regress_ref;
+CREATE DOMAIN regress_level AS integer DEFAULT 1;
+ALTER TABLE orders ADD COLUMN level regress_level;
+SELECT level FROM orders_add('c0000000-0000-0000-0000-000000000002', 'EUR');
+ALTER DOMAIN regress_level SET DEFAULT 3;
+SELECT level FROM orders_add('c0000000-0000-0000-0000-000000000002', 'EUR');
+ALTER DOMAIN regress_level ADD CONSTRAINT level_small CHECK (VALUE < 3) NOT VALID;
+SELECT rule_err($$SELECT orders_add('c0000000-0000-0000-0000-000000000002', 'EUR')$$);
+ALTER TABLE orders DROP COLUMN level;
+DROP DOMAIN regress_level;
 
 -- A rule's function replaced takes effect at the next call, as in a new
 -- statement (its body may have been inlined into the planned rule).

@@ -121,14 +121,17 @@ orders_relcache_callback(Datum arg, Oid relid)
 }
 
 /*
- * The shop's planned expressions (fields.c) may have inlined a SQL
- * function's body: a function created or replaced anywhere makes them
- * stale, as it makes the server's cached plans stale.  Rare, so any will do.
+ * The shop's planned expressions (fields.c) fold what other objects hold:
+ * a SQL function's body inlined, an immutable function's result, a domain's
+ * default, a domain without constraints taken as its base type.  A type
+ * or a function changed anywhere (ALTER DOMAIN sends an invalidation for
+ * its type) makes them stale, as it makes the server's cached plans stale.
+ * Rare, so any will do.
  */
 static void
 orders_proc_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
-	if (cache != NULL && cache->fields_need_executor)
+	if (cache != NULL && (cache->nfields > 0 || cache->ncheck > 0))
 	{
 		cache_valid = false;
 		invalidation_count++;
@@ -164,6 +167,7 @@ field_describe(OrderField *f, Form_pg_attribute att)
 	getTypeInputInfo(f->typid, &f->input_func, &f->input_ioparam);
 	fmgr_info_cxt(f->input_func, &f->input, CurrentMemoryContext);
 	f->json_input = getBaseType(f->typid) == JSONBOID || getBaseType(f->typid) == JSONOID;
+	f->is_domain = get_typtype(f->typid) == TYPTYPE_DOMAIN;
 
 	/* to_jsonb finds the type of its argument in the call's expression */
 	call = makeFuncExpr(F_TO_JSONB, JSONBOID,
@@ -220,6 +224,7 @@ fields_describe(OrdersCatalog *c, Relation rel)
 		expr = build_column_default(rel, att->attnum);
 		if (expr == NULL)
 			continue;
+		/* planned as INSERT plans it; what it folds, the callbacks above forget */
 		f->default_expr = expression_planner((Expr *) expr);
 		if (IsA(f->default_expr, Const) && !f->generated)
 		{
@@ -412,6 +417,7 @@ rebuild_cache(Oid nsp)
 	{
 		CacheRegisterRelcacheCallback(orders_relcache_callback, (Datum) 0);
 		CacheRegisterSyscacheCallback(PROCOID, orders_proc_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(TYPEOID, orders_proc_callback, (Datum) 0);
 		RegisterXactCallback(orders_catalog_xact_callback, NULL);
 		retired_context = AllocSetContextCreate(TopMemoryContext, "orders retired catalogs",
 												ALLOCSET_SMALL_SIZES);

@@ -100,7 +100,10 @@ field_input(const OrderField *f, JsonbValue *v, const char *path, bool *isnull)
 {
 	char	   *text;
 
-	if (f->json_input)
+	/* JSON null is SQL NULL, as jsonb_populate_record reads it, a json column's too */
+	if (v->type == jbvNull)
+		text = NULL;
+	else if (f->json_input)
 		text = JsonbToCString(NULL, &JsonbValueToJsonb(v)->root, 0);
 	else
 		switch (v->type)
@@ -249,6 +252,10 @@ fields_fill_defaults(const OrdersCatalog *cat, Relation rel, FieldsWrite *fw,
 {
 	int			i;
 
+	/* what the last row's expressions left (orders_add_many: one call, many rows) */
+	if (fw->estate != NULL)
+		ResetPerTupleExprContext(fw->estate);
+
 	for (i = 0; i < cat->nfields; i++)
 	{
 		const OrderField *f = &cat->fields[i];
@@ -258,7 +265,10 @@ fields_fill_defaults(const OrdersCatalog *cat, Relation rel, FieldsWrite *fw,
 			continue;
 		if (f->default_expr == NULL)
 		{
-			values[a] = (Datum) 0;
+			/* NULL, checked by a domain's constraints as INSERT checks it */
+			values[a] = f->is_domain ?
+				InputFunctionCall(unconstify(FmgrInfo *, &f->input), NULL, f->input_ioparam,
+								  f->typmod) : (Datum) 0;
 			nulls[a] = true;
 		}
 		else if (f->default_const)

@@ -25,7 +25,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
-#include "catalog/pg_type_d.h"
+#include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -36,6 +36,7 @@
 #include "utils/lsyscache.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
 
@@ -191,6 +192,20 @@ current_key(void)
 	return key;
 }
 
+/* Whether a type has a binary form (getTypeBinaryOutputInfo fails without one). */
+static bool
+type_has_send(Oid typid)
+{
+	HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
+	bool		has;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for type %u", typid);
+	has = OidIsValid(((Form_pg_type) GETSTRUCT(tup))->typsend);
+	ReleaseSysCache(tup);
+	return has;
+}
+
 /* One value of a call, in its type's binary form, length first: -1 for NULL. */
 static void
 append_value(StringInfo buf, Oid typid, Datum value, bool isnull)
@@ -204,6 +219,19 @@ append_value(StringInfo buf, Oid typid, Datum value, bool isnull)
 	{
 		len = pg_hton32((uint32) -1);
 		appendBinaryStringInfo(buf, (char *) &len, sizeof(len));
+		return;
+	}
+	/* a type without a binary form (a shop's column may have one) by its text */
+	if (!type_has_send(typid))
+	{
+		Oid			typoutput;
+		char	   *text;
+
+		getTypeOutputInfo(typid, &typoutput, &varlena);
+		text = OidOutputFunctionCall(typoutput, value);
+		len = pg_hton32((uint32) strlen(text));
+		appendBinaryStringInfo(buf, (char *) &len, sizeof(len));
+		appendBinaryStringInfo(buf, text, strlen(text));
 		return;
 	}
 	getTypeBinaryOutputInfo(typid, &typsend, &varlena);
@@ -250,10 +278,18 @@ call_request(FunctionCallInfo fcinfo, const OrdersCatalog *cat, const char *func
 
 			append_value(&buf, TupleDescAttr(desc, att)->atttypid, values[att], nulls[att]);
 		}
-		/* the shop's own columns, which a save may change too */
-		for (i = Natts_orders; i < desc->natts; i++)
-			if (!TupleDescAttr(desc, i)->attisdropped)
-				append_value(&buf, TupleDescAttr(desc, i)->atttypid, values[i], nulls[i]);
+		/*
+		 * The shop's own columns, which a save may change too; not those
+		 * the server fills (a generated one may follow the version or the
+		 * update time, which a retry reads anew).
+		 */
+		for (i = 0; i < cat->nfields; i++)
+		{
+			const OrderField *f = &cat->fields[i];
+
+			if (!f->generated && !f->identity_always)
+				append_value(&buf, f->typid, values[f->attnum - 1], nulls[f->attnum - 1]);
+		}
 		ReleaseTupleDesc(desc);
 	}
 	else

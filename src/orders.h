@@ -235,6 +235,7 @@ typedef struct OrderField
 	Oid			input_ioparam;
 	FmgrInfo	input;
 	bool		json_input;		/* json or jsonb, or a domain over one: any JSON as it is */
+	bool		is_domain;		/* NULL too goes through its input function, to be checked */
 	int32		typmod;
 	FmgrInfo	to_jsonb;		/* to_jsonb(value), as the payloads render it */
 } OrderField;
