@@ -157,6 +157,8 @@ static void
 field_describe(OrderField *f, Form_pg_attribute att)
 {
 	FuncExpr   *call;
+	Oid			input_func;
+	Oid			base = getBaseType(att->atttypid);
 
 	f->attnum = att->attnum;
 	f->name = pstrdup(NameStr(att->attname));
@@ -164,9 +166,9 @@ field_describe(OrderField *f, Form_pg_attribute att)
 	f->typmod = att->atttypmod;
 	f->typlen = att->attlen;
 	f->typbyval = att->attbyval;
-	getTypeInputInfo(f->typid, &f->input_func, &f->input_ioparam);
-	fmgr_info_cxt(f->input_func, &f->input, CurrentMemoryContext);
-	f->json_input = getBaseType(f->typid) == JSONBOID || getBaseType(f->typid) == JSONOID;
+	getTypeInputInfo(f->typid, &input_func, &f->input_ioparam);
+	fmgr_info_cxt(input_func, &f->input, CurrentMemoryContext);
+	f->json_input = base == JSONBOID || base == JSONOID;
 	f->is_domain = get_typtype(f->typid) == TYPTYPE_DOMAIN;
 
 	/* to_jsonb finds the type of its argument in the call's expression */
@@ -235,8 +237,6 @@ fields_describe(OrdersCatalog *c, Relation rel)
 			if (!k->constisnull)
 				f->default_value = datumCopy(k->constvalue, f->typbyval, f->typlen);
 		}
-		else
-			c->fields_need_executor = true;
 	}
 
 	c->ncheck = constr != NULL ? constr->num_check : 0;
@@ -246,7 +246,6 @@ fields_describe(OrdersCatalog *c, Relation rel)
 		if (!COMPAT_CHECK_ENFORCED(&constr->check[i]))
 			continue;
 		c->checks[i] = expression_planner((Expr *) stringToNode(constr->check[i].ccbin));
-		c->fields_need_executor = true;
 	}
 }
 

@@ -204,21 +204,20 @@ fields_from_json(const OrdersCatalog *cat, Relation rel, JsonbContainer *contain
 	{
 		if (token == WJB_KEY)
 		{
-			char	   *key = pnstrdup(v.val.string.val, v.val.string.len);
+			char	   *key;
 			int			i;
 
 			f = field_named(cat, v.val.string.val, v.val.string.len);
+			if (f != NULL && (f->generated || f->identity_always))
+				ereport(ERROR,
+						(errcode(ERRCODE_GENERATED_ALWAYS),
+						 errmsg("cannot insert a non-DEFAULT value into column \"%s\"", f->name),
+						 errdetail("The field is fields.%s. Column \"%s\" is %s.", f->name, f->name,
+								   f->generated ? "a generated column" : "an identity column defined as GENERATED ALWAYS"),
+						 errtablecol(rel, f->attnum)));
 			if (f != NULL)
-			{
-				if (f->generated || f->identity_always)
-					ereport(ERROR,
-							(errcode(ERRCODE_GENERATED_ALWAYS),
-							 errmsg("cannot insert a non-DEFAULT value into column \"%s\"", key),
-							 errdetail("The field is fields.%s. Column \"%s\" is %s.", key, key,
-									   f->generated ? "a generated column" : "an identity column defined as GENERATED ALWAYS"),
-							 errtablecol(rel, f->attnum)));
 				continue;
-			}
+			key = pnstrdup(v.val.string.val, v.val.string.len);
 			for (i = 0; i < Natts_orders; i++)
 				if (strcmp(orders_columns[i].name, key) == 0)
 					ereport(ERROR,
@@ -330,12 +329,24 @@ fields_from_saved(const OrdersCatalog *cat, Relation rel, const Datum *given,
 	}
 }
 
+/* The row's values into the write's slot, where the expressions read them. */
+static void
+fields_load_row(FieldsWrite *fw, Relation rel, const Datum *values, const bool *nulls)
+{
+	int			natts = RelationGetDescr(rel)->natts;
+
+	(void) fields_context(fw, rel);
+	ExecClearTuple(fw->slot);
+	memcpy(fw->slot->tts_values, values, sizeof(Datum) * natts);
+	memcpy(fw->slot->tts_isnull, nulls, sizeof(bool) * natts);
+	ExecStoreVirtualTuple(fw->slot);
+}
+
 /* The stored generated columns of a new row, from the rest of it. */
 void
 fields_compute_generated(const OrdersCatalog *cat, Relation rel, FieldsWrite *fw,
 						 Datum *values, bool *nulls)
 {
-	int			natts = RelationGetDescr(rel)->natts;
 	bool		loaded = false;
 	int			i;
 
@@ -346,14 +357,8 @@ fields_compute_generated(const OrdersCatalog *cat, Relation rel, FieldsWrite *fw
 		if (!f->generated)
 			continue;
 		if (!loaded)
-		{
-			(void) fields_context(fw, rel);
-			ExecClearTuple(fw->slot);
-			memcpy(fw->slot->tts_values, values, sizeof(Datum) * natts);
-			memcpy(fw->slot->tts_isnull, nulls, sizeof(bool) * natts);
-			ExecStoreVirtualTuple(fw->slot);
-			loaded = true;
-		}
+			fields_load_row(fw, rel, values, nulls);
+		loaded = true;
 		values[f->attnum - 1] = field_evaluate(fw, rel, f, &nulls[f->attnum - 1]);
 	}
 }
@@ -368,7 +373,6 @@ fields_check_row(const OrdersCatalog *cat, Relation rel, FieldsWrite *fw, Datum 
 				 bool *nulls)
 {
 	TupleConstr *constr = RelationGetDescr(rel)->constr;
-	int			natts = RelationGetDescr(rel)->natts;
 
 	if (cat->ncheck == 0)
 		return;
@@ -390,10 +394,7 @@ fields_check_row(const OrdersCatalog *cat, Relation rel, FieldsWrite *fw, Datum 
 		MemoryContextSwitchTo(old);
 	}
 	/* the row's values as they are, without forming and deforming a tuple */
-	ExecClearTuple(fw->slot);
-	memcpy(fw->slot->tts_values, values, sizeof(Datum) * natts);
-	memcpy(fw->slot->tts_isnull, nulls, sizeof(bool) * natts);
-	ExecStoreVirtualTuple(fw->slot);
+	fields_load_row(fw, rel, values, nulls);
 	ExecConstraints(fw->rri, fw->slot, fw->estate);
 	ResetPerTupleExprContext(fw->estate);
 }

@@ -192,27 +192,19 @@ current_key(void)
 	return key;
 }
 
-/* Whether a type has a binary form (getTypeBinaryOutputInfo fails without one). */
-static bool
-type_has_send(Oid typid)
-{
-	HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
-	bool		has;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for type %u", typid);
-	has = OidIsValid(((Form_pg_type) GETSTRUCT(tup))->typsend);
-	ReleaseSysCache(tup);
-	return has;
-}
-
-/* One value of a call, in its type's binary form, length first: -1 for NULL. */
+/*
+ * One value of a call, in its type's binary form, length first: -1 for
+ * NULL.  A type without a binary form (a shop's column may be of one) by
+ * its text: a column's values always take the same form.
+ */
 static void
 append_value(StringInfo buf, Oid typid, Datum value, bool isnull)
 {
+	HeapTuple	tup;
 	Oid			typsend;
-	bool		varlena;
-	bytea	   *bytes;
+	Oid			typoutput;
+	const char *data;
+	uint32		size;
 	uint32		len;
 
 	if (isnull)
@@ -221,24 +213,27 @@ append_value(StringInfo buf, Oid typid, Datum value, bool isnull)
 		appendBinaryStringInfo(buf, (char *) &len, sizeof(len));
 		return;
 	}
-	/* a type without a binary form (a shop's column may have one) by its text */
-	if (!type_has_send(typid))
+	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for type %u", typid);
+	typsend = ((Form_pg_type) GETSTRUCT(tup))->typsend;
+	typoutput = ((Form_pg_type) GETSTRUCT(tup))->typoutput;
+	ReleaseSysCache(tup);
+	if (OidIsValid(typsend))
 	{
-		Oid			typoutput;
-		char	   *text;
+		bytea	   *bytes = OidSendFunctionCall(typsend, value);
 
-		getTypeOutputInfo(typid, &typoutput, &varlena);
-		text = OidOutputFunctionCall(typoutput, value);
-		len = pg_hton32((uint32) strlen(text));
-		appendBinaryStringInfo(buf, (char *) &len, sizeof(len));
-		appendBinaryStringInfo(buf, text, strlen(text));
-		return;
+		data = VARDATA(bytes);
+		size = VARSIZE(bytes) - VARHDRSZ;
 	}
-	getTypeBinaryOutputInfo(typid, &typsend, &varlena);
-	bytes = OidSendFunctionCall(typsend, value);
-	len = pg_hton32((uint32) VARSIZE(bytes) - VARHDRSZ);
+	else
+	{
+		data = OidOutputFunctionCall(typoutput, value);
+		size = strlen(data);
+	}
+	len = pg_hton32(size);
 	appendBinaryStringInfo(buf, (char *) &len, sizeof(len));
-	appendBinaryStringInfo(buf, VARDATA(bytes), VARSIZE(bytes) - VARHDRSZ);
+	appendBinaryStringInfo(buf, data, size);
 }
 
 /*

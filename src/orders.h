@@ -231,9 +231,8 @@ typedef struct OrderField
 	bool		default_const;	/* default_expr is a constant: its value below */
 	Datum		default_value;
 	bool		default_isnull;
-	Oid			input_func;		/* the type's input function, for a JSON scalar */
 	Oid			input_ioparam;
-	FmgrInfo	input;
+	FmgrInfo	input;			/* the type's input function, for a JSON scalar */
 	bool		json_input;		/* json or jsonb, or a domain over one: any JSON as it is */
 	bool		is_domain;		/* NULL too goes through its input function, to be checked */
 	int32		typmod;
@@ -293,7 +292,6 @@ typedef struct OrdersCatalog
 	OrderField *fields;
 	int			ncheck;
 	Expr	  **checks;			/* planned, in the relcache's order; NULL: not enforced */
-	bool		fields_need_executor;	/* an expression to evaluate per write */
 } OrdersCatalog;
 
 /* What one call has open: the catalog, and its tables (NULL: not used). */
