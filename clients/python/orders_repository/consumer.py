@@ -21,50 +21,15 @@ import signal
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
 
 import psycopg
 from psycopg import sql
 
 from .errors import OrdersError, translate
+from .handling import HandlerFailed, Hold, Reject
 from .model import Event
 from .repository import EVENT_COLUMNS, event_from_row, extension_schema
-
-
-class HandlerFailed(Exception):
-    """The handler raised (its exception is the cause): the loop ended, and
-    the events from this one on come again at the next run."""
-
-
-class Reject(Exception):
-    """Raised by a handler that cannot handle this event, now or ever: the
-    event is rejected with the exception's message as the reason.  The
-    consumer goes on with the other orders' events; this order's later
-    events wait behind the rejected one until it is handled, discarded or
-    replayed."""
-
-
-@dataclass(frozen=True)
-class Hold:
-    """A held order of a consumer: the rejected event it is held at, its
-    failures, when it comes again (retry_at) or since when it is parked,
-    and the positions of the order's events waiting behind it."""
-    consumer: str
-    order_id: uuid.UUID
-    position: int
-    type: Optional[str]
-    version: Optional[int]
-    attempts: int
-    reason: Optional[str]
-    failed_at: Optional[datetime.datetime]
-    retry_at: Optional[datetime.datetime]
-    parked_at: Optional[datetime.datetime]
-    held_back: List[int]
-
-    @property
-    def parked(self) -> bool:
-        return self.parked_at is not None
 
 
 class EventConsumer:
