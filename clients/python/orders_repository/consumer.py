@@ -162,11 +162,15 @@ class EventConsumer:
                         idle_since = time.monotonic()
                         pause = 0.1
                         continue  # there may be more
-                    if exit_when_idle is not None and time.monotonic() - idle_since > exit_when_idle:
-                        break
+                    wait = self.wake_every
+                    if exit_when_idle is not None:
+                        left = exit_when_idle - (time.monotonic() - idle_since)
+                        if left < 0:
+                            break
+                        wait = min(wait, left)     # not a whole wake_every past the idle time
                     with selectors.DefaultSelector() as sel:
                         sel.register(conn.fileno(), selectors.EVENT_READ)
-                        woken = sel.select(self.wake_every)
+                        woken = sel.select(wait)
                     if woken:
                         conn.execute("SELECT 1")  # takes in the wake-ups: the outbox is the truth
                     self._drop_backlog(conn)

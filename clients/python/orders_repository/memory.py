@@ -26,9 +26,6 @@ What the twin does differently, and why:
 - A consumer group is read by one member, the InMemoryEventConsumer,
   which reads every part; its holds are per part ("name/<part>") as the
   extension's.
-- A consumer registered while a unit that wrote events is open starts
-  before that unit's first event: it may see events committed just before
-  it registered, never miss one (the extension starts at its snapshot).
 
 The shop's own fields (Order.fields, and each line's and address's) are
 stored as given, returned by get, and compared by save, which emits
@@ -267,7 +264,13 @@ class _HoldState:
 
 @dataclass
 class _ConsumerState:
-    checkpoint: int                      # every stream event up to it is handled or held
+    """A consumer's checkpoint, as the extension keeps it: not a position
+    but a snapshot, here the number of the last commit it has read through
+    (acked); the batch open, the commits up to batch, read in position
+    order and acknowledged through batch_position."""
+    acked: int
+    batch: Optional[int] = None
+    batch_position: int = 0
     holds: Dict[uuid.UUID, _HoldState] = field(default_factory=dict)
 
 
@@ -290,6 +293,9 @@ class InMemoryStore:
         self._used: Set[uuid.UUID] = set()
         self._events: List[Event] = []       # committed, by position
         self._position = 0
+        # the commit each committed event's unit was, numbered in commit order
+        self._commit_of: Dict[int, int] = {}
+        self._commits = 0
         self._open: List[_Unit] = []
         self._consumers: Dict[str, _ConsumerState] = {}
 
@@ -347,7 +353,11 @@ class InMemoryStore:
                     else:
                         self._orders[oid] = order
                 self._used |= unit.added
-                self._events = sorted(self._events + unit.events, key=lambda e: e.position)
+                if unit.events:
+                    self._commits += 1
+                    for e in unit.events:
+                        self._commit_of[e.position] = self._commits
+                    self._events = sorted(self._events + unit.events, key=lambda e: e.position)
             self._changed.notify_all()
 
     def _write(self, fn: Callable[[_Unit], T]) -> T:
@@ -401,12 +411,6 @@ class InMemoryStore:
         unit.events.append(Event(self._position, type_, order.id, version, _payload(payload), now, uuid.uuid4(),
                                  None if effective is None else json.loads(json.dumps(effective))))
 
-    def _cut(self) -> int:
-        """The first position no consumer may pass: the lowest an open
-        unit has written, which may still commit (the extension's snapshot
-        cut).  Events above it that are committed wait, so none is skipped."""
-        return min((e.position for u in self._open for e in u.events), default=self._position + 1)
-
     # -- consumers
 
     def _consumer(self, name: str) -> _ConsumerState:
@@ -418,8 +422,13 @@ class InMemoryStore:
     def _register(self, name: str, from_start: bool) -> None:
         with self._lock:
             if name not in self._consumers:
-                last = max((e.position for e in self._events), default=0)
-                self._consumers[name] = _ConsumerState(0 if from_start else min(last, self._cut() - 1))
+                self._consumers[name] = _ConsumerState(0 if from_start else self._commits)
+
+    def _in_batch(self, state: _ConsumerState, e: Event) -> bool:
+        """Whether e is of the consumer's open batch: committed after its
+        checkpoint and by the batch's snapshot."""
+        assert state.batch is not None
+        return state.acked < self._commit_of[e.position] <= state.batch
 
     def _hold_next(self, state: _ConsumerState, h: _HoldState) -> None:
         """The held event is done with: the next one waiting is held in its
@@ -641,8 +650,10 @@ class InMemoryEventConsumer:
     outbox with the same run(), stop(), Reject, holds(), parked(), replay()
     and discard(), and the extension's semantics: it starts after the last
     committed event (or at the first, from_start), reads committed events
-    only, never past one an open unit may still commit, acknowledges a
-    batch once the handler returned, holds an order at an event the handler
+    only, in batches of what committed since the last batch (as the
+    extension's snapshots: a unit's events come after those of a unit
+    that committed first, even at higher positions), each batch in
+    position order, acknowledges what it read once the handler returned, holds an order at an event the handler
     rejected (retried after retry_delay seconds of the store's clock,
     doubling, parked after max_attempts failures) while the others flow on.
     group: the twin reads a group as one member that has every part; its
@@ -676,7 +687,7 @@ class InMemoryEventConsumer:
             return {n: s for n, s in store._consumers.items() if n == self.name}
         names = [f"{self.name}/{p}" for p in range(16)]
         for n in names:
-            store._consumers.setdefault(n, _ConsumerState(0))   # a part's checkpoint is unused
+            store._consumers.setdefault(n, _ConsumerState(0))   # only its holds are used
         return {n: store._consumers[n] for n in names}
 
     def _find_hold(self, order_id: uuid.UUID) -> Tuple[_ConsumerState, Optional[_HoldState]]:
@@ -716,18 +727,27 @@ class InMemoryEventConsumer:
                             due.append(e)
                             break
                         store._hold_next(hs, h)     # passed over, as handled
-            cut = store._cut()
             scanned: List[Event] = []
             eligible: List[Event] = []
-            for e in store._events:
-                if e.position <= state.checkpoint:
-                    continue
-                if e.position >= cut or len(eligible) >= self.batch:
+            for attempt in range(2):
+                if state.batch is None:
+                    # a new batch: every commit since the checkpoint, as the
+                    # extension's snapshot; an event whose unit committed
+                    # later than a higher position's comes in a later batch
+                    state.batch, state.batch_position = store._commits, 0
+                for e in store._events:
+                    if len(eligible) >= self.batch:
+                        break
+                    if e.position <= state.batch_position or not store._in_batch(state, e):
+                        continue
+                    scanned.append(e)
+                    if e.order_id not in holders[self._holder(e.order_id)].holds and \
+                            (self.types is None or e.type in self.types):
+                        eligible.append(e)
+                if scanned or due:
                     break
-                scanned.append(e)
-                if e.order_id not in holders[self._holder(e.order_id)].holds and \
-                        (self.types is None or e.type in self.types):
-                    eligible.append(e)
+                # the batch is read to its end: its snapshot is the checkpoint
+                state.acked, state.batch = state.batch, None
             result = sorted(due + eligible, key=lambda e: e.position)[:self.batch]
             last = result[-1].position if result else (scanned[-1].position if scanned else None)
             if last is None:
@@ -745,14 +765,14 @@ class InMemoryEventConsumer:
                 for h in hs.holds.values():
                     h.delivered = h.position in returned
             if not result:
-                state.checkpoint = max(state.checkpoint, last)
+                state.batch_position = max(state.batch_position, last)
             return result
 
     def _ack(self, last: int) -> None:
         store = self.store
         with store._lock:
             state = store._consumer(self.name)
-            state.checkpoint = max(state.checkpoint, min(last, store._cut() - 1))
+            state.batch_position = max(state.batch_position, last)
             for hs in self._hold_states().values():
                 for h in list(hs.holds.values()):
                     if h.delivered and h.position <= last:
@@ -773,13 +793,15 @@ class InMemoryEventConsumer:
                     h.retry_at = retry_at(now, self.retry_delay, h.attempts)
                 return
             state = store._consumer(self.name)
+            # the order's later events in the batch: they wait behind it
             later = [e.position for e in store._events
-                     if e.order_id == event.order_id and e.position > event.position]
+                     if e.order_id == event.order_id and e.position > event.position
+                     and state.batch is not None and store._in_batch(state, e)]
             hs.holds[event.order_id] = _HoldState(
                 event.order_id, event.position, later, 1, reason[:2000], now,
                 retry_at(now, self.retry_delay, 1) if self.max_attempts > 1 else None,
                 now if self.max_attempts <= 1 else None)
-            state.checkpoint = max(state.checkpoint, event.position)
+            state.batch_position = max(state.batch_position, event.position)
 
     def _once(self) -> int:
         events = self._read()
