@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import psycopg
 from psycopg import sql
@@ -83,7 +83,10 @@ class EventConsumer:
         settings."""
         if isinstance(self.dsn, str):
             return psycopg.connect(self.dsn, autocommit=autocommit)
-        return psycopg.connect(self.dsn.conninfo, **{**self.dsn.kwargs, "autocommit": autocommit})
+        # the pool's kwargs are psycopg.connect's, whatever their types
+        kwargs: Dict[str, Any] = {**self.dsn.kwargs, "autocommit": autocommit}
+        conn: Connection = psycopg.Connection.connect(self.dsn.conninfo, **kwargs)
+        return conn
 
     @contextmanager
     def _admin(self) -> Iterator[Connection]:

@@ -62,7 +62,7 @@ from .specs import Anything, Spec
 T = TypeVar("T")
 Clock = Callable[[], datetime]
 
-_NEXT = {Status.PENDING: {Status.CONFIRMED, Status.CANCELLED},
+_NEXT: Dict[Status, Set[Status]] = {Status.PENDING: {Status.CONFIRMED, Status.CANCELLED},
          Status.CONFIRMED: {Status.SHIPPED, Status.CANCELLED},
          Status.SHIPPED: {Status.DELIVERED},
          Status.DELIVERED: set(), Status.CANCELLED: set()}
@@ -569,7 +569,7 @@ class InMemoryOrderRepository:
             raise _violation(f'status cannot move from "{stored.status.value}" to "{status.value}"',
                              "order_status_transition", "status")
         _check_ready(lines, address, status)
-        lines_changed = tuple(map(_without_nulls, lines)) != tuple(map(_without_nulls, stored.lines))
+        lines_changed = [_without_nulls(l) for l in lines] != [_without_nulls(l) for l in stored.lines]
         address_changed = _without_nulls(address) != _without_nulls(stored.shipping_address)
         if lines_changed and stored.status != Status.PENDING:
             raise _violation("lines can change only while the order is pending",
@@ -604,10 +604,13 @@ class InMemoryOrderRepository:
 
     def remove(self, id: Union[Order, IdLike], expected_version: Optional[int] = None) -> Order:
         """As OrderRepository.remove: an Order is removed at its version."""
+        expected: Optional[int] = expected_version
         if isinstance(id, Order):
-            oid, expected = id.id, id.version if expected_version is None else expected_version
+            oid = id.id
+            if expected is None:
+                expected = id.version
         else:
-            oid, expected = uuid.UUID(str(id)), expected_version
+            oid = uuid.UUID(str(id))
 
         def remove(unit: _Unit) -> Order:
             stored = self._stored(unit, oid)
@@ -756,10 +759,10 @@ class InMemoryEventConsumer:
             # what the reader acknowledges; the held events returned are
             # delivered, for ack or nack
             for e in scanned:
-                hs = holders[self._holder(e.order_id)]
-                h = hs.holds.get(e.order_id)
-                if e.position <= last and h is not None and e.position > max([h.position] + h.later):
-                    h.later.append(e.position)
+                waiting = holders[self._holder(e.order_id)].holds.get(e.order_id)
+                if e.position <= last and waiting is not None and \
+                        e.position > max([waiting.position] + waiting.later):
+                    waiting.later.append(e.position)
             returned = {e.position for e in result}
             for hs in holders.values():
                 for h in hs.holds.values():

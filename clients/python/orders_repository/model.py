@@ -305,8 +305,9 @@ class Order:
         def maybe(f: Any, v: Any) -> Any:
             return None if v is None else f(v)
         return cls(uuid.UUID(j["id"]), maybe(uuid.UUID, j.get("customer_id")), maybe(Status, j.get("status")),
-                   j.get("currency"), tuple(OrderLine.from_json(l) for l in j.get("lines") or ()),
-                   Address.from_json(j.get("shipping_address")), j.get("total"), j.get("version"),
+                   maybe(str, j.get("currency")), tuple(OrderLine.from_json(l) for l in j.get("lines") or ()),
+                   Address.from_json(j.get("shipping_address")), maybe(int, j.get("total")),
+                   maybe(int, j.get("version")),
                    maybe(datetime.fromisoformat, j.get("created_at")),
                    maybe(datetime.fromisoformat, j.get("updated_at")), _split(j, ORDER_KEYS))
 

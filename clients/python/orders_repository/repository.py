@@ -216,7 +216,7 @@ class OrderRepository:
             set_json_loads(loads, cur)
         return cur
 
-    def _all(self, query: sql.Composable, params: Sequence[Any], write: bool = False,
+    def _all(self, query: sql.Composed, params: Sequence[Any], write: bool = False,
              exact: bool = True) -> List[Tuple[Any, ...]]:
         try:
             with _connection(self.source) as conn:
@@ -242,7 +242,7 @@ class OrderRepository:
         except psycopg.Error as e:
             raise translate(e) from e
 
-    def _one(self, query: sql.Composable, params: Sequence[Any], write: bool = True) -> Tuple[Any, ...]:
+    def _one(self, query: sql.Composed, params: Sequence[Any], write: bool = True) -> Tuple[Any, ...]:
         rows = self._all(query, params, write)
         if not rows:        # the extension's writes raise rather than return nothing
             raise OrdersError("the extension returned no row")
