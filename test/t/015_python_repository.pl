@@ -1,7 +1,8 @@
 # The Python repository client (clients/python, psycopg 3): its contract
-# test against the extension and against the in-memory repository, the
-# error mapping, transactions, concurrent saves with retry, and the
-# consumer loop killed mid-batch, all with python3 -m unittest.
+# tests against the extension and against the in-memory twin (units of
+# work, events and the consumer included), the error mapping, pools,
+# concurrent saves with retry, notifications while the handler is busy,
+# and the consumer loop killed mid-batch, all with python3 -m unittest.
 use strict;
 use warnings;
 use FindBin;
