@@ -67,6 +67,9 @@ _NEXT: Dict[Status, Set[Status]] = {Status.PENDING: {Status.CONFIRMED, Status.CA
          Status.SHIPPED: {Status.DELIVERED},
          Status.DELIVERED: set(), Status.CANCELLED: set()}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# the extension's orders_event_types() at 1.12, which a consumer's types are checked against
+EVENT_TYPES = ("order_added", "order_lines_changed", "order_shipping_address_changed", "order_confirmed",
+               "order_shipped", "order_delivered", "order_cancelled", "order_removed", "order_fields_changed")
 
 
 # Errors as the extension raises them: the failing field's path, and the
@@ -669,6 +672,15 @@ class InMemoryEventConsumer:
             raise OrdersError("max_attempts must be at least 1", sqlstate="22023")
         if retry_delay < 0:
             raise OrdersError("retry_delay must not be negative", sqlstate="22023")
+        if batch < 1:
+            raise OrdersError("max_events must be at least 1", sqlstate="22023")
+        if types is not None:
+            # as the extension's read refuses them, if here at once
+            if not types or any(t is None for t in types):
+                raise OrdersError("types must list at least one event type, and no null", sqlstate="22023")
+            for t in types:
+                if t not in EVENT_TYPES:
+                    raise OrdersError(f'unknown event type "{t}"', sqlstate="22023")
         self.store, self.name, self.handler = store, name, handler
         self.batch, self.from_start, self.group = batch, from_start, group
         self.types = None if types is None else list(types)
@@ -715,6 +727,15 @@ class InMemoryEventConsumer:
                 self.store._changed.wait(max(wait, 0.01))
 
     def _read(self) -> List[Event]:
+        """The next events, as the extension's read: the held ones that are
+        due with the stream's, in position order; reading on past a part
+        of the stream that is all held orders' or other types'."""
+        while True:
+            events, more = self._read_some()
+            if events or not more:
+                return events
+
+    def _read_some(self) -> Tuple[List[Event], bool]:
         store = self.store
         with store._lock:
             state = store._consumer(self.name)
@@ -754,7 +775,7 @@ class InMemoryEventConsumer:
             result = sorted(due + eligible, key=lambda e: e.position)[:self.batch]
             last = result[-1].position if result else (scanned[-1].position if scanned else None)
             if last is None:
-                return []
+                return [], False
             # a held order's events met in the stream join its hold, up to
             # what the reader acknowledges; the held events returned are
             # delivered, for ack or nack
@@ -768,8 +789,10 @@ class InMemoryEventConsumer:
                 for h in hs.holds.values():
                     h.delivered = h.position in returned
             if not result:
+                # nothing to hand over in what was scanned: passed, and on
                 state.batch_position = max(state.batch_position, last)
-            return result
+                return [], True
+            return result, True
 
     def _ack(self, last: int) -> None:
         store = self.store

@@ -275,6 +275,18 @@ class UnitContract:
         [parked] = consumer.parked()
         self.assertEqual((parked.consumer, parked.order_id), (f"{name}/{event_part(order.id)}", order.id))
 
+    def test_a_consumer_by_type(self):
+        name = self.name()
+        self.drain(name)
+        orders = [self.repo.add(uuid.uuid4(), "EUR", [TEA], HOME) for _ in range(3)]
+        self.repo.save(orders[1].with_(status=CONFIRMED))
+        self.assertEqual([(e.type, e.order_id) for e in self.drain(name, types=["order_confirmed"], batch=1)],
+                         [("order_confirmed", orders[1].id)])
+        self.assertEqual(self.drain(name), [], "the skipped events count as acknowledged")
+        with self.assertRaises(OrdersError) as e:
+            self.drain(name, types=["order_confirmd"])
+        self.assertEqual(e.exception.sqlstate, "22023")
+
     def test_a_failing_handler_ends_the_run_unacknowledged(self):
         name = self.name()
         self.drain(name)
