@@ -113,6 +113,14 @@ def _connection(source: Source) -> Iterator[Connection]:
         yield conn
 
 
+def _check_source(source: object) -> None:
+    """A clear error for a source of another kind (a dsn, an async
+    connection), rather than an attribute missing later."""
+    if not isinstance(source, psycopg.Connection) and not is_pool(source):
+        raise TypeError(f"a psycopg Connection or a psycopg_pool.ConnectionPool is needed, not "
+                        f"{type(source).__name__}")
+
+
 # what an event row is read as: the extension's columns, by name
 EVENT_COLUMNS = "position, type, order_id, version, payload, occurred_at, id, metadata"
 
@@ -174,6 +182,7 @@ class OrderRepository:
     transaction."""
 
     def __init__(self, source: Source, schema: Optional[str] = None, metadata: Optional[JSON] = None):
+        _check_source(source)
         self.source: Source = source
         # the connection given, as before pools; None on a pool
         self.conn: Optional[Connection] = source if isinstance(source, psycopg.Connection) else None
@@ -367,6 +376,7 @@ def unit_of_work(source: UnitSource, metadata: Optional[JSON] = None,
         with _transaction(source, metadata, idempotency_key):
             yield source
         return
+    _check_source(source)
     bound = _bound_connection(source)
     if bound is not None:           # nested: a savepoint of the unit's connection
         with _transaction(bound, metadata, idempotency_key):

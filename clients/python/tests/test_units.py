@@ -477,6 +477,14 @@ class RealOnly(unittest.TestCase):
             self.assertEqual(pool.get_stats()["pool_size"] - pool.get_stats().get("pool_available", 0), 0,
                              "every connection back in the pool")
 
+    def test_a_source_of_another_kind_is_a_type_error(self):
+        for source in (self.DSN, psycopg.AsyncConnection):
+            with self.assertRaises(TypeError):
+                OrderRepository(source)
+            with self.assertRaises(TypeError):
+                with unit_of_work(source):
+                    pass
+
     def test_a_consumer_on_a_pool_listens_on_its_own_connection(self):
         from psycopg_pool import ConnectionPool
         name = f"py-pool-{uuid.uuid4()}"
