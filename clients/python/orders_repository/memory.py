@@ -56,7 +56,7 @@ from .errors import (ConcurrencyConflict, DuplicateOrder, InvariantViolation, Or
                      field_detail)
 from .handling import HandlerFailed, Hold, Reject, retry_at
 from .model import (ADDRESS_KEYS, JSON, LINE_KEYS, ORDER_KEYS, Address, Event, Fields, IdLike, Order, OrderLine,
-                    Status, check_fields, check_integers, dumps, loads, uuid7)
+                    Status, check_fields, check_integers, dumps, loads, only_order, uuid7)
 from .specs import Anything, Spec
 
 T = TypeVar("T")
@@ -501,7 +501,7 @@ class InMemoryOrderRepository:
             id: Optional[IdLike] = None, *, fields: Optional[Mapping[str, Any]] = None) -> Order:
         """As OrderRepository.add: an Order (Order.new) or its parts."""
         if isinstance(customer_id, Order):
-            o = _only_order(customer_id, currency, lines, shipping_address, id, fields)
+            o = only_order(customer_id, currency, lines, shipping_address, id, fields)
             return self.store._write(lambda unit: self._add(unit, o.customer_id, o.currency, o.lines,
                                                             o.shipping_address, o.id, o.fields))
         cid = customer_id
@@ -638,14 +638,6 @@ class InMemoryOrderRepository:
             order = orders[oid]
             if spec.is_satisfied_by(order):
                 yield order
-
-
-def _only_order(order: Order, *rest: object) -> Order:
-    """add(order) takes the order alone: its parts given as well would be
-    a second truth."""
-    if any(r not in (None, ()) for r in rest):
-        raise TypeError("add(order) takes the Order alone; give its parts in it (Order.new)")
-    return order
 
 
 Handler = Callable[[Event], None]

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Mapping, Optional, Tuple, Union
 
 if TYPE_CHECKING:
     from .errors import InvariantViolation
@@ -331,3 +331,11 @@ class Event:
     # from extension 1.8: the event's own id, and the writer's metadata
     id: Optional[uuid.UUID] = field(default=None, compare=False)
     metadata: Optional[JSON] = field(default=None, compare=False)
+
+
+def only_order(order: Order, *rest: object) -> Order:
+    """add(order) takes the order alone: its parts given as well would be
+    a second truth."""
+    if any(r not in (None, ()) for r in rest):
+        raise TypeError("add(order) takes the Order alone; give its parts in it (Order.new)")
+    return order

@@ -33,7 +33,8 @@ from psycopg import sql
 from psycopg.types.json import set_json_loads
 
 from .errors import ConcurrencyConflict, ExtensionTooOld, OrderNotFound, OrdersError, translate
-from .model import (JSON, ORDER_KEYS, Address, Event, IdLike, Order, OrderLine, check_fields, dumps, loads)
+from .model import (JSON, ORDER_KEYS, Address, Event, IdLike, Order, OrderLine, check_fields, dumps, loads,
+                    only_order)
 from .specs import Anything, Spec
 
 if TYPE_CHECKING:
@@ -165,14 +166,6 @@ def _order_json(o: Mapping[str, Any]) -> JSON:
     return j
 
 
-def _only_order(order: Order, *rest: object) -> Order:
-    """add(order) takes the order alone: its parts given as well would be
-    a second truth."""
-    if any(r not in (None, ()) for r in rest):
-        raise TypeError("add(order) takes the Order alone; give its parts in it (Order.new)")
-    return order
-
-
 class OrderRepository:
     """source: a psycopg Connection, or a psycopg_pool.ConnectionPool (see
     the module's docstring).  metadata: orders.event_metadata (correlation
@@ -273,7 +266,7 @@ class OrderRepository:
         unit price that is not an int is refused before anything is sent
         (InvariantViolation, rule not_integer)."""
         if isinstance(customer_id, Order):
-            o = _only_order(customer_id, currency, lines, shipping_address, id, fields)
+            o = only_order(customer_id, currency, lines, shipping_address, id, fields)
             customer_id, currency, lines, shipping_address, id = (
                 o.customer_id, o.currency, o.lines, o.shipping_address, o.id)
             fields = o.fields or None
