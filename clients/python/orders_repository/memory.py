@@ -56,7 +56,7 @@ from .errors import (ConcurrencyConflict, DuplicateOrder, InvariantViolation, Or
                      field_detail)
 from .handling import HandlerFailed, Hold, Reject, retry_at
 from .model import (ADDRESS_KEYS, JSON, LINE_KEYS, ORDER_KEYS, Address, Event, Fields, IdLike, Order, OrderLine,
-                    Status, check_fields, check_integers, dumps, loads, only_order, uuid7)
+                    Status, check_fields, check_integers, dumps, line_out_of_range, loads, only_order, uuid7)
 from .specs import Anything, Spec
 
 T = TypeVar("T")
@@ -114,11 +114,9 @@ def _check(order_lines: Sequence[OrderLine], currency: Optional[str], address: O
                 raise _not_null(f"lines[{i}].{name}")
         _check_text(line.product_name, f"lines[{i}].product_name", "order_line_product_name", 200)
         if not 1 <= line.quantity <= 1_000_000:
-            raise _violation(f"lines[{i}].quantity is out of range", "order_line_quantity_range",
-                             f"lines[{i}].quantity", str(line.quantity))
+            raise line_out_of_range(f"lines[{i}].", "quantity", line.quantity)
         if not 0 <= line.unit_price <= 100_000_000_000:
-            raise _violation(f"lines[{i}].unit_price is out of range", "order_line_unit_price_range",
-                             f"lines[{i}].unit_price", str(line.unit_price))
+            raise line_out_of_range(f"lines[{i}].", "unit_price", line.unit_price)
         total += line.quantity * line.unit_price
         if total > 2**63 - 1:
             raise InvariantViolation("total is out of range for type bigint", "out_of_range", path="total",

@@ -178,6 +178,30 @@ def check_integers(line: "OrderLine", path: str) -> None:
         value = getattr(line, name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise _not_integer(f"{path}{name}", value, money)
+        # Beyond its column's type (integer, bigint) the server's reading of
+        # the JSON would fail with a bare 22003 and no path: the rule's own
+        # error instead, as a value out of the rule's range gets it (the
+        # twin's too).
+        bits = _LINE_RANGES[name][0]
+        if value is not None and not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+            raise line_out_of_range(path, name, value)
+
+
+def line_out_of_range(path: str, name: str, value: int) -> "InvariantViolation":
+    """The error of a line's quantity or unit_price out of its rule's range,
+    worded as the extension words it (src/invariants.c); path: "lines[2]."."""
+    from .errors import InvariantViolation, field_detail
+    _, low, high, rule = _LINE_RANGES[name]
+    return InvariantViolation(f"{path}{name} is out of range", rule, path=f"{path}{name}", value=str(value),
+                              sqlstate="23514", constraint=rule,
+                              detail=f"{field_detail(path + name)} The value is {value};"
+                                     f" it must be between {low} and {high}.")
+
+
+# A line's numbers: their column type's width, and the range and name of
+# the extension's rule for each (src/invariants.c).
+_LINE_RANGES = {"quantity": (32, 1, 1_000_000, "order_line_quantity_range"),
+                "unit_price": (64, 0, 100_000_000_000, "order_line_unit_price_range")}
 
 
 @dataclass(frozen=True)

@@ -271,6 +271,28 @@ class Contract:
         self.assertViolation(lambda: self.repo.add(c, "EUR", [replace(TEA, quantity=None)]), "not_null",
                              "lines[1].quantity")
 
+    def test_integers_beyond_their_column_type_break_the_lines_range_rule(self):
+        """Past integer (quantity) or bigint (unit_price), the server could
+        not even read the line (a bare 22003, no path): the range rule's
+        error, from both, as for any value out of its range."""
+        c = self.customer()
+        for name, value, rule, between in (
+                ("quantity", 2 ** 31, "order_line_quantity_range", "1 and 1000000"),
+                ("quantity", -2 ** 31 - 1, "order_line_quantity_range", "1 and 1000000"),
+                ("unit_price", 2 ** 63, "order_line_unit_price_range", "0 and 100000000000")):
+            with self.subTest(name=name, value=value):
+                e = self.assertViolation(lambda: self.repo.add(c, "EUR", [TEA, replace(POT, **{name: value})]),
+                                         rule, f"lines[2].{name}", str(value))
+                self.assertEqual((e.sqlstate, e.constraint), ("23514", rule))
+                self.assertEqual(e.detail, f"The field is lines[2].{name}. The value is {value};"
+                                           f" it must be between {between}.")
+        # the largest the column holds reaches the server, whose rule says the same
+        e = self.assertViolation(lambda: self.repo.add(c, "EUR", [replace(TEA, quantity=2 ** 31 - 1)]),
+                                 "order_line_quantity_range", "lines[1].quantity", str(2 ** 31 - 1))
+        self.assertEqual(e.detail, f"The field is lines[1].quantity. The value is {2 ** 31 - 1};"
+                                   " it must be between 1 and 1000000.")
+        self.assertEqual(list(self.repo.find(Customer(c))), [], "nothing was stored")
+
 
 class InMemory(Contract, unittest.TestCase):
     def setUp(self):
