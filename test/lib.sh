@@ -48,6 +48,16 @@ install_deps() {
 	apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
 
+# mirror_uri: the first Debian archive (not the security archive) this
+# machine's apt is configured with, in one-line or deb822 format.
+mirror_uri() {
+	{
+		sed -n 's/^[[:space:]]*URIs:[[:space:]]*//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | tr ' ' '\n'
+		sed -n 's/^[[:space:]]*deb\(-src\)\?[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\?\([^[:space:]]\+\).*/\3/p' \
+			/etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
+	} | grep -E '^(https?|ftp|file):' | grep -v -- '-security' | head -n 1 || true
+}
+
 # install_node_deps: clients/node's packages, exactly as its lockfile says.
 install_node_deps() {
 	say "installing the TypeScript client's packages (npm ci)"

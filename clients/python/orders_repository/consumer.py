@@ -83,9 +83,15 @@ class EventConsumer:
         settings."""
         if isinstance(self.dsn, str):
             return psycopg.connect(self.dsn, autocommit=autocommit)
+        # psycopg_pool 3.1 keeps a string and a dict; from 3.2 either may be
+        # a function that gives them (a rotating password, say), and kwargs
+        # may be None
+        pool: Any = self.dsn
+        conninfo = pool.conninfo() if callable(pool.conninfo) else pool.conninfo or ""
+        given = pool.kwargs() if callable(pool.kwargs) else pool.kwargs or {}
         # the pool's kwargs are psycopg.connect's, whatever their types
-        kwargs: Dict[str, Any] = {**self.dsn.kwargs, "autocommit": autocommit}
-        conn: Connection = psycopg.Connection.connect(self.dsn.conninfo, **kwargs)
+        kwargs: Dict[str, Any] = {**given, "autocommit": autocommit}
+        conn: Connection = psycopg.Connection.connect(conninfo, **kwargs)
         return conn
 
     @contextmanager
