@@ -25,7 +25,7 @@ use_pg() {
 
 # Debian packages the build and the tests need (test/pg-build installs the
 # server itself).
-DEPS=${DEPS:-"make gcc libipc-run-perl python3 python3-psycopg2 python3-psycopg"}
+DEPS=${DEPS:-"make gcc libipc-run-perl python3 python3-psycopg2 python3-psycopg python3-psycopg-pool python3-build python3-setuptools python3-venv mypy"}
 
 say() { printf '\n== %s\n' "$*"; }
 
@@ -46,6 +46,16 @@ install_deps() {
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends $missing >/dev/null
+}
+
+# mirror_uri: the first Debian archive (not the security archive) this
+# machine's apt is configured with, in one-line or deb822 format.
+mirror_uri() {
+	{
+		sed -n 's/^[[:space:]]*URIs:[[:space:]]*//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | tr ' ' '\n'
+		sed -n 's/^[[:space:]]*deb\(-src\)\?[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\?\([^[:space:]]\+\).*/\3/p' \
+			/etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
+	} | grep -E '^(https?|ftp|file):' | grep -v -- '-security' | head -n 1 || true
 }
 
 # install_node_deps: clients/node's packages, exactly as its lockfile says.

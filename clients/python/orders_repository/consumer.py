@@ -12,89 +12,116 @@ retry_delay seconds, doubling, and is parked after max_attempts failures,
 while that order's later events wait behind it and the others flow on;
 holds(), parked(), replay() and discard() manage them.  A lost connection
 is opened again; SIGTERM (or stop()) ends the loop after the batch in hand.
+
+Its first argument is a connection string or a psycopg_pool.ConnectionPool.
+The LISTEN connection is always a dedicated one, opened from the pool's
+settings (conninfo and kwargs), never one of the pool's: the consumer
+would hold that slot for as long as it runs, and the pool would hand the
+connection, LISTEN and all, to its next user.  The administrative calls
+(holds, replay, discard) take a pool connection for the call.
 """
 from __future__ import annotations
 
 import datetime
+import logging
 import selectors
 import signal
 import threading
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import psycopg
 from psycopg import sql
 
 from .errors import OrdersError, translate
+from .handling import HandlerFailed, Hold, Reject
 from .model import Event
-from .repository import EVENT_COLUMNS, event_from_row, extension_schema
+from .repository import EVENT_COLUMNS, Connection, event_from_row, extension_schema, is_pool
 
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
 
-class HandlerFailed(Exception):
-    """The handler raised (its exception is the cause): the loop ended, and
-    the events from this one on come again at the next run."""
+log = logging.getLogger("orders_repository")
 
-
-class Reject(Exception):
-    """Raised by a handler that cannot handle this event, now or ever: the
-    event is rejected with the exception's message as the reason.  The
-    consumer goes on with the other orders' events; this order's later
-    events wait behind the rejected one until it is handled, discarded or
-    replayed."""
-
-
-@dataclass(frozen=True)
-class Hold:
-    """A held order of a consumer: the rejected event it is held at, its
-    failures, when it comes again (retry_at) or since when it is parked,
-    and the positions of the order's events waiting behind it."""
-    consumer: str
-    order_id: uuid.UUID
-    position: int
-    type: Optional[str]
-    version: Optional[int]
-    attempts: int
-    reason: Optional[str]
-    failed_at: Optional[datetime.datetime]
-    retry_at: Optional[datetime.datetime]
-    parked_at: Optional[datetime.datetime]
-    held_back: List[int]
-
-    @property
-    def parked(self) -> bool:
-        return self.parked_at is not None
+__all__ = ["EventConsumer", "HandlerFailed", "Hold", "Reject"]
 
 
 class EventConsumer:
-    def __init__(self, dsn: str, name: str, handler: Callable[[Event], None], batch: int = 100,
-                 wake_every: float = 5.0, from_start: bool = False, schema: Optional[str] = None,
-                 types: Optional[Sequence[str]] = None, group: bool = False,
+    def __init__(self, dsn: Union[str, "ConnectionPool"], name: str, handler: Callable[[Event], None],
+                 batch: int = 100, wake_every: float = 5.0, from_start: bool = False,
+                 schema: Optional[str] = None, types: Optional[Sequence[str]] = None, group: bool = False,
                  max_attempts: int = 5, retry_delay: float = 10.0):
-        """types: only events of these types reach the handler; the others
-        are skipped, and acknowledged with the ones after them.  group: name
-        is a consumer group, read by as many EventConsumers as you run, each
+        """dsn: a connection string, or a psycopg_pool.ConnectionPool whose
+        settings the dedicated LISTEN connection is opened with (the
+        module's docstring says why not one of its connections).  types:
+        only events of these types reach the handler; the others are
+        skipped, and acknowledged with the ones after them.  group: name is
+        a consumer group, read by as many EventConsumers as you run, each
         handed its share of the orders (README: Consumer groups).
         max_attempts, retry_delay: for an event the handler rejects (Reject),
         how often it is tried before it is parked, and the first wait in
         seconds, doubled after each failure."""
-        self.dsn, self.name, self.handler = dsn, name, handler
+        self.dsn = dsn
+        self.name, self.handler = name, handler
         self.batch, self.wake_every, self.from_start = batch, wake_every, from_start
         self.max_attempts, self.retry_delay = max_attempts, retry_delay
         self.types = None if types is None else list(types)
         self.group = group
         self.schema = schema
+        # notifications received, as a sign of life for monitoring and tests
+        self.wakeups = 0
         self._stop = threading.Event()
+        self._listener: Optional[Connection] = None
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _connect(self) -> psycopg.Connection:
-        conn = psycopg.connect(self.dsn, autocommit=True)
+    def _open(self, autocommit: bool = True) -> Connection:
+        """A connection of the consumer's own, from the dsn or the pool's
+        settings."""
+        if isinstance(self.dsn, str):
+            return psycopg.connect(self.dsn, autocommit=autocommit)
+        # psycopg_pool 3.1 keeps a string and a dict; from 3.2 either may be
+        # a function that gives them (a rotating password, say), and kwargs
+        # may be None
+        pool: Any = self.dsn
+        conninfo = pool.conninfo() if callable(pool.conninfo) else pool.conninfo or ""
+        given = pool.kwargs() if callable(pool.kwargs) else pool.kwargs or {}
+        # the pool's kwargs are psycopg.connect's, whatever their types
+        kwargs: Dict[str, Any] = {**given, "autocommit": autocommit}
+        conn: Connection = psycopg.Connection.connect(conninfo, **kwargs)
+        return conn
+
+    @contextmanager
+    def _admin(self) -> Iterator[Connection]:
+        """A connection for one administrative call: the pool's, or one
+        opened for it."""
+        if is_pool(self.dsn):
+            assert not isinstance(self.dsn, str)
+            with self.dsn.connection() as conn:
+                yield conn
+            return
+        with self._open() as conn:
+            yield conn
+
+    def _schema(self, conn: Connection) -> str:
+        if self.schema is None:
+            self.schema = extension_schema(conn)
+        return self.schema
+
+    def _woken(self, notify: psycopg.Notify) -> None:
+        del notify
+        self.wakeups += 1
+
+    def _connect(self) -> Connection:
+        if not isinstance(self.dsn, str):
+            log.info("consumer %r LISTENs on a dedicated connection opened with its pool's settings, "
+                     "not on one of the pool's connections", self.name)
+        conn = self._open()
         try:
-            self.schema = self.schema or extension_schema(conn)
-            s = sql.Identifier(self.schema)
+            s = sql.Identifier(self._schema(conn))
             try:
                 register = "orders_events_register_group" if self.group else "orders_events_register"
                 conn.execute(sql.SQL("SELECT {s}.{f}(%s, %s)").format(s=s, f=sql.Identifier(register)),
@@ -103,11 +130,28 @@ class EventConsumer:
                 raise
             except psycopg.Error as e:
                 raise translate(e) from e
+            # A handler, not notifies(): notifications arrive with every
+            # query's result, and psycopg 3.2.4 to 3.2.8 keep those that
+            # arrive outside notifies() in a backlog, without end, unless a
+            # handler is registered (3.2.9, psycopg PR #1092).  3.1 calls
+            # the handler and keeps nothing.
+            conn.add_notify_handler(self._woken)
             conn.execute("LISTEN orders_events")  # before the first read: no wake-up missed
+            self._listener = conn
             return conn
         except BaseException:
             conn.close()
             raise
+
+    @staticmethod
+    def _drop_backlog(conn: Connection) -> None:
+        """For psycopg 3.2.4 to 3.2.8, which keep every notification in
+        conn._notifies_backlog even with a handler registered: the wake-ups
+        have done their work (the outbox is the truth), so none is kept.
+        Absent from 3.1 and after 3.2.8 nothing is added to it."""
+        backlog = getattr(conn, "_notifies_backlog", None)
+        if backlog:
+            backlog.clear()
 
     def run(self, exit_when_idle: Optional[float] = None, handle_sigterm: bool = True) -> None:
         """Consumes until stop(), SIGTERM, or exit_when_idle seconds with
@@ -115,7 +159,7 @@ class EventConsumer:
         previous = None
         if handle_sigterm and threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGTERM, lambda *_: self.stop())
-        conn = None
+        conn: Optional[Connection] = None
         idle_since = time.monotonic()
         pause = 0.1
         try:
@@ -127,13 +171,18 @@ class EventConsumer:
                         idle_since = time.monotonic()
                         pause = 0.1
                         continue  # there may be more
-                    if exit_when_idle is not None and time.monotonic() - idle_since > exit_when_idle:
-                        break
+                    wait = self.wake_every
+                    if exit_when_idle is not None:
+                        left = exit_when_idle - (time.monotonic() - idle_since)
+                        if left < 0:
+                            break
+                        wait = min(wait, left)     # not a whole wake_every past the idle time
                     with selectors.DefaultSelector() as sel:
                         sel.register(conn.fileno(), selectors.EVENT_READ)
-                        woken = sel.select(self.wake_every)
+                        woken = sel.select(wait)
                     if woken:
                         conn.execute("SELECT 1")  # takes in the wake-ups: the outbox is the truth
+                    self._drop_backlog(conn)
                 except psycopg.OperationalError:
                     # the server went away: open a new connection, after a pause
                     # that grows while it stays away
@@ -144,12 +193,13 @@ class EventConsumer:
                     pause = min(pause * 2, 5.0)
         finally:
             if conn is not None:
+                self._drop_backlog(conn)
                 conn.close()
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
 
-    def _once(self, conn: psycopg.Connection) -> int:
-        s = sql.Identifier(self.schema)
+    def _once(self, conn: Connection) -> int:
+        s = sql.Identifier(self._schema(conn))
         try:
             if self.group:
                 rows = conn.execute(sql.SQL(
@@ -194,25 +244,22 @@ class EventConsumer:
                 raise translate(e) from e
         return len(rows)
 
-    def _call(self, function: str, *args, conn: Optional[psycopg.Connection] = None,
-              consumer: Optional[str] = None):
-        """One call of function(consumer, *args), on conn or a connection of its own."""
-        own = conn is None
-        if own:
-            conn = psycopg.connect(self.dsn, autocommit=True)
+    def _call(self, function: str, *args: Any, conn: Optional[Connection] = None,
+              consumer: Optional[str] = None) -> List[Tuple[Any, ...]]:
+        """One call of function(consumer, *args), on conn or a connection
+        for the call."""
+        if conn is None:
+            with self._admin() as own:
+                return self._call(function, *args, conn=own, consumer=consumer)
+        query = sql.SQL("SELECT * FROM {s}.{f}(" + ", ".join(["%s"] * (len(args) + 1)) + ")").format(
+            s=sql.Identifier(self._schema(conn)), f=sql.Identifier(function))
         try:
-            self.schema = self.schema or extension_schema(conn)
-            query = sql.SQL("SELECT * FROM {s}.{f}(" + ", ".join(["%s"] * (len(args) + 1)) + ")").format(
-                s=sql.Identifier(self.schema), f=sql.Identifier(function))
-            try:
+            with conn.transaction():
                 return conn.execute(query, (consumer or self.name, *args)).fetchall()
-            except psycopg.OperationalError:
-                raise
-            except psycopg.Error as e:
-                raise translate(e) from e
-        finally:
-            if own:
-                conn.close()
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as e:
+            raise translate(e) from e
 
     def _consumers(self) -> List[str]:
         """The consumers that hold this one's events: a group's 16 parts."""
@@ -221,9 +268,11 @@ class EventConsumer:
     def holds(self) -> List[Hold]:
         """The held orders: each one's rejected event, retried or parked."""
         held = []
-        for consumer in self._consumers():
-            for r in self._call("orders_events_holds", consumer=consumer):
-                held.append(Hold(consumer, uuid.UUID(str(r[0])), *r[1:9], list(r[9])))
+        with self._admin() as conn:
+            for consumer in self._consumers():
+                for r in self._call("orders_events_holds", conn=conn, consumer=consumer):
+                    held.append(Hold(consumer, uuid.UUID(str(r[0])), r[1], r[2], r[3], r[4], r[5], r[6], r[7],
+                                     r[8], list(r[9])))
         return sorted(held, key=lambda h: h.position)
 
     def parked(self) -> List[Hold]:

@@ -6,7 +6,7 @@ detail, "The field is lines[2].quantity.", followed by the offending value
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import Any, Dict, Optional
 
 
 _PATH = re.compile(r"^The field is (\S+)\.(?: |$)")
@@ -69,7 +69,8 @@ class InvariantViolation(OrdersError, ValueError):
     failing field's (lines[2].quantity), as OrdersError reads it; value the
     offending value, when the detail states one."""
 
-    def __init__(self, message, rule, path=None, value=None, **kw):
+    def __init__(self, message: str, rule: str, path: Optional[str] = None, value: Optional[str] = None,
+                 **kw: Any):
         super().__init__(message, path=path, **kw)
         self.rule = rule
         self.value = value
@@ -78,6 +79,20 @@ class InvariantViolation(OrdersError, ValueError):
     def field(self) -> Optional[str]:
         """The path, by its earlier name."""
         return self.path
+
+
+class ExtensionTooOld(OrdersError):
+    """The database's extension is older than the release this client needs
+    (REQUIRED_EXTENSION_VERSION): ALTER EXTENSION orders UPDATE.  Raised
+    where the repository or a consumer first finds the extension, before
+    any call could fail in a less telling way.  sqlstate None: the client
+    raises it, not the server."""
+
+    def __init__(self, message: str, installed: str, required: str, **kw: Any):
+        super().__init__(message, **kw)
+        self.installed = installed
+        self.required = required
+        self.hint = "ALTER EXTENSION orders UPDATE"
 
 
 class IdempotencyKeyReused(OrdersError):
@@ -109,7 +124,7 @@ def translate(exc: Exception) -> Exception:
         return exc
     message = diag.message_primary or str(exc)
     at = _INDEX.search(diag.context or "")
-    kw = dict(sqlstate=sqlstate, detail=diag.message_detail, constraint=diag.constraint_name,
+    kw: Dict[str, Any] = dict(sqlstate=sqlstate, detail=diag.message_detail, constraint=diag.constraint_name,
               column=diag.column_name, index=int(at.group(1)) if at else None,
               path=path_of(diag.message_detail))
     if sqlstate == "P0002":

@@ -6,12 +6,23 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import re
+import time as _time
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
-from decimal import Decimal
-from typing import Any, Mapping, Optional, Tuple
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Mapping, Optional, Tuple, Union
+
+if TYPE_CHECKING:
+    from .errors import InvariantViolation
+    from .specs import HasStatus
+
+# a JSON object as the repository reads and writes it
+JSON = Dict[str, Any]
+# what an id may be given as: a UUID, or its text
+IdLike = Union[uuid.UUID, str]
 
 
 class Status(str, enum.Enum):
@@ -22,7 +33,7 @@ class Status(str, enum.Enum):
     CANCELLED = "cancelled"
 
     @classmethod
-    def is_(cls, status: "Status"):
+    def is_(cls, status: "Status") -> "HasStatus":
         from .specs import HasStatus
         return HasStatus(status)
 
@@ -39,7 +50,7 @@ LINE_KEYS = ("product_id", "product_name", "quantity", "unit_price")
 ADDRESS_KEYS = ("street", "city", "postal_code", "country")
 
 
-class Fields(dict):
+class Fields(Dict[str, Any]):
     """The shop's own fields of an order, a line or an address: its columns
     or attributes past the extension's, by name, each a JSON value (str,
     int, Decimal for a number with a fraction, bool, None, or a list or dict
@@ -47,16 +58,16 @@ class Fields(dict):
     the frozen object that holds it: make a changed copy,
     order.with_(fields={**order.fields, "coupon": "WELCOME"})."""
 
-    def _read_only(self, *args, **kwargs):
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError("fields cannot be changed in place: "
                         "order.with_(fields={**order.fields, name: value}) makes a changed copy")
 
-    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _read_only
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _read_only  # type: ignore[assignment]
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Any, ...]:
         return (Fields, (dict(self),))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return dict.__repr__(self)
 
 
@@ -64,12 +75,12 @@ def _fields(value: Optional[Mapping[str, Any]]) -> Fields:
     return value if isinstance(value, Fields) else Fields(value or {})
 
 
-def _split(j: dict, own: Tuple[str, ...]) -> Fields:
+def _split(j: JSON, own: Tuple[str, ...]) -> Fields:
     """The keys of j that are not the extension's own."""
     return Fields({k: v for k, v in j.items() if k not in own})
 
 
-def own_field_error(path: str, kind: str):
+def own_field_error(path: str, kind: str) -> Exception:
     """The error for a field that names one of the extension's own keys, as
     the extension raises it for orders_add's fields (22023)."""
     from .errors import OrdersError
@@ -97,7 +108,7 @@ _NUMBER = "\x00number:"
 _MARKED = re.compile(r'"\\u0000number:([-+0-9.eE]+)"')
 
 
-def _encode(o):
+def _encode(o: object) -> str:
     if isinstance(o, Decimal) and o.is_finite():
         return _NUMBER + str(o)
     if isinstance(o, (date, time)):
@@ -107,15 +118,90 @@ def _encode(o):
     raise TypeError(f"{type(o).__name__} is not JSON serializable")
 
 
-def dumps(value) -> str:
+def dumps(value: Any) -> str:
     """value as JSON text: a Decimal as the number it is; a date, time,
     datetime or UUID as its text, which the column's input function reads."""
     return _MARKED.sub(r"\1", json.dumps(value, default=_encode))
 
 
-def loads(text) -> Any:
+def loads(text: Union[str, bytes]) -> Any:
     """JSON text, a number with a fraction as a Decimal."""
     return json.loads(text, parse_float=Decimal)
+
+
+def uuid7() -> uuid.UUID:
+    """A new time-ordered UUID (version 7, RFC 9562): 48 bits of Unix
+    milliseconds, then random bits, as the extension's orders_next_id()
+    makes them, so that ids made in the client and in the server sort
+    together by time and keep the primary key's inserts at its right edge."""
+    ms = _time.time_ns() // 1_000_000
+    value = (ms & (2**48 - 1)) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = (value & ~(0xF << 76)) | (0x7 << 76)          # the version
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)          # the RFC 4122 variant
+    return uuid.UUID(int=value)
+
+
+def _as_text(value: object) -> str:
+    """A refused value as the error states it: a bool as JSON writes it,
+    as the TypeScript client states it too."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _not_integer(path: str, value: object, money: bool) -> "InvariantViolation":
+    from .errors import InvariantViolation, field_detail
+    text = _as_text(value)
+    if money:
+        why = "money is an integer number of cents"
+        try:
+            cents = Decimal(text) * 100 if not isinstance(value, bool) else None
+        except InvalidOperation:
+            cents = None
+        if cents is not None and cents.is_finite() and cents == cents.to_integral_value():
+            why += f" ({int(cents)} for {text})"
+        message = f"{path} must be an integer number of cents"
+    else:
+        why = "a quantity is an integer"
+        message = f"{path} must be an integer"
+    return InvariantViolation(message, "not_integer", path=path, value=text, sqlstate="22P02",
+                              detail=f"{field_detail(path)} The value is {text}; {why}.")
+
+
+def check_integers(line: "OrderLine", path: str) -> None:
+    """Refuses a quantity or a unit price that is not an int, before
+    anything is sent: json would send a Decimal not at all and a float as a
+    fraction the server refuses with a bare 22P02, and a Decimal("12.00")
+    would silently be 12 cents.  Both repositories call this, so they
+    refuse alike.  None is left to the not_null rule, the server's."""
+    for name, money in (("quantity", False), ("unit_price", True)):
+        value = getattr(line, name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise _not_integer(f"{path}{name}", value, money)
+        # Beyond its column's type (integer, bigint) the server's reading of
+        # the JSON would fail with a bare 22003 and no path: the rule's own
+        # error instead, as a value out of the rule's range gets it (the
+        # twin's too).
+        bits = _LINE_RANGES[name][0]
+        if value is not None and not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+            raise line_out_of_range(path, name, value)
+
+
+def line_out_of_range(path: str, name: str, value: int) -> "InvariantViolation":
+    """The error of a line's quantity or unit_price out of its rule's range,
+    worded as the extension words it (src/invariants.c); path: "lines[2]."."""
+    from .errors import InvariantViolation, field_detail
+    _, low, high, rule = _LINE_RANGES[name]
+    return InvariantViolation(f"{path}{name} is out of range", rule, path=f"{path}{name}", value=str(value),
+                              sqlstate="23514", constraint=rule,
+                              detail=f"{field_detail(path + name)} The value is {value};"
+                                     f" it must be between {low} and {high}.")
+
+
+# A line's numbers: their column type's width, and the range and name of
+# the extension's rule for each (src/invariants.c).
+_LINE_RANGES = {"quantity": (32, 1, 1_000_000, "order_line_quantity_range"),
+                "unit_price": (64, 0, 100_000_000_000, "order_line_unit_price_range")}
 
 
 @dataclass(frozen=True)
@@ -132,17 +218,18 @@ class OrderLine:
     unit_price: int  # cents
     fields: Mapping[str, Any] = field(default_factory=Fields, hash=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "fields", _fields(self.fields))
 
-    def to_json(self, path: str = "line.") -> dict:
+    def to_json(self, path: str = "line.") -> JSON:
+        check_integers(self, path)
         check_fields(self.fields, LINE_KEYS, path + "fields.", "attribute of a line")
         return {**self.fields,
                 "product_id": str(self.product_id), "product_name": self.product_name,
                 "quantity": self.quantity, "unit_price": self.unit_price}
 
     @classmethod
-    def from_json(cls, j: dict) -> "OrderLine":
+    def from_json(cls, j: JSON) -> "OrderLine":
         return cls(uuid.UUID(j["product_id"]), j["product_name"], j["quantity"], j["unit_price"],
                    _split(j, LINE_KEYS))
 
@@ -158,17 +245,17 @@ class Address:
     country: str
     fields: Mapping[str, Any] = field(default_factory=Fields, hash=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "fields", _fields(self.fields))
 
-    def to_json(self) -> dict:
+    def to_json(self) -> JSON:
         check_fields(self.fields, ADDRESS_KEYS, "shipping_address.fields.", "attribute of an address")
         return {**self.fields,
                 "street": self.street, "city": self.city, "postal_code": self.postal_code,
                 "country": self.country}
 
     @classmethod
-    def from_json(cls, j: Optional[dict]) -> Optional["Address"]:
+    def from_json(cls, j: Optional[JSON]) -> Optional["Address"]:
         return None if j is None else cls(j["street"], j["city"], j["postal_code"], j["country"],
                                           _split(j, ADDRESS_KEYS))
 
@@ -193,21 +280,38 @@ class Order:
     shipping_address: Optional[Address]
     total: int  # cents, the sum of quantity x unit_price, computed by the repository
     version: int
-    created_at: datetime
-    updated_at: datetime
+    created_at: Optional[datetime]   # None in an Order.new not added yet
+    updated_at: Optional[datetime]
     fields: Mapping[str, Any] = field(default_factory=Fields, hash=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "fields", _fields(self.fields))
 
-    def with_(self, **changes) -> "Order":
+    @classmethod
+    def new(cls, customer_id: IdLike, currency: str, lines: Iterable[OrderLine] = (),
+            shipping_address: Optional[Address] = None, *, id: Optional[IdLike] = None,
+            fields: Optional[Mapping[str, Any]] = None) -> "Order":
+        """An order built in the domain, for repo.add(order): pending,
+        version 0 (none stored yet), its total computed from the lines, its
+        id the given one or a new uuid7() (so that the domain knows it
+        before the add, as with next_id()).  The lines are checked for
+        integer quantities and prices here already: a wrong one is a bug
+        best met where it is made.  The repository checks the rest."""
+        lines = tuple(lines)
+        for i, line in enumerate(lines, 1):
+            check_integers(line, f"lines[{i}].")
+        total = sum((l.quantity or 0) * (l.unit_price or 0) for l in lines)
+        return cls(uuid7() if id is None else uuid.UUID(str(id)), uuid.UUID(str(customer_id)), Status.PENDING,
+                   currency, lines, shipping_address, total, 0, None, None, _fields(fields))
+
+    def with_(self, **changes: Any) -> "Order":
         if "lines" in changes:
             changes["lines"] = tuple(changes["lines"])
         if "status" in changes:
             changes["status"] = Status(changes["status"])
         return replace(self, **changes)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> JSON:
         check_fields(self.fields, ORDER_KEYS, "fields.", "column")
         return {**self.fields,
                 "id": str(self.id), "customer_id": str(self.customer_id),
@@ -215,17 +319,19 @@ class Order:
                 "lines": [l.to_json(f"lines[{i}].") for i, l in enumerate(self.lines, 1)],
                 "shipping_address": None if self.shipping_address is None else self.shipping_address.to_json(),
                 "total": self.total, "version": self.version,
-                "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat()}
+                "created_at": None if self.created_at is None else self.created_at.isoformat(),
+                "updated_at": None if self.updated_at is None else self.updated_at.isoformat()}
 
     @classmethod
-    def from_json(cls, j: dict) -> "Order":
+    def from_json(cls, j: JSON) -> "Order":
         # A role that may write orders but not read them gets back only what
         # the extension may show it (README: Privileges): the rest is None.
-        def maybe(f, v):
+        def maybe(f: Any, v: Any) -> Any:
             return None if v is None else f(v)
         return cls(uuid.UUID(j["id"]), maybe(uuid.UUID, j.get("customer_id")), maybe(Status, j.get("status")),
-                   j.get("currency"), tuple(OrderLine.from_json(l) for l in j.get("lines") or ()),
-                   Address.from_json(j.get("shipping_address")), j.get("total"), j.get("version"),
+                   maybe(str, j.get("currency")), tuple(OrderLine.from_json(l) for l in j.get("lines") or ()),
+                   Address.from_json(j.get("shipping_address")), maybe(int, j.get("total")),
+                   maybe(int, j.get("version")),
                    maybe(datetime.fromisoformat, j.get("created_at")),
                    maybe(datetime.fromisoformat, j.get("updated_at")), _split(j, ORDER_KEYS))
 
@@ -244,8 +350,16 @@ class Event:
     type: str
     order_id: uuid.UUID
     version: int
-    payload: dict
+    payload: JSON
     occurred_at: datetime = field(compare=False)
     # from extension 1.8: the event's own id, and the writer's metadata
     id: Optional[uuid.UUID] = field(default=None, compare=False)
-    metadata: Optional[dict] = field(default=None, compare=False)
+    metadata: Optional[JSON] = field(default=None, compare=False)
+
+
+def only_order(order: Order, *rest: object) -> Order:
+    """add(order) takes the order alone: its parts given as well would be
+    a second truth."""
+    if any(r not in (None, ()) for r in rest):
+        raise TypeError("add(order) takes the Order alone; give its parts in it (Order.new)")
+    return order

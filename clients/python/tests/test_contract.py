@@ -19,7 +19,7 @@ from psycopg.conninfo import make_conninfo  # noqa: E402
 
 from orders_repository import (CANCELLED, CONFIRMED, PENDING, SHIPPED, Address, ConcurrencyConflict,  # noqa: E402
                                Customer, DuplicateOrder, HasStatus, InMemoryOrderRepository,
-                               InvariantViolation, OrderLine, OrderNotFound, OrderRepository, OrdersError,
+                               InvariantViolation, Order, OrderLine, OrderNotFound, OrderRepository, OrdersError,
                                Status, TotalAtLeast, TotalAtMost)
 
 TEA = OrderLine(uuid.UUID("0b1e4f5a-6c7d-4e8f-9a0b-1c2d3e4f5a6b"), "Green tea", 2, 450)
@@ -236,6 +236,62 @@ class Contract:
         with self.assertRaises(DuplicateOrder) as e:
             self.repo.add_many([{"customer_id": c, "currency": "EUR", "id": given}])
         self.assertEqual(e.exception.index, 0)
+
+
+    def test_money_and_quantities_that_are_not_integers_are_refused_before_anything_is_sent(self):
+        c = self.customer()
+        order = self.repo.add(c, "EUR", [TEA], HOME)
+        cases = [("unit_price", Decimal("12.99"), "12.99", "money is an integer number of cents (1299 for 12.99)"),
+                 ("unit_price", 450.5, "450.5", "money is an integer number of cents (45050 for 450.5)"),
+                 ("unit_price", Decimal("12.00"), "12.00", "money is an integer number of cents (1200 for 12.00)"),
+                 ("unit_price", "450", "450", "money is an integer number of cents (45000 for 450)"),
+                 ("unit_price", True, "true", "money is an integer number of cents"),
+                 ("quantity", 1.5, "1.5", "a quantity is an integer"),
+                 ("quantity", Decimal("2"), "2", "a quantity is an integer"),
+                 ("quantity", False, "false", "a quantity is an integer")]
+        for name, value, text, why in cases:
+            bad = replace(POT, **{name: value})
+            for how, fn, index in (
+                    ("add", lambda: self.repo.add(c, "EUR", [TEA, bad]), None),
+                    ("save", lambda: self.repo.save(order.with_(lines=[TEA, bad])), None),
+                    ("add_many", lambda: self.repo.add_many([{"customer_id": c, "currency": "EUR"},
+                                                             {"customer_id": c, "currency": "EUR",
+                                                              "lines": [TEA, bad]}]), 1)):
+                with self.subTest(how=how, name=name, value=value):
+                    e = self.assertViolation(fn, "not_integer", f"lines[2].{name}", text)
+                    self.assertEqual((e.sqlstate, e.index, e.constraint), ("22P02", index, None))
+                    self.assertEqual(e.detail, f"The field is lines[2].{name}. The value is {text}; {why}.")
+        self.assertEqual([o.id for o in self.repo.find(Customer(c))], [order.id], "nothing was stored")
+        self.assertEqual(self.repo.get(order.id), order)
+        with self.assertRaises(InvariantViolation):
+            Order.new(c, "EUR", [replace(TEA, unit_price=Decimal("4.50"))])
+        # None is not a type error: the server's not_null, which the twin mirrors
+        self.assertViolation(lambda: self.repo.add(c, "EUR", [replace(TEA, unit_price=None)]), "not_null",
+                             "lines[1].unit_price")
+        self.assertViolation(lambda: self.repo.add(c, "EUR", [replace(TEA, quantity=None)]), "not_null",
+                             "lines[1].quantity")
+
+    def test_integers_beyond_their_column_type_break_the_lines_range_rule(self):
+        """Past integer (quantity) or bigint (unit_price), the server could
+        not even read the line (a bare 22003, no path): the range rule's
+        error, from both, as for any value out of its range."""
+        c = self.customer()
+        for name, value, rule, between in (
+                ("quantity", 2 ** 31, "order_line_quantity_range", "1 and 1000000"),
+                ("quantity", -2 ** 31 - 1, "order_line_quantity_range", "1 and 1000000"),
+                ("unit_price", 2 ** 63, "order_line_unit_price_range", "0 and 100000000000")):
+            with self.subTest(name=name, value=value):
+                e = self.assertViolation(lambda: self.repo.add(c, "EUR", [TEA, replace(POT, **{name: value})]),
+                                         rule, f"lines[2].{name}", str(value))
+                self.assertEqual((e.sqlstate, e.constraint), ("23514", rule))
+                self.assertEqual(e.detail, f"The field is lines[2].{name}. The value is {value};"
+                                           f" it must be between {between}.")
+        # the largest the column holds reaches the server, whose rule says the same
+        e = self.assertViolation(lambda: self.repo.add(c, "EUR", [replace(TEA, quantity=2 ** 31 - 1)]),
+                                 "order_line_quantity_range", "lines[1].quantity", str(2 ** 31 - 1))
+        self.assertEqual(e.detail, f"The field is lines[1].quantity. The value is {2 ** 31 - 1};"
+                                   " it must be between 1 and 1000000.")
+        self.assertEqual(list(self.repo.find(Customer(c))), [], "nothing was stored")
 
 
 class InMemory(Contract, unittest.TestCase):

@@ -327,6 +327,36 @@ class Consumer(unittest.TestCase):
         self.assertEqual(seen[-1], (other.id, "order_confirmed"))
         self.assertEqual(consumer.holds(), [])
 
+    def test_notifications_while_the_handler_is_busy_are_handled_and_not_kept(self):
+        """A slow handler while another connection writes events and sends
+        many more NOTIFYs: every event is handled, the consumer was woken,
+        and nothing is left in psycopg's backlog (3.2.4 to 3.2.8 keep there
+        what arrives outside notifies(); 3.1 has none)."""
+        from orders_repository import EventConsumer
+        name = f"py-notify-{uuid.uuid4()}"
+        EventConsumer(DSN, name, lambda e: None).run(exit_when_idle=0)
+        handled = []
+
+        def slow(event):
+            time.sleep(0.02)
+            handled.append(event.order_id)
+        consumer = EventConsumer(DSN, name, slow, batch=5)
+        runner = threading.Thread(target=consumer.run, kwargs={"exit_when_idle": 1.0})
+        runner.start()
+        written = []
+        with psycopg.connect(DSN, autocommit=True) as conn:
+            repo = OrderRepository(conn)
+            for n in range(20):
+                written.append(repo.add(uuid.uuid4(), "EUR", [TEA]).id)
+                for _ in range(50):
+                    conn.execute("NOTIFY orders_events")
+        runner.join(60)
+        self.assertFalse(runner.is_alive())
+        self.assertEqual(handled, written, "every event, in order")
+        self.assertGreater(consumer.wakeups, 0, "woken by the notifications")
+        backlog = getattr(consumer._listener, "_notifies_backlog", None)
+        self.assertFalse(backlog, "no notification kept")
+
     def test_a_failing_handler_ends_the_loop_unacknowledged(self):
         from orders_repository import EventConsumer, HandlerFailed
         name = f"py-{uuid.uuid4()}"
