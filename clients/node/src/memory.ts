@@ -1,13 +1,21 @@
-// InMemoryOrderRepository: the repository's interface and semantics with no
-// database, for unit tests of domain code: the same rules, exceptions (rule
-// names as the extension's constraints), versions and removal, and the
-// events each write emits, in the extension's order and with its payloads.
-// test/contract.test.ts runs the same cases against both.
+// The twin: the repository's interface and semantics with no database, for
+// unit tests of domain code.  InMemoryStore is the database: committed
+// orders, the ids ever used, the outbox, the consumers' checkpoints and
+// holds, and the units of work in progress.  InMemoryOrderRepository has
+// the real repository's rules, exceptions (rule names as the extension's
+// constraints), versions and removal, and the events each write emits, in
+// the extension's order and with its payloads; its units of work have the
+// real one's semantics (test/contract.test.ts runs the same cases against
+// both); InMemoryEventConsumer reads the outbox as EventConsumer does.
+// What the twin cannot do alike is said where it differs (docs/clients.md
+// lists it).
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import { ConcurrencyConflict, DuplicateOrder, fieldDetail, InvariantViolation, OrderNotFound, OrdersError } from './errors.js';
-import { type AddOptions, type Address, ADDRESS_KEYS, addressToJson, checkFields, type Event, type Fields, LINE_KEYS,
-         linesToJson, type NewOrder, type Order, ORDER_KEYS, type OrderLine, orderToJson, parseJson, type Status,
-         toJsonText } from './model.js';
+import { type ConsumerOptions, type Handler, type Hold, handleBatch } from './handling.js';
+import { type AddOptions, type Address, ADDRESS_KEYS, addressToJson, checkFields, checkIntegers, type DraftOrder,
+         type Event, type Fields, LINE_KEYS, linesToJson, type NewOrder, type Order, ORDER_KEYS, type OrderLine,
+         orderToJson, parseJson, type Status, toJsonText, uuid7 } from './model.js';
 import { Anything, type Spec } from './specs.js';
 
 const NEXT: Record<Status, Status[]> = {
@@ -44,6 +52,8 @@ function check(lines: readonly OrderLine[], currency: string, address: Address |
   lines.forEach((l, i) => {
     const at = `lines[${i + 1}]`;
     checkText(l.productName, `${at}.product_name`, 'order_line_product_name', 200);
+    if (l.quantity === null || l.quantity === undefined) throw notNull(`${at}.quantity`);
+    if (l.unitPrice === null || l.unitPrice === undefined) throw notNull(`${at}.unit_price`);
     if (l.quantity < 1 || l.quantity > 1_000_000)
       throw violation(`${at}.quantity is out of range`, 'order_line_quantity_range', `${at}.quantity`, String(l.quantity));
     if (l.unitPrice < 0n || l.unitPrice > 100_000_000_000n)
@@ -98,9 +108,13 @@ const withFields = <T extends { fields?: Fields }>(o: T, fields: Fields): T => {
   return Object.freeze(Object.keys(fields).length === 0 ? rest as T : { ...rest, fields } as T);
 };
 
-const storedLines = (lines: readonly OrderLine[]) => Object.freeze(lines.map((l, i) => withFields(
-  { ...l, productId: typeof l.productId === 'string' ? l.productId.toLowerCase() : l.productId },
-  storedFields(l.fields, LINE_KEYS, `lines[${i + 1}].fields.`, 'attribute of a line'))));
+// Each line's integers checked as the real repository checks them before
+// it sends anything, then its fields.
+const storedLines = (lines: readonly OrderLine[]) => Object.freeze(lines.map((given, i) => {
+  const l = checkIntegers(given, `lines[${i + 1}].`);
+  return withFields({ ...l, productId: typeof l.productId === 'string' ? l.productId.toLowerCase() : l.productId },
+                    storedFields(l.fields, LINE_KEYS, `lines[${i + 1}].fields.`, 'attribute of a line'));
+}));
 const storedAddress = (a: Address | null) => a === null ? null : withFields(
   { ...a }, storedFields(a.fields, ADDRESS_KEYS, 'shipping_address.fields.', 'attribute of an address'));
 
@@ -125,9 +139,201 @@ const sameAddress = (a: Address | null, b: Address | null) =>
 // uuid order as PostgreSQL sorts it: byte by byte, which is the hex text's order
 const byId = (a: string, b: string) => (a.toLowerCase() < b.toLowerCase() ? -1 : a.toLowerCase() > b.toLowerCase() ? 1 : 0);
 
+
+type Metadata = Record<string, unknown>;
+
+// A unit of work in progress: its writes over the committed state (an order
+// removed is null), the ids it added, its events (positions taken when
+// written, as the outbox's sequence does), and its metadata.  Its time is
+// the one of its start, as now() is a transaction's.
+class Unit {
+  writes = new Map<string, Order | null>();
+  added = new Set<string>();
+  events: Event[] = [];
+  constructor(readonly now: Date, public metadata: Metadata | undefined) {}
+
+  savepoint(): () => void {
+    const writes = new Map(this.writes);
+    const added = new Set(this.added);
+    const events = [...this.events];
+    const metadata = this.metadata;
+    return () => { this.writes = writes; this.added = added; this.events = events; this.metadata = metadata; };
+  }
+}
+
+// One consumer's or group's checkpoint (everything up to acked is done,
+// and the positions in done past it, committed before it registered), the
+// positions its last read returned, and its held orders by order id.
+interface Checkpoint {
+  acked: bigint;
+  done: Set<bigint>;
+  lastRead: Event[];
+  holds: Map<string, HoldState>;
+}
+
+interface HoldState {
+  consumer: string;
+  orderId: string;
+  position: bigint;
+  later: bigint[];
+  attempts: number;
+  reason: string | null;
+  failedAt: Date | null;
+  retryAt: Date | null;
+  parkedAt: Date | null;
+  delivered: boolean;
+}
+
+// The store's state; out of its public interface, shared by the twin's
+// classes of this module.
+class Database {
+  orders = new Map<string, Order>();
+  used = new Set<string>();
+  events: Event[] = [];          // committed, by position
+  lastPosition = 0n;
+  open = new Set<Unit>();
+  current = new AsyncLocalStorage<Unit>();
+  consumers = new Map<string, Checkpoint>();
+  listeners = new Set<() => void>();
+  constructor(readonly clock: () => Date) {}
+
+  order(unit: Unit, id: string): Order | undefined {
+    return unit.writes.has(id) ? unit.writes.get(id) ?? undefined : this.orders.get(id);
+  }
+
+  // Another unit in progress wrote the order: the real one would wait for
+  // it, which one thread cannot; the twin fails at once, as the real one
+  // does once the other commits.
+  claim(unit: Unit, id: string, adding: boolean) {
+    for (const other of this.open)
+      if (other !== unit && (other.writes.has(id) || other.added.has(id))) {
+        if (adding) throw new DuplicateOrder(`order ${id} already exists`, '23505', undefined, 'orders_pkey');
+        throw new ConcurrencyConflict('order was changed by someone else (by a unit of work in progress)', '40001',
+                                      fieldDetail('version'));
+      }
+  }
+
+  emit(unit: Unit, metadata: Metadata | undefined, type: string, orderId: string, version: number, payload: unknown) {
+    const meta = metadata ?? unit.metadata;
+    unit.events.push(Object.freeze({
+      position: ++this.lastPosition, type, orderId, version, payload: parseJson(toJsonText(payload)),
+      occurredAt: unit.now, id: randomUUID(), metadata: meta === undefined ? null : parseJson(JSON.stringify(meta)),
+    }));
+  }
+
+  commit(unit: Unit) {
+    for (const [id, o] of unit.writes) {
+      if (o === null) this.orders.delete(id);
+      else this.orders.set(id, o);
+    }
+    for (const id of unit.added) this.used.add(id);
+    if (unit.events.length > 0) {
+      this.events.push(...unit.events);
+      this.events.sort((a, b) => (a.position < b.position ? -1 : 1));
+      for (const wake of this.listeners) wake();
+    }
+  }
+
+  /**
+   * fn as one call: in the unit of work in progress, undone alone if it
+   * throws (the real repository's savepoint around each call), or on its
+   * own, committed at once. fn is synchronous: no other call runs inside it.
+   */
+  call<T>(fn: (unit: Unit) => T): T {
+    const unit = this.current.getStore();
+    if (unit !== undefined) {
+      const undo = unit.savepoint();
+      try {
+        return fn(unit);
+      } catch (e) {
+        undo();
+        throw e;
+      }
+    }
+    const single = new Unit(this.clock(), undefined);
+    this.open.add(single);
+    try {
+      const result = fn(single);
+      this.commit(single);
+      return result;
+    } finally {
+      this.open.delete(single);
+    }
+  }
+
+  async unitOfWork<T>(fn: () => Promise<T>, options: { metadata?: Metadata; idempotencyKey?: string }): Promise<T> {
+    const outer = this.current.getStore();
+    if (outer !== undefined) {
+      // a savepoint of the unit in progress; its metadata for itself only
+      const undo = outer.savepoint();
+      const metadata = outer.metadata;
+      if (options.metadata !== undefined) outer.metadata = options.metadata;
+      try {
+        const result = await fn();
+        outer.metadata = metadata;
+        return result;
+      } catch (e) {
+        undo();
+        throw e;
+      }
+    }
+    const unit = new Unit(this.clock(), options.metadata);
+    this.open.add(unit);
+    try {
+      const result = await this.current.run(unit, fn);
+      this.commit(unit);
+      return result;
+    } finally {
+      this.open.delete(unit);
+    }
+  }
+
+  // The lowest position a unit in progress has written: a consumer reads
+  // below it only, so that an event committed later with a lower position
+  // than one already read is never passed over (the extension's snapshot
+  // cut, made simple).
+  cut(): bigint {
+    let cut = this.lastPosition + 1n;
+    for (const unit of this.open)
+      if (unit.events.length > 0 && unit.events[0].position < cut) cut = unit.events[0].position;
+    return cut;
+  }
+}
+
+const databases = new WeakMap<InMemoryStore, Database>();
+const db = (store: InMemoryStore): Database => databases.get(store) as Database;
+
 /**
- * The repository in a Map; eventsOf reads the events its writes emitted
- * (no consumers, no metadata).
+ * The twin's database, for InMemoryOrderRepository and
+ * InMemoryEventConsumer: repositories on one store see one database, and
+ * its units of work. clock: the time of writes and of rejected events'
+ * retries (default: the real time), so that a test can move time on.
+ */
+export class InMemoryStore {
+  constructor(options: { clock?: () => Date } = {}) {
+    databases.set(this, new Database(options.clock ?? (() => new Date())));
+  }
+
+  /** The current time, by the store's clock. */
+  now(): Date { return db(this).clock(); }
+
+  /**
+   * One unit of work, as the real unitOfWork: committed when fn resolves,
+   * undone (orders, used ids, events) when it throws; a call refused inside
+   * it is undone alone; a unit inside another (in the same async context)
+   * is a savepoint of it. Its writes are seen by its own reads only until
+   * it commits. idempotencyKey is accepted and does nothing: a twin loses
+   * no commit's answer, so there is nothing to replay.
+   */
+  unitOfWork<T>(fn: () => Promise<T>, options: { metadata?: Metadata; idempotencyKey?: string } = {}): Promise<T> {
+    return db(this).unitOfWork(fn, options);
+  }
+}
+
+/**
+ * The repository over an InMemoryStore (a store of its own unless given
+ * one). eventsOf reads the events its writes emitted, with the unit's and
+ * the repository's metadata as the real one writes them.
  *
  * The shop's own fields (order.fields, and each line's and address's) are
  * stored as given, returned by get, and compared by save, which emits
@@ -142,75 +348,89 @@ const byId = (a: string, b: string) => (a.toLowerCase() < b.toLowerCase() ? -1 :
  * extension's own columns or attributes (22023).
  */
 export class InMemoryOrderRepository {
-  private orders = new Map<string, Order>();
-  private used = new Set<string>();
-  private events: Event[] = [];
+  readonly store: InMemoryStore;
+  readonly metadata?: Metadata;
 
-  // An event's payload as the real repository reads it: the JSON of
-  // orderToJson's shape, money as strings.
-  private emit(type: string, orderId: string, version: number, payload: unknown, at: Date) {
-    this.events.push(Object.freeze({ position: BigInt(this.events.length + 1), type, orderId, version,
-                                     payload: parseJson(toJsonText(payload)), occurredAt: at, id: randomUUID(),
-                                     metadata: null }));
+  constructor(options: { store?: InMemoryStore; metadata?: Metadata } = {}) {
+    this.store = options.store ?? new InMemoryStore();
+    this.metadata = options.metadata;
   }
 
-  async add(customerId: string, currency: string, lines: readonly OrderLine[] = [],
+  private get db() { return db(this.store); }
+
+  /** The store's unit of work: the same method as OrderRepository's. */
+  unitOfWork<T>(fn: () => Promise<T>, options: { metadata?: Metadata; idempotencyKey?: string } = {}): Promise<T> {
+    return this.store.unitOfWork(fn, options);
+  }
+
+  async add(order: DraftOrder | Order): Promise<Order>;
+  async add(customerId: string, currency: string, lines?: readonly OrderLine[], shippingAddress?: Address | null,
+            idOrOptions?: string | AddOptions): Promise<Order>;
+  async add(first: string | DraftOrder | Order, currency?: string, lines: readonly OrderLine[] = [],
             shippingAddress: Address | null = null, idOrOptions?: string | AddOptions): Promise<Order> {
+    if (typeof first === 'object' && first !== null)
+      return this.db.call((unit) => this.addIn(unit, first.customerId, first.currency, first.lines,
+                                               first.shippingAddress, { id: first.id, fields: first.fields }));
+    return this.db.call((unit) => this.addIn(unit, first, currency as string, lines, shippingAddress, idOrOptions));
+  }
+
+  private addIn(unit: Unit, customerId: string, currency: string, lines: readonly OrderLine[],
+                shippingAddress: Address | null, idOrOptions?: string | AddOptions): Order {
     const { id, fields } = typeof idOrOptions === 'string' ? { id: idOrOptions, fields: undefined } : idOrOptions ?? {};
     const given = storedFields(fields, ORDER_KEYS, 'fields.', 'column');
     lines = storedLines(lines);
     shippingAddress = storedAddress(shippingAddress);
     const total = check(lines, currency, shippingAddress);
-    const oid = (id ?? await this.nextId()).toLowerCase();
-    if (this.orders.has(oid)) throw new DuplicateOrder(`order ${oid} already exists`, '23505', undefined, 'orders_pkey');
-    if (this.used.has(oid))
+    const oid = (id ?? uuid7()).toLowerCase();
+    this.db.claim(unit, oid, true);
+    if (this.db.order(unit, oid) !== undefined)
+      throw new DuplicateOrder(`order ${oid} already exists`, '23505', undefined, 'orders_pkey');
+    if (this.db.used.has(oid) || unit.added.has(oid))
       throw new DuplicateOrder(`order id ${oid} was used before`, '23505', undefined, 'orders_id_not_reused');
-    const now = new Date();
+    const now = unit.now;
     const order: Order = Object.freeze({
       id: oid, customerId: customerId.toLowerCase(), status: 'pending', currency, lines, shippingAddress,
       total, version: 1, createdAt: now, updatedAt: now, fields: given,
     });
-    this.orders.set(oid, order);
-    this.used.add(oid);
-    this.emit('order_added', oid, 1, orderToJson(order), now);
+    unit.writes.set(oid, order);
+    unit.added.add(oid);
+    this.db.emit(unit, this.metadata, 'order_added', oid, 1, orderToJson(order));
     return order;
   }
 
   /** All or none, as the extension's orders_add_many: an error carries the offending order's index. */
   async addMany(orders: readonly NewOrder[]): Promise<Order[]> {
-    const savedOrders = new Map(this.orders);
-    const savedUsed = new Set(this.used);
-    const savedEvents = [...this.events];
-    const added: Order[] = [];
-    for (const [i, o] of orders.entries()) {
+    return this.db.call((unit) => orders.map((o, i) => {
       try {
-        added.push(await this.add(o.customerId, o.currency, o.lines ?? [], o.shippingAddress ?? null,
-                                  { id: o.id, fields: o.fields }));
+        return this.addIn(unit, o.customerId, o.currency, o.lines ?? [], o.shippingAddress ?? null,
+                          { id: o.id, fields: o.fields });
       } catch (e) {
-        this.orders = savedOrders;
-        this.used = savedUsed;
-        this.events = savedEvents;
         if (e instanceof OrdersError) e.index = i;
         throw e;
       }
-    }
-    return added;
+    }));
   }
 
-  private stored(id: string): Order {
-    const o = this.orders.get(id.toLowerCase());
+  private stored(unit: Unit, id: string): Order {
+    const o = this.db.order(unit, id.toLowerCase());
     if (o === undefined) throw new OrderNotFound(`order ${id} does not exist`, 'P0002');
     return o;
   }
 
-  async get(id: string): Promise<Order> { return this.stored(id); }
+  async get(id: string): Promise<Order> { return this.db.call((unit) => this.stored(unit, id)); }
 
-  /** The order's events after afterVersion, in version order (a removed order's too). */
+  /** The order's events after afterVersion, in version order (a removed order's too; a unit's own before it commits). */
   async eventsOf(id: string, afterVersion = 0): Promise<Event[]> {
-    return this.events.filter((e) => e.orderId === id.toLowerCase() && e.version > afterVersion);
+    return this.db.call((unit) => [...this.db.events, ...unit.events]
+      .filter((e) => e.orderId === id.toLowerCase() && e.version > afterVersion)
+      .sort((a, b) => a.version - b.version));
   }
 
   async save(order: Order): Promise<Order> {
+    return this.db.call((unit) => this.saveIn(unit, order));
+  }
+
+  private saveIn(unit: Unit, order: Order): Order {
     // in the extension's order: the new state's fields, then against the
     // stored order: version, immutable fields, the status step, readiness,
     // what is frozen
@@ -218,7 +438,7 @@ export class InMemoryOrderRepository {
     const lines = storedLines(order.lines);
     const address = storedAddress(order.shippingAddress);
     const total = check(lines, order.currency, address);
-    const stored = this.stored(order.id);
+    const stored = this.stored(unit, order.id);
     if (order.version !== stored.version) throw conflict();
     for (const [name, a, b] of [['customer_id', order.customerId.toLowerCase(), stored.customerId],
                                 ['currency', order.currency, stored.currency]] as const)
@@ -241,43 +461,332 @@ export class InMemoryOrderRepository {
     const changed = Object.fromEntries(Object.entries(fields).filter(([k, v]) => !sameValue(stored.fields[k], v)));
     const fieldsChanged = Object.keys(changed).length > 0;
     if (!linesChanged && !addressChanged && !fieldsChanged && order.status === stored.status) return stored;
-    const now = new Date();
+    this.db.claim(unit, stored.id, false);
     const saved: Order = Object.freeze({
       ...stored, status: order.status, lines, shippingAddress: address, total, version: stored.version + 1,
-      updatedAt: now, fields,
+      updatedAt: unit.now, fields,
     });
-    this.orders.set(stored.id, saved);
+    unit.writes.set(stored.id, saved);
     // one save's events, in the extension's order, all with the new version
-    if (linesChanged)
-      this.emit('order_lines_changed', stored.id, saved.version, { lines: linesToJson(lines), total: total.toString() }, now);
-    if (addressChanged)
-      this.emit('order_shipping_address_changed', stored.id, saved.version, { shipping_address: addressToJson(address) }, now);
-    if (fieldsChanged)
-      this.emit('order_fields_changed', stored.id, saved.version, changed, now);
+    const emit = (type: string, payload: unknown) =>
+      this.db.emit(unit, this.metadata, type, stored.id, saved.version, payload);
+    if (linesChanged) emit('order_lines_changed', { lines: linesToJson(lines), total: total.toString() });
+    if (addressChanged) emit('order_shipping_address_changed', { shipping_address: addressToJson(address) });
+    if (fieldsChanged) emit('order_fields_changed', changed);
     if (order.status !== stored.status)
-      this.emit(`order_${order.status}`, stored.id, saved.version,
-                { status: order.status, previous_status: stored.status }, now);
+      emit(`order_${order.status}`, { status: order.status, previous_status: stored.status });
     return saved;
   }
 
-  async remove(id: string, expectedVersion?: number): Promise<Order> {
-    const stored = this.stored(id);
-    if (expectedVersion !== undefined && expectedVersion !== stored.version)
-      throw conflict();
-    if (stored.status === 'confirmed' || stored.status === 'shipped')
-      throw violation('order cannot be removed while it is in flight', 'order_remove_in_flight', 'status',
-                      stored.status);
-    this.orders.delete(stored.id);
-    this.emit('order_removed', stored.id, stored.version + 1, orderToJson(stored), new Date());
-    return stored;
+  /** The order as it was; remove(order) expects order.version, as the real one. */
+  async remove(order: Order): Promise<Order>;
+  async remove(id: string, expectedVersion?: number): Promise<Order>;
+  async remove(idOrOrder: string | Order, expectedVersion?: number): Promise<Order> {
+    const [id, expected] = typeof idOrOrder === 'object' && idOrOrder !== null
+      ? [idOrOrder.id, idOrOrder.version] : [idOrOrder, expectedVersion];
+    return this.db.call((unit) => {
+      const stored = this.stored(unit, id);
+      if (expected !== undefined && expected !== stored.version) throw conflict();
+      if (stored.status === 'confirmed' || stored.status === 'shipped')
+        throw violation('order cannot be removed while it is in flight', 'order_remove_in_flight', 'status',
+                        stored.status);
+      this.db.claim(unit, stored.id, false);
+      unit.writes.set(stored.id, null);
+      this.db.emit(unit, this.metadata, 'order_removed', stored.id, stored.version + 1, orderToJson(stored));
+      return stored;
+    });
   }
 
-  async nextId(): Promise<string> { return randomUUID(); }
+  /** A uuid7, as the extension's orders_next_id(). */
+  async nextId(): Promise<string> { return uuid7(); }
 
   async *find(spec: Spec = new Anything(), _pageSize = 100): AsyncGenerator<Order> {
-    for (const id of [...this.orders.keys()].sort(byId)) {
-      const o = this.orders.get(id);
-      if (o !== undefined && spec.isSatisfiedBy(o)) yield o;
+    const found = this.db.call((unit) => {
+      const ids = new Set([...this.db.orders.keys(), ...unit.writes.keys()]);
+      return [...ids].sort(byId).map((id) => this.db.order(unit, id))
+        .filter((o): o is Order => o !== undefined && spec.isSatisfiedBy(o));
+    });
+    for (const o of found) yield o;
+  }
+}
+
+// PostgreSQL's hash_bytes_extended (Bob Jenkins' lookup3, src/common/hashfn.c)
+// of a uuid's 16 bytes with seed 0, as uuid_hash_extended computes it, and
+// orders_event_part's 4 low bits of it: the group part of an order.
+const rot = (x: number, k: number) => ((x << k) | (x >>> (32 - k))) >>> 0;
+
+/** The part (0 to 15) of a consumer group that reads the order's events: orders_event_part(order_id). */
+export function orderEventPart(orderId: string): number {
+  const k = Buffer.from(orderId.replace(/-/g, ''), 'hex');
+  let a = (0x9e3779b9 + 16 + 3923095) >>> 0;
+  let b = a;
+  let c = a;
+  a = (a + k.readUInt32LE(0)) >>> 0;
+  b = (b + k.readUInt32LE(4)) >>> 0;
+  c = (c + k.readUInt32LE(8)) >>> 0;
+  // mix
+  a = (a - c) >>> 0; a = (a ^ rot(c, 4)) >>> 0; c = (c + b) >>> 0;
+  b = (b - a) >>> 0; b = (b ^ rot(a, 6)) >>> 0; a = (a + c) >>> 0;
+  c = (c - b) >>> 0; c = (c ^ rot(b, 8)) >>> 0; b = (b + a) >>> 0;
+  a = (a - c) >>> 0; a = (a ^ rot(c, 16)) >>> 0; c = (c + b) >>> 0;
+  b = (b - a) >>> 0; b = (b ^ rot(a, 19)) >>> 0; a = (a + c) >>> 0;
+  c = (c - b) >>> 0; c = (c ^ rot(b, 4)) >>> 0; b = (b + a) >>> 0;
+  // the last 4 bytes, then final
+  a = (a + k.readUInt32LE(12)) >>> 0;
+  c = (c ^ b) >>> 0; c = (c - rot(b, 14)) >>> 0;
+  a = (a ^ c) >>> 0; a = (a - rot(c, 11)) >>> 0;
+  b = (b ^ a) >>> 0; b = (b - rot(a, 25)) >>> 0;
+  c = (c ^ b) >>> 0; c = (c - rot(b, 16)) >>> 0;
+  a = (a ^ c) >>> 0; a = (a - rot(c, 4)) >>> 0;
+  b = (b ^ a) >>> 0; b = (b - rot(a, 14)) >>> 0;
+  c = (c ^ b) >>> 0; c = (c - rot(b, 24)) >>> 0;
+  return c & 15;
+}
+
+const YEAR_MS = 31_536_000_000;
+const sortByPosition = <T extends { position: bigint }>(xs: T[]) =>
+  xs.sort((a, b) => (a.position < b.position ? -1 : a.position > b.position ? 1 : 0));
+
+/**
+ * EventConsumer over an InMemoryStore's outbox: the same options, run(),
+ * stop(), Reject and HandlerFailed, holds(), parked(), replay() and
+ * discard(), with the extension's semantics: a named checkpoint (from now,
+ * or fromStart), events in position order, only committed ones, none
+ * passed over; a rejected event retried after retryDelayMs doubling
+ * (retryAt = failedAt + retryDelayMs * 2^(attempts - 1), at most a year),
+ * parked after maxAttempts, its order's later events held back behind it.
+ * The store's clock decides when a retry is due.
+ *
+ * A group (options.group) is read by each consumer of it as a whole: the
+ * twin hands no parts out, so two consumers of one group on one store
+ * take turns rather than share; its holds are per part, as the
+ * extension's ("<name>/<part>", the part orderEventPart(orderId)).
+ */
+export class InMemoryEventConsumer {
+  private stopped = false;
+  private wake: (() => void) | null = null;
+
+  constructor(readonly store: InMemoryStore, readonly name: string, private readonly handler: Handler,
+              private readonly options: ConsumerOptions = {}) {}
+
+  private get db() { return db(this.store); }
+
+  stop(): void {
+    this.stopped = true;
+    this.wake?.();
+  }
+
+  // as orders_events_register: from the events committed so far, or from the start
+  private register(): Checkpoint {
+    let c = this.db.consumers.get(this.name);
+    if (c === undefined) {
+      const cut = this.db.cut();
+      const fromStart = this.options.fromStart ?? false;
+      // from now: what is committed is done; what a unit in progress will
+      // commit below it is not
+      const done = new Set(fromStart ? [] : this.db.events.filter((e) => e.position >= cut).map((e) => e.position));
+      c = { acked: fromStart ? 0n : cut - 1n, done, lastRead: [], holds: new Map() };
+      this.db.consumers.set(this.name, c);
     }
+    return c;
+  }
+
+  private holdKey(orderId: string): string {
+    return this.options.group ? `${this.name}/${orderEventPart(orderId)}` : this.name;
+  }
+
+  async run(): Promise<void> {
+    const onTerm = () => this.stop();
+    if (this.options.handleSigterm ?? true) process.once('SIGTERM', onTerm);
+    const listener = () => this.wake?.();
+    this.db.listeners.add(listener);
+    let idleSince = Date.now();
+    try {
+      this.register();
+      while (!this.stopped) {
+        if (await this.once() > 0) {
+          idleSince = Date.now();
+          continue;
+        }
+        if (this.options.exitWhenIdleMs !== undefined && Date.now() - idleSince > this.options.exitWhenIdleMs) break;
+        await this.sleep(this.options.wakeEveryMs ?? 5000);
+      }
+    } finally {
+      this.db.listeners.delete(listener);
+      process.removeListener('SIGTERM', onTerm);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, Math.max(ms, 0));
+      function done() { clearTimeout(timer); resolve(); }
+      this.wake = () => { this.wake = null; done(); };
+    });
+  }
+
+  private async once(): Promise<number> {
+    const events = this.read();
+    await handleBatch(this.name, events, this.handler, async (event, reason) => this.nack(event.position, reason));
+    if (events.length > 0) this.ack(events[events.length - 1].position);
+    return events.length;
+  }
+
+  // orders_events_next: the held events that are due and the stream's
+  // next events, in position order, at most batch of them; an event of a
+  // held order met in the stream joins its hold instead.
+  private read(): Event[] {
+    const c = this.register();
+    const max = this.options.batch ?? 100;
+    const types = this.options.types;
+    const wanted = (e: Event) => types === undefined || types.includes(e.type);
+    const now = this.db.clock();
+    const byPosition = new Map(this.db.events.map((e) => [e.position, e]));
+
+    let due: Event[] = [];
+    for (const h of [...c.holds.values()]) {
+      if (h.parkedAt !== null || h.retryAt === null || h.retryAt > now) continue;
+      // a held event the read passes over (of another type) counts as handled
+      for (let e = byPosition.get(h.position); ; e = byPosition.get(h.position)) {
+        if (e !== undefined && wanted(e)) { due.push(e); break; }
+        if (!this.holdNext(c, h)) break;
+      }
+    }
+    due = sortByPosition(due).slice(0, max);
+
+    const cut = this.db.cut();
+    const stream: Event[] = [];
+    const joined = new Map<string, bigint[]>();
+    let scanned = c.acked;
+    let bound: bigint | null = null;
+    for (const e of this.db.events) {
+      if (e.position <= c.acked || c.done.has(e.position)) continue;
+      if (e.position >= cut) break;
+      scanned = e.position;
+      const h = c.holds.get(e.orderId);
+      if (h !== undefined) {
+        const last = h.later.length > 0 ? h.later[h.later.length - 1] : h.position;
+        if (e.position > last) joined.set(e.orderId, [...(joined.get(e.orderId) ?? []), e.position]);
+        continue;
+      }
+      if (!wanted(e)) continue;
+      stream.push(e);
+      if (stream.length >= max) { bound = e.position; break; }
+    }
+    const result = sortByPosition([...due.filter((d) => bound === null || d.position <= bound), ...stream]).slice(0, max);
+    const through = result.length > 0 ? result[result.length - 1].position : scanned;
+    // a held order's events met are its hold's up to what the reader will
+    // acknowledge; those after come again
+    for (const [orderId, positions] of joined) {
+      const h = c.holds.get(orderId) as HoldState;
+      h.later.push(...positions.filter((p) => p <= through));
+    }
+    for (const h of c.holds.values()) h.delivered = result.some((e) => e.position === h.position);
+    // a read of held orders' or skipped events only has passed them
+    if (result.length === 0) this.ackThrough(c, scanned);
+    c.lastRead = result;
+    return result;
+  }
+
+  // The hold's next waiting event in its place, due at once; false when
+  // none waits (the order is held no more).
+  private holdNext(c: Checkpoint, h: HoldState): boolean {
+    const next = h.later.shift();
+    if (next === undefined) {
+      c.holds.delete(h.orderId);
+      return false;
+    }
+    Object.assign(h, { position: next, attempts: 0, reason: null, failedAt: null, retryAt: this.db.clock(),
+                       parkedAt: null, delivered: false });
+    return true;
+  }
+
+  // Everything through position is done, the held events delivered up to it too.
+  private ackThrough(c: Checkpoint, position: bigint) {
+    if (position > c.acked) c.acked = position;
+    for (const p of c.done) if (p <= c.acked) c.done.delete(p);
+    for (const h of [...c.holds.values()])
+      if (h.delivered && h.position <= position) this.holdNext(c, h);
+  }
+
+  private ack(position: bigint) {
+    this.ackThrough(this.register(), position);
+  }
+
+  // orders_events_nack
+  private nack(position: bigint, reason: string) {
+    const c = this.register();
+    const maxAttempts = this.options.maxAttempts ?? 5;
+    const delay = this.options.retryDelayMs ?? 10000;
+    const now = this.db.clock();
+    const retryAt = (attempts: number) =>
+      new Date(now.getTime() + Math.min(delay * 2 ** (Math.min(Math.max(attempts, 1) - 1, 40)), YEAR_MS));
+    const e = c.lastRead.find((x) => x.position === position);
+    if (e === undefined)
+      throw new OrdersError(`consumer "${this.name}" has no event at position ${position} to reject`, '22023');
+    const h = c.holds.get(e.orderId);
+    if (h !== undefined && h.position === position) {
+      // a held event, failed again
+      this.ackThrough(c, position - 1n);
+      h.attempts += 1;
+      h.reason = reason.slice(0, 2000);
+      h.failedAt = now;
+      h.delivered = false;
+      h.retryAt = h.attempts >= maxAttempts ? null : retryAt(h.attempts);
+      h.parkedAt = h.attempts >= maxAttempts ? now : null;
+      return;
+    }
+    if (h !== undefined) {
+      // its order is held at an earlier event: it waits behind it
+      if (!h.later.includes(position)) h.later.push(position);
+      this.ackThrough(c, position);
+      return;
+    }
+    c.holds.set(e.orderId, {
+      consumer: this.holdKey(e.orderId), orderId: e.orderId, position,
+      // the order's later events the read returned: they wait behind it
+      later: c.lastRead.filter((x) => x.orderId === e.orderId && x.position > position).map((x) => x.position),
+      attempts: 1, reason: reason.slice(0, 2000), failedAt: now,
+      retryAt: maxAttempts > 1 ? retryAt(1) : null, parkedAt: maxAttempts <= 1 ? now : null, delivered: false,
+    });
+    this.ackThrough(c, position);
+  }
+
+  /** The held orders: each one's rejected event, retried or parked, in position order. */
+  async holds(): Promise<Hold[]> {
+    const c = this.db.consumers.get(this.name);
+    if (c === undefined) return [];
+    const byPosition = new Map(this.db.events.map((e) => [e.position, e]));
+    return sortByPosition([...c.holds.values()].map((h) => {
+      const e = byPosition.get(h.position);
+      return { consumer: h.consumer, orderId: h.orderId, position: h.position, type: e?.type ?? null,
+               version: e?.version ?? null, attempts: h.attempts, reason: h.reason, failedAt: h.failedAt,
+               retryAt: h.retryAt, parkedAt: h.parkedAt, heldBack: [...h.later] };
+    }));
+  }
+
+  /** The dead-letter list: the events rejected maxAttempts times. */
+  async parked(): Promise<Hold[]> {
+    return (await this.holds()).filter((h) => h.parkedAt !== null);
+  }
+
+  private holdAt(position: bigint): [Checkpoint, HoldState] {
+    const c = this.db.consumers.get(this.name);
+    const h = c === undefined ? undefined : [...c.holds.values()].find((x) => x.position === position);
+    if (c === undefined || h === undefined)
+      throw new OrdersError(`consumer ${this.name} holds no event at position ${position}`, '22023');
+    return [c, h];
+  }
+
+  /** The held event at position comes again at the next read, its failures counted from zero. */
+  async replay(position: bigint): Promise<void> {
+    const [, h] = this.holdAt(position);
+    Object.assign(h, { attempts: 0, retryAt: this.db.clock(), parkedAt: null, delivered: false });
+  }
+
+  /** Gives up on the held event at position, as if handled: its order's waiting events follow. */
+  async discard(position: bigint): Promise<void> {
+    const [c, h] = this.holdAt(position);
+    this.holdNext(c, h);
   }
 }
