@@ -221,12 +221,20 @@ export class OrderRepository {
    * error's index is the offending order's.
    */
   async addMany(orders: readonly NewOrder[]): Promise<Order[]> {
-    const json = orders.map((o) => ({
-      customer_id: o.customerId, currency: o.currency, lines: linesToJson(o.lines ?? []),
-      ...(o.shippingAddress ? { shipping_address: addressToJson(o.shippingAddress) } : {}),
-      ...(o.id !== undefined ? { id: o.id } : {}),
-      ...(o.fields !== undefined ? { fields: fieldsJson(o.fields) } : {}),
-    }));
+    const json = orders.map((o, i) => {
+      try {
+        return {
+          customer_id: o.customerId, currency: o.currency, lines: linesToJson(o.lines ?? []),
+          ...(o.shippingAddress ? { shipping_address: addressToJson(o.shippingAddress) } : {}),
+          ...(o.id !== undefined ? { id: o.id } : {}),
+          ...(o.fields !== undefined ? { fields: fieldsJson(o.fields) } : {}),
+        };
+      } catch (e) {
+        // refused here, before the server saw it: the index as the server gives it
+        if (e instanceof OrdersError) e.index = i;
+        throw e;
+      }
+    });
     const rows = await this.rows(`SELECT ${rowJson(this.s)} AS j FROM ${this.s}.orders_add_many($1::jsonb) o`,
                                  [toJsonText(json)], true);
     return rows.map(fromRow);
