@@ -49,7 +49,7 @@ function fieldsJson(fields: Fields | undefined): Fields | undefined {
 // The client of each pool's unit of work in progress in this async
 // context: a repository's call on the pool inside the unit runs on it.
 const unitClients = new AsyncLocalStorage<ReadonlyMap<pg.Pool, pg.PoolClient>>();
-// Clients whose ROLLBACK failed: a pool must not hand them out again.
+// Clients whose connection broke (or whose ROLLBACK failed): a pool must not hand them out again.
 const broken = new WeakSet<Queryable>();
 
 /**
@@ -61,16 +61,32 @@ export async function onClient<T>(source: Source, fn: (client: Queryable) => Pro
   if (!isPool(source)) return fn(source);
   const held = unitClients.getStore()?.get(source);
   if (held !== undefined) return fn(held);
-  const client = await source.connect();
-  let lost: Error | undefined;
+  const [client, release] = await borrow(source);
   try {
     return await fn(client);
   } catch (e) {
-    if (isConnectionError(e) || broken.has(client)) lost = e instanceof Error ? e : new Error(String(e));
+    if (isConnectionError(e)) broken.add(client);
     throw e;
   } finally {
-    client.release(lost);
+    release();
   }
+}
+
+/**
+ * A pool's client, and how to give it back: destroyed rather than returned
+ * when it broke. While it is out, an error the connection raises between
+ * statements (the server ended it) is the holder's to see in its next
+ * statement, not an uncaught 'error' event that ends the process: pg-pool
+ * listens for those only while the client is idle in the pool.
+ */
+async function borrow(pool: pg.Pool): Promise<[pg.PoolClient, () => void]> {
+  const client = await pool.connect();
+  const onError = () => { broken.add(client); };
+  client.on('error', onError);
+  return [client, () => {
+    client.removeListener('error', onError);
+    client.release(broken.has(client) ? new Error('the connection broke while in use') : undefined);
+  }];
 }
 
 // How deep in unitOfWork each client is, and a counter for savepoint names.
@@ -333,17 +349,13 @@ export async function unitOfWork<T>(source: Source | InMemoryStore | InMemoryOrd
   if (!isPool(source)) return clientUnit(source, fn, options);
   const held = unitClients.getStore()?.get(source);
   if (held !== undefined) return clientUnit(held, fn, options);
-  const client = await source.connect();
-  let lost: Error | undefined;
+  const [client, release] = await borrow(source);
   try {
     const clients = new Map(unitClients.getStore());
     clients.set(source, client);
     return await unitClients.run(clients, () => clientUnit(client, fn, options));
-  } catch (e) {
-    if (broken.has(client)) lost = e instanceof Error ? e : new Error(String(e));
-    throw e;
   } finally {
-    client.release(lost);
+    release();
   }
 }
 
