@@ -48,10 +48,12 @@ install_deps() {
 	apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
 
-# install_node_deps: clients/node's packages, exactly as its lockfile says.
+# install_node_deps: clients/node's packages, exactly as its lockfile says,
+# through a cache of its own (clients/node/.npm-cache, not tracked), from
+# which test/t/027_node_package.pl installs the client's tarball offline.
 install_node_deps() {
 	say "installing the TypeScript client's packages (npm ci)"
-	(cd clients/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+	(cd clients/node && npm ci --cache .npm-cache --no-audit --no-fund --loglevel=error >/dev/null)
 }
 
 # build_and_install [MAKE-ARGS...]
