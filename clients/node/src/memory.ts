@@ -141,6 +141,7 @@ const byId = (a: string, b: string) => (a.toLowerCase() < b.toLowerCase() ? -1 :
 
 
 type Metadata = Record<string, unknown>;
+const EVENT_METADATA_MAX = 8192;
 
 // A unit of work in progress: its writes over the committed state (an order
 // removed is null), the ids it added, its events (positions taken when
@@ -215,6 +216,11 @@ class Database {
 
   emit(unit: Unit, metadata: Metadata | undefined, type: string, orderId: string, version: number, payload: unknown) {
     const meta = metadata ?? unit.metadata;
+    // the extension's limit, on the text the real repository sets
+    const length = meta === undefined ? 0 : Buffer.byteLength(JSON.stringify(meta));
+    if (length > EVENT_METADATA_MAX)
+      throw new OrdersError(`orders.event_metadata is too long (${length} bytes)`, '54000',
+                            `Every event the transaction writes carries it: at most ${EVENT_METADATA_MAX} bytes are allowed.`);
     unit.events.push(Object.freeze({
       position: ++this.lastPosition, type, orderId, version, payload: parseJson(toJsonText(payload)),
       occurredAt: unit.now, id: randomUUID(), metadata: meta === undefined ? null : parseJson(JSON.stringify(meta)),

@@ -251,6 +251,9 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
                        [{ actor: 'unit' }, { actor: 'repo' }, { actor: 'inner' }, { actor: 'unit' }]);
       assert.equal(await meta((await repo.add(randomUUID(), 'EUR')).id), null, 'none outside a unit');
       assert.deepEqual(await meta((await tagged.add(randomUUID(), 'EUR')).id), { actor: 'repo' });
+      await assert.rejects(repo.unitOfWork(() => repo.add(randomUUID(), 'EUR'), { metadata: { x: 'y'.repeat(9000) } }),
+                           (x: unknown) => x instanceof OrdersError && x.sqlstate === '54000' &&
+                                           /^orders\.event_metadata is too long \(9008 bytes\)$/.test(x.message));
     });
 
     for (const group of [false, true]) {
