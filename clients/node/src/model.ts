@@ -137,15 +137,17 @@ function notInteger(path: string, value: unknown, money: boolean): InvariantViol
  * The line with its quantity a number and its unitPrice a bigint, or
  * InvariantViolation not_integer (22P02, value as text) when either is not
  * an integer: unitPrice a bigint or a safe-integer number, quantity a
- * safe-integer number or a bigint in that range. null and undefined pass, for the
- * not_null rule to refuse as the server does. path: "lines[1]."
+ * safe-integer number or a bigint. An integer beyond its column's type
+ * (integer, bigint) is its range rule's InvariantViolation. null and
+ * undefined pass, for the not_null rule to refuse as the server does.
+ * path: "lines[1]."
  */
 export function checkIntegers(line: OrderLine, path: string): OrderLine {
   const q: unknown = line.quantity;
   const p: unknown = line.unitPrice;
   let quantity = q;
-  if (typeof q === 'bigint' && q >= BigInt(Number.MIN_SAFE_INTEGER) && q <= BigInt(Number.MAX_SAFE_INTEGER))
-    quantity = Number(q);
+  if (typeof q === 'bigint')
+    quantity = q >= -(2n ** 31n) && q < 2n ** 31n ? Number(q) : q;
   else if (q !== null && q !== undefined && !Number.isSafeInteger(q))
     throw notInteger(`${path}quantity`, q, false);
   let unitPrice = p;
@@ -153,8 +155,20 @@ export function checkIntegers(line: OrderLine, path: string): OrderLine {
     unitPrice = BigInt(p);
   else if (p !== null && p !== undefined && typeof p !== 'bigint')
     throw notInteger(`${path}unit_price`, p, true);
+  // Beyond the column types (integer, bigint) the server's JSON reading
+  // would fail with no path; the rule's own error is the one a value out
+  // of its range gets, and the twin's.
+  if ((typeof quantity === 'number' || typeof quantity === 'bigint') && (quantity < -(2 ** 31) || quantity >= 2 ** 31))
+    throw outOfRange(`${path}quantity`, quantity as number | bigint, '1 and 1000000', 'order_line_quantity_range');
+  if (typeof unitPrice === 'bigint' && (unitPrice < -(2n ** 63n) || unitPrice >= 2n ** 63n))
+    throw outOfRange(`${path}unit_price`, unitPrice, '0 and 100000000000', 'order_line_unit_price_range');
   return quantity === q && unitPrice === p ? line : { ...line, quantity: quantity as number, unitPrice: unitPrice as bigint };
 }
+
+// As the extension words a line's range rule.
+const outOfRange = (path: string, value: number | bigint, range: string, rule: string) =>
+  new InvariantViolation(`${path} is out of range`, rule, path, String(value), '23514',
+                         `${fieldDetail(path)} The value is ${value}; it must be between ${range}.`, rule);
 
 /** Each line through checkIntegers, paths lines[1]. on. */
 export const checkedLines = (lines: readonly OrderLine[]): OrderLine[] =>

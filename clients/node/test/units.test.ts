@@ -107,6 +107,18 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
       await assert.rejects(repo.add(c, 'EUR', [{ ...TEA, quantity: null as unknown as number }]),
                            (e: unknown) => e instanceof InvariantViolation && e.rule === 'not_null' &&
                                            e.path === 'lines[1].quantity');
+      // integers beyond the columns' types: the rule's error, not the server's JSON reading's
+      for (const [line, rule, path, value] of [
+        [{ ...TEA, quantity: 3_000_000_000 }, 'order_line_quantity_range', 'lines[1].quantity', '3000000000'],
+        [{ ...TEA, quantity: 2n ** 60n as unknown as number }, 'order_line_quantity_range', 'lines[1].quantity',
+         '1152921504606846976'],
+        [{ ...TEA, unitPrice: 2n ** 63n }, 'order_line_unit_price_range', 'lines[1].unit_price', '9223372036854775808'],
+      ] as const)
+        await assert.rejects(repo.add(c, 'EUR', [line]), (e: unknown) => {
+          assert.ok(e instanceof InvariantViolation, String(e));
+          assert.deepEqual([e.rule, e.path, e.value, e.sqlstate], [rule, path, value, '23514']);
+          return true;
+        });
       // a safe-integer number of cents, and a bigint quantity, are integers
       const plain = await repo.add(c, 'EUR', [{ ...TEA, unitPrice: 450 as unknown as bigint, quantity: 3n as unknown as number }]);
       assert.deepEqual([plain.lines[0].unitPrice, plain.lines[0].quantity, plain.total], [450n, 3, 1350n]);
