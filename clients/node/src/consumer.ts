@@ -18,7 +18,7 @@
 import pg from 'pg';
 import { isConnectionError, isPool } from './connections.js';
 import { OrdersError, translate } from './errors.js';
-import { FIRST_PAUSE_MS, type ConsumerOptions, type Handler, type Hold, handleBatch, nextPause } from './handling.js';
+import { FIRST_PAUSE_MS, type ConsumerOptions, type Handler, HandlerFailed, type Hold, handleBatch, nextPause } from './handling.js';
 import { eventFromRow, EVENT_COLUMNS } from './model.js';
 import { extensionSchema, onClient } from './repository.js';
 
@@ -93,7 +93,7 @@ export class EventConsumer {
           if (this.options.exitWhenIdleMs !== undefined && Date.now() - idleSince > this.options.exitWhenIdleMs) break;
           await this.sleep(this.options.wakeEveryMs ?? 5000);
         } catch (e) {
-          if (!isConnectionError(e)) throw translate(e);
+          if (e instanceof HandlerFailed || !isConnectionError(e)) throw translate(e);
           this.options.log?.(`consumer ${this.name}: connection lost (${e instanceof Error ? e.message : String(e)}); ` +
                              `connecting again in ${pause} ms`);
           await client?.end().catch(() => undefined);

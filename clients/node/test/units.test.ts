@@ -6,11 +6,11 @@
 // must refuse or accept alike.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { type Address, ConcurrencyConflict, type ConsumerOptions, type Event, EventConsumer, type Handler,
          type Hold, InMemoryEventConsumer, InMemoryOrderRepository, InMemoryStore, InvariantViolation, Order,
-         type OrderLine, OrderNotFound, OrderRepository, OrdersError, Reject, customer, unitOfWork,
+         orderEventPart, type OrderLine, OrderNotFound, OrderRepository, OrdersError, Reject, customer, unitOfWork,
          uuid7 } from '../src/index.js';
 
 const TEA: OrderLine = { productId: '0b1e4f5a-6c7d-4e8f-9a0b-1c2d3e4f5a6b', productName: 'Green tea', quantity: 2, unitPrice: 450n };
@@ -32,7 +32,6 @@ interface World {
   /** Another repository on the same database, with its own event metadata. */
   tagged(metadata: Record<string, unknown>): Promise<Repo>;
   consumer(name: string, handler: Handler, options?: ConsumerOptions): Consumer;
-  /** The events of these orders, in the outbox's order, as a fresh consumer from the start reads them. */
   close(): Promise<void>;
 }
 
@@ -70,11 +69,10 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
   describe(name, () => {
     let world: World;
     let repo: Repo;
-    const ready = (async () => { world = await makeWorld(); repo = world.repo; })();
-    after(async () => { await ready; await world.close(); });
+    before(async () => { world = await makeWorld(); repo = world.repo; });
+    after(async () => { await world?.close(); });
 
     it('refuses money and quantities that are not integers, before anything is stored', async () => {
-      await ready;
       const c = randomUUID();
       // what a plain JavaScript caller, or a cast, can hand in
       const price = (v: unknown): OrderLine => ({ ...POT, unitPrice: v as bigint });
@@ -125,7 +123,6 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
     });
 
     it('adds an aggregate built by Order.new, and removes by the order\'s version', async () => {
-      await ready;
       const draft = Order.new({ customerId: randomUUID(), currency: 'EUR', lines: [TEA, POT], shippingAddress: HOME });
       assert.deepEqual([draft.status, draft.version, draft.total, draft.createdAt], ['pending', 0, 4800n, null]);
       assert.match(draft.id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'a uuid7');
@@ -141,7 +138,6 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
     });
 
     it('a unit of work commits, and undoes everything when it throws: orders, ids, events', async () => {
-      await ready;
       const c = randomUUID();
       const seen: Event[] = [];
       const consumer = await registered(world, `units-${randomUUID()}`, (e) => { if (e.payload !== null) seen.push(e); });
@@ -165,7 +161,6 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
     });
 
     it('a refused call leaves the unit standing; an inner unit is a savepoint', async () => {
-      await ready;
       let inner = '';
       let outer = '';
       const saved = await repo.unitOfWork(async () => {
@@ -185,7 +180,6 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
     });
 
     it('a unit\'s writes are its own until it commits; a consumer passes over none of them', async () => {
-      await ready;
       const seen: string[] = [];
       const consumer = await registered(world, `isolation-${randomUUID()}`, (e) => { seen.push(`${e.orderId} ${e.version}`); });
       const [hold, release] = gate();
@@ -210,7 +204,6 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
     });
 
     it('two units, same order: the second one\'s save fails with ConcurrencyConflict', async () => {
-      await ready;
       const order = await repo.add(randomUUID(), 'EUR', [TEA], HOME);
       const [hold, release] = gate();
       const [inside, entered] = gate();
@@ -231,7 +224,6 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
     });
 
     it('concurrent units on one pool or store never mix', async () => {
-      await ready;
       const c = randomUUID();
       const results = await Promise.all(Array.from({ length: 8 }, (_, n) => repo.unitOfWork(async () => {
         const o = await repo.add(c, 'EUR', [{ ...TEA, quantity: n + 1 }], HOME);
@@ -249,7 +241,6 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
     });
 
     it('metadata: the unit\'s, the repository\'s for its own writes, an inner unit\'s for itself', async () => {
-      await ready;
       const tagged = await world.tagged({ actor: 'repo' });
       const [a, b, d, e] = await repo.unitOfWork(async () => {
         const a = await repo.add(randomUUID(), 'EUR');
@@ -270,8 +261,7 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
 
     for (const group of [false, true]) {
       it(`a rejected event is retried, parked while its order waits, then replayed or discarded${group ? ' (a group)' : ''}`, async () => {
-        await ready;
-        const name = `poison-${randomUUID()}`;
+          const name = `poison-${randomUUID()}`;
         const options: ConsumerOptions = { group, maxAttempts: 3, retryDelayMs: 0 };
         await world.consumer(name, () => undefined, { ...quick, ...options, exitWhenIdleMs: 0 }).run();
         const bad = await repo.add(randomUUID(), 'EUR', [TEA], HOME);
@@ -295,7 +285,8 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
         assert.deepEqual([parked.orderId, parked.type, parked.version, parked.attempts, parked.reason, parked.retryAt],
                          [bad.id, 'order_added', 1, 3, 'no template for order_added', null]);
         assert.ok(parked.parkedAt instanceof Date && parked.failedAt instanceof Date);
-        assert.equal(parked.consumer, group ? `${name}/${(await partOf(world, bad.id))}` : name);
+        // a group's holds are its parts' (real.test.ts: orderEventPart is orders_event_part)
+        assert.equal(parked.consumer, group ? `${name}/${orderEventPart(bad.id)}` : name);
         assert.equal(parked.heldBack.length, 1, 'its confirmation waits behind it');
         await assert.rejects(consumer.replay(parked.position + 1000000n),
                              (e: unknown) => e instanceof OrdersError && e.sqlstate === '22023');
@@ -322,13 +313,6 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
       });
     }
   });
-}
-
-// The twin's part of an order is orderEventPart's; the extension's, its
-// orders_event_part: the same function (asserted in real.test.ts).
-async function partOf(_world: World, orderId: string): Promise<number> {
-  const { orderEventPart } = await import('../src/index.js');
-  return orderEventPart(orderId);
 }
 
 contract('the twin', async () => {
