@@ -132,7 +132,7 @@ type AddArguments = [currency?: string, lines?: readonly OrderLine[], shippingAd
                      idOrOptions?: string | AddOptions];
 
 // add's arguments, from either form: add(order) or add(customerId, ...).
-export function addArguments(first: string | DraftOrder | Order, rest: AddArguments):
+function addArguments(first: string | DraftOrder | Order, rest: AddArguments):
     [string, string, readonly OrderLine[] | undefined, Address | null | undefined, string | AddOptions | undefined] {
   if (typeof first === 'object' && first !== null)
     return [first.customerId, first.currency, first.lines, first.shippingAddress,
@@ -141,7 +141,7 @@ export function addArguments(first: string | DraftOrder | Order, rest: AddArgume
 }
 
 // remove's arguments: remove(order) expects the order's version.
-export function removeArguments(idOrOrder: string | Order, expectedVersion?: number): [string, number | undefined] {
+function removeArguments(idOrOrder: string | Order, expectedVersion?: number): [string, number | undefined] {
   return typeof idOrOrder === 'object' && idOrOrder !== null ? [idOrOrder.id, idOrOrder.version]
                                                              : [idOrOrder, expectedVersion];
 }
