@@ -162,18 +162,20 @@ class Unit {
   }
 }
 
-// One consumer's or group's checkpoint (everything up to acked is done,
-// and the positions in done past it, committed before it registered), the
-// positions its last read returned, and its held orders by order id.
+// One consumer's checkpoint, as the extension keeps it: not a position but
+// a snapshot, here the number of the last commit it has read through
+// (acked); the batch open (batch: the commits up to that number, read in
+// position order and acknowledged through batchPosition), and its held
+// orders by order id.  A group keeps its holds in one of these per part
+// ("<name>/<part>"), as the extension does.
 interface Checkpoint {
-  acked: bigint;
-  done: Set<bigint>;
-  lastRead: Event[];
+  acked: number;
+  batch: number | null;
+  batchPosition: bigint;
   holds: Map<string, HoldState>;
 }
 
 interface HoldState {
-  consumer: string;
   orderId: string;
   position: bigint;
   later: bigint[];
@@ -192,6 +194,9 @@ class Database {
   used = new Set<string>();
   events: Event[] = [];          // committed, by position
   lastPosition = 0n;
+  // the commit each committed event's unit was, numbered in commit order
+  commitOf = new Map<bigint, number>();
+  commits = 0;
   open = new Set<Unit>();
   current = new AsyncLocalStorage<Unit>();
   consumers = new Map<string, Checkpoint>();
@@ -234,6 +239,8 @@ class Database {
     }
     for (const id of unit.added) this.used.add(id);
     if (unit.events.length > 0) {
+      this.commits += 1;
+      for (const e of unit.events) this.commitOf.set(e.position, this.commits);
       this.events.push(...unit.events);
       this.events.sort((a, b) => (a.position < b.position ? -1 : 1));
       for (const wake of this.listeners) wake();
@@ -292,17 +299,6 @@ class Database {
     } finally {
       this.open.delete(unit);
     }
-  }
-
-  // The lowest position a unit in progress has written: a consumer reads
-  // below it only, so that an event committed later with a lower position
-  // than one already read is never passed over (the extension's snapshot
-  // cut, made simple).
-  cut(): bigint {
-    let cut = this.lastPosition + 1n;
-    for (const unit of this.open)
-      if (unit.events.length > 0 && unit.events[0].position < cut) cut = unit.events[0].position;
-    return cut;
   }
 }
 
@@ -549,31 +545,76 @@ export function orderEventPart(orderId: string): number {
   return c & 15;
 }
 
+// The extension's orders_event_types() at 1.12, which a consumer's types are checked against.
+const EVENT_TYPES: readonly string[] = [
+  'order_added', 'order_lines_changed', 'order_shipping_address_changed', 'order_confirmed', 'order_shipped',
+  'order_delivered', 'order_cancelled', 'order_removed', 'order_fields_changed',
+];
+
 const YEAR_MS = 31_536_000_000;
 const sortByPosition = <T extends { position: bigint }>(xs: T[]) =>
   xs.sort((a, b) => (a.position < b.position ? -1 : a.position > b.position ? 1 : 0));
+const maxOf = (xs: bigint[]) => xs.reduce((a, b) => (b > a ? b : a));
+
+/**
+ * When a held event that failed attempts times comes again: as the
+ * extension's orders_events_retry_at, retryDelayMs after the first failure,
+ * doubled after each one since, never more than a year on.
+ */
+const retryAt = (failedAt: Date, retryDelayMs: number, attempts: number) =>
+  new Date(failedAt.getTime() + Math.min(retryDelayMs * 2 ** Math.min(Math.max(attempts, 1) - 1, 40), YEAR_MS));
 
 /**
  * EventConsumer over an InMemoryStore's outbox: the same options, run(),
  * stop(), Reject and HandlerFailed, holds(), parked(), replay() and
- * discard(), with the extension's semantics: a named checkpoint (from now,
- * or fromStart), events in position order, only committed ones, none
- * passed over; a rejected event retried after retryDelayMs doubling
+ * discard(), with the extension's semantics: a named checkpoint (from the
+ * events committed so far, or fromStart), committed events only, none
+ * passed over.  Its checkpoint is a snapshot, not a position: each batch
+ * is what committed since the last batch, in position order, so an event
+ * that commits later comes in a later batch even at a lower position, and
+ * a committed event comes at once even while a unit in progress holds a
+ * lower position.  A rejected event is retried after retryDelayMs doubling
  * (retryAt = failedAt + retryDelayMs * 2^(attempts - 1), at most a year),
- * parked after maxAttempts, its order's later events held back behind it.
- * The store's clock decides when a retry is due.
+ * parked after maxAttempts, its order's later events held back behind it
+ * while the other orders' flow on. The store's clock decides when a retry
+ * is due; exitWhenIdleMs is real time.
  *
  * A group (options.group) is read by each consumer of it as a whole: the
  * twin hands no parts out, so two consumers of one group on one store
  * take turns rather than share; its holds are per part, as the
  * extension's ("<name>/<part>", the part orderEventPart(orderId)).
+ *
+ * The options are checked at once, as the extension checks them at the
+ * first read or rejection: batch, maxAttempts at least 1, retryDelayMs not
+ * negative, types (when given) at least one known event type and no null
+ * (OrdersError 22023).
  */
 export class InMemoryEventConsumer {
   private stopped = false;
   private wake: (() => void) | null = null;
+  private readonly batch: number;
+  private readonly maxAttempts: number;
+  private readonly retryDelayMs: number;
+  private readonly types: readonly string[] | undefined;
 
   constructor(readonly store: InMemoryStore, readonly name: string, private readonly handler: Handler,
-              private readonly options: ConsumerOptions = {}) {}
+              private readonly options: ConsumerOptions = {}) {
+    this.batch = options.batch ?? 100;
+    this.maxAttempts = options.maxAttempts ?? 5;
+    this.retryDelayMs = options.retryDelayMs ?? 10000;
+    if (this.maxAttempts < 1) throw new OrdersError('max_attempts must be at least 1', '22023');
+    if (this.retryDelayMs < 0) throw new OrdersError('retry_delay must not be negative', '22023');
+    if (this.batch < 1) throw new OrdersError('max_events must be at least 1', '22023');
+    const types = options.types as readonly (string | null | undefined)[] | null | undefined;
+    if (types !== undefined && types !== null) {
+      // as the extension's read refuses them, if here at once
+      if (types.length === 0 || types.some((t) => t === null || t === undefined))
+        throw new OrdersError('types must list at least one event type, and no null', '22023');
+      for (const t of types)
+        if (!EVENT_TYPES.includes(t as string)) throw new OrdersError(`unknown event type "${t}"`, '22023');
+    }
+    this.types = types === undefined || types === null ? undefined : [...types as readonly string[]];
+  }
 
   private get db() { return db(this.store); }
 
@@ -582,30 +623,58 @@ export class InMemoryEventConsumer {
     this.wake?.();
   }
 
-  // as orders_events_register: from the events committed so far, or from the start
-  private register(): Checkpoint {
-    let c = this.db.consumers.get(this.name);
-    if (c === undefined) {
-      const cut = this.db.cut();
-      const fromStart = this.options.fromStart ?? false;
-      // from now: what is committed is done; what a unit in progress will
-      // commit below it is not
-      const done = new Set(fromStart ? [] : this.db.events.filter((e) => e.position >= cut).map((e) => e.position));
-      c = { acked: fromStart ? 0n : cut - 1n, done, lastRead: [], holds: new Map() };
-      this.db.consumers.set(this.name, c);
-    }
+  // as orders_events_register: from the commits so far, or from the start
+  private register() {
+    if (!this.db.consumers.has(this.name))
+      this.db.consumers.set(this.name, { acked: this.options.fromStart ? 0 : this.db.commits, batch: null,
+                                         batchPosition: 0n, holds: new Map() });
+  }
+
+  private consumer(): Checkpoint {
+    const c = this.db.consumers.get(this.name);
+    if (c === undefined) throw new OrdersError(`consumer "${this.name}" is not registered`, 'P0002');
     return c;
   }
 
-  private holdKey(orderId: string): string {
+  // The consumer whose holds keep this order's.
+  private holder(orderId: string): string {
     return this.options.group ? `${this.name}/${orderEventPart(orderId)}` : this.name;
   }
 
+  // The consumers that keep this one's holds, each made on first use.
+  private holdStates(): Map<string, Checkpoint> {
+    const consumers = this.db.consumers;
+    if (!this.options.group) {
+      // not made here: a consumer not registered yet holds nothing
+      const c = consumers.get(this.name);
+      return new Map(c === undefined ? [] : [[this.name, c]]);
+    }
+    const states = new Map<string, Checkpoint>();
+    for (let part = 0; part < 16; part++) {
+      const n = `${this.name}/${part}`;
+      // only its holds are used
+      if (!consumers.has(n)) consumers.set(n, { acked: 0, batch: null, batchPosition: 0n, holds: new Map() });
+      states.set(n, consumers.get(n) as Checkpoint);
+    }
+    return states;
+  }
+
+  private wanted(e: Event): boolean {
+    return this.types === undefined || this.types.includes(e.type);
+  }
+
+  /**
+   * Consumes until stop(), SIGTERM (handleSigterm, default true, as the
+   * real one), or exitWhenIdleMs of real time with nothing to read; wakes
+   * at a commit with events, a replay or discard, or every wakeEveryMs.
+   */
   async run(): Promise<void> {
     const onTerm = () => this.stop();
     if (this.options.handleSigterm ?? true) process.once('SIGTERM', onTerm);
     const listener = () => this.wake?.();
     this.db.listeners.add(listener);
+    const wakeEvery = this.options.wakeEveryMs ?? 5000;
+    const exitWhenIdle = this.options.exitWhenIdleMs;
     let idleSince = Date.now();
     try {
       this.register();
@@ -614,8 +683,8 @@ export class InMemoryEventConsumer {
           idleSince = Date.now();
           continue;
         }
-        if (this.options.exitWhenIdleMs !== undefined && Date.now() - idleSince > this.options.exitWhenIdleMs) break;
-        await this.sleep(this.options.wakeEveryMs ?? 5000);
+        if (exitWhenIdle !== undefined && Date.now() - idleSince >= exitWhenIdle) break;
+        await this.sleep(Math.max(exitWhenIdle === undefined ? wakeEvery : Math.min(wakeEvery, exitWhenIdle), 10));
       }
     } finally {
       this.db.listeners.delete(listener);
@@ -633,142 +702,156 @@ export class InMemoryEventConsumer {
 
   private async once(): Promise<number> {
     const events = this.read();
-    await handleBatch(this.name, events, this.handler, async (event, reason) => this.nack(event.position, reason));
+    await handleBatch(this.name, events, this.handler, async (event, reason) => this.nack(event, reason));
     if (events.length > 0) this.ack(events[events.length - 1].position);
     return events.length;
   }
 
-  // orders_events_next: the held events that are due and the stream's
-  // next events, in position order, at most batch of them; an event of a
-  // held order met in the stream joins its hold instead.
-  private read(): Event[] {
-    const c = this.register();
-    const max = this.options.batch ?? 100;
-    const types = this.options.types;
-    const wanted = (e: Event) => types === undefined || types.includes(e.type);
-    const now = this.db.clock();
-    const byPosition = new Map(this.db.events.map((e) => [e.position, e]));
-
-    let due: Event[] = [];
-    for (const h of [...c.holds.values()]) {
-      if (h.parkedAt !== null || h.retryAt === null || h.retryAt > now) continue;
-      // a held event the read passes over (of another type) counts as handled
-      for (let e = byPosition.get(h.position); ; e = byPosition.get(h.position)) {
-        if (e !== undefined && wanted(e)) { due.push(e); break; }
-        if (!this.holdNext(c, h)) break;
-      }
-    }
-    due = sortByPosition(due).slice(0, max);
-
-    const cut = this.db.cut();
-    const stream: Event[] = [];
-    const joined = new Map<string, bigint[]>();
-    let scanned = c.acked;
-    let bound: bigint | null = null;
-    for (const e of this.db.events) {
-      if (e.position <= c.acked || c.done.has(e.position)) continue;
-      if (e.position >= cut) break;
-      scanned = e.position;
-      const h = c.holds.get(e.orderId);
-      if (h !== undefined) {
-        const last = h.later.length > 0 ? h.later[h.later.length - 1] : h.position;
-        if (e.position > last) joined.set(e.orderId, [...(joined.get(e.orderId) ?? []), e.position]);
-        continue;
-      }
-      if (!wanted(e)) continue;
-      stream.push(e);
-      if (stream.length >= max) { bound = e.position; break; }
-    }
-    const result = sortByPosition([...due.filter((d) => bound === null || d.position <= bound), ...stream]).slice(0, max);
-    const through = result.length > 0 ? result[result.length - 1].position : scanned;
-    // a held order's events met are its hold's up to what the reader will
-    // acknowledge; those after come again
-    for (const [orderId, positions] of joined) {
-      const h = c.holds.get(orderId) as HoldState;
-      h.later.push(...positions.filter((p) => p <= through));
-    }
-    for (const h of c.holds.values()) h.delivered = result.some((e) => e.position === h.position);
-    // a read of held orders' or skipped events only has passed them
-    if (result.length === 0) this.ackThrough(c, scanned);
-    c.lastRead = result;
-    return result;
+  // Whether e is of the consumer's open batch: committed after its
+  // checkpoint and by the batch's snapshot.
+  private inBatch(c: Checkpoint, e: Event): boolean {
+    const commit = this.db.commitOf.get(e.position) as number;
+    return c.batch !== null && c.acked < commit && commit <= c.batch;
   }
 
-  // The hold's next waiting event in its place, due at once; false when
-  // none waits (the order is held no more).
-  private holdNext(c: Checkpoint, h: HoldState): boolean {
+  // The held event is done with: the next one waiting is held in its place,
+  // due at once; none waiting, the order is held no more.
+  private holdNext(hs: Checkpoint, h: HoldState) {
     const next = h.later.shift();
     if (next === undefined) {
-      c.holds.delete(h.orderId);
-      return false;
+      hs.holds.delete(h.orderId);
+      return;
     }
     Object.assign(h, { position: next, attempts: 0, reason: null, failedAt: null, retryAt: this.db.clock(),
                        parkedAt: null, delivered: false });
-    return true;
   }
 
-  // Everything through position is done, the held events delivered up to it too.
-  private ackThrough(c: Checkpoint, position: bigint) {
-    if (position > c.acked) c.acked = position;
-    for (const p of c.done) if (p <= c.acked) c.done.delete(p);
-    for (const h of [...c.holds.values()])
-      if (h.delivered && h.position <= position) this.holdNext(c, h);
+  private eventAt(position: bigint): Event | undefined {
+    return this.db.events.find((e) => e.position === position);
   }
 
-  private ack(position: bigint) {
-    this.ackThrough(this.register(), position);
+  // The next events, as the extension's read: the held ones that are due
+  // with the stream's, in position order; reading on past a part of the
+  // stream that is all held orders' or other types'.
+  private read(): Event[] {
+    for (;;) {
+      const [events, more] = this.readSome();
+      if (events.length > 0 || !more) return events;
+    }
+  }
+
+  private readSome(): [Event[], boolean] {
+    const c = this.consumer();
+    const holders = this.holdStates();
+    const holdsOf = (orderId: string) => (holders.get(this.holder(orderId)) as Checkpoint).holds;
+    const now = this.db.clock();
+    const due: Event[] = [];
+    for (const hs of holders.values())
+      for (const h of [...hs.holds.values()])
+        while (hs.holds.has(h.orderId) && h.parkedAt === null && h.retryAt !== null && h.retryAt <= now) {
+          const e = this.eventAt(h.position);
+          if (e !== undefined && this.wanted(e)) {
+            due.push(e);
+            break;
+          }
+          this.holdNext(hs, h); // passed over, as handled
+        }
+    const scanned: Event[] = [];
+    const eligible: Event[] = [];
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (c.batch === null) {
+        // a new batch: every commit since the checkpoint, as the
+        // extension's snapshot; an event whose unit committed later than
+        // a higher position's comes in a later batch
+        c.batch = this.db.commits;
+        c.batchPosition = 0n;
+      }
+      for (const e of this.db.events) {
+        if (eligible.length >= this.batch) break;
+        if (e.position <= c.batchPosition || !this.inBatch(c, e)) continue;
+        scanned.push(e);
+        if (!holdsOf(e.orderId).has(e.orderId) && this.wanted(e)) eligible.push(e);
+      }
+      if (scanned.length > 0 || due.length > 0) break;
+      // the batch is read to its end: its snapshot is the checkpoint
+      c.acked = c.batch;
+      c.batch = null;
+    }
+    const result = sortByPosition([...due, ...eligible]).slice(0, this.batch);
+    const last = result.length > 0 ? result[result.length - 1].position
+      : scanned.length > 0 ? scanned[scanned.length - 1].position : null;
+    if (last === null) return [[], false];
+    // a held order's events met in the stream join its hold, up to what
+    // the reader acknowledges; the held events returned are delivered,
+    // for ack or nack
+    for (const e of scanned) {
+      const waiting = holdsOf(e.orderId).get(e.orderId);
+      if (e.position <= last && waiting !== undefined && e.position > maxOf([waiting.position, ...waiting.later]))
+        waiting.later.push(e.position);
+    }
+    const returned = new Set(result.map((e) => e.position));
+    for (const hs of holders.values())
+      for (const h of hs.holds.values()) h.delivered = returned.has(h.position);
+    if (result.length === 0) {
+      // nothing to hand over in what was scanned: passed, and on
+      if (last > c.batchPosition) c.batchPosition = last;
+      return [[], true];
+    }
+    return [result, true];
+  }
+
+  private ack(last: bigint) {
+    const c = this.consumer();
+    if (last > c.batchPosition) c.batchPosition = last;
+    for (const hs of this.holdStates().values())
+      for (const h of [...hs.holds.values()])
+        if (h.delivered && h.position <= last) this.holdNext(hs, h);
   }
 
   // orders_events_nack
-  private nack(position: bigint, reason: string) {
-    const c = this.register();
-    const maxAttempts = this.options.maxAttempts ?? 5;
-    const delay = this.options.retryDelayMs ?? 10000;
+  private nack(event: Event, reason: string) {
     const now = this.db.clock();
-    const retryAt = (attempts: number) =>
-      new Date(now.getTime() + Math.min(delay * 2 ** (Math.min(Math.max(attempts, 1) - 1, 40)), YEAR_MS));
-    const e = c.lastRead.find((x) => x.position === position);
-    if (e === undefined)
-      throw new OrdersError(`consumer "${this.name}" has no event at position ${position} to reject`, '22023');
-    const h = c.holds.get(e.orderId);
-    if (h !== undefined && h.position === position) {
+    this.ack(event.position - 1n);
+    const hs = this.holdStates().get(this.holder(event.orderId)) as Checkpoint;
+    const h = hs.holds.get(event.orderId);
+    if (h !== undefined && h.position === event.position) {
       // a held event, failed again
-      this.ackThrough(c, position - 1n);
       h.attempts += 1;
       h.reason = reason.slice(0, 2000);
       h.failedAt = now;
       h.delivered = false;
-      h.retryAt = h.attempts >= maxAttempts ? null : retryAt(h.attempts);
-      h.parkedAt = h.attempts >= maxAttempts ? now : null;
+      if (h.attempts >= this.maxAttempts) {
+        h.retryAt = null;
+        h.parkedAt = now;
+      } else {
+        h.retryAt = retryAt(now, this.retryDelayMs, h.attempts);
+      }
       return;
     }
-    if (h !== undefined) {
-      // its order is held at an earlier event: it waits behind it
-      if (!h.later.includes(position)) h.later.push(position);
-      this.ackThrough(c, position);
-      return;
-    }
-    c.holds.set(e.orderId, {
-      consumer: this.holdKey(e.orderId), orderId: e.orderId, position,
-      // the order's later events the read returned: they wait behind it
-      later: c.lastRead.filter((x) => x.orderId === e.orderId && x.position > position).map((x) => x.position),
+    const c = this.consumer();
+    hs.holds.set(event.orderId, {
+      orderId: event.orderId, position: event.position,
+      // the order's later events in the batch: they wait behind it
+      later: this.db.events.filter((e) => e.orderId === event.orderId && e.position > event.position &&
+                                          this.inBatch(c, e)).map((e) => e.position),
       attempts: 1, reason: reason.slice(0, 2000), failedAt: now,
-      retryAt: maxAttempts > 1 ? retryAt(1) : null, parkedAt: maxAttempts <= 1 ? now : null, delivered: false,
+      retryAt: this.maxAttempts > 1 ? retryAt(now, this.retryDelayMs, 1) : null,
+      parkedAt: this.maxAttempts <= 1 ? now : null, delivered: false,
     });
-    this.ackThrough(c, position);
+    if (event.position > c.batchPosition) c.batchPosition = event.position;
   }
 
   /** The held orders: each one's rejected event, retried or parked, in position order. */
   async holds(): Promise<Hold[]> {
-    const c = this.db.consumers.get(this.name);
-    if (c === undefined) return [];
-    const byPosition = new Map(this.db.events.map((e) => [e.position, e]));
-    return sortByPosition([...c.holds.values()].map((h) => {
-      const e = byPosition.get(h.position);
-      return { consumer: h.consumer, orderId: h.orderId, position: h.position, type: e?.type ?? null,
-               version: e?.version ?? null, attempts: h.attempts, reason: h.reason, failedAt: h.failedAt,
-               retryAt: h.retryAt, parkedAt: h.parkedAt, heldBack: [...h.later] };
-    }));
+    const held: Hold[] = [];
+    for (const [consumer, hs] of this.holdStates())
+      for (const h of hs.holds.values()) {
+        const e = this.eventAt(h.position);
+        held.push({ consumer, orderId: h.orderId, position: h.position, type: e?.type ?? null,
+                    version: e?.version ?? null, attempts: h.attempts, reason: h.reason, failedAt: h.failedAt,
+                    retryAt: h.retryAt, parkedAt: h.parkedAt, heldBack: [...h.later] });
+      }
+    return sortByPosition(held);
   }
 
   /** The dead-letter list: the events rejected maxAttempts times. */
@@ -777,22 +860,27 @@ export class InMemoryEventConsumer {
   }
 
   private holdAt(position: bigint): [Checkpoint, HoldState] {
-    const c = this.db.consumers.get(this.name);
-    const h = c === undefined ? undefined : [...c.holds.values()].find((x) => x.position === position);
-    if (c === undefined || h === undefined)
-      throw new OrdersError(`consumer ${this.name} holds no event at position ${position}`, '22023');
-    return [c, h];
+    for (const hs of this.holdStates().values())
+      for (const h of hs.holds.values())
+        if (h.position === position) return [hs, h];
+    throw new OrdersError(`consumer "${this.name}" holds no event at position ${position}`, '22023');
+  }
+
+  private wakeAll() {
+    for (const wake of this.db.listeners) wake();
   }
 
   /** The held event at position comes again at the next read, its failures counted from zero. */
   async replay(position: bigint): Promise<void> {
     const [, h] = this.holdAt(position);
     Object.assign(h, { attempts: 0, retryAt: this.db.clock(), parkedAt: null, delivered: false });
+    this.wakeAll();
   }
 
   /** Gives up on the held event at position, as if handled: its order's waiting events follow. */
   async discard(position: bigint): Promise<void> {
-    const [c, h] = this.holdAt(position);
-    this.holdNext(c, h);
+    const [hs, h] = this.holdAt(position);
+    this.holdNext(hs, h);
+    this.wakeAll();
   }
 }
