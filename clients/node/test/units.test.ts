@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { type Address, ConcurrencyConflict, type ConsumerOptions, type Event, EventConsumer, type Handler,
-         type Hold, InMemoryEventConsumer, InMemoryOrderRepository, InMemoryStore, InvariantViolation, Order,
+         type Hold, HandlerFailed, InMemoryEventConsumer, InMemoryOrderRepository, InMemoryStore, InvariantViolation, Order,
          orderEventPart, type OrderLine, OrderNotFound, OrderRepository, OrdersError, Reject, customer, unitOfWork,
          uuid7 } from '../src/index.js';
 
@@ -203,6 +203,61 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
       assert.ok(seen.includes(`${mine} 1`) && seen.includes(`${later.id} 1`), 'both, none passed over');
     });
 
+    it('commit order, not position: a committed event comes at once past an open unit\'s lower one, which comes once it commits', async () => {
+      const seen: Event[] = [];
+      const consumer = await registered(world, `commit-order-${randomUUID()}`, (e) => { seen.push(e); });
+      const [hold, release] = gate();
+      const [inside, entered] = gate();
+      let mine = '';
+      const unit = repo.unitOfWork(async () => {
+        mine = (await repo.add(randomUUID(), 'EUR', [TEA], HOME)).id;   // the lower position, left open
+        entered();
+        await hold;
+      });
+      await inside;
+      // a higher position, committed first: read first, as the
+      // extension's snapshot batches do; the unit's event is not skipped for it
+      const later = await repo.add(randomUUID(), 'EUR', [POT]);
+      await consumer.run();
+      assert.deepEqual(seen.map((e) => e.orderId), [later.id], 'the committed one at once, the open one not yet');
+      release();
+      await unit;
+      await consumer.run();
+      assert.deepEqual(seen.map((e) => [e.orderId, e.type]), [[later.id, 'order_added'], [mine, 'order_added']],
+                       'the unit\'s event after it commits, nothing lost or twice');
+      assert.ok(seen[1].position < (await repo.eventsOf(later.id))[0].position, 'at a lower position');
+      await consumer.run();
+      assert.equal(seen.length, 2, 'nothing comes again');
+    });
+
+    it('a consumer by type: the other types are passed over and count as acknowledged; an unknown type is refused', async () => {
+      const name = `by-type-${randomUUID()}`;
+      const drain = async (options: ConsumerOptions = {}) => {
+        const seen: [string, string][] = [];
+        await world.consumer(name, (e) => { seen.push([e.type, e.orderId]); }, { ...quick, ...options }).run();
+        return seen;
+      };
+      await drain();
+      const orders = [];
+      for (let n = 0; n < 3; n++) orders.push(await repo.add(randomUUID(), 'EUR', [TEA], HOME));
+      await repo.save({ ...orders[1], status: 'confirmed' });
+      assert.deepEqual(await drain({ types: ['order_confirmed'], batch: 1 }), [['order_confirmed', orders[1].id]]);
+      assert.deepEqual(await drain(), [], 'the skipped events count as acknowledged');
+      await assert.rejects(async () => drain({ types: ['order_confirmd'] }),
+                           (e: unknown) => e instanceof OrdersError && e.sqlstate === '22023' &&
+                                           e.message === 'unknown event type "order_confirmd"');
+    });
+
+    it('a failing handler ends the run unacknowledged: its event comes again', async () => {
+      const name = `failing-${randomUUID()}`;
+      await world.consumer(name, () => undefined, { ...quick, exitWhenIdleMs: 0 }).run();
+      const order = await repo.add(randomUUID(), 'EUR', [TEA]);
+      await assert.rejects(world.consumer(name, () => { throw new Error('a bug'); }, quick).run(), HandlerFailed);
+      const seen: string[] = [];
+      await world.consumer(name, (e) => { seen.push(e.orderId); }, quick).run();
+      assert.deepEqual(seen, [order.id], 'it comes again');
+    });
+
     it('two units, same order: the second one\'s save fails with ConcurrencyConflict', async () => {
       const order = await repo.add(randomUUID(), 'EUR', [TEA], HOME);
       const [hold, release] = gate();
@@ -336,6 +391,19 @@ contract('the extension, on a pg.Pool', async () => {
 });
 
 describe('the twin only', () => {
+  it('refuses a consumer\'s options as the extension does, at once (22023)', () => {
+    const store = new InMemoryStore();
+    const refused = (options: ConsumerOptions, message: string) =>
+      assert.throws(() => new InMemoryEventConsumer(store, 'x', () => undefined, options),
+                    (e: unknown) => e instanceof OrdersError && e.sqlstate === '22023' && e.message === message);
+    refused({ batch: 0 }, 'max_events must be at least 1');
+    refused({ maxAttempts: 0 }, 'max_attempts must be at least 1');
+    refused({ retryDelayMs: -1 }, 'retry_delay must not be negative');
+    refused({ types: [] }, 'types must list at least one event type, and no null');
+    refused({ types: ['order_added', null as unknown as string] }, 'types must list at least one event type, and no null');
+    refused({ types: ['order_confirmd'] }, 'unknown event type "order_confirmd"');
+  });
+
   it('a rejected event comes again when the store\'s clock says so: retryAt = failedAt + delay * 2^(attempts - 1)', async () => {
     let now = Date.UTC(2027, 0, 1);
     const store = new InMemoryStore({ clock: () => new Date(now) });
