@@ -90,8 +90,13 @@ export class EventConsumer {
             idleSince = Date.now();
             continue; // there may be more
           }
-          if (this.options.exitWhenIdleMs !== undefined && Date.now() - idleSince > this.options.exitWhenIdleMs) break;
-          await this.sleep(this.options.wakeEveryMs ?? 5000);
+          let wait = this.options.wakeEveryMs ?? 5000;
+          if (this.options.exitWhenIdleMs !== undefined) {
+            const left = this.options.exitWhenIdleMs - (Date.now() - idleSince);
+            if (left < 0) break;
+            wait = Math.min(wait, left); // not a whole wakeEveryMs past the idle time
+          }
+          await this.sleep(wait);
         } catch (e) {
           if (e instanceof HandlerFailed || !isConnectionError(e)) throw translate(e);
           this.options.log?.(`consumer ${this.name}: connection lost (${e instanceof Error ? e.message : String(e)}); ` +
