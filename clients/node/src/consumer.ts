@@ -192,7 +192,7 @@ export class EventConsumer {
 
   private async holdAt(position: bigint): Promise<Hold> {
     const hold = (await this.holds()).find((h) => h.position === position);
-    if (hold === undefined) throw new OrdersError(`consumer ${this.name} holds no event at position ${position}`, '22023');
+    if (hold === undefined) throw new OrdersError(`consumer "${this.name}" holds no event at position ${position}`, '22023');
     return hold;
   }
 
