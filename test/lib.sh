@@ -58,10 +58,12 @@ mirror_uri() {
 	} | grep -E '^(https?|ftp|file):' | grep -v -- '-security' | head -n 1 || true
 }
 
-# install_node_deps: clients/node's packages, exactly as its lockfile says.
+# install_node_deps: clients/node's packages, exactly as its lockfile says,
+# through a cache of its own (clients/node/.npm-cache, not tracked), from
+# which test/t/027_node_package.pl installs the client's tarball offline.
 install_node_deps() {
 	say "installing the TypeScript client's packages (npm ci)"
-	(cd clients/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+	(cd clients/node && npm ci --cache .npm-cache --no-audit --no-fund --loglevel=error >/dev/null)
 }
 
 # build_and_install [MAKE-ARGS...]

@@ -10,57 +10,19 @@
 // parked after maxAttempts failures, while that order's later events wait
 // behind it and the others flow on; holds(), parked(), replay() and
 // discard() manage them.  A lost connection is opened again; SIGTERM or
-// stop() ends the loop after the batch in hand.
+// stop() ends the loop after the batch in hand.  Given a pg.Pool, the
+// consumer LISTENs on a connection of its own, opened with the pool's
+// settings and never taken from the pool: a LISTEN would hold a pool slot
+// for the consumer's whole life and stay on the connection for whoever the
+// pool hands it to next.  holds(), replay() and discard() use the pool.
 import pg from 'pg';
+import { isConnectionError, isPool } from './connections.js';
 import { OrdersError, translate } from './errors.js';
-import { type Event, EVENT_COLUMNS, eventFromRow } from './model.js';
-import { extensionSchema } from './repository.js';
+import { FIRST_PAUSE_MS, type ConsumerOptions, type Handler, HandlerFailed, type Hold, handleBatch, nextPause } from './handling.js';
+import { eventFromRow, EVENT_COLUMNS } from './model.js';
+import { extensionSchema, onClient } from './repository.js';
 
-export interface ConsumerOptions {
-  batch?: number;
-  wakeEveryMs?: number;
-  fromStart?: boolean;
-  schema?: string;
-  /** Stop after this long with nothing to read; undefined: never. */
-  exitWhenIdleMs?: number;
-  handleSigterm?: boolean;
-  /** Only events of these types reach the handler; the others are skipped, and acknowledged with the ones after them. */
-  types?: readonly string[];
-  /** name is a consumer group: run as many consumers as you like, each is handed its share of the orders. */
-  group?: boolean;
-  /** An event the handler rejects (Reject) is tried this often in all, then parked (default 5). */
-  maxAttempts?: number;
-  /** The first wait before a rejected event comes again, doubled after each failure (default 10000). */
-  retryDelayMs?: number;
-}
-
-/**
- * Thrown by a handler that cannot handle this event: it is rejected, with
- * the message as its reason.  The consumer goes on with the other orders'
- * events; this order's later events wait behind it until it is handled,
- * discarded or replayed.
- */
-export class Reject extends Error {
-  constructor(reason: string) {
-    super(reason);
-    this.name = 'Reject';
-  }
-}
-
-/** A held order: its rejected event, retried or parked, and the positions waiting behind it. */
-export interface Hold {
-  consumer: string;
-  orderId: string;
-  position: bigint;
-  type: string | null;
-  version: number | null;
-  attempts: number;
-  reason: string | null;
-  failedAt: Date | null;
-  retryAt: Date | null;
-  parkedAt: Date | null;
-  heldBack: bigint[];
-}
+export { HandlerFailed, Reject, type ConsumerOptions, type Hold } from './handling.js';
 
 const ident = (name: string) => '"' + name.replace(/"/g, '""') + '"';
 
@@ -68,21 +30,35 @@ export class EventConsumer {
   private stopped = false;
   private wake: (() => void) | null = null;
 
-  constructor(private readonly config: pg.ClientConfig | string, readonly name: string,
-              private readonly handler: (event: Event) => unknown | Promise<unknown>,
-              private readonly options: ConsumerOptions = {}) {}
+  /**
+   * config: node-postgres connection settings (an object, or a connection
+   * string), or a pg.Pool. With a pool, run() opens one dedicated
+   * connection with the pool's settings for its LISTEN (and says so to
+   * options.log); the administrative calls take pool connections.
+   */
+  constructor(private readonly config: pg.ClientConfig | string | pg.Pool, readonly name: string,
+              private readonly handler: Handler, private readonly options: ConsumerOptions = {}) {}
 
   stop(): void {
     this.stopped = true;
     this.wake?.();
   }
 
+  // A connection of the consumer's own: from the pool's settings, as the
+  // pool would open one, but never the pool's.
+  private newClient(): pg.Client {
+    const config = this.config;
+    return new pg.Client(typeof config === 'object' && isPool(config) ? config.options : config);
+  }
+
   // Errors are left raw here: run() tells a lost connection by its code.
   private async connect(): Promise<[pg.Client, string]> {
-    const client = new pg.Client(this.config as pg.ClientConfig);
+    const client = this.newClient();
     client.on('error', () => undefined); // a dropped connection shows in the next query
     try {
       await client.connect();
+      if (typeof this.config === 'object' && isPool(this.config))
+        this.options.log?.(`consumer ${this.name}: LISTEN on a dedicated connection, not one of the pool's`);
       const schema = this.options.schema ?? await extensionSchema(client);
       const register = this.options.group ? 'orders_events_register_group' : 'orders_events_register';
       await client.query(`SELECT ${ident(schema)}.${register}($1, $2)`, [this.name, this.options.fromStart ?? false]);
@@ -101,26 +77,34 @@ export class EventConsumer {
     let client: pg.Client | null = null;
     let schema = '';
     let idleSince = Date.now();
-    let pause = 100;
+    let pause = FIRST_PAUSE_MS;
     try {
       while (!this.stopped) {
         try {
-          if (client === null) {
-            [client, schema] = await this.connect();
-            pause = 100;
-          }
-          if (await this.once(client, schema) > 0) {
+          if (client === null) [client, schema] = await this.connect();
+          const read = await this.once(client, schema);
+          // only a read proves the connection works: an error that recurs
+          // right after each connect keeps doubling the pause
+          pause = FIRST_PAUSE_MS;
+          if (read > 0) {
             idleSince = Date.now();
             continue; // there may be more
           }
-          if (this.options.exitWhenIdleMs !== undefined && Date.now() - idleSince > this.options.exitWhenIdleMs) break;
-          await this.sleep(this.options.wakeEveryMs ?? 5000);
+          let wait = this.options.wakeEveryMs ?? 5000;
+          if (this.options.exitWhenIdleMs !== undefined) {
+            const left = this.options.exitWhenIdleMs - (Date.now() - idleSince);
+            if (left < 0) break;
+            wait = Math.min(wait, left); // not a whole wakeEveryMs past the idle time
+          }
+          await this.sleep(wait);
         } catch (e) {
           if (e instanceof HandlerFailed || !isConnectionError(e)) throw translate(e);
+          this.options.log?.(`consumer ${this.name}: connection lost (${e instanceof Error ? e.message : String(e)}); ` +
+                             `connecting again in ${pause} ms`);
           await client?.end().catch(() => undefined);
           client = null;
           await this.sleep(pause);
-          pause = Math.min(pause * 2, 5000);
+          pause = nextPause(pause);
         }
       }
     } finally {
@@ -148,43 +132,38 @@ export class EventConsumer {
                            [this.name, this.options.batch ?? 100])
       : await client.query(`SELECT ${EVENT_COLUMNS} FROM ${s}.orders_events_read($1, $2, $3::text[]) e`,
                            [this.name, this.options.batch ?? 100, types]);
-    const rejected = new Set<string>();
-    for (const r of rows) {
-      if (rejected.has(r.order_id)) continue; // waits behind its order's rejected event, in the hold
-      try {
-        await this.handler(eventFromRow(r));
-      } catch (e) {
-        if (e instanceof Reject) {
-          rejected.add(r.order_id);
-          await client.query(
-            `SELECT ${s}.${this.options.group ? 'orders_events_nack_group' : 'orders_events_nack'}` +
-            `($1, $2::bigint, $3, $4::integer, $5::double precision * interval '1 millisecond')`,
-            [this.name, r.position, e.message || 'rejected', this.options.maxAttempts ?? 5,
-             this.options.retryDelayMs ?? 10000]);
-          continue;
-        }
-        // the handler's own failure, whatever it is: not a lost connection to retry
-        throw new HandlerFailed(`the handler of consumer ${this.name} failed at position ${r.position}`, { cause: e });
-      }
-    }
+    const group = this.options.group ? '_group' : '';
+    await handleBatch(this.name, rows.map(eventFromRow), this.handler, async (event, reason) => {
+      await client.query(`SELECT ${s}.orders_events_nack${group}` +
+                         `($1, $2::bigint, $3, $4::integer, $5::double precision * interval '1 millisecond')`,
+                         [this.name, event.position.toString(), reason, this.options.maxAttempts ?? 5,
+                          this.options.retryDelayMs ?? 10000]);
+    });
     if (rows.length > 0)
       await client.query(`SELECT ${s}.${this.options.group ? 'orders_events_ack_group' : 'orders_events_ack'}($1, $2::bigint)`,
                          [this.name, rows[rows.length - 1].position]);
     return rows.length;
   }
 
-  /** One statement on a connection of its own; s is the extension's schema, quoted. */
+  /** One statement on a pool connection, or on a connection of its own; s is the extension's schema, quoted. */
   private async callOnce(sqlText: (s: string) => string, params: unknown[]): Promise<any[]> {
-    const client = new pg.Client(this.config as pg.ClientConfig);
-    client.on('error', () => undefined);
-    try {
-      await client.connect();
+    const config = this.config;
+    const call = async (client: pg.Client | pg.PoolClient) => {
       const s = ident(this.options.schema ?? await extensionSchema(client));
       return (await client.query(sqlText(s), params)).rows;
+    };
+    try {
+      if (typeof config === 'object' && isPool(config)) return await onClient(config, call);
+      const client = this.newClient();
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+        return await call(client);
+      } finally {
+        await client.end().catch(() => undefined);
+      }
     } catch (e) {
       throw translate(e);
-    } finally {
-      await client.end().catch(() => undefined);
     }
   }
 
@@ -213,7 +192,7 @@ export class EventConsumer {
 
   private async holdAt(position: bigint): Promise<Hold> {
     const hold = (await this.holds()).find((h) => h.position === position);
-    if (hold === undefined) throw new OrdersError(`consumer ${this.name} holds no event at position ${position}`, '22023');
+    if (hold === undefined) throw new OrdersError(`consumer "${this.name}" holds no event at position ${position}`, '22023');
     return hold;
   }
 
@@ -230,19 +209,3 @@ export class EventConsumer {
   }
 }
 
-/** The handler threw (its error is the cause): the loop ended, and the events from this one on come again. */
-export class HandlerFailed extends Error {}
-
-// Worth a new connection: the server went away, is starting or stopping,
-// or has no connection slot free; or the socket failed.
-const RETRY_STATES = new Set(['57P01', '57P02', '57P03', '53300']);
-const SOCKET_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOENT', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH',
-                               'EAI_AGAIN', 'ENETUNREACH']);
-
-function isConnectionError(e: unknown): boolean {
-  const code = (e as { code?: unknown }).code;
-  if (e instanceof pg.DatabaseError) return typeof code === 'string' && (code.startsWith('08') || RETRY_STATES.has(code));
-  if (typeof code === 'string') return SOCKET_ERRORS.has(code);
-  // node-postgres' own errors for a connection that ended
-  return e instanceof Error && /^(Connection terminated|Client has encountered a connection error|Client was closed)/.test(e.message);
-}

@@ -65,6 +65,19 @@ export class InvariantViolation extends OrdersError {
   get field(): string | undefined { return this.path; }
 }
 
+/**
+ * The database's orders extension is older than this client needs
+ * (REQUIRED_EXTENSION_VERSION): sqlstate undefined, as the client raises it,
+ * not the server; hint the statement that updates it.
+ */
+export class ExtensionTooOld extends OrdersError {
+  readonly hint = 'ALTER EXTENSION orders UPDATE';
+  constructor(readonly installed: string, readonly required: string, client: string) {
+    super(`extension "orders" ${installed} is older than ${required}, which ${client} needs`, undefined,
+          'Update it in the database: ALTER EXTENSION orders UPDATE.');
+  }
+}
+
 const VALUE = /^The (?:value|currency|country|order's status) is "?(.*?)"?(?:;|\.$)/;
 const RULE_OF_STATE: Record<string, string> = {
   '23502': 'not_null', '22004': 'not_null', '2202E': 'array_shape', '22003': 'out_of_range',

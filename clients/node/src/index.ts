@@ -3,6 +3,9 @@
 export * from './model.js';
 export * from './errors.js';
 export * from './specs.js';
-export { OrderRepository, unitOfWork, retry, extensionSchema, type Queryable, type RepositoryOptions } from './repository.js';
-export { InMemoryOrderRepository } from './memory.js';
-export { EventConsumer, HandlerFailed, Reject, type ConsumerOptions, type Hold } from './consumer.js';
+export { CLIENT, REQUIRED_EXTENSION_VERSION } from './version.js';
+export { OrderRepository, unitOfWork, retry, extensionSchema, type Queryable, type RepositoryOptions, type Source,
+         type UnitOptions } from './repository.js';
+export { InMemoryEventConsumer, InMemoryOrderRepository, InMemoryStore, orderEventPart } from './memory.js';
+export { EventConsumer } from './consumer.js';
+export { HandlerFailed, Reject, type ConsumerOptions, type Handler, type Hold } from './handling.js';

@@ -1,13 +1,21 @@
-// InMemoryOrderRepository: the repository's interface and semantics with no
-// database, for unit tests of domain code: the same rules, exceptions (rule
-// names as the extension's constraints), versions and removal, and the
-// events each write emits, in the extension's order and with its payloads.
-// test/contract.test.ts runs the same cases against both.
+// The twin: the repository's interface and semantics with no database, for
+// unit tests of domain code.  InMemoryStore is the database: committed
+// orders, the ids ever used, the outbox, the consumers' checkpoints and
+// holds, and the units of work in progress.  InMemoryOrderRepository has
+// the real repository's rules, exceptions (rule names as the extension's
+// constraints), versions and removal, and the events each write emits, in
+// the extension's order and with its payloads; its units of work have the
+// real one's semantics (test/contract.test.ts runs the same cases against
+// both); InMemoryEventConsumer reads the outbox as EventConsumer does.
+// What the twin cannot do alike is said where it differs (docs/clients.md
+// lists it).
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import { ConcurrencyConflict, DuplicateOrder, fieldDetail, InvariantViolation, OrderNotFound, OrdersError } from './errors.js';
-import { type AddOptions, type Address, ADDRESS_KEYS, addressToJson, checkFields, type Event, type Fields, LINE_KEYS,
-         linesToJson, type NewOrder, type Order, ORDER_KEYS, type OrderLine, orderToJson, parseJson, type Status,
-         toJsonText } from './model.js';
+import { type ConsumerOptions, type Handler, type Hold, handleBatch } from './handling.js';
+import { type AddOptions, type Address, ADDRESS_KEYS, addressToJson, checkFields, checkIntegers, type DraftOrder,
+         type Event, type Fields, LINE_KEYS, linesToJson, type NewOrder, type Order, ORDER_KEYS, type OrderLine,
+         orderToJson, parseJson, type Status, toJsonText, uuid7 } from './model.js';
 import { Anything, type Spec } from './specs.js';
 
 const NEXT: Record<Status, Status[]> = {
@@ -44,6 +52,8 @@ function check(lines: readonly OrderLine[], currency: string, address: Address |
   lines.forEach((l, i) => {
     const at = `lines[${i + 1}]`;
     checkText(l.productName, `${at}.product_name`, 'order_line_product_name', 200);
+    if (l.quantity === null || l.quantity === undefined) throw notNull(`${at}.quantity`);
+    if (l.unitPrice === null || l.unitPrice === undefined) throw notNull(`${at}.unit_price`);
     if (l.quantity < 1 || l.quantity > 1_000_000)
       throw violation(`${at}.quantity is out of range`, 'order_line_quantity_range', `${at}.quantity`, String(l.quantity));
     if (l.unitPrice < 0n || l.unitPrice > 100_000_000_000n)
@@ -98,9 +108,13 @@ const withFields = <T extends { fields?: Fields }>(o: T, fields: Fields): T => {
   return Object.freeze(Object.keys(fields).length === 0 ? rest as T : { ...rest, fields } as T);
 };
 
-const storedLines = (lines: readonly OrderLine[]) => Object.freeze(lines.map((l, i) => withFields(
-  { ...l, productId: typeof l.productId === 'string' ? l.productId.toLowerCase() : l.productId },
-  storedFields(l.fields, LINE_KEYS, `lines[${i + 1}].fields.`, 'attribute of a line'))));
+// Each line's integers checked as the real repository checks them before
+// it sends anything, then its fields.
+const storedLines = (lines: readonly OrderLine[]) => Object.freeze(lines.map((given, i) => {
+  const l = checkIntegers(given, `lines[${i + 1}].`);
+  return withFields({ ...l, productId: typeof l.productId === 'string' ? l.productId.toLowerCase() : l.productId },
+                    storedFields(l.fields, LINE_KEYS, `lines[${i + 1}].fields.`, 'attribute of a line'));
+}));
 const storedAddress = (a: Address | null) => a === null ? null : withFields(
   { ...a }, storedFields(a.fields, ADDRESS_KEYS, 'shipping_address.fields.', 'attribute of an address'));
 
@@ -125,9 +139,203 @@ const sameAddress = (a: Address | null, b: Address | null) =>
 // uuid order as PostgreSQL sorts it: byte by byte, which is the hex text's order
 const byId = (a: string, b: string) => (a.toLowerCase() < b.toLowerCase() ? -1 : a.toLowerCase() > b.toLowerCase() ? 1 : 0);
 
+
+type Metadata = Record<string, unknown>;
+const EVENT_METADATA_MAX = 8192;
+
+// A unit of work in progress: its writes over the committed state (an order
+// removed is null), the ids it added, its events (positions taken when
+// written, as the outbox's sequence does), and its metadata.  Its time is
+// the one of its start, as now() is a transaction's.
+class Unit {
+  writes = new Map<string, Order | null>();
+  added = new Set<string>();
+  events: Event[] = [];
+  constructor(readonly now: Date, public metadata: Metadata | undefined) {}
+
+  savepoint(): () => void {
+    const writes = new Map(this.writes);
+    const added = new Set(this.added);
+    const events = [...this.events];
+    const metadata = this.metadata;
+    return () => { this.writes = writes; this.added = added; this.events = events; this.metadata = metadata; };
+  }
+}
+
+// One consumer's checkpoint, as the extension keeps it: not a position but
+// a snapshot, here the number of the last commit it has read through
+// (acked); the batch open (batch: the commits up to that number, read in
+// position order and acknowledged through batchPosition), and its held
+// orders by order id.  A group keeps its holds in one of these per part
+// ("<name>/<part>"), as the extension does.
+interface Checkpoint {
+  acked: number;
+  batch: number | null;
+  batchPosition: bigint;
+  holds: Map<string, HoldState>;
+}
+
+interface HoldState {
+  orderId: string;
+  position: bigint;
+  later: bigint[];
+  attempts: number;
+  reason: string | null;
+  failedAt: Date | null;
+  retryAt: Date | null;
+  parkedAt: Date | null;
+  delivered: boolean;
+}
+
+// The store's state; out of its public interface, shared by the twin's
+// classes of this module.
+class Database {
+  orders = new Map<string, Order>();
+  used = new Set<string>();
+  events: Event[] = [];          // committed, by position
+  lastPosition = 0n;
+  // the commit each committed event's unit was, numbered in commit order
+  commitOf = new Map<bigint, number>();
+  commits = 0;
+  open = new Set<Unit>();
+  current = new AsyncLocalStorage<Unit>();
+  consumers = new Map<string, Checkpoint>();
+  listeners = new Set<() => void>();
+  constructor(readonly clock: () => Date) {}
+
+  order(unit: Unit, id: string): Order | undefined {
+    return unit.writes.has(id) ? unit.writes.get(id) ?? undefined : this.orders.get(id);
+  }
+
+  // Another unit in progress wrote the order: the real one would wait for
+  // it, which one thread cannot; the twin fails at once, as the real one
+  // does once the other commits.
+  claim(unit: Unit, id: string, adding: boolean) {
+    for (const other of this.open)
+      if (other !== unit && (other.writes.has(id) || other.added.has(id))) {
+        if (adding) throw new DuplicateOrder(`order ${id} already exists`, '23505', undefined, 'orders_pkey');
+        throw new ConcurrencyConflict('order was changed by someone else (by a unit of work in progress)', '40001',
+                                      fieldDetail('version'));
+      }
+  }
+
+  emit(unit: Unit, metadata: Metadata | undefined, type: string, orderId: string, version: number, payload: unknown) {
+    const meta = metadata ?? unit.metadata;
+    // the extension's limit, on the text the real repository sets
+    const length = meta === undefined ? 0 : Buffer.byteLength(JSON.stringify(meta));
+    if (length > EVENT_METADATA_MAX)
+      throw new OrdersError(`orders.event_metadata is too long (${length} bytes)`, '54000',
+                            `Every event the transaction writes carries it: at most ${EVENT_METADATA_MAX} bytes are allowed.`);
+    unit.events.push(Object.freeze({
+      position: ++this.lastPosition, type, orderId, version, payload: parseJson(toJsonText(payload)),
+      occurredAt: unit.now, id: randomUUID(), metadata: meta === undefined ? null : parseJson(JSON.stringify(meta)),
+    }));
+  }
+
+  commit(unit: Unit) {
+    for (const [id, o] of unit.writes) {
+      if (o === null) this.orders.delete(id);
+      else this.orders.set(id, o);
+    }
+    for (const id of unit.added) this.used.add(id);
+    if (unit.events.length > 0) {
+      this.commits += 1;
+      for (const e of unit.events) this.commitOf.set(e.position, this.commits);
+      this.events.push(...unit.events);
+      this.events.sort((a, b) => (a.position < b.position ? -1 : 1));
+      for (const wake of this.listeners) wake();
+    }
+  }
+
+  /**
+   * fn as one call: in the unit of work in progress, undone alone if it
+   * throws (the real repository's savepoint around each call), or on its
+   * own, committed at once. fn is synchronous: no other call runs inside it.
+   */
+  call<T>(fn: (unit: Unit) => T): T {
+    const unit = this.current.getStore();
+    if (unit !== undefined) {
+      const undo = unit.savepoint();
+      try {
+        return fn(unit);
+      } catch (e) {
+        undo();
+        throw e;
+      }
+    }
+    const single = new Unit(this.clock(), undefined);
+    this.open.add(single);
+    try {
+      const result = fn(single);
+      this.commit(single);
+      return result;
+    } finally {
+      this.open.delete(single);
+    }
+  }
+
+  async unitOfWork<T>(fn: () => Promise<T>, options: { metadata?: Metadata; idempotencyKey?: string }): Promise<T> {
+    const outer = this.current.getStore();
+    if (outer !== undefined) {
+      // a savepoint of the unit in progress; its metadata for itself only
+      const undo = outer.savepoint();
+      const metadata = outer.metadata;
+      if (options.metadata !== undefined) outer.metadata = options.metadata;
+      try {
+        const result = await fn();
+        outer.metadata = metadata;
+        return result;
+      } catch (e) {
+        undo();
+        throw e;
+      }
+    }
+    const unit = new Unit(this.clock(), options.metadata);
+    this.open.add(unit);
+    try {
+      const result = await this.current.run(unit, fn);
+      this.commit(unit);
+      return result;
+    } finally {
+      this.open.delete(unit);
+    }
+  }
+}
+
+const databases = new WeakMap<InMemoryStore, Database>();
+const db = (store: InMemoryStore): Database => databases.get(store) as Database;
+
 /**
- * The repository in a Map; eventsOf reads the events its writes emitted
- * (no consumers, no metadata).
+ * The twin's database, for InMemoryOrderRepository and
+ * InMemoryEventConsumer: repositories on one store see one database, and
+ * its units of work. clock: the time of writes and of rejected events'
+ * retries (default: the real time), so that a test can move time on.
+ */
+export class InMemoryStore {
+  constructor(options: { clock?: () => Date } = {}) {
+    databases.set(this, new Database(options.clock ?? (() => new Date())));
+  }
+
+  /** The current time, by the store's clock. */
+  now(): Date { return db(this).clock(); }
+
+  /**
+   * One unit of work, as the real unitOfWork: committed when fn resolves,
+   * undone (orders, used ids, events) when it throws; a call refused inside
+   * it is undone alone; a unit inside another (in the same async context)
+   * is a savepoint of it. Its writes are seen by its own reads only until
+   * it commits. idempotencyKey is accepted and does nothing: a twin loses
+   * no commit's answer, so there is nothing to replay.
+   */
+  unitOfWork<T>(fn: () => Promise<T>, options: { metadata?: Metadata; idempotencyKey?: string } = {}): Promise<T> {
+    return db(this).unitOfWork(fn, options);
+  }
+}
+
+/**
+ * The repository over an InMemoryStore (a store of its own unless given
+ * one). eventsOf reads the events its writes emitted, with the unit's and
+ * the repository's metadata as the real one writes them.
  *
  * The shop's own fields (order.fields, and each line's and address's) are
  * stored as given, returned by get, and compared by save, which emits
@@ -142,75 +350,89 @@ const byId = (a: string, b: string) => (a.toLowerCase() < b.toLowerCase() ? -1 :
  * extension's own columns or attributes (22023).
  */
 export class InMemoryOrderRepository {
-  private orders = new Map<string, Order>();
-  private used = new Set<string>();
-  private events: Event[] = [];
+  readonly store: InMemoryStore;
+  readonly metadata?: Metadata;
 
-  // An event's payload as the real repository reads it: the JSON of
-  // orderToJson's shape, money as strings.
-  private emit(type: string, orderId: string, version: number, payload: unknown, at: Date) {
-    this.events.push(Object.freeze({ position: BigInt(this.events.length + 1), type, orderId, version,
-                                     payload: parseJson(toJsonText(payload)), occurredAt: at, id: randomUUID(),
-                                     metadata: null }));
+  constructor(options: { store?: InMemoryStore; metadata?: Metadata } = {}) {
+    this.store = options.store ?? new InMemoryStore();
+    this.metadata = options.metadata;
   }
 
-  async add(customerId: string, currency: string, lines: readonly OrderLine[] = [],
+  private get db() { return db(this.store); }
+
+  /** The store's unit of work: the same method as OrderRepository's. */
+  unitOfWork<T>(fn: () => Promise<T>, options: { metadata?: Metadata; idempotencyKey?: string } = {}): Promise<T> {
+    return this.store.unitOfWork(fn, options);
+  }
+
+  async add(order: DraftOrder | Order): Promise<Order>;
+  async add(customerId: string, currency: string, lines?: readonly OrderLine[], shippingAddress?: Address | null,
+            idOrOptions?: string | AddOptions): Promise<Order>;
+  async add(first: string | DraftOrder | Order, currency?: string, lines: readonly OrderLine[] = [],
             shippingAddress: Address | null = null, idOrOptions?: string | AddOptions): Promise<Order> {
+    if (typeof first === 'object' && first !== null)
+      return this.db.call((unit) => this.addIn(unit, first.customerId, first.currency, first.lines,
+                                               first.shippingAddress, { id: first.id, fields: first.fields }));
+    return this.db.call((unit) => this.addIn(unit, first, currency as string, lines, shippingAddress, idOrOptions));
+  }
+
+  private addIn(unit: Unit, customerId: string, currency: string, lines: readonly OrderLine[],
+                shippingAddress: Address | null, idOrOptions?: string | AddOptions): Order {
     const { id, fields } = typeof idOrOptions === 'string' ? { id: idOrOptions, fields: undefined } : idOrOptions ?? {};
     const given = storedFields(fields, ORDER_KEYS, 'fields.', 'column');
     lines = storedLines(lines);
     shippingAddress = storedAddress(shippingAddress);
     const total = check(lines, currency, shippingAddress);
-    const oid = (id ?? await this.nextId()).toLowerCase();
-    if (this.orders.has(oid)) throw new DuplicateOrder(`order ${oid} already exists`, '23505', undefined, 'orders_pkey');
-    if (this.used.has(oid))
+    const oid = (id ?? uuid7()).toLowerCase();
+    this.db.claim(unit, oid, true);
+    if (this.db.order(unit, oid) !== undefined)
+      throw new DuplicateOrder(`order ${oid} already exists`, '23505', undefined, 'orders_pkey');
+    if (this.db.used.has(oid) || unit.added.has(oid))
       throw new DuplicateOrder(`order id ${oid} was used before`, '23505', undefined, 'orders_id_not_reused');
-    const now = new Date();
+    const now = unit.now;
     const order: Order = Object.freeze({
       id: oid, customerId: customerId.toLowerCase(), status: 'pending', currency, lines, shippingAddress,
       total, version: 1, createdAt: now, updatedAt: now, fields: given,
     });
-    this.orders.set(oid, order);
-    this.used.add(oid);
-    this.emit('order_added', oid, 1, orderToJson(order), now);
+    unit.writes.set(oid, order);
+    unit.added.add(oid);
+    this.db.emit(unit, this.metadata, 'order_added', oid, 1, orderToJson(order));
     return order;
   }
 
   /** All or none, as the extension's orders_add_many: an error carries the offending order's index. */
   async addMany(orders: readonly NewOrder[]): Promise<Order[]> {
-    const savedOrders = new Map(this.orders);
-    const savedUsed = new Set(this.used);
-    const savedEvents = [...this.events];
-    const added: Order[] = [];
-    for (const [i, o] of orders.entries()) {
+    return this.db.call((unit) => orders.map((o, i) => {
       try {
-        added.push(await this.add(o.customerId, o.currency, o.lines ?? [], o.shippingAddress ?? null,
-                                  { id: o.id, fields: o.fields }));
+        return this.addIn(unit, o.customerId, o.currency, o.lines ?? [], o.shippingAddress ?? null,
+                          { id: o.id, fields: o.fields });
       } catch (e) {
-        this.orders = savedOrders;
-        this.used = savedUsed;
-        this.events = savedEvents;
         if (e instanceof OrdersError) e.index = i;
         throw e;
       }
-    }
-    return added;
+    }));
   }
 
-  private stored(id: string): Order {
-    const o = this.orders.get(id.toLowerCase());
+  private stored(unit: Unit, id: string): Order {
+    const o = this.db.order(unit, id.toLowerCase());
     if (o === undefined) throw new OrderNotFound(`order ${id} does not exist`, 'P0002');
     return o;
   }
 
-  async get(id: string): Promise<Order> { return this.stored(id); }
+  async get(id: string): Promise<Order> { return this.db.call((unit) => this.stored(unit, id)); }
 
-  /** The order's events after afterVersion, in version order (a removed order's too). */
+  /** The order's events after afterVersion, in version order (a removed order's too; a unit's own before it commits). */
   async eventsOf(id: string, afterVersion = 0): Promise<Event[]> {
-    return this.events.filter((e) => e.orderId === id.toLowerCase() && e.version > afterVersion);
+    return this.db.call((unit) => [...this.db.events, ...unit.events]
+      .filter((e) => e.orderId === id.toLowerCase() && e.version > afterVersion)
+      .sort((a, b) => a.version - b.version));
   }
 
   async save(order: Order): Promise<Order> {
+    return this.db.call((unit) => this.saveIn(unit, order));
+  }
+
+  private saveIn(unit: Unit, order: Order): Order {
     // in the extension's order: the new state's fields, then against the
     // stored order: version, immutable fields, the status step, readiness,
     // what is frozen
@@ -218,7 +440,7 @@ export class InMemoryOrderRepository {
     const lines = storedLines(order.lines);
     const address = storedAddress(order.shippingAddress);
     const total = check(lines, order.currency, address);
-    const stored = this.stored(order.id);
+    const stored = this.stored(unit, order.id);
     if (order.version !== stored.version) throw conflict();
     for (const [name, a, b] of [['customer_id', order.customerId.toLowerCase(), stored.customerId],
                                 ['currency', order.currency, stored.currency]] as const)
@@ -241,43 +463,424 @@ export class InMemoryOrderRepository {
     const changed = Object.fromEntries(Object.entries(fields).filter(([k, v]) => !sameValue(stored.fields[k], v)));
     const fieldsChanged = Object.keys(changed).length > 0;
     if (!linesChanged && !addressChanged && !fieldsChanged && order.status === stored.status) return stored;
-    const now = new Date();
+    this.db.claim(unit, stored.id, false);
     const saved: Order = Object.freeze({
       ...stored, status: order.status, lines, shippingAddress: address, total, version: stored.version + 1,
-      updatedAt: now, fields,
+      updatedAt: unit.now, fields,
     });
-    this.orders.set(stored.id, saved);
+    unit.writes.set(stored.id, saved);
     // one save's events, in the extension's order, all with the new version
-    if (linesChanged)
-      this.emit('order_lines_changed', stored.id, saved.version, { lines: linesToJson(lines), total: total.toString() }, now);
-    if (addressChanged)
-      this.emit('order_shipping_address_changed', stored.id, saved.version, { shipping_address: addressToJson(address) }, now);
-    if (fieldsChanged)
-      this.emit('order_fields_changed', stored.id, saved.version, changed, now);
+    const emit = (type: string, payload: unknown) =>
+      this.db.emit(unit, this.metadata, type, stored.id, saved.version, payload);
+    if (linesChanged) emit('order_lines_changed', { lines: linesToJson(lines), total: total.toString() });
+    if (addressChanged) emit('order_shipping_address_changed', { shipping_address: addressToJson(address) });
+    if (fieldsChanged) emit('order_fields_changed', changed);
     if (order.status !== stored.status)
-      this.emit(`order_${order.status}`, stored.id, saved.version,
-                { status: order.status, previous_status: stored.status }, now);
+      emit(`order_${order.status}`, { status: order.status, previous_status: stored.status });
     return saved;
   }
 
-  async remove(id: string, expectedVersion?: number): Promise<Order> {
-    const stored = this.stored(id);
-    if (expectedVersion !== undefined && expectedVersion !== stored.version)
-      throw conflict();
-    if (stored.status === 'confirmed' || stored.status === 'shipped')
-      throw violation('order cannot be removed while it is in flight', 'order_remove_in_flight', 'status',
-                      stored.status);
-    this.orders.delete(stored.id);
-    this.emit('order_removed', stored.id, stored.version + 1, orderToJson(stored), new Date());
-    return stored;
+  /** The order as it was; remove(order) expects order.version, as the real one. */
+  async remove(order: Order): Promise<Order>;
+  async remove(id: string, expectedVersion?: number): Promise<Order>;
+  async remove(idOrOrder: string | Order, expectedVersion?: number): Promise<Order> {
+    const [id, expected] = typeof idOrOrder === 'object' && idOrOrder !== null
+      ? [idOrOrder.id, idOrOrder.version] : [idOrOrder, expectedVersion];
+    return this.db.call((unit) => {
+      const stored = this.stored(unit, id);
+      if (expected !== undefined && expected !== stored.version) throw conflict();
+      if (stored.status === 'confirmed' || stored.status === 'shipped')
+        throw violation('order cannot be removed while it is in flight', 'order_remove_in_flight', 'status',
+                        stored.status);
+      this.db.claim(unit, stored.id, false);
+      unit.writes.set(stored.id, null);
+      this.db.emit(unit, this.metadata, 'order_removed', stored.id, stored.version + 1, orderToJson(stored));
+      return stored;
+    });
   }
 
-  async nextId(): Promise<string> { return randomUUID(); }
+  /** A uuid7, as the extension's orders_next_id(). */
+  async nextId(): Promise<string> { return uuid7(); }
 
   async *find(spec: Spec = new Anything(), _pageSize = 100): AsyncGenerator<Order> {
-    for (const id of [...this.orders.keys()].sort(byId)) {
-      const o = this.orders.get(id);
-      if (o !== undefined && spec.isSatisfiedBy(o)) yield o;
+    const found = this.db.call((unit) => {
+      const ids = new Set([...this.db.orders.keys(), ...unit.writes.keys()]);
+      return [...ids].sort(byId).map((id) => this.db.order(unit, id))
+        .filter((o): o is Order => o !== undefined && spec.isSatisfiedBy(o));
+    });
+    for (const o of found) yield o;
+  }
+}
+
+// PostgreSQL's hash_bytes_extended (Bob Jenkins' lookup3, src/common/hashfn.c)
+// of a uuid's 16 bytes with seed 0, as uuid_hash_extended computes it, and
+// orders_event_part's 4 low bits of it: the group part of an order.
+const rot = (x: number, k: number) => ((x << k) | (x >>> (32 - k))) >>> 0;
+
+/** The part (0 to 15) of a consumer group that reads the order's events: orders_event_part(order_id). */
+export function orderEventPart(orderId: string): number {
+  const k = Buffer.from(orderId.replace(/-/g, ''), 'hex');
+  let a = (0x9e3779b9 + 16 + 3923095) >>> 0;
+  let b = a;
+  let c = a;
+  a = (a + k.readUInt32LE(0)) >>> 0;
+  b = (b + k.readUInt32LE(4)) >>> 0;
+  c = (c + k.readUInt32LE(8)) >>> 0;
+  // mix
+  a = (a - c) >>> 0; a = (a ^ rot(c, 4)) >>> 0; c = (c + b) >>> 0;
+  b = (b - a) >>> 0; b = (b ^ rot(a, 6)) >>> 0; a = (a + c) >>> 0;
+  c = (c - b) >>> 0; c = (c ^ rot(b, 8)) >>> 0; b = (b + a) >>> 0;
+  a = (a - c) >>> 0; a = (a ^ rot(c, 16)) >>> 0; c = (c + b) >>> 0;
+  b = (b - a) >>> 0; b = (b ^ rot(a, 19)) >>> 0; a = (a + c) >>> 0;
+  c = (c - b) >>> 0; c = (c ^ rot(b, 4)) >>> 0; b = (b + a) >>> 0;
+  // the last 4 bytes, then final
+  a = (a + k.readUInt32LE(12)) >>> 0;
+  c = (c ^ b) >>> 0; c = (c - rot(b, 14)) >>> 0;
+  a = (a ^ c) >>> 0; a = (a - rot(c, 11)) >>> 0;
+  b = (b ^ a) >>> 0; b = (b - rot(a, 25)) >>> 0;
+  c = (c ^ b) >>> 0; c = (c - rot(b, 16)) >>> 0;
+  a = (a ^ c) >>> 0; a = (a - rot(c, 4)) >>> 0;
+  b = (b ^ a) >>> 0; b = (b - rot(a, 14)) >>> 0;
+  c = (c ^ b) >>> 0; c = (c - rot(b, 24)) >>> 0;
+  return c & 15;
+}
+
+// The extension's orders_event_types() at 1.12, which a consumer's types are checked against.
+const EVENT_TYPES: readonly string[] = [
+  'order_added', 'order_lines_changed', 'order_shipping_address_changed', 'order_confirmed', 'order_shipped',
+  'order_delivered', 'order_cancelled', 'order_removed', 'order_fields_changed',
+];
+
+const YEAR_MS = 31_536_000_000;
+const sortByPosition = <T extends { position: bigint }>(xs: T[]) =>
+  xs.sort((a, b) => (a.position < b.position ? -1 : a.position > b.position ? 1 : 0));
+const maxOf = (xs: bigint[]) => xs.reduce((a, b) => (b > a ? b : a));
+
+/**
+ * When a held event that failed attempts times comes again: as the
+ * extension's orders_events_retry_at, retryDelayMs after the first failure,
+ * doubled after each one since, never more than a year on.
+ */
+const retryAt = (failedAt: Date, retryDelayMs: number, attempts: number) =>
+  new Date(failedAt.getTime() + Math.min(retryDelayMs * 2 ** Math.min(Math.max(attempts, 1) - 1, 40), YEAR_MS));
+
+/**
+ * EventConsumer over an InMemoryStore's outbox: the same options, run(),
+ * stop(), Reject and HandlerFailed, holds(), parked(), replay() and
+ * discard(), with the extension's semantics: a named checkpoint (from the
+ * events committed so far, or fromStart), committed events only, none
+ * passed over.  Its checkpoint is a snapshot, not a position: each batch
+ * is what committed since the last batch, in position order, so an event
+ * that commits later comes in a later batch even at a lower position, and
+ * a committed event comes at once even while a unit in progress holds a
+ * lower position.  A rejected event is retried after retryDelayMs doubling
+ * (retryAt = failedAt + retryDelayMs * 2^(attempts - 1), at most a year),
+ * parked after maxAttempts, its order's later events held back behind it
+ * while the other orders' flow on. The store's clock decides when a retry
+ * is due; exitWhenIdleMs is real time.
+ *
+ * A group (options.group) is read by each consumer of it as a whole: the
+ * twin hands no parts out, so two consumers of one group on one store
+ * take turns rather than share; its holds are per part, as the
+ * extension's ("<name>/<part>", the part orderEventPart(orderId)).
+ *
+ * The options are checked at once, as the extension checks them at the
+ * first read or rejection: batch, maxAttempts at least 1, retryDelayMs not
+ * negative, types (when given) at least one known event type and no null
+ * (OrdersError 22023).
+ */
+export class InMemoryEventConsumer {
+  private stopped = false;
+  private wake: (() => void) | null = null;
+  private readonly batch: number;
+  private readonly maxAttempts: number;
+  private readonly retryDelayMs: number;
+  private readonly types: readonly string[] | undefined;
+
+  constructor(readonly store: InMemoryStore, readonly name: string, private readonly handler: Handler,
+              private readonly options: ConsumerOptions = {}) {
+    this.batch = options.batch ?? 100;
+    this.maxAttempts = options.maxAttempts ?? 5;
+    this.retryDelayMs = options.retryDelayMs ?? 10000;
+    if (this.maxAttempts < 1) throw new OrdersError('max_attempts must be at least 1', '22023');
+    if (this.retryDelayMs < 0) throw new OrdersError('retry_delay must not be negative', '22023');
+    if (this.batch < 1) throw new OrdersError('max_events must be at least 1', '22023');
+    const types = options.types as readonly (string | null | undefined)[] | null | undefined;
+    if (types !== undefined && types !== null) {
+      // as the extension's read refuses them, if here at once
+      if (types.length === 0 || types.some((t) => t === null || t === undefined))
+        throw new OrdersError('types must list at least one event type, and no null', '22023');
+      for (const t of types)
+        if (!EVENT_TYPES.includes(t as string)) throw new OrdersError(`unknown event type "${t}"`, '22023');
     }
+    this.types = types === undefined || types === null ? undefined : [...types as readonly string[]];
+  }
+
+  private get db() { return db(this.store); }
+
+  stop(): void {
+    this.stopped = true;
+    this.wake?.();
+  }
+
+  // as orders_events_register: from the commits so far, or from the start
+  private register() {
+    if (!this.db.consumers.has(this.name))
+      this.db.consumers.set(this.name, { acked: this.options.fromStart ? 0 : this.db.commits, batch: null,
+                                         batchPosition: 0n, holds: new Map() });
+  }
+
+  private consumer(): Checkpoint {
+    const c = this.db.consumers.get(this.name);
+    if (c === undefined) throw new OrdersError(`consumer "${this.name}" is not registered`, 'P0002');
+    return c;
+  }
+
+  // The consumer whose holds keep this order's.
+  private holder(orderId: string): string {
+    return this.options.group ? `${this.name}/${orderEventPart(orderId)}` : this.name;
+  }
+
+  // The consumers that keep this one's holds, each made on first use.
+  private holdStates(): Map<string, Checkpoint> {
+    const consumers = this.db.consumers;
+    if (!this.options.group) {
+      // not made here: a consumer not registered yet holds nothing
+      const c = consumers.get(this.name);
+      return new Map(c === undefined ? [] : [[this.name, c]]);
+    }
+    const states = new Map<string, Checkpoint>();
+    for (let part = 0; part < 16; part++) {
+      const n = `${this.name}/${part}`;
+      // only its holds are used
+      if (!consumers.has(n)) consumers.set(n, { acked: 0, batch: null, batchPosition: 0n, holds: new Map() });
+      states.set(n, consumers.get(n) as Checkpoint);
+    }
+    return states;
+  }
+
+  private wanted(e: Event): boolean {
+    return this.types === undefined || this.types.includes(e.type);
+  }
+
+  /**
+   * Consumes until stop(), SIGTERM (handleSigterm, default true, as the
+   * real one), or exitWhenIdleMs of real time with nothing to read; wakes
+   * at a commit with events, a replay or discard, or every wakeEveryMs.
+   */
+  async run(): Promise<void> {
+    const onTerm = () => this.stop();
+    if (this.options.handleSigterm ?? true) process.once('SIGTERM', onTerm);
+    const listener = () => this.wake?.();
+    this.db.listeners.add(listener);
+    const wakeEvery = this.options.wakeEveryMs ?? 5000;
+    const exitWhenIdle = this.options.exitWhenIdleMs;
+    let idleSince = Date.now();
+    try {
+      this.register();
+      while (!this.stopped) {
+        if (await this.once() > 0) {
+          idleSince = Date.now();
+          continue;
+        }
+        if (exitWhenIdle !== undefined && Date.now() - idleSince >= exitWhenIdle) break;
+        await this.sleep(Math.max(exitWhenIdle === undefined ? wakeEvery : Math.min(wakeEvery, exitWhenIdle), 10));
+      }
+    } finally {
+      this.db.listeners.delete(listener);
+      process.removeListener('SIGTERM', onTerm);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, Math.max(ms, 0));
+      function done() { clearTimeout(timer); resolve(); }
+      this.wake = () => { this.wake = null; done(); };
+    });
+  }
+
+  private async once(): Promise<number> {
+    const events = this.read();
+    await handleBatch(this.name, events, this.handler, async (event, reason) => this.nack(event, reason));
+    if (events.length > 0) this.ack(events[events.length - 1].position);
+    return events.length;
+  }
+
+  // Whether e is of the consumer's open batch: committed after its
+  // checkpoint and by the batch's snapshot.
+  private inBatch(c: Checkpoint, e: Event): boolean {
+    const commit = this.db.commitOf.get(e.position) as number;
+    return c.batch !== null && c.acked < commit && commit <= c.batch;
+  }
+
+  // The held event is done with: the next one waiting is held in its place,
+  // due at once; none waiting, the order is held no more.
+  private holdNext(hs: Checkpoint, h: HoldState) {
+    const next = h.later.shift();
+    if (next === undefined) {
+      hs.holds.delete(h.orderId);
+      return;
+    }
+    Object.assign(h, { position: next, attempts: 0, reason: null, failedAt: null, retryAt: this.db.clock(),
+                       parkedAt: null, delivered: false });
+  }
+
+  private eventAt(position: bigint): Event | undefined {
+    return this.db.events.find((e) => e.position === position);
+  }
+
+  // The next events, as the extension's read: the held ones that are due
+  // with the stream's, in position order; reading on past a part of the
+  // stream that is all held orders' or other types'.
+  private read(): Event[] {
+    for (;;) {
+      const [events, more] = this.readSome();
+      if (events.length > 0 || !more) return events;
+    }
+  }
+
+  private readSome(): [Event[], boolean] {
+    const c = this.consumer();
+    const holders = this.holdStates();
+    const holdsOf = (orderId: string) => (holders.get(this.holder(orderId)) as Checkpoint).holds;
+    const now = this.db.clock();
+    const due: Event[] = [];
+    for (const hs of holders.values())
+      for (const h of [...hs.holds.values()])
+        while (hs.holds.has(h.orderId) && h.parkedAt === null && h.retryAt !== null && h.retryAt <= now) {
+          const e = this.eventAt(h.position);
+          if (e !== undefined && this.wanted(e)) {
+            due.push(e);
+            break;
+          }
+          this.holdNext(hs, h); // passed over, as handled
+        }
+    const scanned: Event[] = [];
+    const eligible: Event[] = [];
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (c.batch === null) {
+        // a new batch: every commit since the checkpoint, as the
+        // extension's snapshot; an event whose unit committed later than
+        // a higher position's comes in a later batch
+        c.batch = this.db.commits;
+        c.batchPosition = 0n;
+      }
+      for (const e of this.db.events) {
+        if (eligible.length >= this.batch) break;
+        if (e.position <= c.batchPosition || !this.inBatch(c, e)) continue;
+        scanned.push(e);
+        if (!holdsOf(e.orderId).has(e.orderId) && this.wanted(e)) eligible.push(e);
+      }
+      if (scanned.length > 0 || due.length > 0) break;
+      // the batch is read to its end: its snapshot is the checkpoint
+      c.acked = c.batch;
+      c.batch = null;
+    }
+    const result = sortByPosition([...due, ...eligible]).slice(0, this.batch);
+    const last = result.length > 0 ? result[result.length - 1].position
+      : scanned.length > 0 ? scanned[scanned.length - 1].position : null;
+    if (last === null) return [[], false];
+    // a held order's events met in the stream join its hold, up to what
+    // the reader acknowledges; the held events returned are delivered,
+    // for ack or nack
+    for (const e of scanned) {
+      const waiting = holdsOf(e.orderId).get(e.orderId);
+      if (e.position <= last && waiting !== undefined && e.position > maxOf([waiting.position, ...waiting.later]))
+        waiting.later.push(e.position);
+    }
+    const returned = new Set(result.map((e) => e.position));
+    for (const hs of holders.values())
+      for (const h of hs.holds.values()) h.delivered = returned.has(h.position);
+    if (result.length === 0) {
+      // nothing to hand over in what was scanned: passed, and on
+      if (last > c.batchPosition) c.batchPosition = last;
+      return [[], true];
+    }
+    return [result, true];
+  }
+
+  private ack(last: bigint) {
+    const c = this.consumer();
+    if (last > c.batchPosition) c.batchPosition = last;
+    for (const hs of this.holdStates().values())
+      for (const h of [...hs.holds.values()])
+        if (h.delivered && h.position <= last) this.holdNext(hs, h);
+  }
+
+  // orders_events_nack
+  private nack(event: Event, reason: string) {
+    const now = this.db.clock();
+    this.ack(event.position - 1n);
+    const hs = this.holdStates().get(this.holder(event.orderId)) as Checkpoint;
+    const h = hs.holds.get(event.orderId);
+    if (h !== undefined && h.position === event.position) {
+      // a held event, failed again
+      h.attempts += 1;
+      h.reason = reason.slice(0, 2000);
+      h.failedAt = now;
+      h.delivered = false;
+      if (h.attempts >= this.maxAttempts) {
+        h.retryAt = null;
+        h.parkedAt = now;
+      } else {
+        h.retryAt = retryAt(now, this.retryDelayMs, h.attempts);
+      }
+      return;
+    }
+    const c = this.consumer();
+    hs.holds.set(event.orderId, {
+      orderId: event.orderId, position: event.position,
+      // the order's later events in the batch: they wait behind it
+      later: this.db.events.filter((e) => e.orderId === event.orderId && e.position > event.position &&
+                                          this.inBatch(c, e)).map((e) => e.position),
+      attempts: 1, reason: reason.slice(0, 2000), failedAt: now,
+      retryAt: this.maxAttempts > 1 ? retryAt(now, this.retryDelayMs, 1) : null,
+      parkedAt: this.maxAttempts <= 1 ? now : null, delivered: false,
+    });
+    if (event.position > c.batchPosition) c.batchPosition = event.position;
+  }
+
+  /** The held orders: each one's rejected event, retried or parked, in position order. */
+  async holds(): Promise<Hold[]> {
+    const held: Hold[] = [];
+    for (const [consumer, hs] of this.holdStates())
+      for (const h of hs.holds.values()) {
+        const e = this.eventAt(h.position);
+        held.push({ consumer, orderId: h.orderId, position: h.position, type: e?.type ?? null,
+                    version: e?.version ?? null, attempts: h.attempts, reason: h.reason, failedAt: h.failedAt,
+                    retryAt: h.retryAt, parkedAt: h.parkedAt, heldBack: [...h.later] });
+      }
+    return sortByPosition(held);
+  }
+
+  /** The dead-letter list: the events rejected maxAttempts times. */
+  async parked(): Promise<Hold[]> {
+    return (await this.holds()).filter((h) => h.parkedAt !== null);
+  }
+
+  private holdAt(position: bigint): [Checkpoint, HoldState] {
+    for (const hs of this.holdStates().values())
+      for (const h of hs.holds.values())
+        if (h.position === position) return [hs, h];
+    throw new OrdersError(`consumer "${this.name}" holds no event at position ${position}`, '22023');
+  }
+
+  private wakeAll() {
+    for (const wake of this.db.listeners) wake();
+  }
+
+  /** The held event at position comes again at the next read, its failures counted from zero. */
+  async replay(position: bigint): Promise<void> {
+    const [, h] = this.holdAt(position);
+    Object.assign(h, { attempts: 0, retryAt: this.db.clock(), parkedAt: null, delivered: false });
+    this.wakeAll();
+  }
+
+  /** Gives up on the held event at position, as if handled: its order's waiting events follow. */
+  async discard(position: bigint): Promise<void> {
+    const [hs, h] = this.holdAt(position);
+    this.holdNext(hs, h);
+    this.wakeAll();
   }
 }

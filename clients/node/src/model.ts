@@ -2,7 +2,8 @@
 // number would lose cents above 2^53), ids as strings, times as Dates; the
 // shop's own columns and attributes (ALTER TABLE orders ADD COLUMN, ALTER
 // TYPE order_line ADD ATTRIBUTE) as each object's fields.
-import { OrdersError } from './errors.js';
+import { randomBytes } from 'node:crypto';
+import { fieldDetail, InvariantViolation, OrdersError } from './errors.js';
 
 export type Status = 'pending' | 'confirmed' | 'shipped' | 'delivered' | 'cancelled';
 export const STATUSES: readonly Status[] = ['pending', 'confirmed', 'shipped', 'delivered', 'cancelled'];
@@ -44,6 +45,7 @@ export interface Address {
   readonly fields?: Fields;
 }
 
+/** An order as the repository returns it; Order.new builds a DraftOrder in the domain, for add(order). */
 export interface Order {
   readonly id: string;
   readonly customerId: string;
@@ -66,6 +68,130 @@ export interface Order {
    */
   readonly fields: Fields;
 }
+
+/**
+ * An order built in the domain and not added yet (Order.new): pending,
+ * version 0, its total computed from its lines, no times until add stores
+ * it (the server's clock, then, not the caller's).
+ */
+export interface DraftOrder extends Omit<Order, 'status' | 'version' | 'createdAt' | 'updatedAt'> {
+  readonly status: 'pending';
+  readonly version: 0;
+  readonly createdAt: null;
+  readonly updatedAt: null;
+}
+
+/** Order.new's argument: add's, as one object. */
+export interface OrderSpec {
+  readonly customerId: string;
+  readonly currency: string;
+  readonly lines?: readonly OrderLine[];
+  readonly shippingAddress?: Address | null;
+  /** Default: uuid7(), as the extension's orders_next_id() makes them. */
+  readonly id?: string;
+  /** The shop's own columns, as add's fields. */
+  readonly fields?: Fields;
+}
+
+/**
+ * A time-ordered UUID (version 7, RFC 9562): 48 bits of Unix milliseconds,
+ * then random bits, as the extension's orders_next_id() makes them, so an
+ * id made here sorts and indexes as one made by the server does (new rows
+ * at the right edge of the primary key's index, not all over it).
+ */
+export function uuid7(now: number = Date.now()): string {
+  const b = randomBytes(16);
+  b.writeUIntBE(now, 0, 6);
+  b[6] = 0x70 | (b[6] & 0x0f);
+  b[8] = 0x80 | (b[8] & 0x3f);
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+// Money and quantities must be integers before anything is sent or stored:
+// JSON would carry 12.99 to the server, which refuses it with a bare 22P02
+// and no path, and a twin summing numbers would store it; a bigint-typed
+// field does not stop a plain JavaScript caller from passing 12.99 or
+// '450'. Both repositories call checkIntegers, so they refuse alike.
+
+const MONEY = /^(-?)(\d+)(?:\.(\d+))?$/;
+
+// A refused value as the error states it: as String() writes it (true, 12.99, NaN).
+function notInteger(path: string, value: unknown, money: boolean): InvariantViolation {
+  const text = String(value);
+  let why = 'a quantity is an integer';
+  if (money) {
+    why = 'money is an integer number of cents';
+    // the cents the caller probably meant, when the value has them exactly
+    const m = typeof value === 'boolean' ? null : MONEY.exec(text);
+    const fraction = (m?.[3] ?? '').replace(/0+$/, '');
+    if (m !== null && fraction.length <= 2)
+      why += ` (${BigInt(m[1] + m[2] + fraction.padEnd(2, '0'))} for ${text})`;
+  }
+  const message = money ? `${path} must be an integer number of cents` : `${path} must be an integer`;
+  return new InvariantViolation(message, 'not_integer', path, text, '22P02',
+                                `${fieldDetail(path)} The value is ${text}; ${why}.`);
+}
+
+/**
+ * The line with its quantity a number and its unitPrice a bigint, or
+ * InvariantViolation not_integer (22P02, value as text) when either is not
+ * an integer: unitPrice a bigint or a safe-integer number, quantity a
+ * safe-integer number or a bigint. An integer beyond its column's type
+ * (integer, bigint) is its range rule's InvariantViolation. null and
+ * undefined pass, for the not_null rule to refuse as the server does.
+ * path: "lines[1]."
+ */
+export function checkIntegers(line: OrderLine, path: string): OrderLine {
+  const q: unknown = line.quantity;
+  const p: unknown = line.unitPrice;
+  let quantity = q;
+  if (typeof q === 'bigint')
+    quantity = q >= -(2n ** 31n) && q < 2n ** 31n ? Number(q) : q;
+  else if (q !== null && q !== undefined && !Number.isSafeInteger(q))
+    throw notInteger(`${path}quantity`, q, false);
+  let unitPrice = p;
+  if (typeof p === 'number' && Number.isSafeInteger(p))
+    unitPrice = BigInt(p);
+  else if (p !== null && p !== undefined && typeof p !== 'bigint')
+    throw notInteger(`${path}unit_price`, p, true);
+  // Beyond the column types (integer, bigint) the server's JSON reading
+  // would fail with no path; the rule's own error is the one a value out
+  // of its range gets, and the twin's.
+  if ((typeof quantity === 'number' || typeof quantity === 'bigint') && (quantity < -(2 ** 31) || quantity >= 2 ** 31))
+    throw outOfRange(`${path}quantity`, quantity as number | bigint, '1 and 1000000', 'order_line_quantity_range');
+  if (typeof unitPrice === 'bigint' && (unitPrice < -(2n ** 63n) || unitPrice >= 2n ** 63n))
+    throw outOfRange(`${path}unit_price`, unitPrice, '0 and 100000000000', 'order_line_unit_price_range');
+  return quantity === q && unitPrice === p ? line : { ...line, quantity: quantity as number, unitPrice: unitPrice as bigint };
+}
+
+// As the extension words a line's range rule.
+const outOfRange = (path: string, value: number | bigint, range: string, rule: string) =>
+  new InvariantViolation(`${path} is out of range`, rule, path, String(value), '23514',
+                         `${fieldDetail(path)} The value is ${value}; it must be between ${range}.`, rule);
+
+/** Each line through checkIntegers, paths lines[1]. on. */
+export const checkedLines = (lines: readonly OrderLine[]): OrderLine[] =>
+  lines.map((l, i) => checkIntegers(l, `lines[${i + 1}].`));
+
+/** Order.new: a DraftOrder for add(order). */
+export const Order = Object.freeze({
+  /**
+   * A new pending order built in the domain: version 0, its total the sum
+   * of its lines (after their integer check: InvariantViolation
+   * not_integer), its id given or a uuid7(). The repository checks the
+   * aggregate's other rules when add stores it.
+   */
+  new(spec: OrderSpec): DraftOrder {
+    const lines = Object.freeze(checkedLines(spec.lines ?? []));
+    const total = lines.reduce((sum, l) => sum + BigInt(l.quantity ?? 0) * (l.unitPrice ?? 0n), 0n);
+    return Object.freeze({
+      id: spec.id ?? uuid7(), customerId: spec.customerId, status: 'pending', currency: spec.currency, lines,
+      shippingAddress: spec.shippingAddress ?? null, total, version: 0, createdAt: null, updatedAt: null,
+      fields: Object.freeze({ ...spec.fields }),
+    });
+  },
+});
 
 /**
  * One outbox event. type is any of the extension's event types, as text (a
@@ -195,9 +321,11 @@ export function eventFromRow(r: any): Event {
 // money as strings so that JSON carries it whole, the shop's fields as keys
 // beside ours (written with toJsonText, which keeps their bigints whole).
 export function lineToJson(l: OrderLine, path = 'line.') {
+  l = checkIntegers(l, path);
   checkFields(l.fields, LINE_KEYS, `${path}fields.`, 'attribute of a line');
   return { ...l.fields, product_id: l.productId, product_name: l.productName, quantity: l.quantity,
-           unit_price: l.unitPrice.toString() };
+           // null stays null, for the server's not_null rule
+           unit_price: l.unitPrice === null || l.unitPrice === undefined ? l.unitPrice : l.unitPrice.toString() };
 }
 
 export const linesToJson = (lines: readonly OrderLine[]) => lines.map((l, i) => lineToJson(l, `lines[${i + 1}].`));

@@ -1,24 +1,36 @@
 // OrderRepository: the aggregate's repository over the orders extension.
 // Every method is one call of an extension function (find: one statement
-// over the orders table); inside unitOfWork, in a savepoint of it.  Rows travel as JSON with bigints as
+// over the orders table); inside a unit of work, in a savepoint of it.  Rows travel as JSON with bigints as
 // strings, so money arrives whole and the extension may be in any schema; the shop's own columns and
 // attributes travel with the rest, as each object's fields (parseJson/toJsonText: integers beyond 2^53
-// as bigints).
+// as bigints).  The repository runs on a client or on a pg.Pool: with a pool, a call outside a unit takes
+// a connection for that call only, and a unit takes one for its whole length, which every call made
+// inside it (found through AsyncLocalStorage) uses, so concurrent units on one pool never mix.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type pg from 'pg';
+import { isConnectionError, isPool, type Queryable, type Source } from './connections.js';
 import { ConcurrencyConflict, OrderNotFound, OrdersError, translate } from './errors.js';
-import { type AddOptions, type Address, checkFields, type Event, EVENT_COLUMNS, type Fields, linesToJson,
-         type NewOrder, type Order, ORDER_KEYS, type OrderLine, addressToJson, eventFromRow, orderFromJson,
-         orderToJson, parseJson, toJsonText } from './model.js';
+import { type AddOptions, type Address, checkFields, type DraftOrder, type Event, EVENT_COLUMNS, type Fields,
+         linesToJson, type NewOrder, type Order, ORDER_KEYS, type OrderLine, addressToJson, eventFromRow,
+         orderFromJson, orderToJson, parseJson, toJsonText } from './model.js';
+import { InMemoryOrderRepository, InMemoryStore } from './memory.js';
 import { Anything, type Spec } from './specs.js';
+import { checkExtensionVersion } from './version.js';
 
-export type Queryable = pg.Client | pg.PoolClient;
+export type { Queryable, Source } from './connections.js';
 
 const ident = (name: string) => '"' + name.replace(/"/g, '""') + '"';
 
+/**
+ * The orders extension's schema in the client's database, after checking
+ * its version: ExtensionTooOld when it is older than
+ * REQUIRED_EXTENSION_VERSION.
+ */
 export async function extensionSchema(client: Queryable): Promise<string> {
-  const r = await client.query(`SELECT n.nspname FROM pg_catalog.pg_extension e
+  const r = await client.query(`SELECT n.nspname, e.extversion FROM pg_catalog.pg_extension e
     JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'orders'`);
   if (r.rowCount === 0) throw new OrdersError('extension "orders" is not installed in this database');
+  checkExtensionVersion(r.rows[0].extversion);
   return r.rows[0].nspname;
 }
 
@@ -32,6 +44,49 @@ const fromRow = (r: { j: string }) => orderFromJson(parseJson(r.j));
 function fieldsJson(fields: Fields | undefined): Fields | undefined {
   checkFields(fields, ORDER_KEYS, 'fields.', 'column');
   return fields;
+}
+
+// The client of each pool's unit of work in progress in this async
+// context: a repository's call on the pool inside the unit runs on it.
+const unitClients = new AsyncLocalStorage<ReadonlyMap<pg.Pool, pg.PoolClient>>();
+// Clients whose connection broke (or whose ROLLBACK failed): a pool must not hand them out again.
+const broken = new WeakSet<Queryable>();
+
+/**
+ * fn on a client of source: the client itself, the client of the pool's
+ * unit in progress, or a pool connection taken for fn alone (destroyed, not
+ * returned, if the connection broke).
+ */
+export async function onClient<T>(source: Source, fn: (client: Queryable) => Promise<T>): Promise<T> {
+  if (!isPool(source)) return fn(source);
+  const held = unitClients.getStore()?.get(source);
+  if (held !== undefined) return fn(held);
+  const [client, release] = await borrow(source);
+  try {
+    return await fn(client);
+  } catch (e) {
+    if (isConnectionError(e)) broken.add(client);
+    throw e;
+  } finally {
+    release();
+  }
+}
+
+/**
+ * A pool's client, and how to give it back: destroyed rather than returned
+ * when it broke. While it is out, an error the connection raises between
+ * statements (the server ended it) is the holder's to see in its next
+ * statement, not an uncaught 'error' event that ends the process: pg-pool
+ * listens for those only while the client is idle in the pool.
+ */
+async function borrow(pool: pg.Pool): Promise<[pg.PoolClient, () => void]> {
+  const client = await pool.connect();
+  const onError = () => { broken.add(client); };
+  client.on('error', onError);
+  return [client, () => {
+    client.removeListener('error', onError);
+    client.release(broken.has(client) ? new Error('the connection broke while in use') : undefined);
+  }];
 }
 
 // How deep in unitOfWork each client is, and a counter for savepoint names.
@@ -54,10 +109,41 @@ async function guarded<T>(client: Queryable, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** orders.event_metadata for the rest of the client's transaction. */
-async function setEventMetadata(client: Queryable, metadata: Record<string, unknown> | undefined) {
-  if (metadata !== undefined)
-    await client.query(`SELECT pg_catalog.set_config('orders.event_metadata', $1, true)`, [JSON.stringify(metadata)]);
+/**
+ * orders.event_metadata for the rest of the client's transaction; returns
+ * the value it replaced ('' for none), read in the same statement (a
+ * target list is evaluated in order).
+ */
+async function setEventMetadata(client: Queryable, metadata: Record<string, unknown>): Promise<string> {
+  const r = await client.query(`SELECT pg_catalog.current_setting('orders.event_metadata', true) AS previous,
+      pg_catalog.set_config('orders.event_metadata', $1, true)`, [JSON.stringify(metadata)]);
+  return r.rows[0].previous ?? '';
+}
+
+// A SET LOCAL made in a savepoint outlives its RELEASE, to the end of the
+// transaction: a nested unit's or a repository's metadata is set back to
+// the enclosing unit's when it is done, or it would tag the outer unit's
+// later events too.
+async function restoreEventMetadata(client: Queryable, previous: string) {
+  await client.query(`SELECT pg_catalog.set_config('orders.event_metadata', $1, true)`, [previous]);
+}
+
+type AddArguments = [currency?: string, lines?: readonly OrderLine[], shippingAddress?: Address | null,
+                     idOrOptions?: string | AddOptions];
+
+// add's arguments, from either form: add(order) or add(customerId, ...).
+function addArguments(first: string | DraftOrder | Order, rest: AddArguments):
+    [string, string, readonly OrderLine[] | undefined, Address | null | undefined, string | AddOptions | undefined] {
+  if (typeof first === 'object' && first !== null)
+    return [first.customerId, first.currency, first.lines, first.shippingAddress,
+            { id: first.id, fields: first.fields }];
+  return [first, rest[0] as string, rest[1], rest[2], rest[3]];
+}
+
+// remove's arguments: remove(order) expects the order's version.
+function removeArguments(idOrOrder: string | Order, expectedVersion?: number): [string, number | undefined] {
+  return typeof idOrOrder === 'object' && idOrOrder !== null ? [idOrOrder.id, idOrOrder.version]
+                                                             : [idOrOrder, expectedVersion];
 }
 
 export interface RepositoryOptions {
@@ -72,24 +158,48 @@ export interface RepositoryOptions {
 }
 
 export class OrderRepository {
-  private constructor(readonly client: Queryable, readonly schema: string,
+  private constructor(readonly source: Source, readonly schema: string,
                       readonly metadata?: Record<string, unknown>) {}
 
-  static async create(client: Queryable, options: RepositoryOptions | string = {}): Promise<OrderRepository> {
+  /**
+   * The repository on a client (pg.Client, a pool's client) or a pg.Pool;
+   * ExtensionTooOld if the database's orders extension is older than
+   * REQUIRED_EXTENSION_VERSION.
+   */
+  static async create(source: Source, options: RepositoryOptions | string = {}): Promise<OrderRepository> {
     const o = typeof options === 'string' ? { schema: options } : options;
-    return new OrderRepository(client, o.schema ?? await extensionSchema(client), o.metadata);
+    const found = await onClient(source, extensionSchema);
+    return new OrderRepository(source, o.schema ?? found, o.metadata);
   }
+
+  /** The client or pool given to create, by its earlier name. */
+  get client(): Source { return this.source; }
 
   private get s() { return ident(this.schema); }
 
+  /**
+   * One unit of work on this repository's client or pool: unitOfWork(source,
+   * fn, options). The same method as InMemoryOrderRepository's, so that
+   * domain code given only a repository runs unchanged on either.
+   */
+  unitOfWork<T>(fn: () => Promise<T>, options: UnitOptions = {}): Promise<T> {
+    return unitOfWork(this.source, fn, options);
+  }
+
   private async rows(text: string, values: unknown[], write = false): Promise<any[]> {
-    // a write with metadata: the setting and the call in one transaction
-    if (write && this.metadata !== undefined)
-      return unitOfWork(this.client, async () => {
-        await setEventMetadata(this.client, this.metadata);
-        return (await this.client.query(text, values)).rows;
-      });
-    return guarded(this.client, async () => (await this.client.query(text, values)).rows);
+    return onClient(this.source, async (client) => {
+      const metadata = this.metadata;
+      // a write with metadata: the setting and the call in one transaction,
+      // the unit's own metadata back afterwards
+      if (write && metadata !== undefined)
+        return clientUnit(client, async () => {
+          const previous = await setEventMetadata(client, metadata);
+          const result = (await client.query(text, values)).rows;
+          if ((units.get(client) ?? 0) > 1) await restoreEventMetadata(client, previous);
+          return result;
+        }, {});
+      return guarded(client, async () => (await client.query(text, values)).rows);
+    });
   }
 
   private async one(text: string, values: unknown[], write = true): Promise<any | undefined> {
@@ -101,10 +211,14 @@ export class OrderRepository {
    * fields are the shop's own columns (AddOptions). The extension refuses a
    * field that is no column (42703), one of its own (22023) or a generated
    * one (428C9), and checks the table's CHECK constraints
-   * (InvariantViolation, rule the constraint's name).
+   * (InvariantViolation, rule the constraint's name). Or add(order): an
+   * order built in the domain (Order.new), with its id and fields.
    */
-  async add(customerId: string, currency: string, lines: readonly OrderLine[] = [],
-            shippingAddress: Address | null = null, idOrOptions?: string | AddOptions): Promise<Order> {
+  async add(order: DraftOrder | Order): Promise<Order>;
+  async add(customerId: string, currency: string, lines?: readonly OrderLine[], shippingAddress?: Address | null,
+            idOrOptions?: string | AddOptions): Promise<Order>;
+  async add(first: string | DraftOrder | Order, ...rest: AddArguments): Promise<Order> {
+    const [customerId, currency, lines = [], shippingAddress = null, idOrOptions] = addArguments(first, rest);
     const s = this.s;
     const { id, fields } = typeof idOrOptions === 'string' ? { id: idOrOptions, fields: undefined } : idOrOptions ?? {};
     const given = fieldsJson(fields);
@@ -123,12 +237,20 @@ export class OrderRepository {
    * error's index is the offending order's.
    */
   async addMany(orders: readonly NewOrder[]): Promise<Order[]> {
-    const json = orders.map((o) => ({
-      customer_id: o.customerId, currency: o.currency, lines: linesToJson(o.lines ?? []),
-      ...(o.shippingAddress ? { shipping_address: addressToJson(o.shippingAddress) } : {}),
-      ...(o.id !== undefined ? { id: o.id } : {}),
-      ...(o.fields !== undefined ? { fields: fieldsJson(o.fields) } : {}),
-    }));
+    const json = orders.map((o, i) => {
+      try {
+        return {
+          customer_id: o.customerId, currency: o.currency, lines: linesToJson(o.lines ?? []),
+          ...(o.shippingAddress ? { shipping_address: addressToJson(o.shippingAddress) } : {}),
+          ...(o.id !== undefined ? { id: o.id } : {}),
+          ...(o.fields !== undefined ? { fields: fieldsJson(o.fields) } : {}),
+        };
+      } catch (e) {
+        // refused here, before the server saw it: the index as the server gives it
+        if (e instanceof OrdersError) e.index = i;
+        throw e;
+      }
+    });
     const rows = await this.rows(`SELECT ${rowJson(this.s)} AS j FROM ${this.s}.orders_add_many($1::jsonb) o`,
                                  [toJsonText(json)], true);
     return rows.map(fromRow);
@@ -160,8 +282,15 @@ export class OrderRepository {
     return fromRow(row);
   }
 
-  /** The order as it was; ConcurrencyConflict if expectedVersion is not the stored one. */
-  async remove(id: string, expectedVersion?: number): Promise<Order> {
+  /**
+   * The order as it was; ConcurrencyConflict if expectedVersion is not the
+   * stored one. remove(order) expects order.version: optimistic, as save.
+   */
+  async remove(order: Order): Promise<Order>;
+  async remove(id: string, expectedVersion?: number): Promise<Order>;
+  async remove(idOrOrder: string | Order, expectedVersion?: number): Promise<Order> {
+    const [id, expected] = removeArguments(idOrOrder, expectedVersion);
+    expectedVersion = expected;
     const row = await this.one(`SELECT ${rowJson(this.s)} AS j FROM ${this.s}.orders_remove($1, $2) o`,
                                [id, expectedVersion ?? null]);
     return fromRow(row);
@@ -181,7 +310,8 @@ export class OrderRepository {
       if (after !== null) { params.push(after); text += ` AND o.id OPERATOR(pg_catalog.>) $${params.length}`; }
       params.push(pageSize);
       text += ` ORDER BY o.id LIMIT $${params.length}`;
-      const rows: any[] = await guarded(this.client, async () => (await this.client.query(text, params)).rows);
+      const rows: any[] = await onClient(this.source,
+                                         (client) => guarded(client, async () => (await client.query(text, params)).rows));
       const orders = rows.map(fromRow);
       for (const o of orders) yield o;
       if (rows.length < pageSize) return;
@@ -190,26 +320,55 @@ export class OrderRepository {
   }
 }
 
+/** unitOfWork's options. */
+export interface UnitOptions {
+  /** orders.event_metadata for every event the unit writes (a repository's own metadata replaces it for its writes). */
+  readonly metadata?: Record<string, unknown>;
+  /**
+   * orders.idempotency_key; run the same unit again with the same key after
+   * an error at commit and, if the first commit happened, its calls return
+   * what they returned then, writing nothing.
+   */
+  readonly idempotencyKey?: string;
+}
+
 /**
  * One transaction: committed when fn resolves, rolled back when it throws.
- * Inside another unit of the same client it is a savepoint of that one.
- * It must own the transaction: do not call it after a BEGIN of your own.
- * metadata: orders.event_metadata for every event the transaction writes.
- * idempotencyKey: orders.idempotency_key; run the same unit again with the
- * same key after an error at commit and, if the first commit happened, its
- * calls return what they returned then, writing nothing.
+ * source: a client, a pg.Pool (a client taken for the unit and released
+ * after it, destroyed if it broke; every repository call on the pool made
+ * inside fn runs on it), or the twin (an InMemoryStore or an
+ * InMemoryOrderRepository: its unit of work, with the same semantics).
+ * Inside another unit of the same client (or pool, in the same async
+ * context) it is a savepoint of that one. It must own the transaction: do
+ * not call it after a BEGIN of your own.
  */
-export async function unitOfWork<T>(client: Queryable, fn: () => Promise<T>,
-                                    options: { metadata?: Record<string, unknown>; idempotencyKey?: string } = {}):
-                                    Promise<T> {
+export async function unitOfWork<T>(source: Source | InMemoryStore | InMemoryOrderRepository, fn: () => Promise<T>,
+                                    options: UnitOptions = {}): Promise<T> {
+  if (source instanceof InMemoryStore || source instanceof InMemoryOrderRepository)
+    return source.unitOfWork(fn, options);
+  if (!isPool(source)) return clientUnit(source, fn, options);
+  const held = unitClients.getStore()?.get(source);
+  if (held !== undefined) return clientUnit(held, fn, options);
+  const [client, release] = await borrow(source);
+  try {
+    const clients = new Map(unitClients.getStore());
+    clients.set(source, client);
+    return await unitClients.run(clients, () => clientUnit(client, fn, options));
+  } finally {
+    release();
+  }
+}
+
+async function clientUnit<T>(client: Queryable, fn: () => Promise<T>, options: UnitOptions): Promise<T> {
   const depth = units.get(client) ?? 0;
   const name = depth > 0 ? `orders_unit_${++savepoints}` : null;
   await client.query(name === null ? 'BEGIN' : `SAVEPOINT ${name}`);
   units.set(client, depth + 1);
   try {
     let result: T;
+    let previous: string | undefined;
     try {
-      await setEventMetadata(client, options.metadata);
+      if (options.metadata !== undefined) previous = await setEventMetadata(client, options.metadata);
       if (options.idempotencyKey !== undefined)
         await client.query(`SELECT pg_catalog.set_config('orders.idempotency_key', $1, true)`, [options.idempotencyKey]);
       result = await fn();
@@ -217,6 +376,7 @@ export async function unitOfWork<T>(client: Queryable, fn: () => Promise<T>,
       units.set(client, depth);
     }
     if (name !== null) {
+      if (previous !== undefined) await restoreEventMetadata(client, previous);
       await client.query(`RELEASE SAVEPOINT ${name}`);
     } else {
       // the server answers COMMIT with ROLLBACK when the transaction had failed
@@ -226,7 +386,8 @@ export async function unitOfWork<T>(client: Queryable, fn: () => Promise<T>,
     }
     return result;
   } catch (e) {
-    await client.query(name === null ? 'ROLLBACK' : `ROLLBACK TO SAVEPOINT ${name}`).catch(() => undefined);
+    await client.query(name === null ? 'ROLLBACK' : `ROLLBACK TO SAVEPOINT ${name}`)
+      .catch(() => { broken.add(client); });
     throw translate(e);
   }
 }

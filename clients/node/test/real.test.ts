@@ -10,8 +10,9 @@ import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { type Address, ConcurrencyConflict, customer, EventConsumer, HandlerFailed, IdempotencyKeyReused, InvariantViolation, type OrderLine, OrderNotFound, OrderRepository, Reject,
-         OrdersError, PermissionDenied, ReadOnly, retry, translate, unitOfWork } from '../src/index.js';
+import { type Address, ConcurrencyConflict, customer, EventConsumer, ExtensionTooOld, HandlerFailed, IdempotencyKeyReused,
+         InvariantViolation, type OrderLine, OrderNotFound, OrderRepository, Reject, OrdersError, orderEventPart,
+         PermissionDenied, ReadOnly, REQUIRED_EXTENSION_VERSION, retry, translate, unitOfWork } from '../src/index.js';
 
 const TEA: OrderLine = { productId: '0b1e4f5a-6c7d-4e8f-9a0b-1c2d3e4f5a6b', productName: 'Green tea', quantity: 2, unitPrice: 450n };
 const HOME: Address = { street: 'Main St 1', city: 'Berlin', postalCode: '10115', country: 'DE' };
@@ -351,4 +352,101 @@ describe('poison events', () => {
       assert.deepEqual(await consumer.holds(), []);
     });
   }
+});
+
+describe('pools, versions, reconnecting (0.2.0)', () => {
+  it('the twin\'s orderEventPart is the extension\'s orders_event_part', async () => {
+    const { rows } = await client.query(
+      'SELECT id::text, orders_event_part(id) AS part FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, 500)) x');
+    assert.deepEqual(rows.map((r) => orderEventPart(r.id)), rows.map((r) => r.part));
+  });
+
+  it('a unit on a pool returns its client, and destroys it when its connection broke', async () => {
+    const pool = new pg.Pool({ max: 2, application_name: 'orders-node-broken' });
+    try {
+      const r = await OrderRepository.create(pool);
+      await r.unitOfWork(() => r.add(randomUUID(), 'EUR', [TEA]));
+      assert.deepEqual([pool.totalCount, pool.idleCount], [1, 1], 'back in the pool');
+      let id = '';
+      await assert.rejects(r.unitOfWork(async () => {
+        id = (await r.add(randomUUID(), 'EUR', [TEA])).id;
+        await client.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                            WHERE application_name = 'orders-node-broken' AND state = 'idle in transaction'`);
+        await r.get(id);
+      }));
+      assert.equal(pool.totalCount, 0, 'the broken client was destroyed, not returned');
+      await assert.rejects(r.get(id), OrderNotFound, 'a new connection; the unit was not committed');
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('a consumer on a pool LISTENs on a connection of its own, and says so', async () => {
+    const pool = new pg.Pool({ max: 1, connectionTimeoutMillis: 5000 });
+    try {
+      const r = await OrderRepository.create(pool);
+      const name = `node-pool-${randomUUID()}`;
+      const log: string[] = [];
+      await new EventConsumer(pool, name, () => undefined, { exitWhenIdleMs: 0, handleSigterm: false }).run();
+      const order = await r.add(randomUUID(), 'EUR', [TEA]);
+      const read: string[] = [];
+      // the handler uses the pool's one connection: were the LISTEN on it, this would time out
+      await new EventConsumer(pool, name, async (e) => { read.push((await r.get(e.orderId)).id); },
+                              { exitWhenIdleMs: 200, wakeEveryMs: 50, handleSigterm: false, log: (m) => log.push(m) }).run();
+      assert.deepEqual(read, [order.id]);
+      assert.ok(log.some((m) => /dedicated connection/.test(m)), log.join('\n'));
+      const { rows } = await pool.query('SELECT pg_catalog.pg_listening_channels() AS c');
+      assert.deepEqual(rows, [], 'no LISTEN left on the pool\'s connection');
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('an extension older than the client needs: ExtensionTooOld', async () => {
+    const db = 'orders_node_old';
+    await client.query(`DROP DATABASE IF EXISTS ${db}`);
+    await client.query(`CREATE DATABASE ${db}`);
+    const old = new pg.Client({ database: db });
+    try {
+      await old.connect();
+      await old.query("CREATE EXTENSION orders VERSION '1.11'");
+      for (const attempt of [() => OrderRepository.create(old),
+                             () => new EventConsumer({ database: db }, 'old', () => undefined,
+                                                     { exitWhenIdleMs: 0, handleSigterm: false }).run()])
+        await assert.rejects(attempt, (e: unknown) => {
+          assert.ok(e instanceof ExtensionTooOld && e instanceof OrdersError, String(e));
+          assert.equal(e.message, `extension "orders" 1.11 is older than ${REQUIRED_EXTENSION_VERSION}, which orders-repository 0.2.0 needs`);
+          assert.deepEqual([e.sqlstate, e.hint, e.installed], [undefined, 'ALTER EXTENSION orders UPDATE', '1.11']);
+          return true;
+        });
+      await old.query('ALTER EXTENSION orders UPDATE');
+      await OrderRepository.create(old);
+    } finally {
+      await old.end();
+      await client.query(`DROP DATABASE ${db}`);
+    }
+  });
+
+  it('a read that fails right after each connect: the pause doubles (reset only by a read that worked)', async () => {
+    // an extension stand-in whose read ends its own connection, as a
+    // server that drops it at once would
+    await client.query(`CREATE SCHEMA orders_node_flaky;
+      CREATE FUNCTION orders_node_flaky.orders_events_register(text, boolean) RETURNS void LANGUAGE sql AS 'SELECT';
+      CREATE FUNCTION orders_node_flaky.orders_events_read(text, integer) RETURNS SETOF order_events LANGUAGE plpgsql
+        AS 'BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN; END'`);
+    try {
+      const pauses: number[] = [];
+      const consumer = new EventConsumer({}, 'flaky', () => undefined, {
+        schema: 'orders_node_flaky', handleSigterm: false,
+        log: (m) => {
+          const at = /connecting again in (\d+) ms/.exec(m);
+          if (at !== null && pauses.push(Number(at[1])) >= 5) consumer.stop();
+        },
+      });
+      await consumer.run();
+      assert.deepEqual(pauses, [100, 200, 400, 800, 1600]);
+    } finally {
+      await client.query('DROP SCHEMA orders_node_flaky CASCADE');
+    }
+  });
 });
