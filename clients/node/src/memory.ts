@@ -14,8 +14,8 @@ import { randomUUID } from 'node:crypto';
 import { ConcurrencyConflict, DuplicateOrder, fieldDetail, InvariantViolation, OrderNotFound, OrdersError } from './errors.js';
 import { type ConsumerOptions, type Handler, type Hold, handleBatch } from './handling.js';
 import { type AddOptions, type Address, ADDRESS_KEYS, addressToJson, checkFields, checkIntegers, type DraftOrder,
-         type Event, type Fields, LINE_KEYS, linesToJson, type NewOrder, type Order, ORDER_KEYS, type OrderLine,
-         orderToJson, parseJson, type Status, toJsonText, uuid7 } from './model.js';
+         type Event, type Fields, LINE_KEYS, lineOutOfRange, linesToJson, type NewOrder, type Order, ORDER_KEYS,
+         type OrderLine, orderToJson, parseJson, type Status, toJsonText, uuid7 } from './model.js';
 import { Anything, type Spec } from './specs.js';
 
 const NEXT: Record<Status, Status[]> = {
@@ -54,11 +54,8 @@ function check(lines: readonly OrderLine[], currency: string, address: Address |
     checkText(l.productName, `${at}.product_name`, 'order_line_product_name', 200);
     if (l.quantity === null || l.quantity === undefined) throw notNull(`${at}.quantity`);
     if (l.unitPrice === null || l.unitPrice === undefined) throw notNull(`${at}.unit_price`);
-    if (l.quantity < 1 || l.quantity > 1_000_000)
-      throw violation(`${at}.quantity is out of range`, 'order_line_quantity_range', `${at}.quantity`, String(l.quantity));
-    if (l.unitPrice < 0n || l.unitPrice > 100_000_000_000n)
-      throw violation(`${at}.unit_price is out of range`, 'order_line_unit_price_range', `${at}.unit_price`,
-                      String(l.unitPrice));
+    if (l.quantity < 1 || l.quantity > 1_000_000) throw lineOutOfRange(`${at}.`, 'quantity', l.quantity);
+    if (l.unitPrice < 0n || l.unitPrice > 100_000_000_000n) throw lineOutOfRange(`${at}.`, 'unit_price', l.unitPrice);
     total += BigInt(l.quantity) * l.unitPrice;
     if (total > MAX_TOTAL)
       throw new InvariantViolation('total is out of range for type bigint', 'out_of_range', 'total', undefined, '22003',

@@ -159,16 +159,28 @@ export function checkIntegers(line: OrderLine, path: string): OrderLine {
   // would fail with no path; the rule's own error is the one a value out
   // of its range gets, and the twin's.
   if ((typeof quantity === 'number' || typeof quantity === 'bigint') && (quantity < -(2 ** 31) || quantity >= 2 ** 31))
-    throw outOfRange(`${path}quantity`, quantity as number | bigint, '1 and 1000000', 'order_line_quantity_range');
+    throw lineOutOfRange(path, 'quantity', quantity as number | bigint);
   if (typeof unitPrice === 'bigint' && (unitPrice < -(2n ** 63n) || unitPrice >= 2n ** 63n))
-    throw outOfRange(`${path}unit_price`, unitPrice, '0 and 100000000000', 'order_line_unit_price_range');
+    throw lineOutOfRange(path, 'unit_price', unitPrice);
   return quantity === q && unitPrice === p ? line : { ...line, quantity: quantity as number, unitPrice: unitPrice as bigint };
 }
 
-// As the extension words a line's range rule.
-const outOfRange = (path: string, value: number | bigint, range: string, rule: string) =>
-  new InvariantViolation(`${path} is out of range`, rule, path, String(value), '23514',
-                         `${fieldDetail(path)} The value is ${value}; it must be between ${range}.`, rule);
+// A line's numbers: the range and name of the extension's rule for each (src/invariants.c).
+const LINE_RANGES = {
+  quantity: ['1 and 1000000', 'order_line_quantity_range'],
+  unit_price: ['0 and 100000000000', 'order_line_unit_price_range'],
+} as const;
+
+/**
+ * The error of a line's quantity or unit_price out of its rule's range,
+ * worded as the extension words it; path: "lines[2].". The twin's, and the
+ * client's for an integer its column's type cannot hold.
+ */
+export function lineOutOfRange(path: string, name: keyof typeof LINE_RANGES, value: number | bigint): InvariantViolation {
+  const [range, rule] = LINE_RANGES[name];
+  return new InvariantViolation(`${path}${name} is out of range`, rule, `${path}${name}`, String(value), '23514',
+                                `${fieldDetail(path + name)} The value is ${value}; it must be between ${range}.`, rule);
+}
 
 /** Each line through checkIntegers, paths lines[1]. on. */
 export const checkedLines = (lines: readonly OrderLine[]): OrderLine[] =>

@@ -115,8 +115,18 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
         await assert.rejects(repo.add(c, 'EUR', [line]), (e: unknown) => {
           assert.ok(e instanceof InvariantViolation, String(e));
           assert.deepEqual([e.rule, e.path, e.value, e.sqlstate], [rule, path, value, '23514']);
+          assert.equal(e.detail, `The field is ${path}. The value is ${value}; it must be between ` +
+                                 (rule === 'order_line_quantity_range' ? '1 and 1000000.' : '0 and 100000000000.'));
           return true;
         });
+      // the largest the column holds reaches the server, whose rule words it the same
+      await assert.rejects(repo.add(c, 'EUR', [{ ...TEA, quantity: 2 ** 31 - 1 }]), (e: unknown) => {
+        assert.ok(e instanceof InvariantViolation, String(e));
+        assert.deepEqual([e.rule, e.path, e.value, e.detail],
+                         ['order_line_quantity_range', 'lines[1].quantity', '2147483647',
+                          'The field is lines[1].quantity. The value is 2147483647; it must be between 1 and 1000000.']);
+        return true;
+      });
       // a safe-integer number of cents, and a bigint quantity, are integers
       const plain = await repo.add(c, 'EUR', [{ ...TEA, unitPrice: 450 as unknown as bigint, quantity: 3n as unknown as number }]);
       assert.deepEqual([plain.lines[0].unitPrice, plain.lines[0].quantity, plain.total], [450n, 3, 1350n]);
