@@ -237,6 +237,10 @@ class _Unit:
         self.added: Set[uuid.UUID] = set()
         self.events: List[Event] = []
         self.metadata = metadata
+        # False once committed or rolled back: a task or thread started in
+        # the unit keeps the context after it ended, and its calls are then
+        # in no unit, not in this dead one
+        self.open = True
 
     def mark(self) -> Tuple[Dict[uuid.UUID, Optional[Order]], Set[uuid.UUID], List[Event], Optional[JSON]]:
         """A savepoint."""
@@ -304,7 +308,7 @@ class InMemoryStore:
 
     def _unit(self) -> Optional[_Unit]:
         for store, unit in _current.get():
-            if store is self:
+            if store is self and unit.open:
                 return unit
         return None
 
@@ -347,6 +351,7 @@ class InMemoryStore:
     def _end(self, unit: _Unit, commit: bool) -> None:
         with self._lock:
             self._open.remove(unit)
+            unit.open = False
             if commit:
                 for oid, order in unit.orders.items():
                     if order is None:

@@ -3,9 +3,11 @@ units of work, the events they write, and a consumer of those events.
 Every case runs against the extension (ORDERS_DSN) and against the twin
 (InMemoryStore), the same code with two fixtures; what only one of them
 has is in the classes at the end."""
+import contextvars
 import os
 import sys
 import threading
+import time
 import unittest
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -121,6 +123,16 @@ class UnitContract:
         t.start()
         t.join(30)
         return out[0]
+
+    def test_a_context_copied_in_a_unit_is_in_no_unit_once_it_ended(self):
+        """A task or thread started in a unit keeps its context: once the
+        unit ended, its calls are in no unit (each its own), not in the
+        dead one's."""
+        with self.repo.unit_of_work():
+            copied = contextvars.copy_context()
+        stray = self.elsewhere(lambda: copied.run(lambda: self.repo.add(uuid.uuid4(), "EUR")))
+        self.assertIsInstance(stray, Order)
+        self.assertEqual(self.repo.get(stray.id), stray, "committed on its own")
 
     def test_a_unit_is_invisible_to_others_until_it_commits(self):
         name = self.name()
@@ -476,6 +488,32 @@ class RealOnly(unittest.TestCase):
                 repo.get(b.id)
             self.assertEqual(pool.get_stats()["pool_size"] - pool.get_stats().get("pool_available", 0), 0,
                              "every connection back in the pool")
+
+    def test_a_context_copied_in_a_unit_does_not_keep_its_connection(self):
+        """A thread running a context copied in a unit, after the unit
+        ended, while another unit holds the pool's only connection: its
+        call waits for a connection of its own rather than writing into
+        the other unit, which rolls back."""
+        from psycopg_pool import ConnectionPool
+        with ConnectionPool(self.DSN, min_size=1, max_size=1, open=True) as pool:
+            repo = OrderRepository(pool)
+            with unit_of_work(pool):
+                copied = contextvars.copy_context()
+            out = []
+            t = threading.Thread(target=lambda: out.append(copied.run(lambda: repo.add(uuid.uuid4(), "EUR"))))
+            with self.assertRaises(RuntimeError):
+                with unit_of_work(pool):
+                    t.start()
+                    # until the stray call is done (on this unit's connection)
+                    # or waits for the pool's (on a connection of its own)
+                    deadline = time.monotonic() + 20
+                    while t.is_alive() and not pool.get_stats().get("requests_waiting", 0):
+                        self.assertLess(time.monotonic(), deadline)
+                        time.sleep(0.01)
+                    raise RuntimeError("the second unit rolls back")
+            t.join(30)
+            [stray] = out
+            self.assertEqual(repo.get(stray.id), stray, "the stray call committed on its own connection")
 
     def test_a_source_of_another_kind_is_a_type_error(self):
         for source in (self.DSN, psycopg.AsyncConnection):
