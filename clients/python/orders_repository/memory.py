@@ -333,6 +333,8 @@ class InMemoryStore:
                 with self._lock:
                     unit.restore(mark)
                 raise
+            with self._lock:
+                unit.metadata = mark[3]     # the nested unit's metadata ends with it
             return
         unit = _Unit(metadata)
         with self._lock:

@@ -408,12 +408,26 @@ def unit_of_work(source: UnitSource, metadata: Optional[JSON] = None,
 @contextmanager
 def _transaction(conn: Connection, metadata: Optional[JSON], idempotency_key: Optional[str]) -> Iterator[None]:
     try:
+        nested = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
         with conn.transaction():
-            set_event_metadata(conn, metadata)
+            previous = None
+            if nested and metadata is not None:
+                # a nested unit's metadata for the nested unit only: set in
+                # a savepoint that is released, it would stay for the rest
+                # of the outer unit; put back before the release (a
+                # rollback to the savepoint undoes it by itself)
+                row = conn.execute("SELECT pg_catalog.current_setting('orders.event_metadata', true),"
+                                   " pg_catalog.set_config('orders.event_metadata', %s, true)",
+                                   (json.dumps(metadata),)).fetchone()
+                previous = "" if row is None or row[0] is None else str(row[0])
+            else:
+                set_event_metadata(conn, metadata)
             if idempotency_key is not None:
                 conn.execute("SELECT pg_catalog.set_config('orders.idempotency_key', %s, true)",
                              (idempotency_key,))
             yield
+            if previous is not None:
+                conn.execute("SELECT pg_catalog.set_config('orders.event_metadata', %s, true)", (previous,))
     except psycopg.Error as e:
         raise translate(e) from e
 

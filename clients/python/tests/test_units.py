@@ -213,6 +213,21 @@ class UnitContract:
         c = self.repo.add(uuid.uuid4(), "EUR")
         self.assertIsNone(self.repo.events_of(c.id)[0].metadata)
 
+    def test_a_nested_units_metadata_ends_with_it(self):
+        for outer in ({"unit": "outer"}, None):
+            with self.subTest(outer=outer):
+                with self.repo.unit_of_work(metadata=outer):
+                    a = self.repo.add(uuid.uuid4(), "EUR")
+                    with self.repo.unit_of_work(metadata={"unit": "inner"}):
+                        b = self.repo.add(uuid.uuid4(), "EUR")
+                    c = self.repo.add(uuid.uuid4(), "EUR")
+                    with self.assertRaises(RuntimeError):
+                        with self.repo.unit_of_work(metadata={"unit": "undone"}):
+                            raise RuntimeError("rolled back")
+                    d = self.repo.add(uuid.uuid4(), "EUR")
+                self.assertEqual([self.repo.events_of(o.id)[0].metadata for o in (a, b, c, d)],
+                                 [outer, {"unit": "inner"}, outer, outer])
+
     def test_reject_retried_parked_replayed_and_discarded(self):
         name = self.name()
         self.drain(name)
