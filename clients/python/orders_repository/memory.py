@@ -230,9 +230,12 @@ class _Unit:
     """An open transaction of the twin: what it wrote, over the committed
     state, until it commits.  orders: each order it wrote, None once
     removed; added: the ids it used; events: what it emitted, positions
-    taken from the store's counter as it wrote them."""
+    taken from the store's counter as it wrote them; now: its time, taken
+    once at its start, as the extension stamps created_at, updated_at and
+    occurred_at with the transaction's start time."""
 
-    def __init__(self, metadata: Optional[JSON]):
+    def __init__(self, metadata: Optional[JSON], now: datetime):
+        self.now = now
         self.orders: Dict[uuid.UUID, Optional[Order]] = {}
         self.added: Set[uuid.UUID] = set()
         self.events: List[Event] = []
@@ -287,8 +290,11 @@ class InMemoryStore:
     """The twin's database: the orders, the ids used, the outbox and its
     consumers' checkpoints and holds, shared by the repositories and
     consumers made on it.  clock: returns the current aware datetime, for
-    created_at, occurred_at and the holds' times (default: real time); a
-    test moves it to make a rejected event due."""
+    created_at, updated_at, occurred_at (read once at the start of each
+    outermost unit of work, a call outside one being a unit of its own: a
+    unit's writes all have its start time, as the extension's have their
+    transaction's) and the holds' times (default: real time); a test moves
+    it to make a rejected event due."""
 
     def __init__(self, clock: Optional[Clock] = None):
         self.clock: Clock = clock or (lambda: datetime.now(timezone.utc))
@@ -336,7 +342,7 @@ class InMemoryStore:
             with self._lock:
                 unit.metadata = mark[3]     # the nested unit's metadata ends with it
             return
-        unit = _Unit(metadata)
+        unit = _Unit(metadata, self.clock())
         with self._lock:
             self._open.append(unit)
         token = _current.set(_current.get() + ((self, unit),))
@@ -373,7 +379,7 @@ class InMemoryStore:
         with self._lock:
             unit = self._unit()
             if unit is None:
-                unit = _Unit(None)
+                unit = _Unit(None, self.clock())
                 self._open.append(unit)
                 try:
                     result = fn(unit)
@@ -473,8 +479,10 @@ class InMemoryOrderRepository:
         with self.store.unit_of_work(metadata, idempotency_key):
             yield self
 
-    def _now(self) -> datetime:
-        return self.store.clock()
+    @staticmethod
+    def _now(unit: _Unit) -> datetime:
+        """A write's time: its unit's, the same for all its writes."""
+        return unit.now
 
     def _add(self, unit: _Unit, customer_id: Optional[IdLike], currency: Optional[str],
              lines: Iterable[OrderLine], shipping_address: Optional[Address], id: Optional[IdLike],
@@ -493,7 +501,7 @@ class InMemoryOrderRepository:
         if oid in store._used or oid in unit.added:
             raise DuplicateOrder(f"order id {oid} was used before", sqlstate="23505",
                                  constraint="orders_id_not_reused")
-        now = self._now()
+        now = self._now(unit)
         order = Order(oid, uuid.UUID(str(customer_id)), Status.PENDING, currency, stored_lines, address,
                       total, 1, now, now, stored_fields)
         unit.orders[oid] = order
@@ -591,7 +599,7 @@ class InMemoryOrderRepository:
         changed = {name: value for name, value in fields.items() if stored.fields.get(name) != value}
         if not lines_changed and not address_changed and not changed and status == stored.status:
             return stored
-        now = self._now()
+        now = self._now(unit)
         saved = replace(stored, status=status, lines=lines, shipping_address=address, total=total,
                         version=stored.version + 1, updated_at=now, fields=fields)
         unit.orders[order.id] = saved
@@ -628,8 +636,8 @@ class InMemoryOrderRepository:
                 raise _violation("order cannot be removed while it is in flight", "order_remove_in_flight",
                                  "status", stored.status.value)
             unit.orders[stored.id] = None
-            self.store._emit(unit, "order_removed", stored, stored.version + 1, stored.to_json(), self._now(),
-                             self.metadata)
+            self.store._emit(unit, "order_removed", stored, stored.version + 1, stored.to_json(),
+                             self._now(unit), self.metadata)
             return stored
         return self.store._write(remove)
 

@@ -228,6 +228,22 @@ class UnitContract:
                 self.assertEqual([self.repo.events_of(o.id)[0].metadata for o in (a, b, c, d)],
                                  [outer, {"unit": "inner"}, outer, outer])
 
+    def test_a_units_writes_have_its_start_time(self):
+        """The extension stamps created_at, updated_at and occurred_at with
+        the transaction's start time; the twin with its unit's."""
+        with self.repo.unit_of_work():
+            a = self.repo.add(uuid.uuid4(), "EUR", [TEA])
+            with self.repo.unit_of_work():
+                b = self.repo.add(uuid.uuid4(), "EUR")
+            saved = self.repo.save(a.with_(shipping_address=HOME))
+            removed = self.repo.remove(b)
+        events = self.repo.events_of(a.id) + self.repo.events_of(b.id)
+        self.assertEqual(len(events), 4)
+        self.assertEqual({a.created_at, a.updated_at, b.created_at, saved.updated_at, removed.updated_at,
+                          *(e.occurred_at for e in events)}, {a.created_at})
+        c = self.repo.add(uuid.uuid4(), "EUR")
+        self.assertGreater(c.created_at, a.created_at, "a call outside a unit is a unit of its own")
+
     def test_reject_retried_parked_replayed_and_discarded(self):
         name = self.name()
         self.drain(name)
@@ -411,6 +427,27 @@ class TwinOnly(unittest.TestCase):
         now[0] += timedelta(seconds=20)
         consumer.run(exit_when_idle=0)
         self.assertTrue(consumer.parked()[0].parked)
+
+    def test_a_unit_takes_the_clock_once(self):
+        now = [datetime(2027, 1, 1, tzinfo=timezone.utc)]
+
+        def clock():
+            now[0] += timedelta(seconds=1)        # later at every reading
+            return now[0]
+        store = InMemoryStore(clock=clock)
+        repo = InMemoryOrderRepository(store)
+        with repo.unit_of_work():
+            a = repo.add(uuid.uuid4(), "EUR", [TEA])
+            with repo.unit_of_work():
+                b = repo.add(uuid.uuid4(), "EUR")
+            saved = repo.save(a.with_(shipping_address=HOME))
+        start = datetime(2027, 1, 1, 0, 0, 1, tzinfo=timezone.utc)
+        self.assertEqual((a.created_at, b.created_at, saved.created_at, saved.updated_at), (start,) * 4)
+        self.assertEqual([e.occurred_at for e in repo.events_of(a.id) + repo.events_of(b.id)], [start] * 3)
+        c = repo.add(uuid.uuid4(), "EUR")
+        self.assertEqual(c.created_at, start + timedelta(seconds=1), "a call outside a unit takes it once too")
+        d = repo.save(c.with_(shipping_address=HOME))
+        self.assertEqual(d.updated_at, start + timedelta(seconds=2))
 
     def test_module_unit_of_work_on_the_twin(self):
         store = InMemoryStore()
