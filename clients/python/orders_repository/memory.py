@@ -67,6 +67,8 @@ _NEXT: Dict[Status, Set[Status]] = {Status.PENDING: {Status.CONFIRMED, Status.CA
          Status.SHIPPED: {Status.DELIVERED},
          Status.DELIVERED: set(), Status.CANCELLED: set()}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# the extension's longest orders.event_metadata, in bytes (src/orders.h)
+EVENT_METADATA_MAX = 8192
 # the extension's orders_event_types() at 1.12, which a consumer's types are checked against
 EVENT_TYPES = ("order_added", "order_lines_changed", "order_shipping_address_changed", "order_confirmed",
                "order_shipped", "order_delivered", "order_cancelled", "order_removed", "order_fields_changed")
@@ -420,8 +422,14 @@ class InMemoryStore:
 
     def _emit(self, unit: _Unit, type_: str, order: Order, version: int, payload: JSON, now: datetime,
               metadata: Optional[JSON]) -> None:
-        self._position += 1
         effective = metadata if metadata is not None else unit.metadata
+        # the extension's limit, on the text the real repository sets
+        length = 0 if effective is None else len(json.dumps(effective).encode())
+        if length > EVENT_METADATA_MAX:
+            raise OrdersError(f"orders.event_metadata is too long ({length} bytes)", sqlstate="54000",
+                              detail=f"Every event the transaction writes carries it: at most {EVENT_METADATA_MAX}"
+                                     " bytes are allowed.")
+        self._position += 1
         unit.events.append(Event(self._position, type_, order.id, version, _payload(payload), now, uuid.uuid4(),
                                  None if effective is None else json.loads(json.dumps(effective))))
 

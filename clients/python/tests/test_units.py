@@ -244,6 +244,30 @@ class UnitContract:
         c = self.repo.add(uuid.uuid4(), "EUR")
         self.assertGreater(c.created_at, a.created_at, "a call outside a unit is a unit of its own")
 
+    def test_event_metadata_over_8192_bytes_is_refused(self):
+        """The extension's limit on orders.event_metadata (54000), checked
+        when an event is written, on the JSON text the repository sets."""
+        largest = {"note": "x" * (8192 - len('{"note": ""}'))}
+        with self.repo.unit_of_work(metadata=largest):
+            a = self.repo.add(uuid.uuid4(), "EUR")
+        self.assertEqual(self.repo.events_of(a.id)[0].metadata, largest)
+        too_long = {"note": "é" * 1364}        # 8196 bytes as the repository sends it (\u00e9 each)
+        for how, fn in (
+                ("unit", lambda: self._in_unit(too_long, lambda: self.repo.add(uuid.uuid4(), "EUR"))),
+                ("repository", lambda: self.with_metadata(too_long).add(uuid.uuid4(), "EUR"))):
+            with self.subTest(how=how):
+                with self.assertRaises(OrdersError) as e:
+                    fn()
+                self.assertEqual((e.exception.sqlstate, str(e.exception), e.exception.detail),
+                                 ("54000", "orders.event_metadata is too long (8196 bytes)",
+                                  "Every event the transaction writes carries it: at most 8192 bytes are allowed."))
+        with self.repo.unit_of_work(metadata=too_long):
+            self.repo.next_id()                 # no event written, nothing refused
+
+    def _in_unit(self, metadata, fn):
+        with self.repo.unit_of_work(metadata=metadata):
+            return fn()
+
     def test_reject_retried_parked_replayed_and_discarded(self):
         name = self.name()
         self.drain(name)
