@@ -167,6 +167,7 @@ class EventConsumer:
                 try:
                     if conn is None or conn.closed:
                         conn = self._connect()
+                    wakeups = self.wakeups
                     if self._once(conn):
                         idle_since = time.monotonic()
                         pause = 0.1
@@ -177,6 +178,12 @@ class EventConsumer:
                         if left < 0:
                             break
                         wait = min(wait, left)     # not a whole wake_every past the idle time
+                    if self.wakeups != wakeups:
+                        # a wake-up came in with the read's or the ack's
+                        # result, for a commit the read may not have seen:
+                        # read again rather than wait for the next one
+                        self._drop_backlog(conn)
+                        continue
                     with selectors.DefaultSelector() as sel:
                         sel.register(conn.fileno(), selectors.EVENT_READ)
                         woken = sel.select(wait)

@@ -599,6 +599,58 @@ class RealOnly(unittest.TestCase):
                 with unit_of_work(source):
                     pass
 
+    def test_a_wake_up_taken_in_by_a_read_is_not_lost(self):
+        """A NOTIFY that arrives with the result of the consumer's read (or
+        ack) is counted there, by the handler of notifications: the loop
+        reads again at once rather than waiting wake_every for the next
+        one.  Made certain here: after an empty read, an order commits
+        and the listening connection takes in its wake-up before the loop
+        decides whether to wait.  The loop's waits are recorded (and
+        return at once) rather than timed."""
+        from unittest import mock
+        name = f"py-wake-{uuid.uuid4()}"
+        EventConsumer(self.DSN, name, lambda e: None).run(exit_when_idle=0)
+        writer = psycopg.connect(self.DSN, autocommit=True)
+        self.addCleanup(writer.close)
+        log, added = [], []
+
+        class Racing(EventConsumer):
+            def _once(self, conn):
+                n = super()._once(conn)
+                if not added:
+                    before = self.wakeups
+                    added.append(OrderRepository(writer).add(uuid.uuid4(), "EUR"))
+                    for _ in range(500):          # as if it came with the read's result
+                        conn.execute("SELECT pg_catalog.pg_sleep(0.01)")
+                        if self.wakeups != before:
+                            break
+                    assert self.wakeups != before, "the wake-up never came"
+                    log.append("raced")
+                return n
+
+        class Selector:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+            def register(self, *args):
+                pass
+
+            def select(self, timeout):
+                log.append("waited")
+                return []
+
+        def handle(event):
+            log.append((event.order_id, event.type))
+            consumer.stop()
+        consumer = Racing(self.DSN, name, handle, wake_every=30)
+        with mock.patch("orders_repository.consumer.selectors",
+                        mock.Mock(DefaultSelector=Selector, EVENT_READ=1)):
+            consumer.run(exit_when_idle=20)
+        self.assertEqual(log, ["raced", (added[0].id, "order_added")], "no wait between the wake-up and the read")
+
     def test_a_consumer_on_a_pool_listens_on_its_own_connection(self):
         from psycopg_pool import ConnectionPool
         name = f"py-pool-{uuid.uuid4()}"
