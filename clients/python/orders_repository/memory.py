@@ -302,6 +302,10 @@ class InMemoryStore:
         self.clock: Clock = clock or (lambda: datetime.now(timezone.utc))
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
+        # counts _wake(): a consumer that read nothing waits only if none
+        # came since it began to read (a wake-up while it was not waiting
+        # is not lost)
+        self._wakes = 0
         self._orders: Dict[uuid.UUID, Order] = {}
         self._used: Set[uuid.UUID] = set()
         self._events: List[Event] = []       # committed, by position
@@ -374,7 +378,12 @@ class InMemoryStore:
                     for e in unit.events:
                         self._commit_of[e.position] = self._commits
                     self._events = sorted(self._events + unit.events, key=lambda e: e.position)
-            self._changed.notify_all()
+            self._wake()
+
+    def _wake(self) -> None:
+        """Wakes the consumers waiting (the lock held)."""
+        self._wakes += 1
+        self._changed.notify_all()
 
     def _write(self, fn: Callable[[_Unit], T]) -> T:
         """fn in a savepoint of the open unit, or in a unit of its own."""
@@ -730,14 +739,20 @@ class InMemoryEventConsumer:
         self.store._register(self.name, self.from_start)
         idle_since = time.monotonic()
         while not self._stop.is_set():
+            with self.store._lock:
+                wakes = self.store._wakes
             if self._once():
                 idle_since = time.monotonic()
                 continue
-            if exit_when_idle is not None and time.monotonic() - idle_since >= exit_when_idle:
-                break
+            wait = self.wake_every
+            if exit_when_idle is not None:
+                left = exit_when_idle - (time.monotonic() - idle_since)
+                if left <= 0:
+                    break
+                wait = min(wait, left)      # what is left of the idle time, as the real one
             with self.store._changed:
-                wait = self.wake_every if exit_when_idle is None else min(self.wake_every, exit_when_idle)
-                self.store._changed.wait(max(wait, 0.01))
+                if self.store._wakes == wakes:      # else a commit came while reading: read again
+                    self.store._changed.wait(max(wait, 0.01))
 
     def _read(self) -> List[Event]:
         """The next events, as the extension's read: the held ones that are
@@ -889,7 +904,7 @@ class InMemoryEventConsumer:
         with self.store._lock:
             _, h = self._hold_at(position)
             h.attempts, h.retry_at, h.parked_at, h.delivered = 0, self.store.clock(), None, False
-            self.store._changed.notify_all()
+            self.store._wake()
 
     def discard(self, position: int) -> None:
         """Gives up on the held event at position, as if handled: its
@@ -897,4 +912,4 @@ class InMemoryEventConsumer:
         with self.store._lock:
             hs, h = self._hold_at(position)
             self.store._hold_next(hs, h)
-            self.store._changed.notify_all()
+            self.store._wake()

@@ -473,6 +473,61 @@ class TwinOnly(unittest.TestCase):
         d = repo.save(c.with_(shipping_address=HOME))
         self.assertEqual(d.updated_at, start + timedelta(seconds=2))
 
+    def recorded_waits(self, store):
+        """The twin consumer's waits, recorded (and not waited) on a clock
+        of their own that each wait moves on."""
+        from unittest import mock
+        now, waits = [1000.0], []
+        real = store._changed
+
+        class Recording:
+            def __enter__(self):
+                return real.__enter__()
+
+            def __exit__(self, *exc):
+                return real.__exit__(*exc)
+
+            def notify_all(self):
+                real.notify_all()
+
+            def wait(self, timeout):
+                waits.append(round(timeout, 6))
+                now[0] += timeout
+                return False
+        store._changed = Recording()
+        patch = mock.patch("orders_repository.memory.time", mock.Mock(monotonic=lambda: now[0]))
+        patch.start()
+        self.addCleanup(patch.stop)
+        return waits
+
+    def test_the_consumer_waits_what_is_left_of_its_idle_time(self):
+        store = InMemoryStore()
+        waits = self.recorded_waits(store)
+        InMemoryEventConsumer(store, "idle", lambda e: None, wake_every=4).run(exit_when_idle=10)
+        self.assertEqual(waits, [4, 4, 2])
+
+    def test_a_commit_while_the_twin_consumer_reads_is_not_lost(self):
+        store = InMemoryStore()
+        repo = InMemoryOrderRepository(store)
+        InMemoryEventConsumer(store, "racing", lambda e: None).run(exit_when_idle=0)
+        log, added = [], []
+
+        class Racing(InMemoryEventConsumer):
+            def _once(self):
+                n = super()._once()
+                if not added:                   # after an empty read, before the wait
+                    added.append(repo.add(uuid.uuid4(), "EUR"))
+                    log.append("raced")
+                return n
+        waits = self.recorded_waits(store)
+
+        def handle(event):
+            log.append((event.order_id, event.type))
+            consumer.stop()
+        consumer = Racing(store, "racing", handle, wake_every=30)
+        consumer.run(exit_when_idle=100)
+        self.assertEqual((log, waits), (["raced", (added[0].id, "order_added")], []))
+
     def test_module_unit_of_work_on_the_twin(self):
         store = InMemoryStore()
         repo = InMemoryOrderRepository(store)
