@@ -654,6 +654,25 @@ class RealOnly(unittest.TestCase):
                 with unit_of_work(source):
                     pass
 
+    def test_a_consumer_on_a_pool_connects_with_its_connection_class(self):
+        """The dedicated LISTEN connection is of the pool's connection
+        class; the pool's configure callback is the pool's own, not run on
+        it."""
+        from psycopg_pool import ConnectionPool
+
+        class Shop(psycopg.Connection):
+            pass
+        configured = []
+        with ConnectionPool(self.DSN, min_size=1, max_size=1, open=True, connection_class=Shop,
+                            configure=configured.append) as pool:
+            with pool.connection() as conn:
+                self.assertIsInstance(conn, Shop)
+            consumer = EventConsumer(pool, f"py-class-{uuid.uuid4()}", lambda e: None)
+            with self.assertLogs("orders_repository", "INFO"):
+                consumer.run(exit_when_idle=0)
+            self.assertIsInstance(consumer._listener, Shop)
+            self.assertNotIn(consumer._listener, configured)
+
     def test_a_wake_up_taken_in_by_a_read_is_not_lost(self):
         """A NOTIFY that arrives with the result of the consumer's read (or
         ack) is counted there, by the handler of notifications: the loop
