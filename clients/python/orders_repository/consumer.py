@@ -15,7 +15,8 @@ is opened again; SIGTERM (or stop()) ends the loop after the batch in hand.
 
 Its first argument is a connection string or a psycopg_pool.ConnectionPool.
 The LISTEN connection is always a dedicated one, opened from the pool's
-settings (conninfo and kwargs), never one of the pool's: the consumer
+settings (conninfo, kwargs and connection_class; its configure callback
+is not run on it), never one of the pool's: the consumer
 would hold that slot for as long as it runs, and the pool would hand the
 connection, LISTEN and all, to its next user.  The administrative calls
 (holds, replay, discard) take a pool connection for the call.
@@ -80,7 +81,11 @@ class EventConsumer:
 
     def _open(self, autocommit: bool = True) -> Connection:
         """A connection of the consumer's own, from the dsn or the pool's
-        settings."""
+        settings: its conninfo, kwargs and connection_class.  The pool's
+        configure callback is not run on it: it is the pool's setup of
+        its own connections (and may assume one of them, a pool's
+        transaction state, a type registered for its users), not of this
+        one, which only LISTENs, reads and acknowledges."""
         if isinstance(self.dsn, str):
             return psycopg.connect(self.dsn, autocommit=autocommit)
         # psycopg_pool 3.1 keeps a string and a dict; from 3.2 either may be
@@ -91,7 +96,8 @@ class EventConsumer:
         given = pool.kwargs() if callable(pool.kwargs) else pool.kwargs or {}
         # the pool's kwargs are psycopg.connect's, whatever their types
         kwargs: Dict[str, Any] = {**given, "autocommit": autocommit}
-        conn: Connection = psycopg.Connection.connect(conninfo, **kwargs)
+        connection_class = getattr(pool, "connection_class", None) or psycopg.Connection
+        conn: Connection = connection_class.connect(conninfo, **kwargs)
         return conn
 
     @contextmanager
@@ -167,6 +173,7 @@ class EventConsumer:
                 try:
                     if conn is None or conn.closed:
                         conn = self._connect()
+                    wakeups = self.wakeups
                     if self._once(conn):
                         idle_since = time.monotonic()
                         pause = 0.1
@@ -177,6 +184,12 @@ class EventConsumer:
                         if left < 0:
                             break
                         wait = min(wait, left)     # not a whole wake_every past the idle time
+                    if self.wakeups != wakeups:
+                        # a wake-up came in with the read's or the ack's
+                        # result, for a commit the read may not have seen:
+                        # read again rather than wait for the next one
+                        self._drop_backlog(conn)
+                        continue
                     with selectors.DefaultSelector() as sel:
                         sel.register(conn.fileno(), selectors.EVENT_READ)
                         woken = sel.select(wait)

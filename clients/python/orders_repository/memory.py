@@ -67,6 +67,8 @@ _NEXT: Dict[Status, Set[Status]] = {Status.PENDING: {Status.CONFIRMED, Status.CA
          Status.SHIPPED: {Status.DELIVERED},
          Status.DELIVERED: set(), Status.CANCELLED: set()}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# the extension's longest orders.event_metadata, in bytes (src/orders.h)
+EVENT_METADATA_MAX = 8192
 # the extension's orders_event_types() at 1.12, which a consumer's types are checked against
 EVENT_TYPES = ("order_added", "order_lines_changed", "order_shipping_address_changed", "order_confirmed",
                "order_shipped", "order_delivered", "order_cancelled", "order_removed", "order_fields_changed")
@@ -230,13 +232,20 @@ class _Unit:
     """An open transaction of the twin: what it wrote, over the committed
     state, until it commits.  orders: each order it wrote, None once
     removed; added: the ids it used; events: what it emitted, positions
-    taken from the store's counter as it wrote them."""
+    taken from the store's counter as it wrote them; now: its time, taken
+    once at its start, as the extension stamps created_at, updated_at and
+    occurred_at with the transaction's start time."""
 
-    def __init__(self, metadata: Optional[JSON]):
+    def __init__(self, metadata: Optional[JSON], now: datetime):
+        self.now = now
         self.orders: Dict[uuid.UUID, Optional[Order]] = {}
         self.added: Set[uuid.UUID] = set()
         self.events: List[Event] = []
         self.metadata = metadata
+        # False once committed or rolled back: a task or thread started in
+        # the unit keeps the context after it ended, and its calls are then
+        # in no unit, not in this dead one
+        self.open = True
 
     def mark(self) -> Tuple[Dict[uuid.UUID, Optional[Order]], Set[uuid.UUID], List[Event], Optional[JSON]]:
         """A savepoint."""
@@ -283,13 +292,20 @@ class InMemoryStore:
     """The twin's database: the orders, the ids used, the outbox and its
     consumers' checkpoints and holds, shared by the repositories and
     consumers made on it.  clock: returns the current aware datetime, for
-    created_at, occurred_at and the holds' times (default: real time); a
-    test moves it to make a rejected event due."""
+    created_at, updated_at, occurred_at (read once at the start of each
+    outermost unit of work, a call outside one being a unit of its own: a
+    unit's writes all have its start time, as the extension's have their
+    transaction's) and the holds' times (default: real time); a test moves
+    it to make a rejected event due."""
 
     def __init__(self, clock: Optional[Clock] = None):
         self.clock: Clock = clock or (lambda: datetime.now(timezone.utc))
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
+        # counts _wake(): a consumer that read nothing waits only if none
+        # came since it began to read (a wake-up while it was not waiting
+        # is not lost)
+        self._wakes = 0
         self._orders: Dict[uuid.UUID, Order] = {}
         self._used: Set[uuid.UUID] = set()
         self._events: List[Event] = []       # committed, by position
@@ -304,7 +320,7 @@ class InMemoryStore:
 
     def _unit(self) -> Optional[_Unit]:
         for store, unit in _current.get():
-            if store is self:
+            if store is self and unit.open:
                 return unit
         return None
 
@@ -329,8 +345,10 @@ class InMemoryStore:
                 with self._lock:
                     unit.restore(mark)
                 raise
+            with self._lock:
+                unit.metadata = mark[3]     # the nested unit's metadata ends with it
             return
-        unit = _Unit(metadata)
+        unit = _Unit(metadata, self.clock())
         with self._lock:
             self._open.append(unit)
         token = _current.set(_current.get() + ((self, unit),))
@@ -347,6 +365,7 @@ class InMemoryStore:
     def _end(self, unit: _Unit, commit: bool) -> None:
         with self._lock:
             self._open.remove(unit)
+            unit.open = False
             if commit:
                 for oid, order in unit.orders.items():
                     if order is None:
@@ -359,14 +378,19 @@ class InMemoryStore:
                     for e in unit.events:
                         self._commit_of[e.position] = self._commits
                     self._events = sorted(self._events + unit.events, key=lambda e: e.position)
-            self._changed.notify_all()
+            self._wake()
+
+    def _wake(self) -> None:
+        """Wakes the consumers waiting (the lock held)."""
+        self._wakes += 1
+        self._changed.notify_all()
 
     def _write(self, fn: Callable[[_Unit], T]) -> T:
         """fn in a savepoint of the open unit, or in a unit of its own."""
         with self._lock:
             unit = self._unit()
             if unit is None:
-                unit = _Unit(None)
+                unit = _Unit(None, self.clock())
                 self._open.append(unit)
                 try:
                     result = fn(unit)
@@ -407,8 +431,14 @@ class InMemoryStore:
 
     def _emit(self, unit: _Unit, type_: str, order: Order, version: int, payload: JSON, now: datetime,
               metadata: Optional[JSON]) -> None:
-        self._position += 1
         effective = metadata if metadata is not None else unit.metadata
+        # the extension's limit, on the text the real repository sets
+        length = 0 if effective is None else len(json.dumps(effective).encode())
+        if length > EVENT_METADATA_MAX:
+            raise OrdersError(f"orders.event_metadata is too long ({length} bytes)", sqlstate="54000",
+                              detail=f"Every event the transaction writes carries it: at most {EVENT_METADATA_MAX}"
+                                     " bytes are allowed.")
+        self._position += 1
         unit.events.append(Event(self._position, type_, order.id, version, _payload(payload), now, uuid.uuid4(),
                                  None if effective is None else json.loads(json.dumps(effective))))
 
@@ -466,8 +496,10 @@ class InMemoryOrderRepository:
         with self.store.unit_of_work(metadata, idempotency_key):
             yield self
 
-    def _now(self) -> datetime:
-        return self.store.clock()
+    @staticmethod
+    def _now(unit: _Unit) -> datetime:
+        """A write's time: its unit's, the same for all its writes."""
+        return unit.now
 
     def _add(self, unit: _Unit, customer_id: Optional[IdLike], currency: Optional[str],
              lines: Iterable[OrderLine], shipping_address: Optional[Address], id: Optional[IdLike],
@@ -486,7 +518,7 @@ class InMemoryOrderRepository:
         if oid in store._used or oid in unit.added:
             raise DuplicateOrder(f"order id {oid} was used before", sqlstate="23505",
                                  constraint="orders_id_not_reused")
-        now = self._now()
+        now = self._now(unit)
         order = Order(oid, uuid.UUID(str(customer_id)), Status.PENDING, currency, stored_lines, address,
                       total, 1, now, now, stored_fields)
         unit.orders[oid] = order
@@ -584,7 +616,7 @@ class InMemoryOrderRepository:
         changed = {name: value for name, value in fields.items() if stored.fields.get(name) != value}
         if not lines_changed and not address_changed and not changed and status == stored.status:
             return stored
-        now = self._now()
+        now = self._now(unit)
         saved = replace(stored, status=status, lines=lines, shipping_address=address, total=total,
                         version=stored.version + 1, updated_at=now, fields=fields)
         unit.orders[order.id] = saved
@@ -621,8 +653,8 @@ class InMemoryOrderRepository:
                 raise _violation("order cannot be removed while it is in flight", "order_remove_in_flight",
                                  "status", stored.status.value)
             unit.orders[stored.id] = None
-            self.store._emit(unit, "order_removed", stored, stored.version + 1, stored.to_json(), self._now(),
-                             self.metadata)
+            self.store._emit(unit, "order_removed", stored, stored.version + 1, stored.to_json(),
+                             self._now(unit), self.metadata)
             return stored
         return self.store._write(remove)
 
@@ -707,14 +739,20 @@ class InMemoryEventConsumer:
         self.store._register(self.name, self.from_start)
         idle_since = time.monotonic()
         while not self._stop.is_set():
+            with self.store._lock:
+                wakes = self.store._wakes
             if self._once():
                 idle_since = time.monotonic()
                 continue
-            if exit_when_idle is not None and time.monotonic() - idle_since >= exit_when_idle:
-                break
+            wait = self.wake_every
+            if exit_when_idle is not None:
+                left = exit_when_idle - (time.monotonic() - idle_since)
+                if left <= 0:
+                    break
+                wait = min(wait, left)      # what is left of the idle time, as the real one
             with self.store._changed:
-                wait = self.wake_every if exit_when_idle is None else min(self.wake_every, exit_when_idle)
-                self.store._changed.wait(max(wait, 0.01))
+                if self.store._wakes == wakes:      # else a commit came while reading: read again
+                    self.store._changed.wait(max(wait, 0.01))
 
     def _read(self) -> List[Event]:
         """The next events, as the extension's read: the held ones that are
@@ -866,7 +904,7 @@ class InMemoryEventConsumer:
         with self.store._lock:
             _, h = self._hold_at(position)
             h.attempts, h.retry_at, h.parked_at, h.delivered = 0, self.store.clock(), None, False
-            self.store._changed.notify_all()
+            self.store._wake()
 
     def discard(self, position: int) -> None:
         """Gives up on the held event at position, as if handled: its
@@ -874,4 +912,4 @@ class InMemoryEventConsumer:
         with self.store._lock:
             hs, h = self._hold_at(position)
             self.store._hold_next(hs, h)
-            self.store._changed.notify_all()
+            self.store._wake()

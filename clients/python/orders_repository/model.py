@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import os
 import re
 import time as _time
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Mapping, Optional, Tuple, Union
 
 if TYPE_CHECKING:
@@ -142,11 +143,20 @@ def uuid7() -> uuid.UUID:
 
 
 def _as_text(value: object) -> str:
-    """A refused value as the error states it: a bool as JSON writes it,
-    as the TypeScript client states it too."""
+    """A refused value as the error states it: a bool as JSON writes it, a
+    float that is not finite as JavaScript writes it (NaN, Infinity,
+    -Infinity), as the TypeScript client states them too."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
     return str(value)
+
+
+# a refused unit price that the caller probably meant in units of the
+# currency: digits, a point and a fraction of 1 or 2 digits (after its
+# trailing zeros): 12.99, 12.5, 12.00, not 450, 1e+21 or 12.999
+_MONEY = re.compile(r"(-?)(\d+)\.(\d+)")
 
 
 def _not_integer(path: str, value: object, money: bool) -> "InvariantViolation":
@@ -154,12 +164,10 @@ def _not_integer(path: str, value: object, money: bool) -> "InvariantViolation":
     text = _as_text(value)
     if money:
         why = "money is an integer number of cents"
-        try:
-            cents = Decimal(text) * 100 if not isinstance(value, bool) else None
-        except InvalidOperation:
-            cents = None
-        if cents is not None and cents.is_finite() and cents == cents.to_integral_value():
-            why += f" ({int(cents)} for {text})"
+        m = None if isinstance(value, bool) else _MONEY.fullmatch(text)
+        fraction = "" if m is None else m.group(3).rstrip("0")
+        if m is not None and len(fraction) <= 2:
+            why += f" ({int(m.group(1) + m.group(2) + fraction.ljust(2, '0'))} for {text})"
         message = f"{path} must be an integer number of cents"
     else:
         why = "a quantity is an integer"

@@ -14,7 +14,10 @@ pool, a call outside a unit of work takes a connection for that call
 only; a unit of work (repo.unit_of_work() or unit_of_work(pool)) takes one
 for the unit, and every call of every repository on that pool made in the
 same thread or task (a context variable) uses it, so that concurrent units
-never share a connection.
+never share a connection.  A task or thread started in the unit (which
+copies the context) uses it only while the unit is open: once it ended,
+that task's calls take a connection of their own, never the one the unit
+gave back to the pool.
 """
 from __future__ import annotations
 
@@ -86,15 +89,30 @@ def is_pool(source: object) -> bool:
     return module is not None and isinstance(source, module.ConnectionPool)
 
 
-# The connection of the open unit of work of each pool, for this thread or
-# task: concurrent units on one pool each have their own.
-_bound: ContextVar[Tuple[Tuple[object, Connection], ...]] = ContextVar("orders_pool_units", default=())
+class _Binding:
+    """A pool's unit of work as the context sees it: its connection, and
+    whether the unit is still open.  A task or thread started in the unit
+    (asyncio.create_task, contextvars.copy_context) keeps the context after
+    the unit has ended, and the connection has gone back to the pool, maybe
+    to another unit by now: the unit closes its binding when it ends, and
+    a closed one is no unit."""
+
+    __slots__ = ("conn", "open")
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.open = True
+
+
+# The open unit of work of each pool, for this thread or task: concurrent
+# units on one pool each have their own connection.
+_bound: ContextVar[Tuple[Tuple[object, _Binding], ...]] = ContextVar("orders_pool_units", default=())
 
 
 def _bound_connection(pool: object) -> Optional[Connection]:
-    for p, conn in _bound.get():
-        if p is pool:
-            return conn
+    for p, binding in _bound.get():
+        if p is pool and binding.open:
+            return binding.conn
     return None
 
 
@@ -376,23 +394,40 @@ def unit_of_work(source: UnitSource, metadata: Optional[JSON] = None,
             yield bound
         return
     with source.connection() as conn:
-        token = _bound.set(_bound.get() + ((source, conn),))
+        binding = _Binding(conn)
+        # the bindings of this pool that ended (closed) are dropped
+        token = _bound.set(tuple(b for b in _bound.get() if b[1].open) + ((source, binding),))
         try:
             with _transaction(conn, metadata, idempotency_key):
                 yield conn
         finally:
+            binding.open = False
             _bound.reset(token)
 
 
 @contextmanager
 def _transaction(conn: Connection, metadata: Optional[JSON], idempotency_key: Optional[str]) -> Iterator[None]:
     try:
+        nested = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
         with conn.transaction():
-            set_event_metadata(conn, metadata)
+            previous = None
+            if nested and metadata is not None:
+                # a nested unit's metadata for the nested unit only: set in
+                # a savepoint that is released, it would stay for the rest
+                # of the outer unit; put back before the release (a
+                # rollback to the savepoint undoes it by itself)
+                row = conn.execute("SELECT pg_catalog.current_setting('orders.event_metadata', true),"
+                                   " pg_catalog.set_config('orders.event_metadata', %s, true)",
+                                   (json.dumps(metadata),)).fetchone()
+                previous = "" if row is None or row[0] is None else str(row[0])
+            else:
+                set_event_metadata(conn, metadata)
             if idempotency_key is not None:
                 conn.execute("SELECT pg_catalog.set_config('orders.idempotency_key', %s, true)",
                              (idempotency_key,))
             yield
+            if previous is not None:
+                conn.execute("SELECT pg_catalog.set_config('orders.event_metadata', %s, true)", (previous,))
     except psycopg.Error as e:
         raise translate(e) from e
 

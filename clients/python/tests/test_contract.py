@@ -244,8 +244,20 @@ class Contract:
         cases = [("unit_price", Decimal("12.99"), "12.99", "money is an integer number of cents (1299 for 12.99)"),
                  ("unit_price", 450.5, "450.5", "money is an integer number of cents (45050 for 450.5)"),
                  ("unit_price", Decimal("12.00"), "12.00", "money is an integer number of cents (1200 for 12.00)"),
-                 ("unit_price", "450", "450", "money is an integer number of cents (45000 for 450)"),
+                 ("unit_price", 12.5, "12.5", "money is an integer number of cents (1250 for 12.5)"),
+                 ("unit_price", Decimal("-0.5"), "-0.5", "money is an integer number of cents (-50 for -0.5)"),
+                 ("unit_price", Decimal("12.500"), "12.500", "money is an integer number of cents (1250 for 12.500)"),
+                 # no cents to suggest: no fraction, or one of more than 2 digits
+                 ("unit_price", "450", "450", "money is an integer number of cents"),
+                 ("unit_price", Decimal("450"), "450", "money is an integer number of cents"),
+                 ("unit_price", 1e21, "1e+21", "money is an integer number of cents"),
+                 ("unit_price", 12.999, "12.999", "money is an integer number of cents"),
                  ("unit_price", True, "true", "money is an integer number of cents"),
+                 # worded as the TypeScript client words them
+                 ("unit_price", float("nan"), "NaN", "money is an integer number of cents"),
+                 ("unit_price", float("inf"), "Infinity", "money is an integer number of cents"),
+                 ("unit_price", float("-inf"), "-Infinity", "money is an integer number of cents"),
+                 ("quantity", float("nan"), "NaN", "a quantity is an integer"),
                  ("quantity", 1.5, "1.5", "a quantity is an integer"),
                  ("quantity", Decimal("2"), "2", "a quantity is an integer"),
                  ("quantity", False, "false", "a quantity is an integer")]

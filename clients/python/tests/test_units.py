@@ -3,9 +3,11 @@ units of work, the events they write, and a consumer of those events.
 Every case runs against the extension (ORDERS_DSN) and against the twin
 (InMemoryStore), the same code with two fixtures; what only one of them
 has is in the classes at the end."""
+import contextvars
 import os
 import sys
 import threading
+import time
 import unittest
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -122,6 +124,16 @@ class UnitContract:
         t.join(30)
         return out[0]
 
+    def test_a_context_copied_in_a_unit_is_in_no_unit_once_it_ended(self):
+        """A task or thread started in a unit keeps its context: once the
+        unit ended, its calls are in no unit (each its own), not in the
+        dead one's."""
+        with self.repo.unit_of_work():
+            copied = contextvars.copy_context()
+        stray = self.elsewhere(lambda: copied.run(lambda: self.repo.add(uuid.uuid4(), "EUR")))
+        self.assertIsInstance(stray, Order)
+        self.assertEqual(self.repo.get(stray.id), stray, "committed on its own")
+
     def test_a_unit_is_invisible_to_others_until_it_commits(self):
         name = self.name()
         self.drain(name)
@@ -200,6 +212,61 @@ class UnitContract:
                          [{"actor": "batch"}, {"causation_id": "cmd-1"}])
         c = self.repo.add(uuid.uuid4(), "EUR")
         self.assertIsNone(self.repo.events_of(c.id)[0].metadata)
+
+    def test_a_nested_units_metadata_ends_with_it(self):
+        for outer in ({"unit": "outer"}, None):
+            with self.subTest(outer=outer):
+                with self.repo.unit_of_work(metadata=outer):
+                    a = self.repo.add(uuid.uuid4(), "EUR")
+                    with self.repo.unit_of_work(metadata={"unit": "inner"}):
+                        b = self.repo.add(uuid.uuid4(), "EUR")
+                    c = self.repo.add(uuid.uuid4(), "EUR")
+                    with self.assertRaises(RuntimeError):
+                        with self.repo.unit_of_work(metadata={"unit": "undone"}):
+                            raise RuntimeError("rolled back")
+                    d = self.repo.add(uuid.uuid4(), "EUR")
+                self.assertEqual([self.repo.events_of(o.id)[0].metadata for o in (a, b, c, d)],
+                                 [outer, {"unit": "inner"}, outer, outer])
+
+    def test_a_units_writes_have_its_start_time(self):
+        """The extension stamps created_at, updated_at and occurred_at with
+        the transaction's start time; the twin with its unit's."""
+        with self.repo.unit_of_work():
+            a = self.repo.add(uuid.uuid4(), "EUR", [TEA])
+            with self.repo.unit_of_work():
+                b = self.repo.add(uuid.uuid4(), "EUR")
+            saved = self.repo.save(a.with_(shipping_address=HOME))
+            removed = self.repo.remove(b)
+        events = self.repo.events_of(a.id) + self.repo.events_of(b.id)
+        self.assertEqual(len(events), 4)
+        self.assertEqual({a.created_at, a.updated_at, b.created_at, saved.updated_at, removed.updated_at,
+                          *(e.occurred_at for e in events)}, {a.created_at})
+        c = self.repo.add(uuid.uuid4(), "EUR")
+        self.assertGreater(c.created_at, a.created_at, "a call outside a unit is a unit of its own")
+
+    def test_event_metadata_over_8192_bytes_is_refused(self):
+        """The extension's limit on orders.event_metadata (54000), checked
+        when an event is written, on the JSON text the repository sets."""
+        largest = {"note": "x" * (8192 - len('{"note": ""}'))}
+        with self.repo.unit_of_work(metadata=largest):
+            a = self.repo.add(uuid.uuid4(), "EUR")
+        self.assertEqual(self.repo.events_of(a.id)[0].metadata, largest)
+        too_long = {"note": "é" * 1364}        # 8196 bytes as the repository sends it (\u00e9 each)
+        for how, fn in (
+                ("unit", lambda: self._in_unit(too_long, lambda: self.repo.add(uuid.uuid4(), "EUR"))),
+                ("repository", lambda: self.with_metadata(too_long).add(uuid.uuid4(), "EUR"))):
+            with self.subTest(how=how):
+                with self.assertRaises(OrdersError) as e:
+                    fn()
+                self.assertEqual((e.exception.sqlstate, str(e.exception), e.exception.detail),
+                                 ("54000", "orders.event_metadata is too long (8196 bytes)",
+                                  "Every event the transaction writes carries it: at most 8192 bytes are allowed."))
+        with self.repo.unit_of_work(metadata=too_long):
+            self.repo.next_id()                 # no event written, nothing refused
+
+    def _in_unit(self, metadata, fn):
+        with self.repo.unit_of_work(metadata=metadata):
+            return fn()
 
     def test_reject_retried_parked_replayed_and_discarded(self):
         name = self.name()
@@ -385,6 +452,82 @@ class TwinOnly(unittest.TestCase):
         consumer.run(exit_when_idle=0)
         self.assertTrue(consumer.parked()[0].parked)
 
+    def test_a_unit_takes_the_clock_once(self):
+        now = [datetime(2027, 1, 1, tzinfo=timezone.utc)]
+
+        def clock():
+            now[0] += timedelta(seconds=1)        # later at every reading
+            return now[0]
+        store = InMemoryStore(clock=clock)
+        repo = InMemoryOrderRepository(store)
+        with repo.unit_of_work():
+            a = repo.add(uuid.uuid4(), "EUR", [TEA])
+            with repo.unit_of_work():
+                b = repo.add(uuid.uuid4(), "EUR")
+            saved = repo.save(a.with_(shipping_address=HOME))
+        start = datetime(2027, 1, 1, 0, 0, 1, tzinfo=timezone.utc)
+        self.assertEqual((a.created_at, b.created_at, saved.created_at, saved.updated_at), (start,) * 4)
+        self.assertEqual([e.occurred_at for e in repo.events_of(a.id) + repo.events_of(b.id)], [start] * 3)
+        c = repo.add(uuid.uuid4(), "EUR")
+        self.assertEqual(c.created_at, start + timedelta(seconds=1), "a call outside a unit takes it once too")
+        d = repo.save(c.with_(shipping_address=HOME))
+        self.assertEqual(d.updated_at, start + timedelta(seconds=2))
+
+    def recorded_waits(self, store):
+        """The twin consumer's waits, recorded (and not waited) on a clock
+        of their own that each wait moves on."""
+        from unittest import mock
+        now, waits = [1000.0], []
+        real = store._changed
+
+        class Recording:
+            def __enter__(self):
+                return real.__enter__()
+
+            def __exit__(self, *exc):
+                return real.__exit__(*exc)
+
+            def notify_all(self):
+                real.notify_all()
+
+            def wait(self, timeout):
+                waits.append(round(timeout, 6))
+                now[0] += timeout
+                return False
+        store._changed = Recording()
+        patch = mock.patch("orders_repository.memory.time", mock.Mock(monotonic=lambda: now[0]))
+        patch.start()
+        self.addCleanup(patch.stop)
+        return waits
+
+    def test_the_consumer_waits_what_is_left_of_its_idle_time(self):
+        store = InMemoryStore()
+        waits = self.recorded_waits(store)
+        InMemoryEventConsumer(store, "idle", lambda e: None, wake_every=4).run(exit_when_idle=10)
+        self.assertEqual(waits, [4, 4, 2])
+
+    def test_a_commit_while_the_twin_consumer_reads_is_not_lost(self):
+        store = InMemoryStore()
+        repo = InMemoryOrderRepository(store)
+        InMemoryEventConsumer(store, "racing", lambda e: None).run(exit_when_idle=0)
+        log, added = [], []
+
+        class Racing(InMemoryEventConsumer):
+            def _once(self):
+                n = super()._once()
+                if not added:                   # after an empty read, before the wait
+                    added.append(repo.add(uuid.uuid4(), "EUR"))
+                    log.append("raced")
+                return n
+        waits = self.recorded_waits(store)
+
+        def handle(event):
+            log.append((event.order_id, event.type))
+            consumer.stop()
+        consumer = Racing(store, "racing", handle, wake_every=30)
+        consumer.run(exit_when_idle=100)
+        self.assertEqual((log, waits), (["raced", (added[0].id, "order_added")], []))
+
     def test_module_unit_of_work_on_the_twin(self):
         store = InMemoryStore()
         repo = InMemoryOrderRepository(store)
@@ -477,6 +620,32 @@ class RealOnly(unittest.TestCase):
             self.assertEqual(pool.get_stats()["pool_size"] - pool.get_stats().get("pool_available", 0), 0,
                              "every connection back in the pool")
 
+    def test_a_context_copied_in_a_unit_does_not_keep_its_connection(self):
+        """A thread running a context copied in a unit, after the unit
+        ended, while another unit holds the pool's only connection: its
+        call waits for a connection of its own rather than writing into
+        the other unit, which rolls back."""
+        from psycopg_pool import ConnectionPool
+        with ConnectionPool(self.DSN, min_size=1, max_size=1, open=True) as pool:
+            repo = OrderRepository(pool)
+            with unit_of_work(pool):
+                copied = contextvars.copy_context()
+            out = []
+            t = threading.Thread(target=lambda: out.append(copied.run(lambda: repo.add(uuid.uuid4(), "EUR"))))
+            with self.assertRaises(RuntimeError):
+                with unit_of_work(pool):
+                    t.start()
+                    # until the stray call is done (on this unit's connection)
+                    # or waits for the pool's (on a connection of its own)
+                    deadline = time.monotonic() + 20
+                    while t.is_alive() and not pool.get_stats().get("requests_waiting", 0):
+                        self.assertLess(time.monotonic(), deadline)
+                        time.sleep(0.01)
+                    raise RuntimeError("the second unit rolls back")
+            t.join(30)
+            [stray] = out
+            self.assertEqual(repo.get(stray.id), stray, "the stray call committed on its own connection")
+
     def test_a_source_of_another_kind_is_a_type_error(self):
         for source in (self.DSN, psycopg.AsyncConnection):
             with self.assertRaises(TypeError):
@@ -484,6 +653,77 @@ class RealOnly(unittest.TestCase):
             with self.assertRaises(TypeError):
                 with unit_of_work(source):
                     pass
+
+    def test_a_consumer_on_a_pool_connects_with_its_connection_class(self):
+        """The dedicated LISTEN connection is of the pool's connection
+        class; the pool's configure callback is the pool's own, not run on
+        it."""
+        from psycopg_pool import ConnectionPool
+
+        class Shop(psycopg.Connection):
+            pass
+        configured = []
+        with ConnectionPool(self.DSN, min_size=1, max_size=1, open=True, connection_class=Shop,
+                            configure=configured.append) as pool:
+            with pool.connection() as conn:
+                self.assertIsInstance(conn, Shop)
+            consumer = EventConsumer(pool, f"py-class-{uuid.uuid4()}", lambda e: None)
+            with self.assertLogs("orders_repository", "INFO"):
+                consumer.run(exit_when_idle=0)
+            self.assertIsInstance(consumer._listener, Shop)
+            self.assertNotIn(consumer._listener, configured)
+
+    def test_a_wake_up_taken_in_by_a_read_is_not_lost(self):
+        """A NOTIFY that arrives with the result of the consumer's read (or
+        ack) is counted there, by the handler of notifications: the loop
+        reads again at once rather than waiting wake_every for the next
+        one.  Made certain here: after an empty read, an order commits
+        and the listening connection takes in its wake-up before the loop
+        decides whether to wait.  The loop's waits are recorded (and
+        return at once) rather than timed."""
+        from unittest import mock
+        name = f"py-wake-{uuid.uuid4()}"
+        EventConsumer(self.DSN, name, lambda e: None).run(exit_when_idle=0)
+        writer = psycopg.connect(self.DSN, autocommit=True)
+        self.addCleanup(writer.close)
+        log, added = [], []
+
+        class Racing(EventConsumer):
+            def _once(self, conn):
+                n = super()._once(conn)
+                if not added:
+                    before = self.wakeups
+                    added.append(OrderRepository(writer).add(uuid.uuid4(), "EUR"))
+                    for _ in range(500):          # as if it came with the read's result
+                        conn.execute("SELECT pg_catalog.pg_sleep(0.01)")
+                        if self.wakeups != before:
+                            break
+                    assert self.wakeups != before, "the wake-up never came"
+                    log.append("raced")
+                return n
+
+        class Selector:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+            def register(self, *args):
+                pass
+
+            def select(self, timeout):
+                log.append("waited")
+                return []
+
+        def handle(event):
+            log.append((event.order_id, event.type))
+            consumer.stop()
+        consumer = Racing(self.DSN, name, handle, wake_every=30)
+        with mock.patch("orders_repository.consumer.selectors",
+                        mock.Mock(DefaultSelector=Selector, EVENT_READ=1)):
+            consumer.run(exit_when_idle=20)
+        self.assertEqual(log, ["raced", (added[0].id, "order_added")], "no wait between the wake-up and the read")
 
     def test_a_consumer_on_a_pool_listens_on_its_own_connection(self):
         from psycopg_pool import ConnectionPool
