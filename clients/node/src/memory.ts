@@ -148,6 +148,10 @@ class Unit {
   writes = new Map<string, Order | null>();
   added = new Set<string>();
   events: Event[] = [];
+  // its levels in progress, outermost first (the real one's transaction and savepoints)
+  readonly frames: Frame[] = [];
+  // its calls made and not yet seen done by their callers
+  calls = 0;
   constructor(readonly now: Date, public metadata: Metadata | undefined) {}
 
   savepoint(): () => void {
@@ -158,6 +162,22 @@ class Unit {
     return () => { this.writes = writes; this.added = added; this.events = events; this.metadata = metadata; };
   }
 }
+
+// A level of a unit: the unit itself, or a unit nested in it. Open while
+// its function runs: a call made in its async context afterwards (a timer,
+// a promise nobody awaited) is in the nearest enclosing level still open,
+// or in no unit, as the real repository's.
+class Frame {
+  open = true;
+  constructor(readonly unit: Unit, readonly parent: Frame | null) {}
+  get live(): boolean { return this.open && (this.parent === null || this.parent.live); }
+}
+
+// The error of calls of one unit of work that overlap where the real one
+// cannot run them (its message).
+const overlapping = () => new OrdersError(
+  'the calls in one unit of work must be awaited one by one: a nested unit of work cannot start while another ' +
+  'call or nested unit of the same unit is in flight, nor a call be made beside a nested unit in flight');
 
 // One consumer's checkpoint, as the extension keeps it: not a position but
 // a snapshot, here the number of the last commit it has read through
@@ -195,7 +215,7 @@ class Database {
   commitOf = new Map<bigint, number>();
   commits = 0;
   open = new Set<Unit>();
-  current = new AsyncLocalStorage<Unit>();
+  current = new AsyncLocalStorage<Frame>();
   consumers = new Map<string, Checkpoint>();
   listeners = new Set<() => void>();
   constructor(readonly clock: () => Date) {}
@@ -244,14 +264,30 @@ class Database {
     }
   }
 
+  // The level of the unit in progress that a call made here runs in, or
+  // undefined; refused when a nested unit is in flight beside the caller
+  // (the real one's savepoint would take the call in and undo it with it).
+  private enclosing(): Frame | undefined {
+    let mine = this.current.getStore();
+    while (mine !== undefined && !mine.live) mine = mine.parent ?? undefined;
+    if (mine === undefined) return undefined;
+    const open = mine.unit.frames.filter((f) => f.live);
+    if (mine !== open[open.length - 1]) throw overlapping();
+    return mine;
+  }
+
   /**
    * fn as one call: in the unit of work in progress, undone alone if it
    * throws (the real repository's savepoint around each call), or on its
    * own, committed at once. fn is synchronous: no other call runs inside it.
+   * In a unit, the call counts as in flight until its caller can see it
+   * done (a nested unit started before then is refused, as the real one's).
    */
   call<T>(fn: (unit: Unit) => T): T {
-    const unit = this.current.getStore();
+    const unit = this.enclosing()?.unit;
     if (unit !== undefined) {
+      unit.calls += 1;
+      queueMicrotask(() => { unit.calls -= 1; });
       const undo = unit.savepoint();
       try {
         return fn(unit);
@@ -272,29 +308,44 @@ class Database {
   }
 
   async unitOfWork<T>(fn: () => Promise<T>, options: { metadata?: Metadata; idempotencyKey?: string }): Promise<T> {
-    const outer = this.current.getStore();
-    if (outer !== undefined) {
-      // a savepoint of the unit in progress; its metadata for itself only
-      const undo = outer.savepoint();
-      const metadata = outer.metadata;
-      if (options.metadata !== undefined) outer.metadata = options.metadata;
+    const outer = this.enclosing();
+    const unit = outer?.unit ?? new Unit(this.clock(), options.metadata);
+    if (outer !== undefined && unit.calls > 0) throw overlapping();
+    const frame = new Frame(unit, outer ?? null);
+    unit.frames.push(frame);
+    const run = () => this.current.run(frame, async () => {
       try {
-        const result = await fn();
-        outer.metadata = metadata;
-        return result;
-      } catch (e) {
-        undo();
-        throw e;
+        return await fn();
+      } finally {
+        frame.open = false;
       }
-    }
-    const unit = new Unit(this.clock(), options.metadata);
-    this.open.add(unit);
+    });
     try {
-      const result = await this.current.run(unit, fn);
-      this.commit(unit);
-      return result;
+      if (outer !== undefined) {
+        // a savepoint of the unit in progress; its metadata for itself only
+        const undo = unit.savepoint();
+        const metadata = unit.metadata;
+        if (options.metadata !== undefined) unit.metadata = options.metadata;
+        try {
+          const result = await run();
+          unit.metadata = metadata;
+          return result;
+        } catch (e) {
+          undo();
+          throw e;
+        }
+      }
+      this.open.add(unit);
+      try {
+        const result = await run();
+        this.commit(unit);
+        return result;
+      } finally {
+        this.open.delete(unit);
+      }
     } finally {
-      this.open.delete(unit);
+      frame.open = false;
+      unit.frames.splice(unit.frames.indexOf(frame), 1);
     }
   }
 }

@@ -32,6 +32,8 @@ interface World {
   /** Another repository on the same database, with its own event metadata. */
   tagged(metadata: Record<string, unknown>): Promise<Repo>;
   consumer(name: string, handler: Handler, options?: ConsumerOptions): Consumer;
+  /** A repository on the same database whose units all take one connection (a pool of one), and its closing. */
+  narrow(): Promise<[Repo, () => Promise<void>]>;
   close(): Promise<void>;
 }
 
@@ -51,6 +53,10 @@ async function registered(world: World, name: string, handler: Handler, options:
   await world.consumer(name, () => undefined, { ...quick, ...options, exitWhenIdleMs: 0 }).run();
   return world.consumer(name, handler, { ...quick, ...options });
 }
+
+/** The refusal of calls of one unit that overlap where they cannot, alike from both repositories. */
+const overlapping = (e: unknown) => e instanceof OrdersError && e.sqlstate === undefined &&
+  e.message.startsWith('the calls in one unit of work must be awaited one by one');
 
 /** The refusal of a value that is not an integer, the same from both repositories. */
 function notInteger(path: string, value: string, cents?: string) {
@@ -305,6 +311,66 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
       assert.deepEqual((await ids(repo.find(customer(c)))).sort(), kept.map((o) => o.id).sort());
     });
 
+    it('a call a unit made and did not await, made after it ended, is in no unit: not in the next unit on the client', async () => {
+      // one connection: unit B takes the client unit A had
+      const [narrow, close] = await world.narrow();
+      try {
+        const c = randomUUID();
+        let stray!: Promise<Order>;
+        await narrow.unitOfWork(async () => {
+          stray = new Promise((resolve, reject) => {
+            setTimeout(() => { narrow.add(c, 'EUR', [TEA]).then(resolve, reject); }, 50);
+          });
+        });
+        await assert.rejects(narrow.unitOfWork(async () => {
+          await narrow.add(c, 'EUR', [POT]);
+          await new Promise((r) => setTimeout(r, 150));   // the timer's add comes meanwhile
+          throw new Error('B gives up');
+        }), /B gives up/);
+        const added = await stray;
+        assert.deepEqual(await narrow.get(added.id), added, 'committed on its own, not rolled back with B');
+        assert.deepEqual(await ids(narrow.find(customer(c))), [added.id]);
+      } finally {
+        await close();
+      }
+    });
+
+    it('calls of one unit made together run one after the other; a nested unit beside them is refused', async () => {
+      const c = randomUUID();
+      const [a, b, d, f] = [await repo.add(c, 'EUR', [TEA], HOME), await repo.add(c, 'EUR', [TEA], HOME),
+                            await repo.add(c, 'EUR', [TEA], HOME), await repo.add(c, 'EUR', [TEA], HOME)];
+      const both = await repo.unitOfWork(() => Promise.all([repo.save({ ...a, status: 'confirmed' }),
+                                                            repo.save({ ...b, shippingAddress: { ...HOME, city: 'Bonn' } })]));
+      assert.deepEqual([await repo.get(a.id), await repo.get(b.id)], both, 'both committed');
+      assert.deepEqual(both.map((o) => o.version), [2, 2]);
+      // one refused: undone alone, the other committed with the unit
+      const settled = await repo.unitOfWork(() => Promise.allSettled([repo.save({ ...d, status: 'shipped' }),
+                                                                      repo.save({ ...f, status: 'cancelled' })]));
+      assert.equal(settled[0].status, 'rejected');
+      assert.ok(settled[0].status === 'rejected' && settled[0].reason instanceof InvariantViolation &&
+                settled[0].reason.rule === 'order_status_transition', String((settled[0] as PromiseRejectedResult).reason));
+      assert.equal(settled[1].status, 'fulfilled');
+      assert.deepEqual([(await repo.get(d.id)).version, (await repo.get(f.id)).status], [1, 'cancelled']);
+      assert.deepEqual((await repo.eventsOf(f.id)).map((e) => e.type), ['order_added', 'order_cancelled']);
+      // a nested unit cannot run beside the unit's other calls: refused, the rest stands
+      const extra: string[] = [];
+      const [got, nested] = await repo.unitOfWork(() => Promise.allSettled([
+        repo.get(a.id), repo.unitOfWork(async () => { extra.push((await repo.add(c, 'EUR')).id); })]));
+      assert.equal(got.status, 'fulfilled');
+      assert.ok(nested.status === 'rejected' && overlapping(nested.reason), String((nested as PromiseRejectedResult).reason));
+      const [first, second] = await repo.unitOfWork(() => Promise.allSettled([
+        repo.unitOfWork(async () => { extra.push((await repo.add(c, 'EUR')).id); }),
+        repo.unitOfWork(async () => { extra.push((await repo.add(c, 'EUR')).id); })]));
+      assert.equal(first.status, 'fulfilled');
+      assert.ok(second.status === 'rejected' && overlapping(second.reason), 'nor two nested units together');
+      const [inner, beside] = await repo.unitOfWork(() => Promise.allSettled([
+        repo.unitOfWork(async () => { extra.push((await repo.add(c, 'EUR')).id); }), repo.get(a.id)]));
+      assert.equal(inner.status, 'fulfilled');
+      assert.ok(beside.status === 'rejected' && overlapping(beside.reason), 'nor a call beside a nested unit');
+      assert.equal(extra.length, 2);
+      assert.deepEqual((await ids(repo.find(customer(c)))).sort(), [a.id, b.id, d.id, f.id, ...extra].sort());
+    });
+
     it('metadata: the unit\'s, the repository\'s for its own writes, an inner unit\'s for itself', async () => {
       const tagged = await world.tagged({ actor: 'repo' });
       const [a, b, d, e] = await repo.unitOfWork(async () => {
@@ -386,6 +452,7 @@ contract('the twin', async () => {
     repo: new InMemoryOrderRepository({ store }),
     tagged: async (metadata) => new InMemoryOrderRepository({ store, metadata }),
     consumer: (name, handler, options) => new InMemoryEventConsumer(store, name, handler, options),
+    narrow: async () => [new InMemoryOrderRepository({ store }), async () => undefined],
     close: async () => undefined,
   };
 });
@@ -396,6 +463,10 @@ contract('the extension, on a pg.Pool', async () => {
     repo: await OrderRepository.create(pool),
     tagged: (metadata) => OrderRepository.create(pool, { metadata }),
     consumer: (name, handler, options) => new EventConsumer(pool, name, handler, options),
+    narrow: async () => {
+      const one = new pg.Pool({ max: 1 });
+      return [await OrderRepository.create(one), () => one.end()];
+    },
     close: () => pool.end(),
   };
 });
