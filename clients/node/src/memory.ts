@@ -224,16 +224,19 @@ class Database {
     return unit.writes.has(id) ? unit.writes.get(id) ?? undefined : this.orders.get(id);
   }
 
-  // Another unit in progress wrote the order: the real one would wait for
-  // it, which one thread cannot; the twin fails at once, as the real one
-  // does once the other commits.
-  claim(unit: Unit, id: string, adding: boolean) {
-    for (const other of this.open)
-      if (other !== unit && (other.writes.has(id) || other.added.has(id))) {
-        if (adding) throw new DuplicateOrder(`order ${id} already exists`, '23505', undefined, 'orders_pkey');
-        throw new ConcurrencyConflict('order was changed by someone else (by a unit of work in progress)', '40001',
-                                      fieldDetail('version'));
-      }
+  // Another unit in progress wrote the order (added, saved or removed it):
+  // the real one would wait for its row lock, which one thread cannot; the
+  // twin fails at once, as the real one does once the other commits.
+  writtenElsewhere(unit: Unit, id: string): boolean {
+    for (const other of this.open) if (other !== unit && other.writes.has(id)) return true;
+    return false;
+  }
+
+  // Another unit in progress added the id: the real one's insert would wait
+  // for it, then fail on the primary key.
+  addedElsewhere(unit: Unit, id: string): boolean {
+    for (const other of this.open) if (other !== unit && other.added.has(id)) return true;
+    return false;
   }
 
   emit(unit: Unit, metadata: Metadata | undefined, type: string, orderId: string, version: number, payload: unknown) {
@@ -432,8 +435,7 @@ export class InMemoryOrderRepository {
     shippingAddress = storedAddress(shippingAddress);
     const total = check(lines, currency, shippingAddress);
     const oid = (id ?? uuid7()).toLowerCase();
-    this.db.claim(unit, oid, true);
-    if (this.db.order(unit, oid) !== undefined)
+    if (this.db.order(unit, oid) !== undefined || this.db.addedElsewhere(unit, oid))
       throw new DuplicateOrder(`order ${oid} already exists`, '23505', undefined, 'orders_pkey');
     if (this.db.used.has(oid) || unit.added.has(oid))
       throw new DuplicateOrder(`order id ${oid} was used before`, '23505', undefined, 'orders_id_not_reused');
@@ -467,6 +469,17 @@ export class InMemoryOrderRepository {
     return o;
   }
 
+  // The order a write changes: as the real one locks its row first, before
+  // it looks at the version or at what changed, another unit in progress
+  // that wrote it is a conflict at once.
+  private locked(unit: Unit, id: string): Order {
+    const o = this.stored(unit, id);
+    if (this.db.writtenElsewhere(unit, o.id))
+      throw new ConcurrencyConflict('order was changed by someone else (by a unit of work in progress)', '40001',
+                                    fieldDetail('version'));
+    return o;
+  }
+
   async get(id: string): Promise<Order> { return this.db.call((unit) => this.stored(unit, id)); }
 
   /** The order's events after afterVersion, in version order (a removed order's too; a unit's own before it commits). */
@@ -488,7 +501,7 @@ export class InMemoryOrderRepository {
     const lines = storedLines(order.lines);
     const address = storedAddress(order.shippingAddress);
     const total = check(lines, order.currency, address);
-    const stored = this.stored(unit, order.id);
+    const stored = this.locked(unit, order.id);
     if (order.version !== stored.version) throw conflict();
     for (const [name, a, b] of [['customer_id', order.customerId.toLowerCase(), stored.customerId],
                                 ['currency', order.currency, stored.currency]] as const)
@@ -511,7 +524,6 @@ export class InMemoryOrderRepository {
     const changed = Object.fromEntries(Object.entries(fields).filter(([k, v]) => !sameValue(stored.fields[k], v)));
     const fieldsChanged = Object.keys(changed).length > 0;
     if (!linesChanged && !addressChanged && !fieldsChanged && order.status === stored.status) return stored;
-    this.db.claim(unit, stored.id, false);
     const saved: Order = Object.freeze({
       ...stored, status: order.status, lines, shippingAddress: address, total, version: stored.version + 1,
       updatedAt: unit.now, fields,
@@ -535,12 +547,11 @@ export class InMemoryOrderRepository {
     const [id, expected] = typeof idOrOrder === 'object' && idOrOrder !== null
       ? [idOrOrder.id, idOrOrder.version] : [idOrOrder, expectedVersion];
     return this.db.call((unit) => {
-      const stored = this.stored(unit, id);
+      const stored = this.locked(unit, id);
       if (expected !== undefined && expected !== stored.version) throw conflict();
       if (stored.status === 'confirmed' || stored.status === 'shipped')
         throw violation('order cannot be removed while it is in flight', 'order_remove_in_flight', 'status',
                         stored.status);
-      this.db.claim(unit, stored.id, false);
       unit.writes.set(stored.id, null);
       this.db.emit(unit, this.metadata, 'order_removed', stored.id, stored.version + 1, orderToJson(stored));
       return stored;

@@ -522,6 +522,28 @@ describe('the twin only', () => {
     assert.deepEqual(await a.get(o.id), o);
   });
 
+  it('an order another unit in progress wrote is a conflict at its lookup, before the version, no-change and in-flight checks', async () => {
+    // as the real one, which locks the row before it looks at anything else (memory.py's _stored)
+    const store = new InMemoryStore();
+    const repo = new InMemoryOrderRepository({ store });
+    const order = await repo.add(randomUUID(), 'EUR', [TEA], HOME);
+    const confirmed = await repo.save({ ...order, status: 'confirmed' });
+    const [hold, release] = gate();
+    const [inside, entered] = gate();
+    const first = repo.unitOfWork(async () => {
+      await repo.save({ ...confirmed, shippingAddress: { ...HOME, city: 'Bonn' } });
+      entered();
+      await hold;
+    });
+    await inside;
+    await assert.rejects(repo.save(confirmed), ConcurrencyConflict, 'a save that changes nothing');
+    await assert.rejects(repo.remove(confirmed), ConcurrencyConflict, 'a remove of a confirmed order: not order_remove_in_flight');
+    await assert.rejects(repo.save({ ...confirmed, version: 7 }), ConcurrencyConflict);
+    release();
+    await first;
+    assert.equal((await repo.get(order.id)).shippingAddress?.city, 'Bonn');
+  });
+
   it('a second unit that adds an id another unit in progress added: DuplicateOrder at once', async () => {
     const store = new InMemoryStore();
     const repo = new InMemoryOrderRepository({ store });
