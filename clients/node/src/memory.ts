@@ -651,6 +651,8 @@ const retryAt = (failedAt: Date, retryDelayMs: number, attempts: number) =>
 export class InMemoryEventConsumer {
   private stopped = false;
   private wake: (() => void) | null = null;
+  // a commit, replay or discard since the last read began: read again, not sleep
+  private pending = false;
   private readonly batch: number;
   private readonly maxAttempts: number;
   private readonly retryDelayMs: number;
@@ -730,7 +732,10 @@ export class InMemoryEventConsumer {
   async run(): Promise<void> {
     const onTerm = () => this.stop();
     if (this.options.handleSigterm ?? true) process.once('SIGTERM', onTerm);
-    const listener = () => this.wake?.();
+    const listener = () => {
+      this.pending = true;
+      this.wake?.();
+    };
     this.db.listeners.add(listener);
     const wakeEvery = this.options.wakeEveryMs ?? 5000;
     const exitWhenIdle = this.options.exitWhenIdleMs;
@@ -738,12 +743,21 @@ export class InMemoryEventConsumer {
     try {
       this.register();
       while (!this.stopped) {
+        this.pending = false;
         if (await this.once() > 0) {
           idleSince = Date.now();
           continue;
         }
-        if (exitWhenIdle !== undefined && Date.now() - idleSince >= exitWhenIdle) break;
-        await this.sleep(Math.max(exitWhenIdle === undefined ? wakeEvery : Math.min(wakeEvery, exitWhenIdle), 10));
+        let wait = Math.max(wakeEvery, 10);
+        if (exitWhenIdle !== undefined) {
+          // what is left of the idle time, as the real one: not a whole
+          // exitWhenIdleMs again after a wake-up that brought nothing
+          const left = exitWhenIdle - (Date.now() - idleSince);
+          if (left < 0) break;
+          wait = Math.min(wait, left);
+        }
+        if (this.pending) continue;
+        await this.sleep(wait);
       }
     } finally {
       this.db.listeners.delete(listener);

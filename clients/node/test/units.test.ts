@@ -510,6 +510,21 @@ describe('the twin only', () => {
     assert.deepEqual([tries.length, h.attempts, h.retryAt, h.parkedAt?.getTime()], [3, 3, null, now], 'parked');
   });
 
+  it('an idle consumer exits when exitWhenIdleMs has passed, however often it woke in between', async () => {
+    const store = new InMemoryStore();
+    const repo = new InMemoryOrderRepository({ store });
+    const consumer = new InMemoryEventConsumer(store, 'idle', () => undefined,
+                                               { types: ['order_confirmed'], wakeEveryMs: 60000, exitWhenIdleMs: 1000,
+                                                 handleSigterm: false });
+    const started = Date.now();
+    // a commit of another type wakes it 600 ms in: nothing to read, 400 ms left
+    const woken = new Promise((r) => setTimeout(r, 600)).then(() => repo.add(randomUUID(), 'EUR', [TEA]));
+    await consumer.run();
+    await woken;
+    const took = Date.now() - started;
+    assert.ok(took >= 990 && took < 1400, `exited after ${took} ms, not 600 + 1000`);
+  });
+
   it('two repositories on one store see one database; the no-argument form has a store of its own', async () => {
     const store = new InMemoryStore();
     const a = new InMemoryOrderRepository({ store });
