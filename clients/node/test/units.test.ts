@@ -58,18 +58,21 @@ async function registered(world: World, name: string, handler: Handler, options:
 const overlapping = (e: unknown) => e instanceof OrdersError && e.sqlstate === undefined &&
   e.message.startsWith('the calls in one unit of work must be awaited one by one');
 
-/** The refusal of a value that is not an integer, the same from both repositories. */
-function notInteger(path: string, value: string, cents?: string) {
+/**
+ * The refusal of a value that is not an integer, the same from both
+ * repositories; hint: what the money's detail adds (cents(...), UNSAFE).
+ */
+function notInteger(path: string, value: string, hint = '') {
   return (e: unknown) => {
     assert.ok(e instanceof InvariantViolation, String(e));
     assert.deepEqual([e.rule, e.path, e.value, e.sqlstate], ['not_integer', path, value, '22P02']);
-    const why = path.endsWith('unit_price')
-      ? `money is an integer number of cents${cents === undefined ? '' : ` (${cents} for ${value})`}`
-      : 'a quantity is an integer';
+    const why = path.endsWith('unit_price') ? `money is an integer number of cents${hint}` : 'a quantity is an integer';
     assert.equal(e.detail, `The field is ${path}. The value is ${value}; ${why}.`);
     return true;
   };
 }
+const cents = (n: string, value: string) => ` (${n} for ${value})`;
+const UNSAFE = '; a whole number beyond 2^53 loses digits: give a bigint';
 
 export function contract(name: string, makeWorld: () => Promise<World>) {
   describe(name, () => {
@@ -83,24 +86,32 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
       // what a plain JavaScript caller, or a cast, can hand in
       const price = (v: unknown): OrderLine => ({ ...POT, unitPrice: v as bigint });
       const cases: [OrderLine, string, string, string?][] = [
-        [price(12.99), 'lines[2].unit_price', '12.99', '1299'],
-        [price(450.5), 'lines[2].unit_price', '450.5', '45050'],
-        [price('450'), 'lines[2].unit_price', '450', '45000'],
-        [price('12.00'), 'lines[2].unit_price', '12.00', '1200'],
+        [price(12.99), 'lines[2].unit_price', '12.99', cents('1299', '12.99')],
+        [price(12.5), 'lines[2].unit_price', '12.5', cents('1250', '12.5')],
+        [price(450.5), 'lines[2].unit_price', '450.5', cents('45050', '450.5')],
+        [price('12.00'), 'lines[2].unit_price', '12.00', cents('1200', '12.00')],
+        [price('-0.5'), 'lines[2].unit_price', '-0.5', cents('-50', '-0.5')],
+        // no fraction, or one of more than two digits: no cents to guess
+        [price('450'), 'lines[2].unit_price', '450'],
+        [price('12.000'), 'lines[2].unit_price', '12.000'],
+        [price(0.001), 'lines[2].unit_price', '0.001'],
         [price(true), 'lines[2].unit_price', 'true'],
         [price(Number.NaN), 'lines[2].unit_price', 'NaN'],
-        [price(2 ** 60), 'lines[2].unit_price', '1152921504606847000', '115292150460684700000'],
-        [price(0.001), 'lines[2].unit_price', '0.001'],
+        [price(Number.POSITIVE_INFINITY), 'lines[2].unit_price', 'Infinity'],
+        [price(Number.NEGATIVE_INFINITY), 'lines[2].unit_price', '-Infinity'],
+        // whole numbers a number cannot hold exactly
+        [price(2 ** 60), 'lines[2].unit_price', '1152921504606847000', UNSAFE],
+        [price(1e21), 'lines[2].unit_price', '1e+21', UNSAFE],
         [{ ...POT, quantity: 1.5 }, 'lines[2].quantity', '1.5'],
         [{ ...POT, quantity: '2' as unknown as number }, 'lines[2].quantity', '2'],
       ];
       const order = await repo.add(c, 'EUR', [TEA]);
-      for (const [line, path, value, cents] of cases) {
-        await assert.rejects(repo.add(c, 'EUR', [TEA, line]), notInteger(path, value, cents));
-        await assert.rejects(repo.save({ ...order, lines: [TEA, line] }), notInteger(path, value, cents));
+      for (const [line, path, value, hint] of cases) {
+        await assert.rejects(repo.add(c, 'EUR', [TEA, line]), notInteger(path, value, hint));
+        await assert.rejects(repo.save({ ...order, lines: [TEA, line] }), notInteger(path, value, hint));
         await assert.rejects(repo.addMany([{ customerId: c, currency: 'EUR' }, { customerId: c, currency: 'EUR', lines: [TEA, line] }]),
-                             (e: unknown) => notInteger(path, value, cents)(e) && (e as OrdersError).index === 1);
-        assert.throws(() => Order.new({ customerId: c, currency: 'EUR', lines: [TEA, line] }), notInteger(path, value, cents));
+                             (e: unknown) => notInteger(path, value, hint)(e) && (e as OrdersError).index === 1);
+        assert.throws(() => Order.new({ customerId: c, currency: 'EUR', lines: [TEA, line] }), notInteger(path, value, hint));
       }
       assert.deepEqual(await ids(repo.find(customer(c))), [order.id], 'nothing else stored');
       assert.deepEqual(await repo.get(order.id), order, 'nothing changed');
