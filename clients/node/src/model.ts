@@ -351,12 +351,13 @@ export function addressToJson(a: Address | null) {
   return { ...a.fields, street: a.street, city: a.city, postal_code: a.postalCode, country: a.country };
 }
 
-export function orderToJson(o: Order) {
+export function orderToJson(o: Order | DraftOrder) {
   checkFields(o.fields, ORDER_KEYS, 'fields.', 'column');
   return { ...o.fields, id: o.id, customer_id: o.customerId, status: o.status, currency: o.currency,
            lines: linesToJson(o.lines), shipping_address: addressToJson(o.shippingAddress),
            total: o.total.toString(), version: o.version,
-           created_at: o.createdAt.toISOString(), updated_at: o.updatedAt.toISOString() };
+           // null for an order not added yet (Order.new): save finds no such order, on either repository
+           created_at: o.createdAt?.toISOString() ?? null, updated_at: o.updatedAt?.toISOString() ?? null };
 }
 
 // A role that may write orders but not read them gets back only what the

@@ -164,6 +164,12 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
       assert.ok(uuid7(Date.UTC(2030, 0, 1)) > uuid7(Date.UTC(2029, 0, 1)), 'time-ordered');
     });
 
+    it('saves an order not added yet (Order.new): OrderNotFound, from both', async () => {
+      const draft = Order.new({ customerId: randomUUID(), currency: 'EUR', lines: [TEA], shippingAddress: HOME });
+      await assert.rejects(repo.save(draft as unknown as Order), OrderNotFound);
+      await assert.rejects(repo.get(draft.id), OrderNotFound);
+    });
+
     it('a unit of work commits, and undoes everything when it throws: orders, ids, events', async () => {
       const c = randomUUID();
       const seen: Event[] = [];
