@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { ConcurrencyConflict, DuplicateOrder, fieldDetail, InvariantViolation, OrderNotFound, OrdersError } from './errors.js';
 import { type ConsumerOptions, type Handler, type Hold, handleBatch } from './handling.js';
 import { type AddOptions, type Address, ADDRESS_KEYS, addressToJson, checkFields, checkIntegers, type DraftOrder,
-         type Event, type Fields, LINE_KEYS, lineOutOfRange, linesToJson, type NewOrder, type Order, ORDER_KEYS,
+         type Event, type Fields, LINE_KEYS, lineOutOfRange, linesToJson, type NewOrder, onlyOrder, type Order, ORDER_KEYS,
          type OrderLine, orderToJson, parseJson, type Status, toJsonText, uuid7 } from './model.js';
 import { Anything, type Spec } from './specs.js';
 
@@ -419,11 +419,15 @@ export class InMemoryOrderRepository {
   async add(order: DraftOrder | Order): Promise<Order>;
   async add(customerId: string, currency: string, lines?: readonly OrderLine[], shippingAddress?: Address | null,
             idOrOptions?: string | AddOptions): Promise<Order>;
-  async add(first: string | DraftOrder | Order, currency?: string, lines: readonly OrderLine[] = [],
-            shippingAddress: Address | null = null, idOrOptions?: string | AddOptions): Promise<Order> {
-    if (typeof first === 'object' && first !== null)
+  async add(first: string | DraftOrder | Order,
+            ...rest: [currency?: string, lines?: readonly OrderLine[], shippingAddress?: Address | null,
+                      idOrOptions?: string | AddOptions]): Promise<Order> {
+    if (typeof first === 'object' && first !== null) {
+      onlyOrder(rest);
       return this.db.call((unit) => this.addIn(unit, first.customerId, first.currency, first.lines,
                                                first.shippingAddress, { id: first.id, fields: first.fields }));
+    }
+    const [currency, lines = [], shippingAddress = null, idOrOptions] = rest;
     return this.db.call((unit) => this.addIn(unit, first, currency as string, lines, shippingAddress, idOrOptions));
   }
 

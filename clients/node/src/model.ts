@@ -209,6 +209,16 @@ export const Order = Object.freeze({
 });
 
 /**
+ * add(order) takes the order alone: its parts given beside it would be a
+ * second truth, silently ignored. A TypeError when any is given (undefined
+ * counts as not given), in both repositories, as the Python client's.
+ */
+export function onlyOrder(rest: readonly unknown[]): void {
+  if (rest.some((r) => r !== undefined))
+    throw new TypeError('add(order) takes the Order alone; give its parts in it (Order.new)');
+}
+
+/**
  * One outbox event. type is any of the extension's event types, as text (a
  * type added later, such as order_fields_changed from 1.12, reads like the
  * others); payload is the event's JSON: order_added and order_removed carry

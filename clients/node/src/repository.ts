@@ -11,7 +11,7 @@ import type pg from 'pg';
 import { isConnectionError, isPool, type Queryable, type Source } from './connections.js';
 import { ConcurrencyConflict, OrderNotFound, OrdersError, translate } from './errors.js';
 import { type AddOptions, type Address, checkFields, type DraftOrder, type Event, EVENT_COLUMNS, type Fields,
-         linesToJson, type NewOrder, type Order, ORDER_KEYS, type OrderLine, addressToJson, eventFromRow,
+         linesToJson, type NewOrder, onlyOrder, type Order, ORDER_KEYS, type OrderLine, addressToJson, eventFromRow,
          orderFromJson, orderToJson, parseJson, toJsonText } from './model.js';
 import { InMemoryOrderRepository, InMemoryStore } from './memory.js';
 import { Anything, type Spec } from './specs.js';
@@ -201,12 +201,14 @@ async function restoreEventMetadata(client: Queryable, previous: string) {
 type AddArguments = [currency?: string, lines?: readonly OrderLine[], shippingAddress?: Address | null,
                      idOrOptions?: string | AddOptions];
 
-// add's arguments, from either form: add(order) or add(customerId, ...).
+// add's arguments, from either form: add(order) (alone: TypeError if more are given) or add(customerId, ...).
 function addArguments(first: string | DraftOrder | Order, rest: AddArguments):
     [string, string, readonly OrderLine[] | undefined, Address | null | undefined, string | AddOptions | undefined] {
-  if (typeof first === 'object' && first !== null)
+  if (typeof first === 'object' && first !== null) {
+    onlyOrder(rest);
     return [first.customerId, first.currency, first.lines, first.shippingAddress,
             { id: first.id, fields: first.fields }];
+  }
   return [first, rest[0] as string, rest[1], rest[2], rest[3]];
 }
 

@@ -164,6 +164,17 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
       assert.ok(uuid7(Date.UTC(2030, 0, 1)) > uuid7(Date.UTC(2029, 0, 1)), 'time-ordered');
     });
 
+    it('add(order) takes the order alone: more arguments are a TypeError, nothing stored', async () => {
+      const c = randomUUID();
+      const draft = Order.new({ customerId: c, currency: 'EUR', lines: [TEA] });
+      const add = repo.add.bind(repo) as (...args: unknown[]) => Promise<Order>;
+      for (const extra of [['USD'], [undefined, [POT]], [undefined, undefined, HOME], [undefined, undefined, null, uuid7()]])
+        await assert.rejects(add(draft, ...extra), (e: unknown) => e instanceof TypeError &&
+                             e.message === 'add(order) takes the Order alone; give its parts in it (Order.new)');
+      assert.deepEqual(await ids(repo.find(customer(c))), []);
+      assert.equal((await add(draft, undefined)).id, draft.id, 'undefined is no argument');
+    });
+
     it('saves an order not added yet (Order.new): OrderNotFound, from both', async () => {
       const draft = Order.new({ customerId: randomUUID(), currency: 'EUR', lines: [TEA], shippingAddress: HOME });
       await assert.rejects(repo.save(draft as unknown as Order), OrderNotFound);
