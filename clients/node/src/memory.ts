@@ -179,6 +179,11 @@ const overlapping = () => new OrdersError(
   'the calls in one unit of work must be awaited one by one: a nested unit of work cannot start while another ' +
   'call or nested unit of the same unit is in flight, nor a call be made beside a nested unit in flight');
 
+// A nested unit that ends after the unit it was in did (the real one's message).
+const outlived = () => new OrdersError(
+  'the unit of work this one was nested in ended first (it did not await this one), and took this one\'s work ' +
+  'until then with it: the calls in one unit of work must be awaited one by one');
+
 // One consumer's checkpoint, as the extension keeps it: not a position but
 // a snapshot, here the number of the last commit it has read through
 // (acked); the batch open (batch: the commits up to that number, read in
@@ -329,14 +334,17 @@ class Database {
         const undo = unit.savepoint();
         const metadata = unit.metadata;
         if (options.metadata !== undefined) unit.metadata = options.metadata;
+        let result: T;
         try {
-          const result = await run();
-          unit.metadata = metadata;
-          return result;
+          result = await run();
         } catch (e) {
-          undo();
+          if (outer.live) undo();
           throw e;
         }
+        // the enclosing unit ended (it did not await this one), as the real one
+        if (!outer.live) throw outlived();
+        unit.metadata = metadata;
+        return result;
       }
       this.open.add(unit);
       try {

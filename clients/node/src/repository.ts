@@ -92,6 +92,11 @@ const overlapping = () => new OrdersError(
   'the calls in one unit of work must be awaited one by one: a nested unit of work cannot start while another ' +
   'call or nested unit of the same unit is in flight, nor a call be made beside a nested unit in flight');
 
+/** The error of a nested unit that ends after the unit it was in did. */
+const outlived = () => new OrdersError(
+  'the unit of work this one was nested in ended first (it did not await this one), and took this one\'s work ' +
+  'until then with it: the calls in one unit of work must be awaited one by one');
+
 // The unit a call on the client made here runs in: the client's innermost
 // open unit, when this context is in it (or, on a client given as such, in
 // no unit of it at all: the unit's other users join it, as before); null
@@ -459,6 +464,9 @@ async function clientUnit<T>(client: Queryable, fn: () => Promise<T>, options: U
         frame.open = false;
       }
     });
+    // the enclosing unit ended (it did not await this one; its end is
+    // queued, or done): the client is no longer this unit's to touch
+    if (parent !== null && !live(parent)) throw outlived();
     // after the calls the unit made and did not await
     await serial(st, async () => {
       if (name !== null) {
@@ -474,6 +482,7 @@ async function clientUnit<T>(client: Queryable, fn: () => Promise<T>, options: U
     return result;
   } catch (e) {
     if (!begun) throw e;
+    if (parent !== null && !live(parent)) throw translate(e);
     await serial(st, () => client.query(name === null ? 'ROLLBACK' : `ROLLBACK TO SAVEPOINT ${name}`))
       .catch(() => { broken.add(client); });
     throw translate(e);

@@ -399,6 +399,27 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
       assert.deepEqual((await ids(repo.find(customer(c)))).sort(), [a.id, b.id, d.id, f.id, ...extra].sort());
     });
 
+    it('a nested unit its unit did not await: its work until the unit ended is the unit\'s, later calls are on their own, and it is refused', async () => {
+      const c = randomUUID();
+      const [inside, entered] = gate();
+      const added: string[] = [];
+      let nested!: Promise<void>;
+      await repo.unitOfWork(async () => {
+        nested = repo.unitOfWork(async () => {
+          added.push((await repo.add(c, 'EUR', [TEA])).id);
+          entered();
+          await new Promise((r) => setTimeout(r, 100));   // the unit ends meanwhile
+          added.push((await repo.add(c, 'EUR', [POT])).id);
+        });
+        nested.catch(() => undefined);
+        await inside;
+      });
+      await assert.rejects(nested, (e: unknown) => e instanceof OrdersError && e.sqlstate === undefined &&
+                                                   e.message.startsWith('the unit of work this one was nested in ended first'));
+      assert.equal(added.length, 2);
+      assert.deepEqual((await ids(repo.find(customer(c)))).sort(), [...added].sort(), 'both committed');
+    });
+
     it('metadata: the unit\'s, the repository\'s for its own writes, an inner unit\'s for itself', async () => {
       const tagged = await world.tagged({ actor: 'repo' });
       const [a, b, d, e] = await repo.unitOfWork(async () => {
