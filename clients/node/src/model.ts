@@ -114,8 +114,10 @@ export function uuid7(now: number = Date.now()): string {
 // field does not stop a plain JavaScript caller from passing 12.99 or
 // '450'. Both repositories call checkIntegers, so they refuse alike.
 
-// A value with a fraction of one or two digits: the cents it probably meant.
-const CENTS = /^(-?)(\d+)\.(\d{1,2})$/;
+// A value with a fraction of one or two digits after its trailing zeros
+// (12.99, 12.5, 12.00, 12.500; not 450, 1e+21, 12.999): the cents it
+// probably meant, as the Python client reads it too.
+const CENTS = /^(-?)(\d+)\.(\d+)$/;
 
 // A refused value as the error states it: as String() writes it (true, 12.99,
 // NaN, Infinity, 1152921504606847000).
@@ -125,11 +127,12 @@ function notInteger(path: string, value: unknown, money: boolean): InvariantViol
   if (money) {
     why = 'money is an integer number of cents';
     const m = typeof value === 'number' || typeof value === 'string' ? CENTS.exec(text) : null;
+    const fraction = m === null ? '' : m[3].replace(/0+$/, '');
     if (typeof value === 'number' && Number.isInteger(value))
       // whole, but not safe: its digits are gone already (2 ** 60 is 1152921504606846976)
       why += '; a whole number beyond 2^53 loses digits: give a bigint';
-    else if (m !== null)
-      why += ` (${BigInt(m[1] + m[2] + m[3].padEnd(2, '0'))} for ${text})`;
+    else if (m !== null && fraction.length <= 2)
+      why += ` (${BigInt(m[1] + m[2] + fraction.padEnd(2, '0'))} for ${text})`;
   }
   const message = money ? `${path} must be an integer number of cents` : `${path} must be an integer`;
   return new InvariantViolation(message, 'not_integer', path, text, '22P02',

@@ -91,9 +91,10 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
         [price(450.5), 'lines[2].unit_price', '450.5', cents('45050', '450.5')],
         [price('12.00'), 'lines[2].unit_price', '12.00', cents('1200', '12.00')],
         [price('-0.5'), 'lines[2].unit_price', '-0.5', cents('-50', '-0.5')],
-        // no fraction, or one of more than two digits: no cents to guess
+        [price('12.500'), 'lines[2].unit_price', '12.500', cents('1250', '12.500')],
+        // no fraction, or one of more than two digits after its trailing zeros: no cents to guess
         [price('450'), 'lines[2].unit_price', '450'],
-        [price('12.000'), 'lines[2].unit_price', '12.000'],
+        [price('12.999'), 'lines[2].unit_price', '12.999'],
         [price(0.001), 'lines[2].unit_price', '0.001'],
         [price(true), 'lines[2].unit_price', 'true'],
         [price(Number.NaN), 'lines[2].unit_price', 'NaN'],
