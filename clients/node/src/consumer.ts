@@ -29,6 +29,9 @@ const ident = (name: string) => '"' + name.replace(/"/g, '""') + '"';
 export class EventConsumer {
   private stopped = false;
   private wake: (() => void) | null = null;
+  // a notification came since the last read began: read again, not sleep
+  // (one that comes during a read or its acknowledgement finds no sleep to end)
+  private pending = false;
 
   /**
    * config: node-postgres connection settings (an object, or a connection
@@ -62,7 +65,10 @@ export class EventConsumer {
       const schema = this.options.schema ?? await extensionSchema(client);
       const register = this.options.group ? 'orders_events_register_group' : 'orders_events_register';
       await client.query(`SELECT ${ident(schema)}.${register}($1, $2)`, [this.name, this.options.fromStart ?? false]);
-      client.on('notification', () => this.wake?.());
+      client.on('notification', () => {
+        this.pending = true;
+        this.wake?.();
+      });
       await client.query('LISTEN orders_events'); // before the first read: no wake-up missed
       return [client, schema];
     } catch (e) {
@@ -82,6 +88,7 @@ export class EventConsumer {
       while (!this.stopped) {
         try {
           if (client === null) [client, schema] = await this.connect();
+          this.pending = false;
           const read = await this.once(client, schema);
           // only a read proves the connection works: an error that recurs
           // right after each connect keeps doubling the pause
@@ -96,6 +103,7 @@ export class EventConsumer {
             if (left < 0) break;
             wait = Math.min(wait, left); // not a whole wakeEveryMs past the idle time
           }
+          if (this.pending) continue; // a commit since the read began: no sleep for it to end
           await this.sleep(wait);
         } catch (e) {
           if (e instanceof HandlerFailed || !isConnectionError(e)) throw translate(e);

@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { ConcurrencyConflict, DuplicateOrder, fieldDetail, InvariantViolation, OrderNotFound, OrdersError } from './errors.js';
 import { type ConsumerOptions, type Handler, type Hold, handleBatch } from './handling.js';
 import { type AddOptions, type Address, ADDRESS_KEYS, addressToJson, checkFields, checkIntegers, type DraftOrder,
-         type Event, type Fields, LINE_KEYS, lineOutOfRange, linesToJson, type NewOrder, type Order, ORDER_KEYS,
+         type Event, type Fields, LINE_KEYS, lineOutOfRange, linesToJson, type NewOrder, onlyOrder, type Order, ORDER_KEYS,
          type OrderLine, orderToJson, parseJson, type Status, toJsonText, uuid7 } from './model.js';
 import { Anything, type Spec } from './specs.js';
 
@@ -148,6 +148,10 @@ class Unit {
   writes = new Map<string, Order | null>();
   added = new Set<string>();
   events: Event[] = [];
+  // its levels in progress, outermost first (the real one's transaction and savepoints)
+  readonly frames: Frame[] = [];
+  // its calls made and not yet seen done by their callers
+  calls = 0;
   constructor(readonly now: Date, public metadata: Metadata | undefined) {}
 
   savepoint(): () => void {
@@ -158,6 +162,27 @@ class Unit {
     return () => { this.writes = writes; this.added = added; this.events = events; this.metadata = metadata; };
   }
 }
+
+// A level of a unit: the unit itself, or a unit nested in it. Open while
+// its function runs: a call made in its async context afterwards (a timer,
+// a promise nobody awaited) is in the nearest enclosing level still open,
+// or in no unit, as the real repository's.
+class Frame {
+  open = true;
+  constructor(readonly unit: Unit, readonly parent: Frame | null) {}
+  get live(): boolean { return this.open && (this.parent === null || this.parent.live); }
+}
+
+// The error of calls of one unit of work that overlap where the real one
+// cannot run them (its message).
+const overlapping = () => new OrdersError(
+  'the calls in one unit of work must be awaited one by one: a nested unit of work cannot start while another ' +
+  'call or nested unit of the same unit is in flight, nor a call be made beside a nested unit in flight');
+
+// A nested unit that ends after the unit it was in did (the real one's message).
+const outlived = () => new OrdersError(
+  'the unit of work this one was nested in ended first (it did not await this one), and took this one\'s work ' +
+  'until then with it: the calls in one unit of work must be awaited one by one');
 
 // One consumer's checkpoint, as the extension keeps it: not a position but
 // a snapshot, here the number of the last commit it has read through
@@ -195,7 +220,7 @@ class Database {
   commitOf = new Map<bigint, number>();
   commits = 0;
   open = new Set<Unit>();
-  current = new AsyncLocalStorage<Unit>();
+  current = new AsyncLocalStorage<Frame>();
   consumers = new Map<string, Checkpoint>();
   listeners = new Set<() => void>();
   constructor(readonly clock: () => Date) {}
@@ -204,16 +229,19 @@ class Database {
     return unit.writes.has(id) ? unit.writes.get(id) ?? undefined : this.orders.get(id);
   }
 
-  // Another unit in progress wrote the order: the real one would wait for
-  // it, which one thread cannot; the twin fails at once, as the real one
-  // does once the other commits.
-  claim(unit: Unit, id: string, adding: boolean) {
-    for (const other of this.open)
-      if (other !== unit && (other.writes.has(id) || other.added.has(id))) {
-        if (adding) throw new DuplicateOrder(`order ${id} already exists`, '23505', undefined, 'orders_pkey');
-        throw new ConcurrencyConflict('order was changed by someone else (by a unit of work in progress)', '40001',
-                                      fieldDetail('version'));
-      }
+  // Another unit in progress wrote the order (added, saved or removed it):
+  // the real one would wait for its row lock, which one thread cannot; the
+  // twin fails at once, as the real one does once the other commits.
+  writtenElsewhere(unit: Unit, id: string): boolean {
+    for (const other of this.open) if (other !== unit && other.writes.has(id)) return true;
+    return false;
+  }
+
+  // Another unit in progress added the id: the real one's insert would wait
+  // for it, then fail on the primary key.
+  addedElsewhere(unit: Unit, id: string): boolean {
+    for (const other of this.open) if (other !== unit && other.added.has(id)) return true;
+    return false;
   }
 
   emit(unit: Unit, metadata: Metadata | undefined, type: string, orderId: string, version: number, payload: unknown) {
@@ -244,14 +272,30 @@ class Database {
     }
   }
 
+  // The level of the unit in progress that a call made here runs in, or
+  // undefined; refused when a nested unit is in flight beside the caller
+  // (the real one's savepoint would take the call in and undo it with it).
+  private enclosing(): Frame | undefined {
+    let mine = this.current.getStore();
+    while (mine !== undefined && !mine.live) mine = mine.parent ?? undefined;
+    if (mine === undefined) return undefined;
+    const open = mine.unit.frames.filter((f) => f.live);
+    if (mine !== open[open.length - 1]) throw overlapping();
+    return mine;
+  }
+
   /**
    * fn as one call: in the unit of work in progress, undone alone if it
    * throws (the real repository's savepoint around each call), or on its
    * own, committed at once. fn is synchronous: no other call runs inside it.
+   * In a unit, the call counts as in flight until its caller can see it
+   * done (a nested unit started before then is refused, as the real one's).
    */
   call<T>(fn: (unit: Unit) => T): T {
-    const unit = this.current.getStore();
+    const unit = this.enclosing()?.unit;
     if (unit !== undefined) {
+      unit.calls += 1;
+      queueMicrotask(() => { unit.calls -= 1; });
       const undo = unit.savepoint();
       try {
         return fn(unit);
@@ -272,29 +316,47 @@ class Database {
   }
 
   async unitOfWork<T>(fn: () => Promise<T>, options: { metadata?: Metadata; idempotencyKey?: string }): Promise<T> {
-    const outer = this.current.getStore();
-    if (outer !== undefined) {
-      // a savepoint of the unit in progress; its metadata for itself only
-      const undo = outer.savepoint();
-      const metadata = outer.metadata;
-      if (options.metadata !== undefined) outer.metadata = options.metadata;
+    const outer = this.enclosing();
+    const unit = outer?.unit ?? new Unit(this.clock(), options.metadata);
+    if (outer !== undefined && unit.calls > 0) throw overlapping();
+    const frame = new Frame(unit, outer ?? null);
+    unit.frames.push(frame);
+    const run = () => this.current.run(frame, async () => {
       try {
-        const result = await fn();
-        outer.metadata = metadata;
-        return result;
-      } catch (e) {
-        undo();
-        throw e;
+        return await fn();
+      } finally {
+        frame.open = false;
       }
-    }
-    const unit = new Unit(this.clock(), options.metadata);
-    this.open.add(unit);
+    });
     try {
-      const result = await this.current.run(unit, fn);
-      this.commit(unit);
-      return result;
+      if (outer !== undefined) {
+        // a savepoint of the unit in progress; its metadata for itself only
+        const undo = unit.savepoint();
+        const metadata = unit.metadata;
+        if (options.metadata !== undefined) unit.metadata = options.metadata;
+        let result: T;
+        try {
+          result = await run();
+        } catch (e) {
+          if (outer.live) undo();
+          throw e;
+        }
+        // the enclosing unit ended (it did not await this one), as the real one
+        if (!outer.live) throw outlived();
+        unit.metadata = metadata;
+        return result;
+      }
+      this.open.add(unit);
+      try {
+        const result = await run();
+        this.commit(unit);
+        return result;
+      } finally {
+        this.open.delete(unit);
+      }
     } finally {
-      this.open.delete(unit);
+      frame.open = false;
+      unit.frames.splice(unit.frames.indexOf(frame), 1);
     }
   }
 }
@@ -365,11 +427,15 @@ export class InMemoryOrderRepository {
   async add(order: DraftOrder | Order): Promise<Order>;
   async add(customerId: string, currency: string, lines?: readonly OrderLine[], shippingAddress?: Address | null,
             idOrOptions?: string | AddOptions): Promise<Order>;
-  async add(first: string | DraftOrder | Order, currency?: string, lines: readonly OrderLine[] = [],
-            shippingAddress: Address | null = null, idOrOptions?: string | AddOptions): Promise<Order> {
-    if (typeof first === 'object' && first !== null)
+  async add(first: string | DraftOrder | Order,
+            ...rest: [currency?: string, lines?: readonly OrderLine[], shippingAddress?: Address | null,
+                      idOrOptions?: string | AddOptions]): Promise<Order> {
+    if (typeof first === 'object' && first !== null) {
+      onlyOrder(rest);
       return this.db.call((unit) => this.addIn(unit, first.customerId, first.currency, first.lines,
                                                first.shippingAddress, { id: first.id, fields: first.fields }));
+    }
+    const [currency, lines = [], shippingAddress = null, idOrOptions] = rest;
     return this.db.call((unit) => this.addIn(unit, first, currency as string, lines, shippingAddress, idOrOptions));
   }
 
@@ -381,8 +447,7 @@ export class InMemoryOrderRepository {
     shippingAddress = storedAddress(shippingAddress);
     const total = check(lines, currency, shippingAddress);
     const oid = (id ?? uuid7()).toLowerCase();
-    this.db.claim(unit, oid, true);
-    if (this.db.order(unit, oid) !== undefined)
+    if (this.db.order(unit, oid) !== undefined || this.db.addedElsewhere(unit, oid))
       throw new DuplicateOrder(`order ${oid} already exists`, '23505', undefined, 'orders_pkey');
     if (this.db.used.has(oid) || unit.added.has(oid))
       throw new DuplicateOrder(`order id ${oid} was used before`, '23505', undefined, 'orders_id_not_reused');
@@ -416,6 +481,17 @@ export class InMemoryOrderRepository {
     return o;
   }
 
+  // The order a write changes: as the real one locks its row first, before
+  // it looks at the version or at what changed, another unit in progress
+  // that wrote it is a conflict at once.
+  private locked(unit: Unit, id: string): Order {
+    const o = this.stored(unit, id);
+    if (this.db.writtenElsewhere(unit, o.id))
+      throw new ConcurrencyConflict('order was changed by someone else (by a unit of work in progress)', '40001',
+                                    fieldDetail('version'));
+    return o;
+  }
+
   async get(id: string): Promise<Order> { return this.db.call((unit) => this.stored(unit, id)); }
 
   /** The order's events after afterVersion, in version order (a removed order's too; a unit's own before it commits). */
@@ -437,7 +513,7 @@ export class InMemoryOrderRepository {
     const lines = storedLines(order.lines);
     const address = storedAddress(order.shippingAddress);
     const total = check(lines, order.currency, address);
-    const stored = this.stored(unit, order.id);
+    const stored = this.locked(unit, order.id);
     if (order.version !== stored.version) throw conflict();
     for (const [name, a, b] of [['customer_id', order.customerId.toLowerCase(), stored.customerId],
                                 ['currency', order.currency, stored.currency]] as const)
@@ -460,7 +536,6 @@ export class InMemoryOrderRepository {
     const changed = Object.fromEntries(Object.entries(fields).filter(([k, v]) => !sameValue(stored.fields[k], v)));
     const fieldsChanged = Object.keys(changed).length > 0;
     if (!linesChanged && !addressChanged && !fieldsChanged && order.status === stored.status) return stored;
-    this.db.claim(unit, stored.id, false);
     const saved: Order = Object.freeze({
       ...stored, status: order.status, lines, shippingAddress: address, total, version: stored.version + 1,
       updatedAt: unit.now, fields,
@@ -484,12 +559,11 @@ export class InMemoryOrderRepository {
     const [id, expected] = typeof idOrOrder === 'object' && idOrOrder !== null
       ? [idOrOrder.id, idOrOrder.version] : [idOrOrder, expectedVersion];
     return this.db.call((unit) => {
-      const stored = this.stored(unit, id);
+      const stored = this.locked(unit, id);
       if (expected !== undefined && expected !== stored.version) throw conflict();
       if (stored.status === 'confirmed' || stored.status === 'shipped')
         throw violation('order cannot be removed while it is in flight', 'order_remove_in_flight', 'status',
                         stored.status);
-      this.db.claim(unit, stored.id, false);
       unit.writes.set(stored.id, null);
       this.db.emit(unit, this.metadata, 'order_removed', stored.id, stored.version + 1, orderToJson(stored));
       return stored;
@@ -589,6 +663,8 @@ const retryAt = (failedAt: Date, retryDelayMs: number, attempts: number) =>
 export class InMemoryEventConsumer {
   private stopped = false;
   private wake: (() => void) | null = null;
+  // a commit, replay or discard since the last read began: read again, not sleep
+  private pending = false;
   private readonly batch: number;
   private readonly maxAttempts: number;
   private readonly retryDelayMs: number;
@@ -668,7 +744,10 @@ export class InMemoryEventConsumer {
   async run(): Promise<void> {
     const onTerm = () => this.stop();
     if (this.options.handleSigterm ?? true) process.once('SIGTERM', onTerm);
-    const listener = () => this.wake?.();
+    const listener = () => {
+      this.pending = true;
+      this.wake?.();
+    };
     this.db.listeners.add(listener);
     const wakeEvery = this.options.wakeEveryMs ?? 5000;
     const exitWhenIdle = this.options.exitWhenIdleMs;
@@ -676,12 +755,21 @@ export class InMemoryEventConsumer {
     try {
       this.register();
       while (!this.stopped) {
+        this.pending = false;
         if (await this.once() > 0) {
           idleSince = Date.now();
           continue;
         }
-        if (exitWhenIdle !== undefined && Date.now() - idleSince >= exitWhenIdle) break;
-        await this.sleep(Math.max(exitWhenIdle === undefined ? wakeEvery : Math.min(wakeEvery, exitWhenIdle), 10));
+        let wait = Math.max(wakeEvery, 10);
+        if (exitWhenIdle !== undefined) {
+          // what is left of the idle time, as the real one: not a whole
+          // exitWhenIdleMs again after a wake-up that brought nothing
+          const left = exitWhenIdle - (Date.now() - idleSince);
+          if (left < 0) break;
+          wait = Math.min(wait, left);
+        }
+        if (this.pending) continue;
+        await this.sleep(wait);
       }
     } finally {
       this.db.listeners.delete(listener);

@@ -114,18 +114,24 @@ export function uuid7(now: number = Date.now()): string {
 // field does not stop a plain JavaScript caller from passing 12.99 or
 // '450'. Both repositories call checkIntegers, so they refuse alike.
 
-const MONEY = /^(-?)(\d+)(?:\.(\d+))?$/;
+// A value with a fraction of one or two digits after its trailing zeros
+// (12.99, 12.5, 12.00, 12.500; not 450, 1e+21, 12.999): the cents it
+// probably meant, as the Python client reads it too.
+const CENTS = /^(-?)(\d+)\.(\d+)$/;
 
-// A refused value as the error states it: as String() writes it (true, 12.99, NaN).
+// A refused value as the error states it: as String() writes it (true, 12.99,
+// NaN, Infinity, 1152921504606847000).
 function notInteger(path: string, value: unknown, money: boolean): InvariantViolation {
   const text = String(value);
   let why = 'a quantity is an integer';
   if (money) {
     why = 'money is an integer number of cents';
-    // the cents the caller probably meant, when the value has them exactly
-    const m = typeof value === 'boolean' ? null : MONEY.exec(text);
-    const fraction = (m?.[3] ?? '').replace(/0+$/, '');
-    if (m !== null && fraction.length <= 2)
+    const m = typeof value === 'number' || typeof value === 'string' ? CENTS.exec(text) : null;
+    const fraction = m === null ? '' : m[3].replace(/0+$/, '');
+    if (typeof value === 'number' && Number.isInteger(value))
+      // whole, but not safe: its digits are gone already (2 ** 60 is 1152921504606846976)
+      why += '; a whole number beyond 2^53 loses digits: give a bigint';
+    else if (m !== null && fraction.length <= 2)
       why += ` (${BigInt(m[1] + m[2] + fraction.padEnd(2, '0'))} for ${text})`;
   }
   const message = money ? `${path} must be an integer number of cents` : `${path} must be an integer`;
@@ -204,6 +210,16 @@ export const Order = Object.freeze({
     });
   },
 });
+
+/**
+ * add(order) takes the order alone: its parts given beside it would be a
+ * second truth, silently ignored. A TypeError when any is given (undefined
+ * counts as not given), in both repositories, as the Python client's.
+ */
+export function onlyOrder(rest: readonly unknown[]): void {
+  if (rest.some((r) => r !== undefined))
+    throw new TypeError('add(order) takes the Order alone; give its parts in it (Order.new)');
+}
 
 /**
  * One outbox event. type is any of the extension's event types, as text (a
@@ -348,12 +364,13 @@ export function addressToJson(a: Address | null) {
   return { ...a.fields, street: a.street, city: a.city, postal_code: a.postalCode, country: a.country };
 }
 
-export function orderToJson(o: Order) {
+export function orderToJson(o: Order | DraftOrder) {
   checkFields(o.fields, ORDER_KEYS, 'fields.', 'column');
   return { ...o.fields, id: o.id, customer_id: o.customerId, status: o.status, currency: o.currency,
            lines: linesToJson(o.lines), shipping_address: addressToJson(o.shippingAddress),
            total: o.total.toString(), version: o.version,
-           created_at: o.createdAt.toISOString(), updated_at: o.updatedAt.toISOString() };
+           // null for an order not added yet (Order.new): save finds no such order, on either repository
+           created_at: o.createdAt?.toISOString() ?? null, updated_at: o.updatedAt?.toISOString() ?? null };
 }
 
 // A role that may write orders but not read them gets back only what the

@@ -11,7 +11,7 @@ import type pg from 'pg';
 import { isConnectionError, isPool, type Queryable, type Source } from './connections.js';
 import { ConcurrencyConflict, OrderNotFound, OrdersError, translate } from './errors.js';
 import { type AddOptions, type Address, checkFields, type DraftOrder, type Event, EVENT_COLUMNS, type Fields,
-         linesToJson, type NewOrder, type Order, ORDER_KEYS, type OrderLine, addressToJson, eventFromRow,
+         linesToJson, type NewOrder, onlyOrder, type Order, ORDER_KEYS, type OrderLine, addressToJson, eventFromRow,
          orderFromJson, orderToJson, parseJson, toJsonText } from './model.js';
 import { InMemoryOrderRepository, InMemoryStore } from './memory.js';
 import { Anything, type Spec } from './specs.js';
@@ -46,21 +46,84 @@ function fieldsJson(fields: Fields | undefined): Fields | undefined {
   return fields;
 }
 
-// The client of each pool's unit of work in progress in this async
-// context: a repository's call on the pool inside the unit runs on it.
-const unitClients = new AsyncLocalStorage<ReadonlyMap<pg.Pool, pg.PoolClient>>();
+// A unit of work's level on a client: the outermost unit (its transaction)
+// or one nested in it (a savepoint). It is open while the unit's function
+// runs; a call made in its async context afterwards (a timer, a promise
+// nobody awaited) is in no unit, or in the nearest enclosing one still open.
+interface Frame {
+  readonly client: Queryable;
+  readonly parent: Frame | null;
+  open: boolean;
+}
+const live = (f: Frame): boolean => f.open && (f.parent === null || live(f.parent));
+
+// The frames of the units in progress in this async context: by client, the
+// innermost; by pool, the outermost one, whose client every repository call
+// on the pool made inside it runs on while it is open.
+const scope = new AsyncLocalStorage<ReadonlyMap<object, Frame>>();
 // Clients whose connection broke (or whose ROLLBACK failed): a pool must not hand them out again.
 const broken = new WeakSet<Queryable>();
+
+// A client's units in progress (outermost first), the calls made in them
+// that are not done yet, and the end of its queue: one call at a time, its
+// SAVEPOINT, statement and RELEASE (or ROLLBACK TO) together, so that calls
+// made without awaiting each other run one after the other.
+interface ClientState {
+  readonly frames: Frame[];
+  calls: number;
+  tail: Promise<unknown>;
+}
+const states = new WeakMap<object, ClientState>();
+function stateOf(client: Queryable): ClientState {
+  let st = states.get(client);
+  if (st === undefined) states.set(client, st = { frames: [], calls: 0, tail: Promise.resolve() });
+  return st;
+}
+
+// fn when the client's earlier calls are done.
+function serial<T>(st: ClientState, fn: () => Promise<T>): Promise<T> {
+  const run = st.tail.then(fn);
+  st.tail = run.catch(() => undefined);
+  return run;
+}
+
+/** The error of calls of one unit of work that overlap where they cannot. */
+const overlapping = () => new OrdersError(
+  'the calls in one unit of work must be awaited one by one: a nested unit of work cannot start while another ' +
+  'call or nested unit of the same unit is in flight, nor a call be made beside a nested unit in flight');
+
+/** The error of a nested unit that ends after the unit it was in did. */
+const outlived = () => new OrdersError(
+  'the unit of work this one was nested in ended first (it did not await this one), and took this one\'s work ' +
+  'until then with it: the calls in one unit of work must be awaited one by one');
+
+// The unit a call on the client made here runs in: the client's innermost
+// open unit, when this context is in it (or, on a client given as such, in
+// no unit of it at all: the unit's other users join it, as before); null
+// when the client is in no unit. A context in an enclosing unit while a
+// nested one is in flight would have its call undone with the nested one:
+// refused.
+function enclosing(client: Queryable, st: ClientState): Frame | null {
+  const open = st.frames.filter(live);
+  const top = open[open.length - 1];
+  if (top === undefined) return null;
+  let mine = scope.getStore()?.get(client);
+  while (mine !== undefined && !live(mine)) mine = mine.parent ?? undefined;
+  if (mine === top || (mine === undefined && open.length === 1)) return top;
+  throw overlapping();
+}
 
 /**
  * fn on a client of source: the client itself, the client of the pool's
  * unit in progress, or a pool connection taken for fn alone (destroyed, not
- * returned, if the connection broke).
+ * returned, if the connection broke). A unit is in progress while its
+ * function runs: a call made in its async context after it (a timer, a
+ * promise it did not await) takes a connection of its own.
  */
 export async function onClient<T>(source: Source, fn: (client: Queryable) => Promise<T>): Promise<T> {
   if (!isPool(source)) return fn(source);
-  const held = unitClients.getStore()?.get(source);
-  if (held !== undefined) return fn(held);
+  const held = scope.getStore()?.get(source);
+  if (held !== undefined && held.open) return fn(held.client);
   const [client, release] = await borrow(source);
   try {
     return await fn(client);
@@ -89,23 +152,35 @@ async function borrow(pool: pg.Pool): Promise<[pg.PoolClient, () => void]> {
   }];
 }
 
-// How deep in unitOfWork each client is, and a counter for savepoint names.
-const units = new WeakMap<object, number>();
+// A counter for savepoint names.
 let savepoints = 0;
 
 // Runs fn in a savepoint when the client is inside unitOfWork (so that a
 // refused call leaves the unit's other work standing), as it is otherwise:
-// one statement is atomic on its own.
-async function guarded<T>(client: Queryable, fn: () => Promise<T>): Promise<T> {
-  const name = (units.get(client) ?? 0) > 0 ? `orders_call_${++savepoints}` : null;
-  if (name !== null) await client.query(`SAVEPOINT ${name}`);
+// one statement is atomic on its own; own: fn's statements are a
+// transaction of their own outside a unit. One call at a time on a client:
+// fn is told whether it runs in a unit.
+async function guarded<T>(client: Queryable, fn: (inUnit: boolean) => Promise<T>, own = false): Promise<T> {
+  const st = stateOf(client);
+  const inUnit = enclosing(client, st) !== null;
+  const name = `orders_call_${++savepoints}`;
+  const [begin, end, undo] = inUnit ? [`SAVEPOINT ${name}`, `RELEASE SAVEPOINT ${name}`, `ROLLBACK TO SAVEPOINT ${name}`]
+    : own ? ['BEGIN', 'COMMIT', 'ROLLBACK'] : [null, null, null];
+  st.calls += 1;
   try {
-    const result = await fn();
-    if (name !== null) await client.query(`RELEASE SAVEPOINT ${name}`);
-    return result;
-  } catch (e) {
-    if (name !== null) await client.query(`ROLLBACK TO SAVEPOINT ${name}`).catch(() => undefined);
-    throw translate(e);
+    return await serial(st, async () => {
+      if (begin !== null) await client.query(begin);
+      try {
+        const result = await fn(inUnit);
+        if (end !== null) await client.query(end);
+        return result;
+      } catch (e) {
+        if (undo !== null) await client.query(undo).catch(() => { if (!inUnit) broken.add(client); });
+        throw translate(e);
+      }
+    });
+  } finally {
+    st.calls -= 1;
   }
 }
 
@@ -131,12 +206,14 @@ async function restoreEventMetadata(client: Queryable, previous: string) {
 type AddArguments = [currency?: string, lines?: readonly OrderLine[], shippingAddress?: Address | null,
                      idOrOptions?: string | AddOptions];
 
-// add's arguments, from either form: add(order) or add(customerId, ...).
+// add's arguments, from either form: add(order) (alone: TypeError if more are given) or add(customerId, ...).
 function addArguments(first: string | DraftOrder | Order, rest: AddArguments):
     [string, string, readonly OrderLine[] | undefined, Address | null | undefined, string | AddOptions | undefined] {
-  if (typeof first === 'object' && first !== null)
+  if (typeof first === 'object' && first !== null) {
+    onlyOrder(rest);
     return [first.customerId, first.currency, first.lines, first.shippingAddress,
             { id: first.id, fields: first.fields }];
+  }
   return [first, rest[0] as string, rest[1], rest[2], rest[3]];
 }
 
@@ -187,19 +264,16 @@ export class OrderRepository {
   }
 
   private async rows(text: string, values: unknown[], write = false): Promise<any[]> {
-    return onClient(this.source, async (client) => {
-      const metadata = this.metadata;
+    const metadata = write ? this.metadata : undefined;
+    return onClient(this.source, (client) => guarded(client, async (inUnit) => {
+      if (metadata === undefined) return (await client.query(text, values)).rows;
       // a write with metadata: the setting and the call in one transaction,
       // the unit's own metadata back afterwards
-      if (write && metadata !== undefined)
-        return clientUnit(client, async () => {
-          const previous = await setEventMetadata(client, metadata);
-          const result = (await client.query(text, values)).rows;
-          if ((units.get(client) ?? 0) > 1) await restoreEventMetadata(client, previous);
-          return result;
-        }, {});
-      return guarded(client, async () => (await client.query(text, values)).rows);
-    });
+      const previous = await setEventMetadata(client, metadata);
+      const result = (await client.query(text, values)).rows;
+      if (inUnit) await restoreEventMetadata(client, previous);
+      return result;
+    }, metadata !== undefined));
   }
 
   private async one(text: string, values: unknown[], write = true): Promise<any | undefined> {
@@ -347,48 +421,74 @@ export async function unitOfWork<T>(source: Source | InMemoryStore | InMemoryOrd
   if (source instanceof InMemoryStore || source instanceof InMemoryOrderRepository)
     return source.unitOfWork(fn, options);
   if (!isPool(source)) return clientUnit(source, fn, options);
-  const held = unitClients.getStore()?.get(source);
-  if (held !== undefined) return clientUnit(held, fn, options);
+  const held = scope.getStore()?.get(source);
+  if (held !== undefined && held.open) return clientUnit(held.client, fn, options);
   const [client, release] = await borrow(source);
   try {
-    const clients = new Map(unitClients.getStore());
-    clients.set(source, client);
-    return await unitClients.run(clients, () => clientUnit(client, fn, options));
+    return await clientUnit(client, fn, options, source);
   } finally {
     release();
   }
 }
 
-async function clientUnit<T>(client: Queryable, fn: () => Promise<T>, options: UnitOptions): Promise<T> {
-  const depth = units.get(client) ?? 0;
-  const name = depth > 0 ? `orders_unit_${++savepoints}` : null;
-  await client.query(name === null ? 'BEGIN' : `SAVEPOINT ${name}`);
-  units.set(client, depth + 1);
+// A unit on the client: its transaction, or a savepoint of the unit in
+// progress on it; pool: the pool it came from, whose calls in fn run on it.
+async function clientUnit<T>(client: Queryable, fn: () => Promise<T>, options: UnitOptions,
+                             pool?: pg.Pool): Promise<T> {
+  const st = stateOf(client);
+  const parent = enclosing(client, st);
+  // calls of the enclosing unit in flight would run inside the savepoint,
+  // undone with it: they cannot wait for it either, as its own calls come
+  // after them
+  if (parent !== null && st.calls > 0) throw overlapping();
+  const frame: Frame = { client, parent, open: true };
+  const name = parent !== null ? `orders_unit_${++savepoints}` : null;
+  const frames = new Map(scope.getStore());
+  frames.set(client, frame);
+  if (pool !== undefined) frames.set(pool, frame);
+  st.frames.push(frame);
+  let begun = false;
   try {
-    let result: T;
     let previous: string | undefined;
-    try {
+    await serial(st, async () => {
+      await client.query(name === null ? 'BEGIN' : `SAVEPOINT ${name}`);
+      begun = true;
       if (options.metadata !== undefined) previous = await setEventMetadata(client, options.metadata);
       if (options.idempotencyKey !== undefined)
         await client.query(`SELECT pg_catalog.set_config('orders.idempotency_key', $1, true)`, [options.idempotencyKey]);
-      result = await fn();
-    } finally {
-      units.set(client, depth);
-    }
-    if (name !== null) {
-      if (previous !== undefined) await restoreEventMetadata(client, previous);
-      await client.query(`RELEASE SAVEPOINT ${name}`);
-    } else {
-      // the server answers COMMIT with ROLLBACK when the transaction had failed
-      const end = await client.query('COMMIT');
-      if (end.command === 'ROLLBACK')
-        throw new OrdersError('the unit of work was rolled back: a statement in it failed', '25P02');
-    }
+    });
+    const result = await scope.run(frames, async () => {
+      try {
+        return await fn();
+      } finally {
+        frame.open = false;
+      }
+    });
+    // the enclosing unit ended (it did not await this one; its end is
+    // queued, or done): the client is no longer this unit's to touch
+    if (parent !== null && !live(parent)) throw outlived();
+    // after the calls the unit made and did not await
+    await serial(st, async () => {
+      if (name !== null) {
+        if (previous !== undefined) await restoreEventMetadata(client, previous);
+        await client.query(`RELEASE SAVEPOINT ${name}`);
+      } else {
+        // the server answers COMMIT with ROLLBACK when the transaction had failed
+        const end = await client.query('COMMIT');
+        if (end.command === 'ROLLBACK')
+          throw new OrdersError('the unit of work was rolled back: a statement in it failed', '25P02');
+      }
+    });
     return result;
   } catch (e) {
-    await client.query(name === null ? 'ROLLBACK' : `ROLLBACK TO SAVEPOINT ${name}`)
+    if (!begun) throw e;
+    if (parent !== null && !live(parent)) throw translate(e);
+    await serial(st, () => client.query(name === null ? 'ROLLBACK' : `ROLLBACK TO SAVEPOINT ${name}`))
       .catch(() => { broken.add(client); });
     throw translate(e);
+  } finally {
+    frame.open = false;
+    st.frames.splice(st.frames.indexOf(frame), 1);
   }
 }
 

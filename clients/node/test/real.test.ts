@@ -205,6 +205,41 @@ describe('the consumer', () => {
     assert.equal(seen.length, 1);
   });
 
+  it('a notification that comes during an empty read is not lost: the next event comes without waiting wakeEveryMs', async () => {
+    const name = `node-${randomUUID()}`;
+    await new EventConsumer({}, name, () => undefined, { exitWhenIdleMs: 0, handleSigterm: false }).run();
+    // the consumer's first read (empty): a write commits while it is under
+    // way, and its NOTIFY reaches the consumer's connection before the read returns
+    const query = pg.Client.prototype.query;
+    let written = 0;
+    let order = '';
+    (pg.Client.prototype as any).query = function (this: pg.Client, ...args: any[]) {
+      const result = (query as any).apply(this, args);
+      if (order !== '' || typeof args[0] !== 'string' || !args[0].includes('.orders_events_read(') || args[1]?.[0] !== name)
+        return result;
+      order = 'pending';
+      return (async () => {
+        const r = await result;
+        assert.equal(r.rows.length, 0);
+        order = (await repo.add(randomUUID(), 'EUR', [TEA])).id;
+        written = Date.now();
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        return r;
+      })();
+    };
+    const seen: [string, number][] = [];
+    const consumer = new EventConsumer({}, name, (e) => { seen.push([e.orderId, Date.now()]); consumer.stop(); },
+                                       { wakeEveryMs: 60000, exitWhenIdleMs: 5000, handleSigterm: false });
+    try {
+      await consumer.run();
+    } finally {
+      pg.Client.prototype.query = query;
+    }
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0][0], order);
+    assert.ok(seen[0][1] - written < 1500, `delivered ${seen[0][1] - written} ms after its commit, not after a sleep`);
+  });
+
   it('carries the payload\'s money whole', async () => {
     const name = `node-${randomUUID()}`;
     await new EventConsumer({}, name, () => undefined, { exitWhenIdleMs: 0, handleSigterm: false }).run();

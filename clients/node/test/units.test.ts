@@ -32,6 +32,8 @@ interface World {
   /** Another repository on the same database, with its own event metadata. */
   tagged(metadata: Record<string, unknown>): Promise<Repo>;
   consumer(name: string, handler: Handler, options?: ConsumerOptions): Consumer;
+  /** A repository on the same database whose units all take one connection (a pool of one), and its closing. */
+  narrow(): Promise<[Repo, () => Promise<void>]>;
   close(): Promise<void>;
 }
 
@@ -52,18 +54,25 @@ async function registered(world: World, name: string, handler: Handler, options:
   return world.consumer(name, handler, { ...quick, ...options });
 }
 
-/** The refusal of a value that is not an integer, the same from both repositories. */
-function notInteger(path: string, value: string, cents?: string) {
+/** The refusal of calls of one unit that overlap where they cannot, alike from both repositories. */
+const overlapping = (e: unknown) => e instanceof OrdersError && e.sqlstate === undefined &&
+  e.message.startsWith('the calls in one unit of work must be awaited one by one');
+
+/**
+ * The refusal of a value that is not an integer, the same from both
+ * repositories; hint: what the money's detail adds (cents(...), UNSAFE).
+ */
+function notInteger(path: string, value: string, hint = '') {
   return (e: unknown) => {
     assert.ok(e instanceof InvariantViolation, String(e));
     assert.deepEqual([e.rule, e.path, e.value, e.sqlstate], ['not_integer', path, value, '22P02']);
-    const why = path.endsWith('unit_price')
-      ? `money is an integer number of cents${cents === undefined ? '' : ` (${cents} for ${value})`}`
-      : 'a quantity is an integer';
+    const why = path.endsWith('unit_price') ? `money is an integer number of cents${hint}` : 'a quantity is an integer';
     assert.equal(e.detail, `The field is ${path}. The value is ${value}; ${why}.`);
     return true;
   };
 }
+const cents = (n: string, value: string) => ` (${n} for ${value})`;
+const UNSAFE = '; a whole number beyond 2^53 loses digits: give a bigint';
 
 export function contract(name: string, makeWorld: () => Promise<World>) {
   describe(name, () => {
@@ -77,24 +86,33 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
       // what a plain JavaScript caller, or a cast, can hand in
       const price = (v: unknown): OrderLine => ({ ...POT, unitPrice: v as bigint });
       const cases: [OrderLine, string, string, string?][] = [
-        [price(12.99), 'lines[2].unit_price', '12.99', '1299'],
-        [price(450.5), 'lines[2].unit_price', '450.5', '45050'],
-        [price('450'), 'lines[2].unit_price', '450', '45000'],
-        [price('12.00'), 'lines[2].unit_price', '12.00', '1200'],
+        [price(12.99), 'lines[2].unit_price', '12.99', cents('1299', '12.99')],
+        [price(12.5), 'lines[2].unit_price', '12.5', cents('1250', '12.5')],
+        [price(450.5), 'lines[2].unit_price', '450.5', cents('45050', '450.5')],
+        [price('12.00'), 'lines[2].unit_price', '12.00', cents('1200', '12.00')],
+        [price('-0.5'), 'lines[2].unit_price', '-0.5', cents('-50', '-0.5')],
+        [price('12.500'), 'lines[2].unit_price', '12.500', cents('1250', '12.500')],
+        // no fraction, or one of more than two digits after its trailing zeros: no cents to guess
+        [price('450'), 'lines[2].unit_price', '450'],
+        [price('12.999'), 'lines[2].unit_price', '12.999'],
+        [price(0.001), 'lines[2].unit_price', '0.001'],
         [price(true), 'lines[2].unit_price', 'true'],
         [price(Number.NaN), 'lines[2].unit_price', 'NaN'],
-        [price(2 ** 60), 'lines[2].unit_price', '1152921504606847000', '115292150460684700000'],
-        [price(0.001), 'lines[2].unit_price', '0.001'],
+        [price(Number.POSITIVE_INFINITY), 'lines[2].unit_price', 'Infinity'],
+        [price(Number.NEGATIVE_INFINITY), 'lines[2].unit_price', '-Infinity'],
+        // whole numbers a number cannot hold exactly
+        [price(2 ** 60), 'lines[2].unit_price', '1152921504606847000', UNSAFE],
+        [price(1e21), 'lines[2].unit_price', '1e+21', UNSAFE],
         [{ ...POT, quantity: 1.5 }, 'lines[2].quantity', '1.5'],
         [{ ...POT, quantity: '2' as unknown as number }, 'lines[2].quantity', '2'],
       ];
       const order = await repo.add(c, 'EUR', [TEA]);
-      for (const [line, path, value, cents] of cases) {
-        await assert.rejects(repo.add(c, 'EUR', [TEA, line]), notInteger(path, value, cents));
-        await assert.rejects(repo.save({ ...order, lines: [TEA, line] }), notInteger(path, value, cents));
+      for (const [line, path, value, hint] of cases) {
+        await assert.rejects(repo.add(c, 'EUR', [TEA, line]), notInteger(path, value, hint));
+        await assert.rejects(repo.save({ ...order, lines: [TEA, line] }), notInteger(path, value, hint));
         await assert.rejects(repo.addMany([{ customerId: c, currency: 'EUR' }, { customerId: c, currency: 'EUR', lines: [TEA, line] }]),
-                             (e: unknown) => notInteger(path, value, cents)(e) && (e as OrdersError).index === 1);
-        assert.throws(() => Order.new({ customerId: c, currency: 'EUR', lines: [TEA, line] }), notInteger(path, value, cents));
+                             (e: unknown) => notInteger(path, value, hint)(e) && (e as OrdersError).index === 1);
+        assert.throws(() => Order.new({ customerId: c, currency: 'EUR', lines: [TEA, line] }), notInteger(path, value, hint));
       }
       assert.deepEqual(await ids(repo.find(customer(c))), [order.id], 'nothing else stored');
       assert.deepEqual(await repo.get(order.id), order, 'nothing changed');
@@ -145,6 +163,23 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
       assert.equal((await repo.remove(saved)).version, 2);
       await assert.rejects(repo.get(added.id), OrderNotFound);
       assert.ok(uuid7(Date.UTC(2030, 0, 1)) > uuid7(Date.UTC(2029, 0, 1)), 'time-ordered');
+    });
+
+    it('add(order) takes the order alone: more arguments are a TypeError, nothing stored', async () => {
+      const c = randomUUID();
+      const draft = Order.new({ customerId: c, currency: 'EUR', lines: [TEA] });
+      const add = repo.add.bind(repo) as (...args: unknown[]) => Promise<Order>;
+      for (const extra of [['USD'], [undefined, [POT]], [undefined, undefined, HOME], [undefined, undefined, null, uuid7()]])
+        await assert.rejects(add(draft, ...extra), (e: unknown) => e instanceof TypeError &&
+                             e.message === 'add(order) takes the Order alone; give its parts in it (Order.new)');
+      assert.deepEqual(await ids(repo.find(customer(c))), []);
+      assert.equal((await add(draft, undefined)).id, draft.id, 'undefined is no argument');
+    });
+
+    it('saves an order not added yet (Order.new): OrderNotFound, from both', async () => {
+      const draft = Order.new({ customerId: randomUUID(), currency: 'EUR', lines: [TEA], shippingAddress: HOME });
+      await assert.rejects(repo.save(draft as unknown as Order), OrderNotFound);
+      await assert.rejects(repo.get(draft.id), OrderNotFound);
     });
 
     it('a unit of work commits, and undoes everything when it throws: orders, ids, events', async () => {
@@ -305,6 +340,87 @@ export function contract(name: string, makeWorld: () => Promise<World>) {
       assert.deepEqual((await ids(repo.find(customer(c)))).sort(), kept.map((o) => o.id).sort());
     });
 
+    it('a call a unit made and did not await, made after it ended, is in no unit: not in the next unit on the client', async () => {
+      // one connection: unit B takes the client unit A had
+      const [narrow, close] = await world.narrow();
+      try {
+        const c = randomUUID();
+        let stray!: Promise<Order>;
+        await narrow.unitOfWork(async () => {
+          stray = new Promise((resolve, reject) => {
+            setTimeout(() => { narrow.add(c, 'EUR', [TEA]).then(resolve, reject); }, 50);
+          });
+        });
+        await assert.rejects(narrow.unitOfWork(async () => {
+          await narrow.add(c, 'EUR', [POT]);
+          await new Promise((r) => setTimeout(r, 150));   // the timer's add comes meanwhile
+          throw new Error('B gives up');
+        }), /B gives up/);
+        const added = await stray;
+        assert.deepEqual(await narrow.get(added.id), added, 'committed on its own, not rolled back with B');
+        assert.deepEqual(await ids(narrow.find(customer(c))), [added.id]);
+      } finally {
+        await close();
+      }
+    });
+
+    it('calls of one unit made together run one after the other; a nested unit beside them is refused', async () => {
+      const c = randomUUID();
+      const [a, b, d, f] = [await repo.add(c, 'EUR', [TEA], HOME), await repo.add(c, 'EUR', [TEA], HOME),
+                            await repo.add(c, 'EUR', [TEA], HOME), await repo.add(c, 'EUR', [TEA], HOME)];
+      const both = await repo.unitOfWork(() => Promise.all([repo.save({ ...a, status: 'confirmed' }),
+                                                            repo.save({ ...b, shippingAddress: { ...HOME, city: 'Bonn' } })]));
+      assert.deepEqual([await repo.get(a.id), await repo.get(b.id)], both, 'both committed');
+      assert.deepEqual(both.map((o) => o.version), [2, 2]);
+      // one refused: undone alone, the other committed with the unit
+      const settled = await repo.unitOfWork(() => Promise.allSettled([repo.save({ ...d, status: 'shipped' }),
+                                                                      repo.save({ ...f, status: 'cancelled' })]));
+      assert.equal(settled[0].status, 'rejected');
+      assert.ok(settled[0].status === 'rejected' && settled[0].reason instanceof InvariantViolation &&
+                settled[0].reason.rule === 'order_status_transition', String((settled[0] as PromiseRejectedResult).reason));
+      assert.equal(settled[1].status, 'fulfilled');
+      assert.deepEqual([(await repo.get(d.id)).version, (await repo.get(f.id)).status], [1, 'cancelled']);
+      assert.deepEqual((await repo.eventsOf(f.id)).map((e) => e.type), ['order_added', 'order_cancelled']);
+      // a nested unit cannot run beside the unit's other calls: refused, the rest stands
+      const extra: string[] = [];
+      const [got, nested] = await repo.unitOfWork(() => Promise.allSettled([
+        repo.get(a.id), repo.unitOfWork(async () => { extra.push((await repo.add(c, 'EUR')).id); })]));
+      assert.equal(got.status, 'fulfilled');
+      assert.ok(nested.status === 'rejected' && overlapping(nested.reason), String((nested as PromiseRejectedResult).reason));
+      const [first, second] = await repo.unitOfWork(() => Promise.allSettled([
+        repo.unitOfWork(async () => { extra.push((await repo.add(c, 'EUR')).id); }),
+        repo.unitOfWork(async () => { extra.push((await repo.add(c, 'EUR')).id); })]));
+      assert.equal(first.status, 'fulfilled');
+      assert.ok(second.status === 'rejected' && overlapping(second.reason), 'nor two nested units together');
+      const [inner, beside] = await repo.unitOfWork(() => Promise.allSettled([
+        repo.unitOfWork(async () => { extra.push((await repo.add(c, 'EUR')).id); }), repo.get(a.id)]));
+      assert.equal(inner.status, 'fulfilled');
+      assert.ok(beside.status === 'rejected' && overlapping(beside.reason), 'nor a call beside a nested unit');
+      assert.equal(extra.length, 2);
+      assert.deepEqual((await ids(repo.find(customer(c)))).sort(), [a.id, b.id, d.id, f.id, ...extra].sort());
+    });
+
+    it('a nested unit its unit did not await: its work until the unit ended is the unit\'s, later calls are on their own, and it is refused', async () => {
+      const c = randomUUID();
+      const [inside, entered] = gate();
+      const added: string[] = [];
+      let nested!: Promise<void>;
+      await repo.unitOfWork(async () => {
+        nested = repo.unitOfWork(async () => {
+          added.push((await repo.add(c, 'EUR', [TEA])).id);
+          entered();
+          await new Promise((r) => setTimeout(r, 100));   // the unit ends meanwhile
+          added.push((await repo.add(c, 'EUR', [POT])).id);
+        });
+        nested.catch(() => undefined);
+        await inside;
+      });
+      await assert.rejects(nested, (e: unknown) => e instanceof OrdersError && e.sqlstate === undefined &&
+                                                   e.message.startsWith('the unit of work this one was nested in ended first'));
+      assert.equal(added.length, 2);
+      assert.deepEqual((await ids(repo.find(customer(c)))).sort(), [...added].sort(), 'both committed');
+    });
+
     it('metadata: the unit\'s, the repository\'s for its own writes, an inner unit\'s for itself', async () => {
       const tagged = await world.tagged({ actor: 'repo' });
       const [a, b, d, e] = await repo.unitOfWork(async () => {
@@ -386,6 +502,7 @@ contract('the twin', async () => {
     repo: new InMemoryOrderRepository({ store }),
     tagged: async (metadata) => new InMemoryOrderRepository({ store, metadata }),
     consumer: (name, handler, options) => new InMemoryEventConsumer(store, name, handler, options),
+    narrow: async () => [new InMemoryOrderRepository({ store }), async () => undefined],
     close: async () => undefined,
   };
 });
@@ -396,6 +513,10 @@ contract('the extension, on a pg.Pool', async () => {
     repo: await OrderRepository.create(pool),
     tagged: (metadata) => OrderRepository.create(pool, { metadata }),
     consumer: (name, handler, options) => new EventConsumer(pool, name, handler, options),
+    narrow: async () => {
+      const one = new pg.Pool({ max: 1 });
+      return [await OrderRepository.create(one), () => one.end()];
+    },
     close: () => pool.end(),
   };
 });
@@ -439,6 +560,21 @@ describe('the twin only', () => {
     assert.deepEqual([tries.length, h.attempts, h.retryAt, h.parkedAt?.getTime()], [3, 3, null, now], 'parked');
   });
 
+  it('an idle consumer exits when exitWhenIdleMs has passed, however often it woke in between', async () => {
+    const store = new InMemoryStore();
+    const repo = new InMemoryOrderRepository({ store });
+    const consumer = new InMemoryEventConsumer(store, 'idle', () => undefined,
+                                               { types: ['order_confirmed'], wakeEveryMs: 60000, exitWhenIdleMs: 1000,
+                                                 handleSigterm: false });
+    const started = Date.now();
+    // a commit of another type wakes it 600 ms in: nothing to read, 400 ms left
+    const woken = new Promise((r) => setTimeout(r, 600)).then(() => repo.add(randomUUID(), 'EUR', [TEA]));
+    await consumer.run();
+    await woken;
+    const took = Date.now() - started;
+    assert.ok(took >= 990 && took < 1400, `exited after ${took} ms, not 600 + 1000`);
+  });
+
   it('two repositories on one store see one database; the no-argument form has a store of its own', async () => {
     const store = new InMemoryStore();
     const a = new InMemoryOrderRepository({ store });
@@ -449,6 +585,28 @@ describe('the twin only', () => {
     // unitOfWork(store) and unitOfWork(repository) are the store's unit
     await assert.rejects(unitOfWork(store, async () => { await b.remove(o); throw new Error('no'); }), /no/);
     assert.deepEqual(await a.get(o.id), o);
+  });
+
+  it('an order another unit in progress wrote is a conflict at its lookup, before the version, no-change and in-flight checks', async () => {
+    // as the real one, which locks the row before it looks at anything else (memory.py's _stored)
+    const store = new InMemoryStore();
+    const repo = new InMemoryOrderRepository({ store });
+    const order = await repo.add(randomUUID(), 'EUR', [TEA], HOME);
+    const confirmed = await repo.save({ ...order, status: 'confirmed' });
+    const [hold, release] = gate();
+    const [inside, entered] = gate();
+    const first = repo.unitOfWork(async () => {
+      await repo.save({ ...confirmed, shippingAddress: { ...HOME, city: 'Bonn' } });
+      entered();
+      await hold;
+    });
+    await inside;
+    await assert.rejects(repo.save(confirmed), ConcurrencyConflict, 'a save that changes nothing');
+    await assert.rejects(repo.remove(confirmed), ConcurrencyConflict, 'a remove of a confirmed order: not order_remove_in_flight');
+    await assert.rejects(repo.save({ ...confirmed, version: 7 }), ConcurrencyConflict);
+    release();
+    await first;
+    assert.equal((await repo.get(order.id)).shippingAddress?.city, 'Bonn');
   });
 
   it('a second unit that adds an id another unit in progress added: DuplicateOrder at once', async () => {
