@@ -11,6 +11,7 @@
 # or in this tree when it is a checkout; without either, that part skips.
 use strict;
 use warnings;
+use Cwd qw(realpath);
 use File::Temp;
 use FindBin;
 use IPC::Run;
@@ -237,7 +238,7 @@ SKIP:
 	# the checkout may be another user's (test/check runs the suites as postgres)
 	local $ENV{GIT_CONFIG_COUNT} = 1;
 	local $ENV{GIT_CONFIG_KEY_0} = 'safe.directory';
-	local $ENV{GIT_CONFIG_VALUE_0} = $source;
+	local $ENV{GIT_CONFIG_VALUE_0} = realpath($source);
 	my ($ok, $out) = make_dist($source, "$tmp");
 	ok($ok, "make dist in $source") or diag($out);
 	my ($head_meta, $err) = ('', '');
