@@ -18,7 +18,7 @@ use IPC::Run;
 use JSON::PP;
 use Test::More;
 
-my $root = "$FindBin::RealBin/../..";
+my $root = realpath("$FindBin::RealBin/../..");
 
 sub slurp
 {
