@@ -90,3 +90,21 @@ $(DATA_built): $(SCHEMA) orders.control Makefile
 	  printf '%s\n' '\echo Use "CREATE EXTENSION orders" to load this file. \quit'; \
 	  for f in $(SCHEMA); do printf '\n'; cat "$$f"; done; } > $@.tmp
 	mv $@.tmp $@
+
+# make dist: the archive PGXN takes, orders-VERSION.zip with one top folder
+# orders-VERSION/, VERSION being META.json's (its major.minor is
+# default_version's; test/t/028_release_metadata.pl checks them).  It holds
+# what git tracks at HEAD, tests included (PGXN users run installcheck), less
+# the CI entry point; so it needs a git checkout, and commits, not the work
+# tree, are what it packs.  DISTDIR is where the zip goes (default: here).
+DISTDIR ?= .
+DISTVERSION = $(shell perl -MJSON::PP -0777 -ne 'print decode_json($$_)->{version}' META.json)
+DISTNAME = $(EXTENSION)-$(DISTVERSION)
+DIST_EXCLUDE = ':(exclude).ci'
+
+.PHONY: dist
+dist:
+	@[ -e .git ] && git rev-parse --verify -q HEAD >/dev/null || \
+		{ echo "make dist: $(CURDIR) is not a git checkout: it packs what git tracks at HEAD (git archive)" >&2; exit 1; }
+	@[ -n "$(DISTVERSION)" ] || { echo "make dist: no version in META.json" >&2; exit 1; }
+	git archive --format zip --prefix $(DISTNAME)/ -o $(DISTDIR)/$(DISTNAME).zip HEAD -- . $(DIST_EXCLUDE)
