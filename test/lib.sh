@@ -25,7 +25,7 @@ use_pg() {
 
 # Debian packages the build and the tests need (test/pg-build installs the
 # server itself).
-DEPS=${DEPS:-"make gcc libipc-run-perl python3 python3-psycopg2 python3-psycopg python3-psycopg-pool python3-build python3-setuptools python3-venv mypy"}
+DEPS=${DEPS:-"make gcc libipc-run-perl python3 python3-psycopg2 python3-psycopg python3-psycopg-pool python3-build python3-setuptools python3-venv mypy prometheus-postgres-exporter"}
 
 say() { printf '\n== %s\n' "$*"; }
 
