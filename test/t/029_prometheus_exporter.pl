@@ -178,6 +178,7 @@ my $got = $m->{orders_outbox_oldest_event_age_seconds}{''};
 ok($got <= $oldest + 0.001 && $got > $oldest - $tolerance, "the outbox's first event's age ($got) is the database's ($oldest)");
 
 is($m->{orders_relay_up}{'relay_database=postgres'}, 1, 'the relay worker is up');
+is($m->{orders_relay_serves}{'relay_database=postgres'}, 1, 'and serves this database');
 is($m->{orders_relay_pending}{'relay_database=postgres'}, 0, 'with nothing to relay');
 is($m->{orders_relay_lag_seconds}{'relay_database=postgres'}, 0, 'and no lag');
 
@@ -193,6 +194,7 @@ $node->safe_psql('postgres', q{SET orders.notify = off;
 sleep 1;
 $m = scrape();
 is($m->{orders_relay_up}{'relay_database=elsewhere'}, 0, 'the metrics say the relay worker is down');
+is($m->{orders_relay_serves}{'relay_database=elsewhere'}, 0, 'and serves another database');
 is($m->{orders_relay_pending}{'relay_database=elsewhere'}, 5, 'with 5 events it has not passed');
 my ($lag) = db_row(q{SELECT extract(epoch FROM lag) FROM orders_events_consumers() WHERE name = 'orders_relay'});
 $got = $m->{orders_relay_lag_seconds}{'relay_database=elsewhere'};
