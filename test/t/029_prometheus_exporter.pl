@@ -202,6 +202,18 @@ ok($got > 0 && $got <= $lag + 0.001 && $got > $lag - $tolerance, "and its lag ($
 is($m->{orders_consumer_pending}{'consumer=shipping'}, 23, 'shipping has 23 events pending now');
 is($m->{orders_consumer_pending}{'consumer=billing'}, 5, 'billing 5');
 
+# The alert rules of docs/monitoring.md, where Debian's prometheus package
+# is installed (it is not one of test/check's packages): their syntax, and
+# their unit tests.
+SKIP:
+{
+	skip 'promtool is not installed (Debian package prometheus)', 2 unless -x '/usr/bin/promtool';
+	my ($stdout, $stderr) = run_command([ '/usr/bin/promtool', 'check', 'rules', 'monitoring/orders-alerts.yml' ]);
+	like($stdout . $stderr, qr/SUCCESS: \d+ rules found/, 'promtool checks the alert rules');
+	($stdout, $stderr) = run_command([ '/usr/bin/promtool', 'test', 'rules', 'monitoring/orders-alerts-test.yml' ]);
+	like($stdout . $stderr, qr/^\s*SUCCESS\s*$/m, "and they pass their unit tests") or diag $stdout . $stderr;
+}
+
 $harness->kill_kill;
 like($err, qr/^\s*$/, 'the exporter logged no warning or error') or diag $err;
 $node->stop;
