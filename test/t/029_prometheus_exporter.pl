@@ -32,18 +32,18 @@ $node->start;
 # The monitoring role, with exactly the grants of docs/monitoring.md.
 $node->safe_psql('postgres', q{
 CREATE EXTENSION orders;
-CREATE ROLE orders_monitor LOGIN;
-GRANT pg_monitor TO orders_monitor;
-GRANT EXECUTE ON FUNCTION orders_events_consumers() TO orders_monitor;
-GRANT SELECT ON order_event_consumers TO orders_monitor;
-GRANT SELECT (position, occurred_at, xid) ON order_events TO orders_monitor;
-GRANT SELECT (consumer, later, parked_at) ON order_event_holds TO orders_monitor;
-ALTER ROLE orders_monitor SET search_path = public;
+CREATE ROLE prometheus LOGIN;
+GRANT pg_monitor TO prometheus;
+GRANT EXECUTE ON FUNCTION orders_events_consumers() TO prometheus;
+GRANT SELECT ON order_event_consumers TO prometheus;
+GRANT SELECT (position, occurred_at, xid) ON order_events TO prometheus;
+GRANT SELECT (consumer, later, parked_at) ON order_event_holds TO prometheus;
+ALTER ROLE prometheus SET search_path = public;
 });
 
 # Monitoring reads no order: the events' payloads are not the role's.
 my ($rc, $stdout, $stderr) = $node->psql('postgres', 'SELECT payload FROM order_events',
-	extra_params => [ '-U', 'orders_monitor' ]);
+	extra_params => [ '-U', 'prometheus' ]);
 like($stderr, qr/permission denied/, 'the monitoring role cannot read the payloads');
 
 # Two consumers; 20 events, one an order.  billing handles them all;
@@ -80,7 +80,7 @@ my $port = PostgreSQL::Test::Cluster::get_free_port();
 my ($out, $err) = ('', '');
 my $harness;
 {
-	local $ENV{DATA_SOURCE_NAME} = 'postgresql://orders_monitor@:' . $node->port
+	local $ENV{DATA_SOURCE_NAME} = 'postgresql://prometheus@:' . $node->port
 	  . "/postgres?host=$socket&sslmode=disable";
 	$harness = IPC::Run::start(
 		[
@@ -202,6 +202,21 @@ ok($got > 0 && $got <= $lag + 0.001 && $got > $lag - $tolerance, "and its lag ($
 is($m->{orders_consumer_pending}{'consumer=shipping'}, 23, 'shipping has 23 events pending now');
 is($m->{orders_consumer_pending}{'consumer=billing'}, 5, 'billing 5');
 
+like($err, qr/^\s*$/, 'the exporter logged no warning or error') or diag $err;
+
+# Without the library preloaded there is no worker, and none is expected:
+# no relay alert.  The exporter reconnects after the restart.
+$node->append_conf('postgresql.conf', "shared_preload_libraries = ''\norders.relay_database = 'postgres'\n");
+$node->restart;
+for (1 .. 50)
+{
+	$m = scrape();
+	last if $m->{pg_exporter_last_scrape_error}{''} == 0 && exists $m->{orders_relay_serves};
+	select undef, undef, undef, 0.2;
+}
+is($m->{orders_relay_up}{'relay_database=postgres'}, 0, 'not preloaded: the relay worker is not up');
+is($m->{orders_relay_serves}{'relay_database=postgres'}, 0, 'and not expected');
+
 # The alert rules of docs/monitoring.md, where Debian's prometheus package
 # is installed (it is not one of test/check's packages): their syntax, and
 # their unit tests.
@@ -215,7 +230,6 @@ SKIP:
 }
 
 $harness->kill_kill;
-like($err, qr/^\s*$/, 'the exporter logged no warning or error') or diag $err;
 $node->stop;
 unlike(slurp_file($node->logfile), qr/terminated by signal|TRAP:/, 'the server log shows no crash');
 done_testing();
