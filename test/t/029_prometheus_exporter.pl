@@ -4,7 +4,9 @@
 # consumer has acknowledged everything and another has fallen behind with a
 # held and a parked event; each figure of /metrics is checked against the
 # database.  Then the relay worker is sent away to another database: the
-# metrics say it is down and falling behind.
+# metrics say it is down and falling behind; and with the library no longer
+# preloaded, that no worker is expected.  Where promtool is installed, the
+# alert rules are checked and their unit tests run.
 use strict;
 use warnings;
 use HTTP::Tiny;
