@@ -25,7 +25,7 @@ use_pg() {
 
 # Debian packages the build and the tests need (test/pg-build installs the
 # server itself).
-DEPS=${DEPS:-"make gcc libipc-run-perl python3 python3-psycopg2 python3-psycopg python3-psycopg-pool python3-build python3-setuptools python3-venv mypy"}
+DEPS=${DEPS:-"make gcc libipc-run-perl python3 python3-psycopg2 python3-psycopg python3-psycopg-pool python3-build python3-setuptools python3-venv mypy prometheus-postgres-exporter"}
 
 say() { printf '\n== %s\n' "$*"; }
 
@@ -45,7 +45,19 @@ install_deps() {
 	echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/orders-no-main.conf
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends $missing >/dev/null
+	# Nor a package's service (prometheus-postgres-exporter's, on every
+	# address at :9187): test/t/029 starts its own exporter on loopback.
+	# policy-rc.d keeps it from starting now, and it is disabled for boot.
+	local policy=/usr/sbin/policy-rc.d ours="" rc=0
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && ours=1
+	fi
+	apt-get install -y -qq --no-install-recommends $missing >/dev/null || rc=$?
+	[ -z "$ours" ] || rm -f "$policy"
+	if [ "$rc" -eq 0 ] && [ -d /run/systemd/system ]; then
+		systemctl disable --now prometheus-postgres-exporter >/dev/null 2>&1 || true
+	fi
+	return "$rc"
 }
 
 # mirror_uri: the first Debian archive (not the security archive) this
