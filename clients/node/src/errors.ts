@@ -78,6 +78,19 @@ export class ExtensionTooOld extends OrdersError {
   }
 }
 
+/**
+ * The error of calls of one unit of work that overlap where they cannot,
+ * raised alike by the real repository and the twin.
+ */
+export const overlappingCalls = () => new OrdersError(
+  'the calls in one unit of work must be awaited one by one: a nested unit of work cannot start while another ' +
+  'call or nested unit of the same unit is in flight, nor a call be made beside a nested unit in flight');
+
+/** The error of a nested unit that ends after the unit it was in did, raised alike by both repositories. */
+export const unitOutlived = () => new OrdersError(
+  'the unit of work this one was nested in ended first (it did not await this one), and took this one\'s work ' +
+  'until then with it: the calls in one unit of work must be awaited one by one');
+
 const VALUE = /^The (?:value|currency|country|order's status) is "?(.*?)"?(?:;|\.$)/;
 const RULE_OF_STATE: Record<string, string> = {
   '23502': 'not_null', '22004': 'not_null', '2202E': 'array_shape', '22003': 'out_of_range',

@@ -11,7 +11,8 @@
 // lists it).
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
-import { ConcurrencyConflict, DuplicateOrder, fieldDetail, InvariantViolation, OrderNotFound, OrdersError } from './errors.js';
+import { ConcurrencyConflict, DuplicateOrder, fieldDetail, InvariantViolation, OrderNotFound, OrdersError,
+         overlappingCalls, unitOutlived } from './errors.js';
 import { type ConsumerOptions, type Handler, type Hold, handleBatch } from './handling.js';
 import { type AddOptions, type Address, ADDRESS_KEYS, addressToJson, checkFields, checkIntegers, type DraftOrder,
          type Event, type Fields, LINE_KEYS, lineOutOfRange, linesToJson, type NewOrder, onlyOrder, type Order, ORDER_KEYS,
@@ -173,17 +174,6 @@ class Frame {
   get live(): boolean { return this.open && (this.parent === null || this.parent.live); }
 }
 
-// The error of calls of one unit of work that overlap where the real one
-// cannot run them (its message).
-const overlapping = () => new OrdersError(
-  'the calls in one unit of work must be awaited one by one: a nested unit of work cannot start while another ' +
-  'call or nested unit of the same unit is in flight, nor a call be made beside a nested unit in flight');
-
-// A nested unit that ends after the unit it was in did (the real one's message).
-const outlived = () => new OrdersError(
-  'the unit of work this one was nested in ended first (it did not await this one), and took this one\'s work ' +
-  'until then with it: the calls in one unit of work must be awaited one by one');
-
 // One consumer's checkpoint, as the extension keeps it: not a position but
 // a snapshot, here the number of the last commit it has read through
 // (acked); the batch open (batch: the commits up to that number, read in
@@ -280,7 +270,7 @@ class Database {
     while (mine !== undefined && !mine.live) mine = mine.parent ?? undefined;
     if (mine === undefined) return undefined;
     const open = mine.unit.frames.filter((f) => f.live);
-    if (mine !== open[open.length - 1]) throw overlapping();
+    if (mine !== open[open.length - 1]) throw overlappingCalls();
     return mine;
   }
 
@@ -318,7 +308,7 @@ class Database {
   async unitOfWork<T>(fn: () => Promise<T>, options: { metadata?: Metadata; idempotencyKey?: string }): Promise<T> {
     const outer = this.enclosing();
     const unit = outer?.unit ?? new Unit(this.clock(), options.metadata);
-    if (outer !== undefined && unit.calls > 0) throw overlapping();
+    if (outer !== undefined && unit.calls > 0) throw overlappingCalls();
     const frame = new Frame(unit, outer ?? null);
     unit.frames.push(frame);
     const run = () => this.current.run(frame, async () => {
@@ -342,7 +332,7 @@ class Database {
           throw e;
         }
         // the enclosing unit ended (it did not await this one), as the real one
-        if (!outer.live) throw outlived();
+        if (!outer.live) throw unitOutlived();
         unit.metadata = metadata;
         return result;
       }

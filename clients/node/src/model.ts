@@ -81,17 +81,8 @@ export interface DraftOrder extends Omit<Order, 'status' | 'version' | 'createdA
   readonly updatedAt: null;
 }
 
-/** Order.new's argument: add's, as one object. */
-export interface OrderSpec {
-  readonly customerId: string;
-  readonly currency: string;
-  readonly lines?: readonly OrderLine[];
-  readonly shippingAddress?: Address | null;
-  /** Default: uuid7(), as the extension's orders_next_id() makes them. */
-  readonly id?: string;
-  /** The shop's own columns, as add's fields. */
-  readonly fields?: Fields;
-}
+/** Order.new's argument: add's, as one object, as addMany takes each order (id default: uuid7()). */
+export type OrderSpec = NewOrder;
 
 /**
  * A time-ordered UUID (version 7, RFC 9562): 48 bits of Unix milliseconds,

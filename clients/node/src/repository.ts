@@ -9,7 +9,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type pg from 'pg';
 import { isConnectionError, isPool, type Queryable, type Source } from './connections.js';
-import { ConcurrencyConflict, OrderNotFound, OrdersError, translate } from './errors.js';
+import { ConcurrencyConflict, OrderNotFound, OrdersError, overlappingCalls, translate,
+         unitOutlived } from './errors.js';
 import { type AddOptions, type Address, checkFields, type DraftOrder, type Event, EVENT_COLUMNS, type Fields,
          linesToJson, type NewOrder, onlyOrder, type Order, ORDER_KEYS, type OrderLine, addressToJson, eventFromRow,
          orderFromJson, orderToJson, parseJson, toJsonText } from './model.js';
@@ -87,16 +88,6 @@ function serial<T>(st: ClientState, fn: () => Promise<T>): Promise<T> {
   return run;
 }
 
-/** The error of calls of one unit of work that overlap where they cannot. */
-const overlapping = () => new OrdersError(
-  'the calls in one unit of work must be awaited one by one: a nested unit of work cannot start while another ' +
-  'call or nested unit of the same unit is in flight, nor a call be made beside a nested unit in flight');
-
-/** The error of a nested unit that ends after the unit it was in did. */
-const outlived = () => new OrdersError(
-  'the unit of work this one was nested in ended first (it did not await this one), and took this one\'s work ' +
-  'until then with it: the calls in one unit of work must be awaited one by one');
-
 // The unit a call on the client made here runs in: the client's innermost
 // open unit, when this context is in it (or, on a client given as such, in
 // no unit of it at all: the unit's other users join it, as before); null
@@ -110,7 +101,7 @@ function enclosing(client: Queryable, st: ClientState): Frame | null {
   let mine = scope.getStore()?.get(client);
   while (mine !== undefined && !live(mine)) mine = mine.parent ?? undefined;
   if (mine === top || (mine === undefined && open.length === 1)) return top;
-  throw overlapping();
+  throw overlappingCalls();
 }
 
 /**
@@ -440,7 +431,7 @@ async function clientUnit<T>(client: Queryable, fn: () => Promise<T>, options: U
   // calls of the enclosing unit in flight would run inside the savepoint,
   // undone with it: they cannot wait for it either, as its own calls come
   // after them
-  if (parent !== null && st.calls > 0) throw overlapping();
+  if (parent !== null && st.calls > 0) throw overlappingCalls();
   const frame: Frame = { client, parent, open: true };
   const name = parent !== null ? `orders_unit_${++savepoints}` : null;
   const frames = new Map(scope.getStore());
@@ -466,7 +457,7 @@ async function clientUnit<T>(client: Queryable, fn: () => Promise<T>, options: U
     });
     // the enclosing unit ended (it did not await this one; its end is
     // queued, or done): the client is no longer this unit's to touch
-    if (parent !== null && !live(parent)) throw outlived();
+    if (parent !== null && !live(parent)) throw unitOutlived();
     // after the calls the unit made and did not await
     await serial(st, async () => {
       if (name !== null) {
