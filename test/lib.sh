@@ -29,6 +29,14 @@ DEPS=${DEPS:-"make gcc libipc-run-perl python3 python3-psycopg2 python3-psycopg 
 
 say() { printf '\n== %s\n' "$*"; }
 
+# no_main_cluster: a server package installed from now on makes no cluster
+# of its own (Debian's makes "main", started on port 5432): tests start
+# their own.
+no_main_cluster() {
+	mkdir -p /etc/postgresql-common/createcluster.d
+	echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/orders-no-main.conf
+}
+
 install_deps() {
 	local missing=""
 	for p in $DEPS; do
@@ -40,9 +48,7 @@ install_deps() {
 		exit 1
 	fi
 	say "installing from Debian's packages:$missing"
-	# The server package's own cluster is not wanted: tests start their own.
-	mkdir -p /etc/postgresql-common/createcluster.d
-	echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/orders-no-main.conf
+	no_main_cluster
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
 	# Nor a package's service (prometheus-postgres-exporter's, on every

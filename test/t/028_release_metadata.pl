@@ -3,7 +3,8 @@
 # orders.control (name, default_version); an upgrade path from 1.0 to
 # default_version through the upgrade scripts, each one installed by the
 # Makefile; a CHANGELOG.md heading "## X.Y (YYYY-MM-DD)" for default_version
-# and for every version on the way; and make dist's zip.
+# and for every version on the way; debian/'s version and control file; and
+# make dist's zip.
 #
 # make dist packs git's HEAD, and test/check runs the suites in a copy of the
 # tree without .git: there, make dist must refuse, and the zip itself is the
@@ -209,6 +210,32 @@ ok(!@missing, 'CHANGELOG.md has an entry for every version the upgrade scripts r
 my @dates = map { $entry{$_} } grep { exists $entry{$_} } sort { vcmp($a, $b) } keys %via;
 ok(!grep({ $dates[$_] lt $dates[ $_ - 1 ] } 1 .. $#dates), 'and the later versions have the later dates')
   or diag(join ', ', map { "$_ $entry{$_}" } grep { exists $entry{$_} } sort { vcmp($a, $b) } keys %via);
+
+# ---- debian/: the package's version is the release's, and its control is
+# what pg_buildext makes of control.in (a build checks it; this tells first)
+my $debian_changelog = slurp("$root/debian/changelog") // '';
+my ($deb_upstream) = $debian_changelog =~ /\Aorders \(([^()-]+)-(\d+)\) /;
+is($deb_upstream, $meta->{version}, "debian/changelog's latest entry is META.json's version, $meta->{version}")
+  or diag('its first line: ' . ($debian_changelog =~ s/\n.*//sr));
+my $control_in = slurp("$root/debian/control.in") // '';
+my $debian_control = slurp("$root/debian/control") // '';
+my ($template) = $control_in =~ /^Package: (\S+)$/m;
+is($template, 'postgresql-PGVERSION-orders', 'debian/control.in: a binary package per major, postgresql-PGVERSION-orders');
+my @built = $debian_control =~ /^Package: postgresql-(\d+)-orders$/mg;
+my ($floor) = (slurp("$root/debian/pgversions") // '') =~ /^(\d+)\+$/m;
+is($floor, '15', 'debian/pgversions: 15 and later, as META.json requires');
+ok(@built && !grep({ $_ < 15 } @built), "debian/control builds a package per major, 15 or later (@built)");
+# pg_buildext's expansion: the binary package's stanza once per major, and
+# PGVERSION elsewhere the newest major
+my $newest = (sort { $a <=> $b } @built)[-1] // '';
+my $expanded = join "\n\n", map {
+	my $stanza = $_;
+	$stanza =~ /^Package: .*PGVERSION/m
+	  ? map({ my $v = $_; $stanza =~ s/PGVERSION/$v/gr } @built)
+	  : $stanza =~ s/PGVERSION/$newest/gr
+} split /\n\s*\n/, $control_in =~ s/\s+\z//r;
+is($debian_control =~ s/\s+\z//r, $expanded,
+	'debian/control is debian/control.in for those majors (pg_buildext updatecontrol)');
 
 # ---- make dist
 my $tmp = File::Temp->newdir;
