@@ -64,7 +64,7 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare
 REGRESS = upgrade setup add add_many invariants error_paths get_remove events save fields queries consumers envelope groups idempotency poison adopt hardening security
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=test/test.conf
 
-ISOLATION = listen_notify save_races events_gap events_backlog ddl_races ddl_update fields_ddl key_races idempotent_retry consumer_groups poison_events purge_races adopt_races
+ISOLATION = listen_notify save_races events_gap events_backlog ddl_races ddl_update update_in_flight fields_ddl key_races idempotent_retry consumer_groups poison_events purge_races adopt_races
 ISOLATION_OPTS = --inputdir=test/isolation --temp-instance=tmp_check_iso --temp-config=test/test.conf
 
 TAP_TESTS = 1

@@ -497,7 +497,7 @@ function_dropped(void)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg("extension \"orders\" was dropped or re-created during the statement"),
+			 errmsg("extension \"orders\" was dropped, re-created or updated during the statement"),
 			 errhint("Run the statement again.")));
 }
 
