@@ -84,6 +84,20 @@ install_node_deps() {
 	(cd clients/node && npm ci --cache .npm-cache --no-audit --no-fund --loglevel=error >/dev/null)
 }
 
+# copy_work_tree DEST: the sources as they are in the work tree, into DEST:
+# what git tracks (less files deleted and not yet committed) and new files
+# it does not ignore; without git, the tree less build outputs.
+copy_work_tree() {
+	if git rev-parse --verify -q HEAD >/dev/null 2>&1; then
+		git ls-files -z --cached --others --exclude-standard |
+			while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
+			tar --null -T - -cf - | (cd "$1" && tar -xf -)
+	else
+		tar --exclude=.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' --exclude=node_modules \
+			--exclude=.npm-cache --exclude='tmp_check*' -cf - . | (cd "$1" && tar -xf -)
+	fi
+}
+
 # build_and_install [MAKE-ARGS...]
 build_and_install() {
 	say "building and installing the extension"
